@@ -1,0 +1,151 @@
+package backendtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+// Factory returns a backend for one subtest. The suite closes it when the
+// subtest ends.
+type Factory func(t *testing.T) backends.Backend
+
+// Timing used by the suite. Leases are short so expiry tests are quick, long
+// enough that a slow race-enabled run does not lose a lease it extends.
+const (
+	shortLease = 400 * time.Millisecond
+	longLease  = time.Minute
+	waitLimit  = 15 * time.Second
+)
+
+type harness struct {
+	t   *testing.T
+	b   backends.Backend
+	ctx context.Context
+	ns  string // namespace for this subtest's queues, IDs and unique keys
+}
+
+func newHarness(t *testing.T, f Factory) *harness {
+	t.Helper()
+	t.Parallel()
+	b := f(t)
+	t.Cleanup(func() { _ = b.Close() })
+	return &harness{t: t, b: b, ctx: context.Background(), ns: randHex(6)}
+}
+
+func randHex(n int) string {
+	buf := make([]byte, n)
+	_, _ = rand.Read(buf)
+	return hex.EncodeToString(buf)
+}
+
+// queue returns a queue name owned by this subtest.
+func (h *harness) queue(name string) string { return "bt-" + h.ns + "-" + name }
+
+// newID returns a fresh job ID.
+func (h *harness) newID() string { return h.ns + "-" + randHex(8) }
+
+// ins builds an insert for queue q with a payload naming it.
+func (h *harness) ins(q, payload string) *backends.JobInsert {
+	return &backends.JobInsert{ID: h.newID(), Queue: q, Task: "bt.task", Payload: []byte(payload)}
+}
+
+func (h *harness) enqueue(jobs ...*backends.JobInsert) []backends.EnqueueResult {
+	h.t.Helper()
+	res, err := h.b.Enqueue(h.ctx, backends.EnqueueParams{Jobs: jobs})
+	if err != nil {
+		h.t.Fatalf("Enqueue: %v", err)
+	}
+	if len(res) != len(jobs) {
+		h.t.Fatalf("Enqueue returned %d results for %d jobs", len(res), len(jobs))
+	}
+	return res
+}
+
+func (h *harness) reserve(q string, limit int, lease time.Duration) []*job.Record {
+	h.t.Helper()
+	recs, err := h.b.Reserve(h.ctx, backends.ReserveParams{Queue: q, Limit: limit, Lease: lease, Worker: "bt"})
+	if err != nil {
+		h.t.Fatalf("Reserve(%s): %v", q, err)
+	}
+	if len(recs) > limit {
+		h.t.Fatalf("Reserve(%s, limit %d) returned %d jobs", q, limit, len(recs))
+	}
+	return recs
+}
+
+func (h *harness) reserveOne(q string, lease time.Duration) *job.Record {
+	h.t.Helper()
+	recs := h.reserve(q, 1, lease)
+	if len(recs) != 1 {
+		h.t.Fatalf("Reserve(%s) returned %d jobs, want 1", q, len(recs))
+	}
+	return recs[0]
+}
+
+func (h *harness) expectEmpty(q string) {
+	h.t.Helper()
+	if recs := h.reserve(q, 10, longLease); len(recs) != 0 {
+		h.t.Fatalf("Reserve(%s) returned %d jobs (first %s, payload %q), want none", q, len(recs), recs[0].ID, recs[0].Payload)
+	}
+}
+
+// eventually reserves from q until a job comes back or waitLimit passes.
+// It polls because the condition is the passage of a lease or retry time,
+// which no backend announces.
+func (h *harness) eventuallyReserve(q string, lease time.Duration) *job.Record {
+	h.t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for time.Now().Before(deadline) {
+		if recs := h.reserve(q, 1, lease); len(recs) == 1 {
+			return recs[0]
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.t.Fatalf("no job became due in %s within %s", q, waitLimit)
+	return nil
+}
+
+func (h *harness) complete(r *job.Record, result []byte) {
+	h.t.Helper()
+	if err := h.b.Complete(h.ctx, backends.CompleteParams{Lease: r.Lease, Result: result}); err != nil {
+		h.t.Fatalf("Complete(%s): %v", r.ID, err)
+	}
+}
+
+// get returns the job if the backend can inspect, else nil.
+func (h *harness) get(id string) *job.Record {
+	h.t.Helper()
+	in, ok := h.b.(backends.Inspector)
+	if !ok {
+		return nil
+	}
+	r, err := in.GetJob(h.ctx, backends.GetJobParams{ID: id})
+	if err != nil {
+		h.t.Fatalf("GetJob(%s): %v", id, err)
+	}
+	return r
+}
+
+// expectState checks a job's state where the backend can inspect.
+func (h *harness) expectState(id string, want job.State) *job.Record {
+	h.t.Helper()
+	r := h.get(id)
+	if r != nil && r.State != want {
+		h.t.Fatalf("job %s is %s, want %s", id, r.State, want)
+	}
+	return r
+}
+
+func expectErr(t *testing.T, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("error = %v, want one wrapping %v", err, want)
+	}
+}

@@ -1,0 +1,160 @@
+package backends
+
+import (
+	"context"
+	"database/sql"
+
+	"github.com/conveyorhq/conveyor/job"
+)
+
+// Inspector reads jobs and queue statistics.
+//
+// Fallback when absent: status and result by ID, Wait, the CLI's inspect
+// command and the dashboard return job.ErrUnsupported.
+type Inspector interface {
+	// GetJob returns the job with that ID or an error wrapping job.ErrNotFound.
+	GetJob(ctx context.Context, p GetJobParams) (*job.Record, error)
+	// ListJobs returns jobs in one queue (or all queues) and state, oldest
+	// first, a page at a time.
+	ListJobs(ctx context.Context, p ListJobsParams) (*JobPage, error)
+	// QueueStats returns, for every queue that has jobs or was paused, the
+	// number of jobs in each state. Cheap enough to call every few seconds.
+	QueueStats(ctx context.Context, p QueueStatsParams) ([]QueueStats, error)
+}
+
+// Admin changes jobs on an operator's behalf.
+//
+// Fallback when absent: replay, delete and purge return job.ErrUnsupported.
+type Admin interface {
+	// ReplayJobs moves dead (or cancelled) jobs back to Pending with a fresh
+	// delivery count, keeping their attempt history. Replaced payloads, if
+	// given, overwrite the stored ones (an operator's edit).
+	ReplayJobs(ctx context.Context, p ReplayJobsParams) (int, error)
+	// DeleteJobs deletes finished or waiting jobs by ID; running jobs are
+	// left alone (cancel them first). It returns how many were deleted.
+	DeleteJobs(ctx context.Context, p DeleteJobsParams) (int, error)
+	// PurgeQueue deletes every job of one queue in the given states and
+	// returns how many. Running jobs are never purged.
+	PurgeQueue(ctx context.Context, p PurgeQueueParams) (int, error)
+}
+
+// Pauser pauses and resumes queues cluster-wide: Reserve on a paused queue
+// returns nothing, running jobs carry on.
+//
+// Fallback when absent: pausing returns job.ErrUnsupported; an operator stops
+// the workers of that queue instead.
+type Pauser interface {
+	PauseQueue(ctx context.Context, p PauseQueueParams) error
+	ResumeQueue(ctx context.Context, p PauseQueueParams) error
+}
+
+// Notifier pushes hints that something changed, so idle workers and waiters
+// wake within milliseconds instead of polling.
+//
+// Events are hints: they may be coalesced or dropped when a listener is slow,
+// so a listener re-checks the backend after each one and still polls at a
+// slow interval. Fallback when absent: workers poll every
+// worker.Config.PollInterval and Wait polls with backoff.
+type Notifier interface {
+	// Listen delivers events until ctx ends, then closes the channel.
+	Listen(ctx context.Context, p ListenParams) (<-chan Event, error)
+}
+
+// SQLTxEnqueuer enqueues inside the caller's database/sql transaction, so a
+// job exists if and only if the caller's transaction commits. Only backends
+// that store jobs in that same database implement it.
+//
+// Fallback when absent: EnqueueTx returns job.ErrUnsupported; enqueue after
+// commit and make the handler idempotent.
+type SQLTxEnqueuer interface {
+	EnqueueTx(ctx context.Context, tx *sql.Tx, p EnqueueParams) ([]EnqueueResult, error)
+}
+
+// GetJobParams is the input of Inspector.GetJob.
+type GetJobParams struct {
+	ID string
+}
+
+// ListJobsParams is the input of Inspector.ListJobs.
+type ListJobsParams struct {
+	Queue  string    // empty: all queues
+	State  job.State // required
+	Limit  int       // 0 means 100
+	Cursor string    // from the previous page's Next; empty for the first page
+}
+
+// JobPage is one page of ListJobs.
+type JobPage struct {
+	Jobs []*job.Record
+	Next string // empty on the last page
+}
+
+// QueueStatsParams is the input of Inspector.QueueStats.
+type QueueStatsParams struct {
+	Queue string // empty: all queues
+}
+
+// QueueStats counts the jobs of one queue by state.
+type QueueStats struct {
+	Queue  string
+	Paused bool
+	Counts map[job.State]int
+}
+
+// Depth is the number of unfinished jobs, the figure MaxDepth bounds.
+func (s QueueStats) Depth() int {
+	n := 0
+	for st, c := range s.Counts {
+		if !st.Finished() {
+			n += c
+		}
+	}
+	return n
+}
+
+// ReplayJobsParams is the input of Admin.ReplayJobs. Either IDs or Queue
+// (every dead job of that queue) is set.
+type ReplayJobsParams struct {
+	IDs      []string
+	Queue    string
+	Payloads map[string][]byte // optional replacement payload per job ID
+}
+
+// DeleteJobsParams is the input of Admin.DeleteJobs.
+type DeleteJobsParams struct {
+	IDs []string
+}
+
+// PurgeQueueParams is the input of Admin.PurgeQueue.
+type PurgeQueueParams struct {
+	Queue  string
+	States []job.State // required; Running is ignored
+}
+
+// PauseQueueParams is the input of Pauser.PauseQueue and ResumeQueue.
+type PauseQueueParams struct {
+	Queue string
+}
+
+// ListenParams is the input of Notifier.Listen.
+type ListenParams struct {
+	Queues []string // empty: every queue
+}
+
+// EventKind says what an Event announces.
+type EventKind int
+
+const (
+	// JobsAvailable: jobs became due in Queue (an enqueue, a retry, a
+	// released lease, a resume).
+	JobsAvailable EventKind = iota + 1
+	// JobFinished: the job JobID reached a final state.
+	JobFinished
+)
+
+// Event is a hint from a Notifier.
+type Event struct {
+	Kind  EventKind
+	Queue string
+	JobID string
+}

@@ -1,0 +1,63 @@
+// Package notify is an in-process event hub that backends without a native
+// notification channel use to implement backends.Notifier for listeners in
+// the same process.
+package notify
+
+import (
+	"context"
+	"sync"
+
+	"github.com/conveyorhq/conveyor/backends"
+)
+
+// Hub fans events out to listeners. Sends never block: a slow listener
+// misses events, which the Notifier contract allows.
+type Hub struct {
+	mu        sync.Mutex
+	listeners map[*listener]struct{}
+}
+
+type listener struct {
+	queues map[string]bool // nil: all
+	ch     chan backends.Event
+}
+
+// Listen implements backends.Notifier.
+func (h *Hub) Listen(ctx context.Context, p backends.ListenParams) (<-chan backends.Event, error) {
+	l := &listener{ch: make(chan backends.Event, 64)}
+	if len(p.Queues) > 0 {
+		l.queues = map[string]bool{}
+		for _, q := range p.Queues {
+			l.queues[q] = true
+		}
+	}
+	h.mu.Lock()
+	if h.listeners == nil {
+		h.listeners = map[*listener]struct{}{}
+	}
+	h.listeners[l] = struct{}{}
+	h.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		h.mu.Lock()
+		delete(h.listeners, l)
+		close(l.ch)
+		h.mu.Unlock()
+	}()
+	return l.ch, nil
+}
+
+// Publish sends ev to every listener interested in its queue.
+func (h *Hub) Publish(ev backends.Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for l := range h.listeners {
+		if l.queues != nil && !l.queues[ev.Queue] {
+			continue
+		}
+		select {
+		case l.ch <- ev:
+		default:
+		}
+	}
+}

@@ -1,0 +1,383 @@
+package membackend
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/notify"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+// Backend is the in-memory backend. The zero value is not usable; call New.
+type Backend struct {
+	mu     sync.Mutex
+	jobs   map[string]*entry
+	queues map[string]*queueState
+	unique map[string]*entry // unique key -> the job that last took it
+	seq    uint64
+	closed bool
+	hub    notify.Hub
+}
+
+type entry struct {
+	rec job.Record
+	seq uint64 // enqueue order
+	ver uint64 // bumped at every change of state; see item
+}
+
+type queueState struct {
+	ready   readyHeap
+	later   timeHeap // waiting, not yet due, by run-at
+	running timeHeap // by lease expiry
+	paused  bool
+	counts  map[job.State]int
+}
+
+var (
+	_ backends.Backend   = (*Backend)(nil)
+	_ backends.Inspector = (*Backend)(nil)
+	_ backends.Admin     = (*Backend)(nil)
+	_ backends.Pauser    = (*Backend)(nil)
+	_ backends.Notifier  = (*Backend)(nil)
+)
+
+// New returns an empty in-memory backend.
+func New() *Backend {
+	return &Backend{
+		jobs:   map[string]*entry{},
+		queues: map[string]*queueState{},
+		unique: map[string]*entry{},
+	}
+}
+
+func (b *Backend) queue(name string) *queueState {
+	q := b.queues[name]
+	if q == nil {
+		q = &queueState{counts: map[job.State]int{}}
+		b.queues[name] = q
+	}
+	return q
+}
+
+// setState moves e to state s, keeps the counters and files the entry in the
+// heap its new state belongs to. The caller holds b.mu.
+func (b *Backend) setState(e *entry, s job.State, now time.Time) {
+	q := b.queue(e.rec.Queue)
+	if e.rec.State != "" {
+		q.counts[e.rec.State]--
+	}
+	e.rec.State = s
+	q.counts[s]++
+	e.ver++
+	it := item{e: e, ver: e.ver}
+	switch {
+	case s.Waiting() && !e.rec.RunAt.After(now):
+		heap.Push(&q.ready, it)
+	case s.Waiting():
+		heap.Push(&q.later, timedItem{item: it, at: e.rec.RunAt.UnixNano()})
+	case s == job.Running:
+		heap.Push(&q.running, timedItem{item: it, at: e.rec.Lease.ExpiresAt.UnixNano()})
+	}
+	if s.Finished() {
+		e.rec.FinishedAt = now
+		e.rec.Lease = job.Lease{}
+		b.hub.Publish(backends.Event{Kind: backends.JobFinished, Queue: e.rec.Queue, JobID: e.rec.ID})
+	}
+}
+
+func (b *Backend) checkOpen() error {
+	if b.closed {
+		return job.ErrClosed
+	}
+	return nil
+}
+
+// Enqueue implements backends.Backend.
+func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	res := make([]backends.EnqueueResult, len(p.Jobs))
+	held := map[string]string{} // unique keys taken within this batch
+	adding := map[string]int{}
+	for i, ins := range p.Jobs {
+		if id, ok := b.heldKey(ins.UniqueKey, now, held); ok {
+			res[i] = backends.EnqueueResult{ID: id, Duplicate: true}
+			continue
+		}
+		if _, ok := b.jobs[ins.ID]; ok {
+			return nil, fmt.Errorf("%w: job ID %s already exists", job.ErrInvalid, ins.ID)
+		}
+		if ins.UniqueKey != "" {
+			held[ins.UniqueKey] = ins.ID
+		}
+		adding[ins.Queue]++
+	}
+	for qn, check := range p.DepthNeeded() {
+		if check.MaxDepth == 0 {
+			continue
+		}
+		depth := b.depth(qn)
+		if depth+adding[qn] > check.MaxDepth {
+			return nil, backends.QueueFullError(qn, depth, adding[qn], check.MaxDepth)
+		}
+	}
+	for i, ins := range p.Jobs {
+		if res[i].Duplicate {
+			continue
+		}
+		b.seq++
+		e := &entry{seq: b.seq, rec: job.Record{
+			ID: ins.ID, Queue: ins.Queue, Task: ins.Task,
+			Payload: slices.Clone(ins.Payload), Headers: maps.Clone(ins.Headers),
+			Priority: ins.Priority, RunAt: ins.RunAt, CreatedAt: now,
+			MaxDeliveries: ins.MaxDeliveries, Timeout: ins.Timeout, RetryPolicy: ins.RetryPolicy,
+			UniqueKey: ins.UniqueKey, UniqueUntil: ins.UniqueUntil,
+		}}
+		if e.rec.RunAt.IsZero() {
+			e.rec.RunAt = now
+		}
+		b.jobs[ins.ID] = e
+		if ins.UniqueKey != "" {
+			b.unique[ins.UniqueKey] = e
+		}
+		state := job.Pending
+		if e.rec.RunAt.After(now) {
+			state = job.Scheduled
+		}
+		b.setState(e, state, now)
+		res[i] = backends.EnqueueResult{ID: ins.ID, State: state}
+		b.hub.Publish(backends.Event{Kind: backends.JobsAvailable, Queue: ins.Queue})
+	}
+	for i := range res {
+		if res[i].Duplicate {
+			res[i].State = b.jobs[res[i].ID].rec.State
+		}
+	}
+	return res, nil
+}
+
+// heldKey reports which job holds a unique key, if any.
+func (b *Backend) heldKey(key string, now time.Time, batch map[string]string) (string, bool) {
+	if key == "" {
+		return "", false
+	}
+	if id, ok := batch[key]; ok {
+		return id, true
+	}
+	e := b.unique[key]
+	if e == nil || b.jobs[e.rec.ID] != e {
+		return "", false
+	}
+	if e.rec.UniqueUntil.IsZero() {
+		return e.rec.ID, !e.rec.State.Finished()
+	}
+	return e.rec.ID, now.Before(e.rec.UniqueUntil)
+}
+
+func (b *Backend) depth(queue string) int {
+	q := b.queues[queue]
+	if q == nil {
+		return 0
+	}
+	n := 0
+	for s, c := range q.counts {
+		if !s.Finished() {
+			n += c
+		}
+	}
+	return n
+}
+
+// Reserve implements backends.Backend.
+func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	q := b.queue(p.Queue)
+	if q.paused {
+		return nil, nil
+	}
+	// Expired leases and newly due jobs join the ready heap.
+	q.running.popDue(now.UnixNano(), func(e *entry) { b.setState(e, job.Pending, now) })
+	q.later.popDue(now.UnixNano(), func(e *entry) {
+		e.ver++
+		heap.Push(&q.ready, item{e: e, ver: e.ver})
+	})
+	var out []*job.Record
+	for len(out) < p.Limit && q.ready.Len() > 0 {
+		it := heap.Pop(&q.ready).(item)
+		if !it.live() {
+			continue
+		}
+		e := it.e
+		if e.rec.MaxDeliveries > 0 && e.rec.Deliveries >= e.rec.MaxDeliveries {
+			e.rec.Errors = append(e.rec.Errors, job.AttemptError{
+				Attempt: e.rec.Attempts() + 1, At: now, Error: backends.PoisonReason(e.rec.Deliveries),
+			})
+			b.setState(e, job.Dead, now)
+			continue
+		}
+		e.rec.Deliveries++
+		e.rec.StartedAt = now
+		e.rec.CancelRequested = false
+		e.rec.Lease = job.Lease{JobID: e.rec.ID, Token: strconv.FormatUint(e.seq, 36) + "." + strconv.Itoa(e.rec.Deliveries), ExpiresAt: now.Add(p.Lease)}
+		b.setState(e, job.Running, now)
+		out = append(out, clone(&e.rec))
+	}
+	return out, nil
+}
+
+// leased returns the entry l holds, or ErrLeaseLost. The caller holds b.mu.
+func (b *Backend) leased(l job.Lease) (*entry, error) {
+	e := b.jobs[l.JobID]
+	if e == nil || e.rec.State != job.Running || e.rec.Lease.Token != l.Token {
+		return nil, fmt.Errorf("%w: job %s", job.ErrLeaseLost, l.JobID)
+	}
+	return e, nil
+}
+
+// Extend implements backends.Backend.
+func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backends.ExtendResult, error) {
+	now := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	out := make([]backends.ExtendResult, len(p.Leases))
+	for i, l := range p.Leases {
+		out[i].JobID = l.JobID
+		e, err := b.leased(l)
+		if err != nil || !e.rec.Lease.ExpiresAt.After(now) {
+			// An expired lease is lost even if no one took the job yet:
+			// another worker may reserve it at any moment.
+			out[i].Lost = true
+			continue
+		}
+		e.rec.Lease.ExpiresAt = now.Add(p.Lease)
+		b.setState(e, job.Running, now) // re-file under the new expiry
+		out[i].ExpiresAt = e.rec.Lease.ExpiresAt
+		out[i].CancelRequested = e.rec.CancelRequested
+	}
+	return out, nil
+}
+
+// Complete implements backends.Backend.
+func (b *Backend) Complete(ctx context.Context, p backends.CompleteParams) error {
+	now := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e, err := b.leased(p.Lease)
+	if err != nil {
+		return err
+	}
+	e.rec.Result = slices.Clone(p.Result)
+	b.setState(e, job.Done, now)
+	return nil
+}
+
+// Retry implements backends.Backend.
+func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
+	now := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e, err := b.leased(p.Lease)
+	if err != nil {
+		return err
+	}
+	e.rec.Lease = job.Lease{}
+	e.rec.RunAt = p.At
+	state := job.Retrying
+	if p.Error == nil {
+		e.rec.Deliveries--
+		state = job.Scheduled
+	} else {
+		e.rec.Errors = append(e.rec.Errors, *p.Error)
+	}
+	if !p.At.After(now) {
+		state = job.Pending
+		b.hub.Publish(backends.Event{Kind: backends.JobsAvailable, Queue: e.rec.Queue})
+	}
+	b.setState(e, state, now)
+	return nil
+}
+
+// DeadLetter implements backends.Backend.
+func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) error {
+	now := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e, err := b.leased(p.Lease)
+	if err != nil {
+		return err
+	}
+	e.rec.Errors = append(e.rec.Errors, p.Error)
+	b.setState(e, job.Dead, now)
+	return nil
+}
+
+// Cancel implements backends.Backend.
+func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.State, error) {
+	now := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e := b.jobs[p.JobID]
+	if e == nil {
+		return "", fmt.Errorf("%w: %s", job.ErrNotFound, p.JobID)
+	}
+	switch {
+	case e.rec.State.Finished():
+		return e.rec.State, fmt.Errorf("%w: %s is %s", job.ErrFinished, p.JobID, e.rec.State)
+	case e.rec.State == job.Running && p.Lease == nil:
+		e.rec.CancelRequested = true
+		return job.Running, nil
+	case e.rec.State == job.Running:
+		if _, err := b.leased(*p.Lease); err != nil {
+			return e.rec.State, err
+		}
+	}
+	b.setState(e, job.Cancelled, now)
+	return job.Cancelled, nil
+}
+
+// Close implements backends.Backend. Later calls fail with job.ErrClosed.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	return nil
+}
+
+// Listen implements backends.Notifier.
+func (b *Backend) Listen(ctx context.Context, p backends.ListenParams) (<-chan backends.Event, error) {
+	return b.hub.Listen(ctx, p)
+}
+
+func clone(r *job.Record) *job.Record {
+	c := *r
+	c.Payload = slices.Clone(r.Payload)
+	c.Result = slices.Clone(r.Result)
+	c.Headers = maps.Clone(r.Headers)
+	c.Errors = slices.Clone(r.Errors)
+	return &c
+}

@@ -1,0 +1,174 @@
+package membackend
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+// GetJob implements backends.Inspector.
+func (b *Backend) GetJob(ctx context.Context, p backends.GetJobParams) (*job.Record, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e := b.jobs[p.ID]
+	if e == nil {
+		return nil, fmt.Errorf("%w: %s", job.ErrNotFound, p.ID)
+	}
+	return clone(&e.rec), nil
+}
+
+// ListJobs implements backends.Inspector. It scans every job: fine for the
+// sizes an in-memory backend holds.
+func (b *Backend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*backends.JobPage, error) {
+	if !p.State.Valid() {
+		return nil, fmt.Errorf("%w: list needs a valid state, got %q", job.ErrInvalid, p.State)
+	}
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	var after uint64
+	if p.Cursor != "" {
+		var err error
+		if after, err = strconv.ParseUint(p.Cursor, 10, 64); err != nil {
+			return nil, fmt.Errorf("%w: bad cursor %q", job.ErrInvalid, p.Cursor)
+		}
+	}
+	b.mu.Lock()
+	var match []*entry
+	for _, e := range b.jobs {
+		if e.seq > after && e.rec.State == p.State && (p.Queue == "" || e.rec.Queue == p.Queue) {
+			match = append(match, e)
+		}
+	}
+	slices.SortFunc(match, func(x, y *entry) int { return int(x.seq) - int(y.seq) })
+	page := &backends.JobPage{}
+	for i, e := range match {
+		if i == limit {
+			page.Next = strconv.FormatUint(match[i-1].seq, 10)
+			break
+		}
+		page.Jobs = append(page.Jobs, clone(&e.rec))
+	}
+	b.mu.Unlock()
+	return page, nil
+}
+
+// QueueStats implements backends.Inspector from counters kept at every
+// state change.
+func (b *Backend) QueueStats(ctx context.Context, p backends.QueueStatsParams) ([]backends.QueueStats, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []backends.QueueStats
+	for name, q := range b.queues {
+		if p.Queue != "" && name != p.Queue {
+			continue
+		}
+		s := backends.QueueStats{Queue: name, Paused: q.paused, Counts: map[job.State]int{}}
+		for st, c := range q.counts {
+			if c > 0 {
+				s.Counts[st] = c
+			}
+		}
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(x, y backends.QueueStats) int { return cmpString(x.Queue, y.Queue) })
+	return out, nil
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// ReplayJobs implements backends.Admin.
+func (b *Backend) ReplayJobs(ctx context.Context, p backends.ReplayJobsParams) (int, error) {
+	now := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var targets []*entry
+	if p.Queue != "" {
+		for _, e := range b.jobs {
+			if e.rec.Queue == p.Queue && e.rec.State == job.Dead {
+				targets = append(targets, e)
+			}
+		}
+	}
+	for _, id := range p.IDs {
+		if e := b.jobs[id]; e != nil && (e.rec.State == job.Dead || e.rec.State == job.Cancelled) {
+			targets = append(targets, e)
+		}
+	}
+	for _, e := range targets {
+		if pl, ok := p.Payloads[e.rec.ID]; ok {
+			e.rec.Payload = slices.Clone(pl)
+		}
+		e.rec.Deliveries = 0
+		e.rec.RunAt = now
+		e.rec.FinishedAt = time.Time{}
+		b.setState(e, job.Pending, now)
+		b.hub.Publish(backends.Event{Kind: backends.JobsAvailable, Queue: e.rec.Queue})
+	}
+	return len(targets), nil
+}
+
+// DeleteJobs implements backends.Admin.
+func (b *Backend) DeleteJobs(ctx context.Context, p backends.DeleteJobsParams) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, id := range p.IDs {
+		if e := b.jobs[id]; e != nil && e.rec.State != job.Running {
+			b.remove(e)
+			n++
+		}
+	}
+	return n, nil
+}
+
+// PurgeQueue implements backends.Admin.
+func (b *Backend) PurgeQueue(ctx context.Context, p backends.PurgeQueueParams) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, e := range b.jobs {
+		if e.rec.Queue == p.Queue && e.rec.State != job.Running && slices.Contains(p.States, e.rec.State) {
+			b.remove(e)
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (b *Backend) remove(e *entry) {
+	b.queue(e.rec.Queue).counts[e.rec.State]--
+	e.ver++ // drops it from every heap
+	delete(b.jobs, e.rec.ID)
+}
+
+// PauseQueue implements backends.Pauser.
+func (b *Backend) PauseQueue(ctx context.Context, p backends.PauseQueueParams) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.queue(p.Queue).paused = true
+	return nil
+}
+
+// ResumeQueue implements backends.Pauser.
+func (b *Backend) ResumeQueue(ctx context.Context, p backends.PauseQueueParams) error {
+	b.mu.Lock()
+	b.queue(p.Queue).paused = false
+	b.mu.Unlock()
+	b.hub.Publish(backends.Event{Kind: backends.JobsAvailable, Queue: p.Queue})
+	return nil
+}

@@ -1,0 +1,69 @@
+package backends
+
+import (
+	"fmt"
+
+	"github.com/conveyorhq/conveyor/job"
+)
+
+// Validate checks what every backend requires of an insert batch, so that all
+// of them reject the same malformed input with the same error.
+func (p EnqueueParams) Validate() error {
+	for i, ins := range p.Jobs {
+		switch {
+		case ins == nil:
+			return fmt.Errorf("%w: job %d is nil", job.ErrInvalid, i)
+		case ins.ID == "":
+			return fmt.Errorf("%w: job %d has no ID", job.ErrInvalid, i)
+		case ins.Queue == "":
+			return fmt.Errorf("%w: job %s has no queue", job.ErrInvalid, ins.ID)
+		case ins.Task == "":
+			return fmt.Errorf("%w: job %s has no task name", job.ErrInvalid, ins.ID)
+		case ins.MaxDepth < 0 || ins.MaxDeliveries < 0 || ins.Timeout < 0:
+			return fmt.Errorf("%w: job %s has a negative bound", job.ErrInvalid, ins.ID)
+		}
+	}
+	return nil
+}
+
+// Validate checks a reserve request.
+func (p ReserveParams) Validate() error {
+	if p.Queue == "" || p.Limit < 1 || p.Lease <= 0 {
+		return fmt.Errorf("%w: reserve needs a queue, a limit of at least 1 and a positive lease", job.ErrInvalid)
+	}
+	return nil
+}
+
+// DepthNeeded returns, per queue, how many new jobs the batch adds and the
+// tightest MaxDepth asked for, for backends that check the bound themselves.
+func (p EnqueueParams) DepthNeeded() map[string]DepthCheck {
+	m := map[string]DepthCheck{}
+	for _, ins := range p.Jobs {
+		c := m[ins.Queue]
+		c.Adding++
+		if ins.MaxDepth > 0 && (c.MaxDepth == 0 || ins.MaxDepth < c.MaxDepth) {
+			c.MaxDepth = ins.MaxDepth
+		}
+		m[ins.Queue] = c
+	}
+	return m
+}
+
+// DepthCheck is one queue's share of an insert batch.
+type DepthCheck struct {
+	Adding   int // jobs in the batch for this queue (duplicates included)
+	MaxDepth int // 0: unbounded
+}
+
+// QueueFullError builds the error a backend returns when a batch would push
+// queue past its bound.
+func QueueFullError(queue string, depth, adding, max int) error {
+	return fmt.Errorf("%w: queue %q has %d unfinished jobs, adding %d would pass its bound of %d",
+		job.ErrQueueFull, queue, depth, adding, max)
+}
+
+// PoisonReason is the error recorded when Reserve dead-letters a job that
+// was delivered MaxDeliveries times without finishing.
+func PoisonReason(deliveries int) string {
+	return fmt.Sprintf("poison message: delivered %d times without finishing (max deliveries reached; its worker crashed or lost the lease each time)", deliveries)
+}

@@ -1,0 +1,31 @@
+package job
+
+import "errors"
+
+// Sentinel errors. Backends and the task API wrap them with %w and context;
+// callers test them with errors.Is.
+var (
+	// ErrNotFound: no job (or queue) has that ID.
+	ErrNotFound = errors.New("conveyor: job not found")
+	// ErrQueueFull: the enqueue would push a queue past its maximum depth.
+	// A web handler typically answers 503 or 429.
+	ErrQueueFull = errors.New("conveyor: queue full")
+	// ErrLeaseLost: the caller's lease on a job expired or was superseded,
+	// so another worker may own the job now. The caller must drop its result.
+	ErrLeaseLost = errors.New("conveyor: lease lost")
+	// ErrFinished: the job is already done, dead or cancelled.
+	ErrFinished = errors.New("conveyor: job already finished")
+	// ErrInvalid: the request is malformed (missing queue or task name,
+	// bad state, negative limit, ...).
+	ErrInvalid = errors.New("conveyor: invalid request")
+	// ErrUnsupported: the backend lacks the optional capability asked for.
+	ErrUnsupported = errors.New("conveyor: not supported by this backend")
+	// ErrPayloadTooLarge: an encoded payload exceeds the size limit.
+	ErrPayloadTooLarge = errors.New("conveyor: payload too large")
+	// ErrUnknownTask: no handler is registered for the job's task name.
+	ErrUnknownTask = errors.New("conveyor: unknown task")
+	// ErrMalformedPayload: a stored payload could not be decoded.
+	ErrMalformedPayload = errors.New("conveyor: malformed payload")
+	// ErrClosed: the backend or client was closed.
+	ErrClosed = errors.New("conveyor: closed")
+)
