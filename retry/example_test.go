@@ -1,0 +1,33 @@
+package retry_test
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/conveyorhq/conveyor/retry"
+)
+
+var errRateLimited = errors.New("rate limited")
+
+func ExamplePolicy() {
+	// Retry only rate limits: wait 1s, 2s, 4s ... up to 30s, for at most
+	// 5 attempts or 10 minutes, whichever comes first.
+	p := retry.Policy{
+		Stop:    retry.StopAny(retry.StopAfterAttempt(5), retry.StopAfterElapsed(10*time.Minute)),
+		Wait:    retry.WaitExponential(time.Second, 30*time.Second),
+		RetryIf: retry.IfErrorIs(errRateLimited),
+	}
+	for n := 1; n <= 5; n++ {
+		d := p.Decide(retry.Attempt{Number: n, Elapsed: time.Duration(n) * time.Second, Err: errRateLimited})
+		fmt.Println(n, d.Retry, d.Delay, d.Reason == "")
+	}
+	fmt.Println(p.Decide(retry.Attempt{Number: 1, Err: errors.New("bad input")}).Reason)
+	// Output:
+	// 1 true 1s true
+	// 2 true 2s true
+	// 3 true 4s true
+	// 4 true 8s true
+	// 5 false 0s false
+	// error is not retryable
+}
