@@ -18,16 +18,17 @@ func ExamplePolicy() {
 		Wait:    retry.WaitExponential(time.Second, 30*time.Second),
 		RetryIf: retry.IfErrorIs(errRateLimited),
 	}
-	for n := 1; n <= 5; n++ {
+	for n := 1; n <= 4; n++ {
 		d := p.Decide(retry.Attempt{Number: n, Elapsed: time.Duration(n) * time.Second, Err: errRateLimited})
-		fmt.Println(n, d.Retry, d.Delay, d.Reason == "")
+		fmt.Println(n, d.Retry, d.Delay)
 	}
+	fmt.Println(p.Decide(retry.Attempt{Number: 5, Err: errRateLimited}).Reason)
 	fmt.Println(p.Decide(retry.Attempt{Number: 1, Err: errors.New("bad input")}).Reason)
 	// Output:
-	// 1 true 1s true
-	// 2 true 2s true
-	// 3 true 4s true
-	// 4 true 8s true
-	// 5 false 0s false
+	// 1 true 1s
+	// 2 true 2s
+	// 3 true 4s
+	// 4 true 8s
+	// retries exhausted
 	// error is not retryable
 }
