@@ -20,7 +20,8 @@ type Backend interface {
 	// its MaxDepth, nothing is inserted and the error wraps
 	// job.ErrQueueFull. A job whose UniqueKey is held by an existing job is
 	// not inserted; its result carries the existing job's ID and
-	// Duplicate=true. Results are in the order of p.Jobs.
+	// Duplicate=true; so does a job whose ID already exists, which makes a
+	// retried Enqueue idempotent. Results are in the order of p.Jobs.
 	Enqueue(ctx context.Context, p EnqueueParams) ([]EnqueueResult, error)
 
 	// Reserve leases up to p.Limit due jobs of one queue: waiting jobs whose

@@ -29,3 +29,13 @@ var (
 	// ErrClosed: the backend or client was closed.
 	ErrClosed = errors.New("conveyor: closed")
 )
+
+// Outcomes of waiting for a job, for callers of Wait and Result.
+var (
+	// ErrNotFinished: the job has no result yet.
+	ErrNotFinished = errors.New("conveyor: job not finished")
+	// ErrDeadLettered: the job ended in dead letter; the error says why.
+	ErrDeadLettered = errors.New("conveyor: job dead-lettered")
+	// ErrCancelled: the job was cancelled.
+	ErrCancelled = errors.New("conveyor: job cancelled")
+)

@@ -352,6 +352,13 @@ func testUniqueness(h *harness) {
 	if res := h.enqueue(mk()); !res[0].Duplicate || res[0].ID != first.ID || res[0].State != job.Pending {
 		h.t.Fatalf("duplicate enqueue = %+v, want the existing job", res[0])
 	}
+	// Re-sending an insert with an existing ID (a client retrying after a
+	// timeout) is a duplicate too, not a second job.
+	again := h.ins(q, "x")
+	again.ID = first.ID
+	if res := h.enqueue(again); !res[0].Duplicate || res[0].ID != first.ID {
+		h.t.Fatalf("re-sent insert = %+v, want the existing job", res[0])
+	}
 	r := h.reserveOne(q, longLease)
 	h.expectEmpty(q)
 	if res := h.enqueue(mk()); !res[0].Duplicate || res[0].State != job.Running {

@@ -114,12 +114,13 @@ func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]back
 	held := map[string]string{} // unique keys taken within this batch
 	adding := map[string]int{}
 	for i, ins := range p.Jobs {
+		if _, ok := b.jobs[ins.ID]; ok {
+			res[i] = backends.EnqueueResult{ID: ins.ID, Duplicate: true}
+			continue
+		}
 		if id, ok := b.heldKey(ins.UniqueKey, now, held); ok {
 			res[i] = backends.EnqueueResult{ID: id, Duplicate: true}
 			continue
-		}
-		if _, ok := b.jobs[ins.ID]; ok {
-			return nil, fmt.Errorf("%w: job ID %s already exists", job.ErrInvalid, ins.ID)
 		}
 		if ins.UniqueKey != "" {
 			held[ins.UniqueKey] = ins.ID

@@ -1,0 +1,251 @@
+package queue
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/avast/retry-go/v4"
+	"github.com/google/uuid"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+// Sentinels re-exported from package job for callers of this package.
+var (
+	ErrQueueFull       = job.ErrQueueFull
+	ErrNotFound        = job.ErrNotFound
+	ErrPayloadTooLarge = job.ErrPayloadTooLarge
+	ErrUnsupported     = job.ErrUnsupported
+)
+
+// Client enqueues and inspects jobs on one backend. It is safe for
+// concurrent use; make one per process and share it.
+type Client struct {
+	b   backends.Backend
+	cfg Config
+}
+
+// NewClient returns a client on backend b.
+func NewClient(b backends.Backend, cfg Config) *Client {
+	if cfg.MaxPayloadBytes == 0 {
+		cfg.MaxPayloadBytes = defaultMaxPayloadBytes
+	}
+	return &Client{b: b, cfg: cfg}
+}
+
+// Backend returns the client's backend, for its optional capabilities.
+func (c *Client) Backend() backends.Backend { return c.b }
+
+// Request is one job ready to enqueue, built by Task.Request.
+type Request struct {
+	ins *backends.JobInsert
+	err error
+}
+
+// JobRef identifies an enqueued job.
+type JobRef struct {
+	ID string
+	// Duplicate is set when a job holding the same unique key (or ID)
+	// already existed: ID is that job and nothing was inserted.
+	Duplicate bool
+}
+
+// EnqueueMany enqueues a batch in one backend call where the backend allows.
+// The batch is all or nothing: any bad request (an argument that did not
+// encode, an oversized payload) or a full queue fails it whole. Refs are in
+// the order of reqs.
+func (c *Client) EnqueueMany(ctx context.Context, reqs ...Request) ([]JobRef, error) {
+	p, err := c.params(reqs)
+	if err != nil {
+		return nil, err
+	}
+	out, err := c.enqueue(ctx, p, func(ctx context.Context) ([]backends.EnqueueResult, error) {
+		return c.b.Enqueue(ctx, p)
+	})
+	if err == nil && c.cfg.Inline != nil {
+		if _, ierr := c.cfg.Inline.WorkDue(ctx); ierr != nil {
+			return out, fmt.Errorf("enqueued, but running inline failed: %w", ierr)
+		}
+	}
+	return out, err
+}
+
+// EnqueueTx enqueues inside the caller's database/sql transaction: the jobs
+// exist if and only if tx commits. The backend must store jobs in that
+// database (backends.SQLTxEnqueuer); otherwise the error wraps
+// ErrUnsupported.
+func (c *Client) EnqueueTx(ctx context.Context, tx *sql.Tx, reqs ...Request) ([]JobRef, error) {
+	txb, ok := c.b.(backends.SQLTxEnqueuer)
+	if !ok {
+		return nil, fmt.Errorf("%w: transactional enqueue on %T", job.ErrUnsupported, c.b)
+	}
+	p, err := c.params(reqs)
+	if err != nil {
+		return nil, err
+	}
+	// No retry or blocking here: the transaction is the caller's to retry.
+	res, err := txb.EnqueueTx(ctx, tx, p)
+	if err != nil {
+		return nil, fmt.Errorf("enqueue: %w", err)
+	}
+	return refs(res), nil
+}
+
+func (c *Client) params(reqs []Request) (backends.EnqueueParams, error) {
+	p := backends.EnqueueParams{Jobs: make([]*backends.JobInsert, len(reqs))}
+	for i, r := range reqs {
+		if r.err != nil {
+			return p, fmt.Errorf("request %d: %w", i, r.err)
+		}
+		if r.ins == nil {
+			return p, fmt.Errorf("%w: request %d is empty; build it with Task.Request", job.ErrInvalid, i)
+		}
+		if c.cfg.MaxPayloadBytes > 0 && len(r.ins.Payload) > c.cfg.MaxPayloadBytes {
+			return p, fmt.Errorf("request %d: %w: task %s payload is %d bytes, limit %d",
+				i, job.ErrPayloadTooLarge, r.ins.Task, len(r.ins.Payload), c.cfg.MaxPayloadBytes)
+		}
+		ins := *r.ins // a Request may be enqueued twice; each gets its own ID
+		ins.ID = newID()
+		ins.MaxDepth = c.cfg.Queues[ins.Queue].MaxDepth
+		p.Jobs[i] = &ins
+	}
+	return p, nil
+}
+
+// enqueue runs one insert with retries of transient backend errors (safe
+// because a re-sent ID is a duplicate, not a second job) and, for queues set
+// to Block, waits for room.
+func (c *Client) enqueue(ctx context.Context, p backends.EnqueueParams, do func(context.Context) ([]backends.EnqueueResult, error)) ([]JobRef, error) {
+	for {
+		var res []backends.EnqueueResult
+		err := retry.Do(func() error {
+			var err error
+			res, err = do(ctx)
+			return err
+		},
+			retry.Context(ctx),
+			retry.Attempts(3),
+			retry.Delay(20*time.Millisecond),
+			retry.LastErrorOnly(true),
+			retry.RetryIf(transient),
+		)
+		if err == nil {
+			return refs(res), nil
+		}
+		if !errors.Is(err, job.ErrQueueFull) || !c.blocks(p) {
+			return nil, fmt.Errorf("enqueue: %w", err)
+		}
+		if werr := c.waitForRoom(ctx, p); werr != nil {
+			return nil, fmt.Errorf("enqueue: %w: %w", err, werr)
+		}
+	}
+}
+
+// transient reports whether an enqueue error may pass if tried again.
+func transient(err error) bool {
+	for _, permanent := range []error{job.ErrQueueFull, job.ErrInvalid, job.ErrClosed,
+		job.ErrUnsupported, context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(err, permanent) {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Client) blocks(p backends.EnqueueParams) bool {
+	for _, ins := range p.Jobs {
+		if c.cfg.Queues[ins.Queue].WhenFull == Block {
+			return true
+		}
+	}
+	return false
+}
+
+// waitForRoom returns when a job of the batch's queues finishes (announced
+// by the backend's Notifier) or after a backoff, or with ctx's error.
+func (c *Client) waitForRoom(ctx context.Context, p backends.EnqueueParams) error {
+	var queues []string
+	for _, ins := range p.Jobs {
+		queues = append(queues, ins.Queue)
+	}
+	return c.await(ctx, queues, 200*time.Millisecond, func(backends.Event) bool { return true })
+}
+
+// await blocks until an event matches, poll passes, or ctx ends. Events are
+// hints, so callers re-check their condition either way.
+func (c *Client) await(ctx context.Context, queues []string, poll time.Duration, match func(backends.Event) bool) error {
+	timer := time.NewTimer(poll)
+	defer timer.Stop()
+	var events <-chan backends.Event
+	if n, ok := c.b.(backends.Notifier); ok {
+		lctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		if ch, err := n.Listen(lctx, backends.ListenParams{Queues: queues}); err == nil {
+			events = ch
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+			return nil
+		case ev, ok := <-events:
+			if !ok || (ev.Kind == backends.JobFinished && match(ev)) {
+				return nil
+			}
+		}
+	}
+}
+
+func refs(res []backends.EnqueueResult) []JobRef {
+	out := make([]JobRef, len(res))
+	for i, r := range res {
+		out[i] = JobRef{ID: r.ID, Duplicate: r.Duplicate}
+	}
+	return out
+}
+
+// newID returns a time-ordered UUIDv7, so IDs sort roughly by enqueue time.
+func newID() string {
+	return uuid.Must(uuid.NewV7()).String()
+}
+
+// Job returns a job's record: state, attempts with their errors, result.
+func (c *Client) Job(ctx context.Context, id string) (*job.Record, error) {
+	in, ok := c.b.(backends.Inspector)
+	if !ok {
+		return nil, fmt.Errorf("%w: job status on %T", job.ErrUnsupported, c.b)
+	}
+	return in.GetJob(ctx, backends.GetJobParams{ID: id})
+}
+
+// Cancel cancels a waiting job, or asks a running one to stop (its handler's
+// context is cancelled at the worker's next heartbeat). It returns the state
+// after the call.
+func (c *Client) Cancel(ctx context.Context, id string) (job.State, error) {
+	return c.b.Cancel(ctx, backends.CancelParams{JobID: id})
+}
+
+// WaitFinished blocks until the job is done, dead or cancelled and returns
+// its record, woken by the backend's notifications where it has them.
+func (c *Client) WaitFinished(ctx context.Context, id string) (*job.Record, error) {
+	poll := 10 * time.Millisecond
+	for {
+		r, err := c.Job(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if r.State.Finished() {
+			return r, nil
+		}
+		if err := c.await(ctx, []string{r.Queue}, poll, func(ev backends.Event) bool { return ev.JobID == id }); err != nil {
+			return nil, err
+		}
+		poll = min(2*poll, time.Second)
+	}
+}

@@ -1,0 +1,78 @@
+package queue
+
+import (
+	"context"
+	"time"
+)
+
+// EnqueueOptions override a task's defaults for one enqueue. Zero values
+// keep the task's default.
+type EnqueueOptions struct {
+	// Queue overrides TaskOptions.Queue.
+	Queue string
+	// Priority overrides TaskOptions.Priority when non-zero.
+	Priority int
+	// Delay runs the job no sooner than this from now. RunAt wins if both
+	// are set.
+	Delay time.Duration
+	// RunAt runs the job no sooner than this time.
+	RunAt time.Time
+	// UniqueKey makes the enqueue a no-op returning the existing job while
+	// another job of this task holds the same key. It replaces the key that
+	// TaskOptions.Unique derives from the arguments.
+	UniqueKey string
+	// UniqueWindow holds the key this long after enqueue, even once the job
+	// has finished. Default: TaskOptions.Unique's window, else held until
+	// the job finishes.
+	UniqueWindow time.Duration
+	// Timeout overrides TaskOptions.Timeout.
+	Timeout time.Duration
+	// RetryPolicy names a policy registered with the workers
+	// (worker.Config.RetryPolicies) to use instead of the task's.
+	RetryPolicy string
+	// Headers travel with the job to its handler: trace context, tenant, ...
+	Headers map[string]string
+}
+
+// Config configures a Client. Zero values mean the stated default.
+type Config struct {
+	// Queues sets per-queue limits, by queue name. Queues not listed are
+	// unbounded.
+	Queues map[string]QueueConfig
+	// MaxPayloadBytes refuses larger encoded arguments at enqueue with
+	// ErrPayloadTooLarge. Default 1 MiB; negative means no limit.
+	MaxPayloadBytes int
+	// Inline, when set, runs due jobs in the caller's goroutine right after
+	// each enqueue, so Enqueue returns with the job finished: Django's
+	// immediate backend, for tests. A *worker.Worker with the tasks
+	// registered is an InlineRunner. Default nil: jobs wait for workers.
+	Inline InlineRunner
+}
+
+// InlineRunner runs the jobs that are due now; see Config.Inline.
+type InlineRunner interface {
+	WorkDue(ctx context.Context) (int, error)
+}
+
+// QueueConfig bounds one queue's backlog.
+type QueueConfig struct {
+	// MaxDepth is the most unfinished jobs (pending, scheduled, running,
+	// retrying) the queue may hold. Default 0: unbounded.
+	MaxDepth int
+	// WhenFull says what an enqueue past MaxDepth does. Default Reject.
+	WhenFull FullPolicy
+}
+
+// FullPolicy is what an enqueue into a full queue does.
+type FullPolicy int
+
+const (
+	// Reject fails at once with ErrQueueFull: the caller sheds load (a web
+	// handler answers 503 or 429).
+	Reject FullPolicy = iota
+	// Block waits for room until the caller's context ends, then fails
+	// with an error wrapping both ErrQueueFull and the context's error.
+	Block
+)
+
+const defaultMaxPayloadBytes = 1 << 20

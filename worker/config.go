@@ -1,0 +1,92 @@
+package worker
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/conveyorhq/conveyor/queue"
+	"github.com/conveyorhq/conveyor/retry"
+)
+
+// Config configures a Worker. Zero values mean the stated default.
+type Config struct {
+	// ID names this worker in leases and logs. Default host-pid-random.
+	ID string
+	// Queues to work, in priority order. Default: the one queue "default".
+	Queues []QueueConfig
+	// StrictPriority drains earlier queues before looking at later ones.
+	// Default false: each fetch round visits queues in a random order
+	// weighted by QueueConfig.Weight, so no queue starves.
+	StrictPriority bool
+	// Concurrency is the most jobs running at once. Default 10.
+	Concurrency int
+	// FetchLimit is the most jobs reserved in one backend call. Default 50.
+	FetchLimit int
+	// LeaseDuration is how long a reservation lasts without a heartbeat; a
+	// crashed worker's jobs come back after it. Heartbeats run every third
+	// of it. Default 30s.
+	LeaseDuration time.Duration
+	// JobTimeout bounds one attempt of tasks that set no timeout. Default 30m.
+	JobTimeout time.Duration
+	// PollInterval is how often an idle worker looks for due jobs. Backends
+	// with notifications wake it sooner. Default 1s.
+	PollInterval time.Duration
+	// RetryPolicies are policies jobs can name with
+	// queue.EnqueueOptions.RetryPolicy. Default none.
+	RetryPolicies map[string]retry.Policy
+	// Breakers configure circuit breakers by the name tasks give in
+	// queue.TaskOptions.Breaker. Breakers not listed get BreakerConfig's
+	// defaults.
+	Breakers map[string]BreakerConfig
+	// Middleware wraps every handler, the first outermost. Default none.
+	Middleware []Middleware
+	// Logger receives the worker's own logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// QueueConfig is one queue a worker takes jobs from.
+type QueueConfig struct {
+	Name string
+	// Concurrency caps the jobs running from this queue. Default 0: only
+	// the worker's overall Concurrency.
+	Concurrency int
+	// Weight is the queue's share of fetch rounds in weighted mode. Default 1.
+	Weight int
+}
+
+func (c Config) withDefaults() Config {
+	if c.ID == "" {
+		host, _ := os.Hostname()
+		c.ID = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomSuffix())
+	}
+	if len(c.Queues) == 0 {
+		c.Queues = []QueueConfig{{Name: queue.DefaultQueue}}
+	}
+	qs := make([]QueueConfig, len(c.Queues))
+	for i, q := range c.Queues {
+		q.Weight = max(q.Weight, 1)
+		qs[i] = q
+	}
+	c.Queues = qs
+	if c.Concurrency <= 0 {
+		c.Concurrency = 10
+	}
+	if c.FetchLimit <= 0 {
+		c.FetchLimit = 50
+	}
+	if c.LeaseDuration <= 0 {
+		c.LeaseDuration = 30 * time.Second
+	}
+	if c.JobTimeout <= 0 {
+		c.JobTimeout = 30 * time.Minute
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}

@@ -1,0 +1,196 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/avast/retry-go/v4"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
+	conveyorretry "github.com/conveyorhq/conveyor/retry"
+)
+
+// PanicError is a handler panic turned into a failed attempt. Its stack is
+// kept in the job's attempt error.
+type PanicError struct {
+	Value any
+	Stack string
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
+
+// startJob runs rec in its own goroutine, tracked for heartbeats and drain.
+func (w *Worker) startJob(rec *job.Record) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	w.mu.Lock()
+	w.running[rec.ID] = &runningJob{rec: rec, cancel: cancel}
+	w.perQueue[rec.Queue]++
+	w.mu.Unlock()
+	w.jobs.Add(1)
+	go func() {
+		defer w.jobs.Done()
+		w.execute(ctx, rec)
+		cancel(nil)
+		w.mu.Lock()
+		delete(w.running, rec.ID)
+		w.perQueue[rec.Queue]--
+		w.mu.Unlock()
+		w.signal()
+	}()
+}
+
+// execute runs one delivery of a job and records its outcome. ctx is
+// cancelled, with a cause, when the lease is lost, the job is cancelled or
+// the worker shuts down.
+func (w *Worker) execute(ctx context.Context, rec *job.Record) {
+	w.mu.Lock()
+	h := w.handlers[rec.Task]
+	w.mu.Unlock()
+	if h == nil {
+		err := fmt.Errorf("%w: %q has no handler on worker %s", job.ErrUnknownTask, rec.Task, w.cfg.ID)
+		w.finish(ctx, rec, nil, nil, err)
+		return
+	}
+	opts := h.def.Options()
+	timeout := rec.Timeout
+	if timeout <= 0 {
+		timeout = opts.Timeout
+	}
+	if timeout <= 0 {
+		timeout = w.cfg.JobTimeout
+	}
+	jctx, cancel := context.WithTimeoutCause(ctx, timeout, ErrTimeout)
+	jctx = context.WithValue(jctx, jobKey{}, rec)
+	// h.fn recovers handler panics inside the middleware; this recovers
+	// panics in the middleware itself.
+	call := func() ([]byte, error) { return safeCall(jctx, h.fn, rec) }
+	var res []byte
+	var err error
+	if opts.Breaker != "" {
+		res, err = w.brk.get(opts.Breaker).execute(call)
+	} else {
+		res, err = call()
+	}
+	cancel()
+	w.finish(ctx, rec, h, res, err)
+}
+
+// safeCall turns a panic into a PanicError.
+func safeCall(ctx context.Context, fn HandlerFunc, rec *job.Record) (res []byte, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: string(debug.Stack())}
+		}
+	}()
+	return fn(ctx, rec)
+}
+
+// wrap applies the middleware to a handler, panic recovery innermost so that
+// middleware sees a panic as an error.
+func (w *Worker) wrap(fn HandlerFunc) HandlerFunc {
+	fn = recovering(fn)
+	for i := len(w.cfg.Middleware) - 1; i >= 0; i-- {
+		fn = w.cfg.Middleware[i](fn)
+	}
+	return fn
+}
+
+func recovering(fn HandlerFunc) HandlerFunc {
+	return func(ctx context.Context, j *job.Record) ([]byte, error) { return safeCall(ctx, fn, j) }
+}
+
+// finish records the outcome of one delivery with the backend.
+func (w *Worker) finish(ctx context.Context, rec *job.Record, h *handler, res []byte, err error) {
+	now := time.Now()
+	cause := context.Cause(ctx)
+	log := w.log.With("job", rec.ID, "task", rec.Task, "queue", rec.Queue)
+	var op func(context.Context) error
+	switch {
+	case err == nil:
+		op = func(c context.Context) error {
+			return w.b.Complete(c, backends.CompleteParams{Lease: rec.Lease, Result: res})
+		}
+	case errors.Is(cause, job.ErrLeaseLost):
+		log.Warn("lease lost while running; the job's new owner will finish it", "err", err)
+		return
+	case errors.Is(cause, ErrShutdown):
+		op = w.retryAt(rec, now, nil) // released: no attempt used
+	case errors.Is(cause, ErrCancelRequested):
+		op = func(c context.Context) error {
+			_, err := w.b.Cancel(c, backends.CancelParams{JobID: rec.ID, Lease: &rec.Lease})
+			return err
+		}
+	default:
+		op = w.failure(rec, h, now, err, log)
+	}
+	// The backend may blip; a few quick retries keep the outcome. If they
+	// fail the lease expires and the job runs again: at least once.
+	fctx, cancel := context.WithTimeout(context.Background(), w.cfg.LeaseDuration)
+	defer cancel()
+	ferr := retry.Do(func() error { return op(fctx) },
+		retry.Context(fctx), retry.Attempts(3), retry.Delay(50*time.Millisecond), retry.LastErrorOnly(true),
+		retry.RetryIf(func(err error) bool { return !errors.Is(err, job.ErrLeaseLost) && !errors.Is(err, job.ErrFinished) }),
+	)
+	if ferr != nil {
+		log.Error("recording the job's outcome failed; it will be redelivered after its lease", "err", ferr)
+	}
+}
+
+// failure decides what a failed attempt leads to: a postponement that uses
+// no attempt, a retry, or dead letter.
+func (w *Worker) failure(rec *job.Record, h *handler, now time.Time, err error, log interface {
+	Info(string, ...any)
+}) func(context.Context) error {
+	var be *errBreakerOpen
+	if errors.As(err, &be) {
+		return w.retryAt(rec, be.until, nil)
+	}
+	if d, ok := conveyorretry.SnoozeDelay(err); ok {
+		return w.retryAt(rec, now.Add(d), nil)
+	}
+	ae := job.AttemptError{Attempt: rec.Attempts() + 1, At: now, Error: err.Error()}
+	var pe *PanicError
+	if errors.As(err, &pe) {
+		ae.Stack = pe.Stack
+	}
+	if errors.Is(err, job.ErrUnknownTask) || errors.Is(err, job.ErrMalformedPayload) {
+		return w.deadLetter(rec, ae)
+	}
+	first := rec.StartedAt
+	if len(rec.Errors) > 0 {
+		first = rec.Errors[0].At
+	}
+	d := w.policy(rec, h).Decide(conveyorretry.Attempt{Number: ae.Attempt, Elapsed: now.Sub(first), Err: err})
+	if !d.Retry {
+		ae.Error = d.Reason + ": " + ae.Error
+		log.Info("job dead-lettered", "reason", d.Reason, "err", err)
+		return w.deadLetter(rec, ae)
+	}
+	return w.retryAt(rec, now.Add(d.Delay), &ae)
+}
+
+func (w *Worker) policy(rec *job.Record, h *handler) conveyorretry.Policy {
+	if rec.RetryPolicy != "" {
+		if p, ok := w.cfg.RetryPolicies[rec.RetryPolicy]; ok {
+			return p
+		}
+		w.log.Warn("job names an unknown retry policy; using its task's", "job", rec.ID, "policy", rec.RetryPolicy)
+	}
+	return *h.def.Options().Retry
+}
+
+func (w *Worker) retryAt(rec *job.Record, at time.Time, ae *job.AttemptError) func(context.Context) error {
+	return func(c context.Context) error {
+		return w.b.Retry(c, backends.RetryParams{Lease: rec.Lease, At: at, Error: ae})
+	}
+}
+
+func (w *Worker) deadLetter(rec *job.Record, ae job.AttemptError) func(context.Context) error {
+	return func(c context.Context) error {
+		return w.b.DeadLetter(c, backends.DeadLetterParams{Lease: rec.Lease, Error: ae})
+	}
+}

@@ -1,0 +1,355 @@
+package worker
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+// Worker runs jobs from a backend with registered handlers.
+type Worker struct {
+	b   backends.Backend
+	cfg Config
+	log *slog.Logger
+	brk breakers
+
+	mu       sync.Mutex
+	handlers map[string]*handler
+	running  map[string]*runningJob // by job ID
+	perQueue map[string]int
+	started  bool
+
+	wake    chan struct{} // a slot freed or jobs may be due
+	stop    context.CancelFunc
+	loops   sync.WaitGroup // fetch, heartbeat and listen loops
+	jobs    sync.WaitGroup // running jobs
+	drained chan struct{}  // closed when Stop has drained the jobs: ends heartbeats
+	stopped chan struct{}
+}
+
+type runningJob struct {
+	rec    *job.Record
+	cancel context.CancelCauseFunc
+}
+
+// Causes a worker gives when it cancels a handler's context. A handler sees
+// them through context.Cause.
+var (
+	// ErrShutdown: the worker's drain timeout passed; the job is released
+	// for another worker without using an attempt.
+	ErrShutdown = errors.New("conveyor: worker shutting down")
+	// ErrCancelRequested: someone cancelled the running job.
+	ErrCancelRequested = errors.New("conveyor: job cancel requested")
+	// ErrTimeout: the attempt ran past its timeout; it counts as a failure.
+	ErrTimeout = errors.New("conveyor: job timed out")
+)
+
+// New returns a worker on backend b. Register handlers, then Start it.
+func New(b backends.Backend, cfg Config) *Worker {
+	cfg = cfg.withDefaults()
+	return &Worker{
+		b: b, cfg: cfg, log: cfg.Logger.With("worker", cfg.ID),
+		brk:      breakers{cfg: cfg.Breakers},
+		handlers: map[string]*handler{},
+		running:  map[string]*runningJob{},
+		perQueue: map[string]int{},
+		wake:     make(chan struct{}, 1),
+		drained:  make(chan struct{}),
+		stopped:  make(chan struct{}),
+	}
+}
+
+// ID returns the worker's ID.
+func (w *Worker) ID() string { return w.cfg.ID }
+
+// Breakers returns the state of every breaker a job has used.
+func (w *Worker) Breakers() []BreakerState { return w.brk.states() }
+
+// Running returns how many jobs are running now.
+func (w *Worker) Running() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.running)
+}
+
+// Start begins fetching and running jobs and returns. Cancelling ctx is a
+// hard stop, like Stop with an expired context; prefer Stop for a graceful
+// drain.
+func (w *Worker) Start(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started {
+		return errors.New("worker: already started")
+	}
+	if len(w.handlers) == 0 {
+		return errors.New("worker: no handlers registered")
+	}
+	w.started = true
+	fetchCtx, cancel := context.WithCancel(ctx)
+	w.stop = cancel
+	w.loops.Add(2)
+	go w.fetchLoop(fetchCtx)
+	go w.heartbeatLoop()
+	if n, ok := w.b.(backends.Notifier); ok {
+		w.loops.Add(1)
+		go w.listenLoop(fetchCtx, n)
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+			_ = w.Stop(ctx) // ctx is done: releases whatever still runs
+		case <-w.stopped:
+		}
+	}()
+	return nil
+}
+
+// Stop stops fetching, waits for running jobs until ctx ends, then cancels
+// the rest with ErrShutdown and releases their leases so another worker takes
+// them at once, without using an attempt. It is safe to call more than once.
+func (w *Worker) Stop(ctx context.Context) error {
+	w.mu.Lock()
+	if !w.started {
+		w.mu.Unlock()
+		return nil
+	}
+	if w.stop == nil { // another Stop is under way
+		w.mu.Unlock()
+		<-w.stopped
+		return nil
+	}
+	stop := w.stop
+	w.stop = nil
+	w.mu.Unlock()
+
+	stop()
+	drained := make(chan struct{})
+	go func() { w.jobs.Wait(); close(drained) }()
+	var err error
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		w.mu.Lock()
+		n := len(w.running)
+		for _, r := range w.running {
+			r.cancel(ErrShutdown)
+		}
+		w.mu.Unlock()
+		<-drained
+		err = fmt.Errorf("worker: drain timed out; released %d running jobs", n)
+	}
+	close(w.drained)
+	w.loops.Wait()
+	close(w.stopped)
+	return err
+}
+
+func (w *Worker) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// fetchLoop reserves jobs while there are free slots and starts them.
+func (w *Worker) fetchLoop(ctx context.Context) {
+	defer w.loops.Done()
+	poll := time.NewTimer(0)
+	defer poll.Stop()
+	backoff := 50 * time.Millisecond
+	for {
+		got, err := w.fetchRound(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		wait := w.cfg.PollInterval
+		switch {
+		case err != nil:
+			w.log.Error("reserve failed; backing off", "err", err, "backoff", backoff)
+			wait, backoff = backoff, min(2*backoff, 5*time.Second)
+		case got:
+			backoff = 50 * time.Millisecond
+			continue // more may be due: fetch again while slots are free
+		}
+		poll.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.wake:
+		case <-poll.C:
+		}
+	}
+}
+
+// fetchRound visits the queues once in priority order and reports whether
+// it started any job.
+func (w *Worker) fetchRound(ctx context.Context) (bool, error) {
+	got := false
+	for _, q := range w.queueOrder() {
+		free := w.freeSlots(q)
+		if free == 0 || w.behindOpenBreakers(q.Name) {
+			continue
+		}
+		recs, err := w.b.Reserve(ctx, backends.ReserveParams{
+			Queue: q.Name, Limit: min(free, w.cfg.FetchLimit), Lease: w.cfg.LeaseDuration, Worker: w.cfg.ID,
+		})
+		if err != nil {
+			return got, fmt.Errorf("queue %s: %w", q.Name, err)
+		}
+		for _, rec := range recs {
+			w.startJob(rec)
+		}
+		if len(recs) > 0 {
+			got = true
+			if w.cfg.StrictPriority {
+				return true, nil // start over from the first queue
+			}
+		}
+	}
+	return got, nil
+}
+
+// queueOrder returns the queues in config order (strict) or in a random
+// order weighted by QueueConfig.Weight.
+func (w *Worker) queueOrder() []QueueConfig {
+	qs := w.cfg.Queues
+	if w.cfg.StrictPriority || len(qs) == 1 {
+		return qs
+	}
+	rest := append([]QueueConfig(nil), qs...)
+	out := make([]QueueConfig, 0, len(qs))
+	for len(rest) > 0 {
+		total := 0
+		for _, q := range rest {
+			total += q.Weight
+		}
+		n := rand.IntN(total)
+		for i, q := range rest {
+			if n < q.Weight {
+				out = append(out, q)
+				rest = append(rest[:i], rest[i+1:]...)
+				break
+			}
+			n -= q.Weight
+		}
+	}
+	return out
+}
+
+func (w *Worker) freeSlots(q QueueConfig) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	free := w.cfg.Concurrency - len(w.running)
+	if q.Concurrency > 0 {
+		free = min(free, q.Concurrency-w.perQueue[q.Name])
+	}
+	return max(free, 0)
+}
+
+// behindOpenBreakers reports whether every task this worker routes to queue
+// q by default waits behind an open breaker; fetching would only postpone
+// its jobs again.
+func (w *Worker) behindOpenBreakers(q string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	any := false
+	for _, h := range w.handlers {
+		o := h.def.Options()
+		if o.Queue != q {
+			continue
+		}
+		if o.Breaker == "" || !w.brk.isOpen(o.Breaker) {
+			return false
+		}
+		any = true
+	}
+	return any
+}
+
+// listenLoop turns backend notifications into wake-ups.
+func (w *Worker) listenLoop(ctx context.Context, n backends.Notifier) {
+	defer w.loops.Done()
+	queues := make([]string, len(w.cfg.Queues))
+	for i, q := range w.cfg.Queues {
+		queues[i] = q.Name
+	}
+	for ctx.Err() == nil {
+		events, err := n.Listen(ctx, backends.ListenParams{Queues: queues})
+		if err != nil {
+			w.log.Warn("listen failed; relying on polling", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(w.cfg.PollInterval):
+			}
+			continue
+		}
+		for ev := range events {
+			if ev.Kind == backends.JobsAvailable {
+				w.signal()
+			}
+		}
+	}
+}
+
+// heartbeatLoop extends the leases of running jobs every third of the lease
+// and stops handlers whose lease was lost or whose job was cancelled. It
+// outlives the fetch loop: jobs draining at shutdown keep their leases.
+func (w *Worker) heartbeatLoop() {
+	defer w.loops.Done()
+	t := time.NewTicker(w.cfg.LeaseDuration / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			w.heartbeat()
+		case <-w.drained:
+			return
+		}
+	}
+}
+
+func (w *Worker) heartbeat() {
+	w.mu.Lock()
+	leases := make([]job.Lease, 0, len(w.running))
+	for _, r := range w.running {
+		leases = append(leases, r.rec.Lease)
+	}
+	w.mu.Unlock()
+	if len(leases) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.LeaseDuration/3)
+	defer cancel()
+	res, err := w.b.Extend(ctx, backends.ExtendParams{Leases: leases, Lease: w.cfg.LeaseDuration})
+	if err != nil {
+		w.log.Error("lease heartbeat failed", "err", err, "jobs", len(leases))
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, r := range res {
+		rj := w.running[r.JobID]
+		switch {
+		case rj == nil:
+		case r.Lost:
+			rj.cancel(job.ErrLeaseLost)
+		case r.CancelRequested:
+			rj.cancel(ErrCancelRequested)
+		}
+	}
+}
+
+func randomSuffix() string {
+	b := make([]byte, 3)
+	_, _ = crand.Read(b)
+	return hex.EncodeToString(b)
+}
