@@ -150,6 +150,9 @@ const (
 	JobsAvailable EventKind = iota + 1
 	// JobFinished: the job JobID reached a final state.
 	JobFinished
+	// Changed: something changed that the backend cannot detail (another
+	// process wrote). It reaches every listener; re-check everything.
+	Changed
 )
 
 // Event is a hint from a Notifier.

@@ -195,7 +195,7 @@ func (c *Client) await(ctx context.Context, queues []string, poll time.Duration,
 		case <-timer.C:
 			return nil
 		case ev, ok := <-events:
-			if !ok || (ev.Kind == backends.JobFinished && match(ev)) {
+			if !ok || ev.Kind == backends.Changed || (ev.Kind == backends.JobFinished && match(ev)) {
 				return nil
 			}
 		}

@@ -293,7 +293,7 @@ func (w *Worker) listenLoop(ctx context.Context, n backends.Notifier) {
 			continue
 		}
 		for ev := range events {
-			if ev.Kind == backends.JobsAvailable {
+			if ev.Kind == backends.JobsAvailable || ev.Kind == backends.Changed {
 				w.signal()
 			}
 		}

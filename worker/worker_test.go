@@ -116,13 +116,13 @@ func TestRetryThenSucceed(t *testing.T) {
 func TestFailureOutcomes(t *testing.T) {
 	errBad := errors.New("bad address")
 	cases := []struct {
-		name       string
-		handler    func(context.Context, Args) (queue.None, error)
-		timeout    time.Duration
-		wantErr    string
-		wantTries  int
-		wantStack  bool
-		wantState  job.State
+		name      string
+		handler   func(context.Context, Args) (queue.None, error)
+		timeout   time.Duration
+		wantErr   string
+		wantTries int
+		wantStack bool
+		wantState job.State
 	}{
 		{name: "permanent", wantErr: "permanent", wantTries: 1, wantState: job.Dead,
 			handler: func(context.Context, Args) (queue.None, error) { return queue.None{}, retry.Permanent(errBad) }},

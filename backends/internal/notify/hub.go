@@ -52,7 +52,7 @@ func (h *Hub) Publish(ev backends.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for l := range h.listeners {
-		if l.queues != nil && !l.queues[ev.Queue] {
+		if l.queues != nil && ev.Kind != backends.Changed && !l.queues[ev.Queue] {
 			continue
 		}
 		select {

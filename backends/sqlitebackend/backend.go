@@ -1,0 +1,409 @@
+package sqlitebackend
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+const (
+	waitingStates    = `('pending', 'scheduled', 'retrying')`
+	unfinishedStates = `('pending', 'scheduled', 'running', 'retrying')`
+	// appendError appends a JSON attempt error to the errors column.
+	appendError = `errors = json_insert(coalesce(errors, '[]'), '$[#]', json(?))`
+)
+
+// Enqueue implements backends.Backend.
+func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	var res []backends.EnqueueResult
+	err := b.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		res, err = enqueue(ctx, tx, p)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.announce(p)
+	return res, nil
+}
+
+// EnqueueTx implements backends.SQLTxEnqueuer. tx must be on this database
+// file; see DB and OpenDB.
+func (b *Backend) EnqueueTx(ctx context.Context, tx *sql.Tx, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	// Listeners in this process learn of the jobs through data_version
+	// once the caller commits; announcing now would be too early.
+	return enqueue(ctx, tx, p)
+}
+
+func (b *Backend) announce(p backends.EnqueueParams) {
+	seen := map[string]bool{}
+	for _, ins := range p.Jobs {
+		if !seen[ins.Queue] {
+			seen[ins.Queue] = true
+			b.hub.Publish(backends.Event{Kind: backends.JobsAvailable, Queue: ins.Queue})
+		}
+	}
+}
+
+func enqueue(ctx context.Context, tx *sql.Tx, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
+	now := time.Now()
+	res := make([]backends.EnqueueResult, len(p.Jobs))
+	if len(p.Jobs) == 0 {
+		return res, nil
+	}
+	// Check bounds first: nothing is inserted if any queue would overflow.
+	// Duplicates are counted as additions here, which can only refuse a
+	// batch that would have fit, never admit one that does not.
+	for q, check := range p.DepthNeeded() {
+		if check.MaxDepth == 0 {
+			continue
+		}
+		var depth int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM conveyor_jobs WHERE queue = ? AND state IN `+unfinishedStates, q).Scan(&depth); err != nil {
+			return nil, err
+		}
+		if depth+check.Adding > check.MaxDepth {
+			return nil, backends.QueueFullError(q, depth, check.Adding, check.MaxDepth)
+		}
+	}
+	insert, err := tx.PrepareContext(ctx, `INSERT INTO conveyor_jobs
+		(id, queue, task, payload, headers, priority, state, run_at, created_at, max_deliveries, timeout_us, retry_policy, unique_key, unique_until)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
+	if err != nil {
+		return nil, err
+	}
+	defer insert.Close()
+	for i, ins := range p.Jobs {
+		if ins.UniqueKey != "" {
+			id, state, held, err := heldKey(ctx, tx, ins.UniqueKey, now)
+			if err != nil {
+				return nil, err
+			}
+			if held {
+				res[i] = backends.EnqueueResult{ID: id, State: state, Duplicate: true}
+				continue
+			}
+		}
+		runAt, state := ins.RunAt, job.Pending
+		if runAt.IsZero() {
+			runAt = now
+		}
+		if runAt.After(now) {
+			state = job.Scheduled
+		}
+		headers, err := nullJSON(ins.Headers, len(ins.Headers) == 0)
+		if err != nil {
+			return nil, fmt.Errorf("%w: job %s headers: %w", job.ErrInvalid, ins.ID, err)
+		}
+		r, err := insert.ExecContext(ctx, ins.ID, ins.Queue, ins.Task, payloadBytes(ins.Payload), headers, ins.Priority,
+			string(state), micros(runAt), micros(now), ins.MaxDeliveries, ins.Timeout.Microseconds(), ins.RetryPolicy,
+			nullString(ins.UniqueKey), micros(ins.UniqueUntil))
+		if err != nil {
+			return nil, err
+		}
+		if n, _ := r.RowsAffected(); n == 0 { // the ID exists: a re-sent insert
+			var st string
+			if err := tx.QueryRowContext(ctx, `SELECT state FROM conveyor_jobs WHERE id = ?`, ins.ID).Scan(&st); err != nil {
+				return nil, err
+			}
+			res[i] = backends.EnqueueResult{ID: ins.ID, State: job.State(st), Duplicate: true}
+			continue
+		}
+		res[i] = backends.EnqueueResult{ID: ins.ID, State: state}
+	}
+	return res, nil
+}
+
+func payloadBytes(p []byte) []byte {
+	if p == nil {
+		return []byte{}
+	}
+	return p
+}
+
+// heldKey finds the job holding a unique key, if one does.
+func heldKey(ctx context.Context, tx *sql.Tx, key string, now time.Time) (string, job.State, bool, error) {
+	var id, state string
+	err := tx.QueryRowContext(ctx, `SELECT id, state FROM conveyor_jobs WHERE unique_key = ?
+		AND ((unique_until = 0 AND state IN `+unfinishedStates+`) OR unique_until > ?)
+		ORDER BY seq DESC LIMIT 1`, key, micros(now)).Scan(&id, &state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", false, nil
+	}
+	return id, job.State(state), err == nil, err
+}
+
+// Reserve implements backends.Backend.
+func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	var out []*job.Record
+	var dead []string
+	err := b.write(ctx, func(tx *sql.Tx) error {
+		out, dead = nil, nil
+		now := time.Now()
+		var paused bool
+		err := tx.QueryRowContext(ctx, `SELECT paused FROM conveyor_queues WHERE name = ?`, p.Queue).Scan(&paused)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if paused {
+			return nil
+		}
+		// Expired leases first: their jobs become due again with their old
+		// run-at, so they are redelivered ahead of newer work.
+		if _, err := tx.ExecContext(ctx, `UPDATE conveyor_jobs SET state = 'pending', lease_token = NULL
+			WHERE queue = ? AND state = 'running' AND lease_expires_at <= ?`, p.Queue, micros(now)); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT id, deliveries, max_deliveries FROM conveyor_jobs
+			WHERE queue = ? AND state IN `+waitingStates+` AND run_at <= ?
+			ORDER BY priority DESC, run_at, seq LIMIT ?`, p.Queue, micros(now), p.Limit)
+		if err != nil {
+			return err
+		}
+		var ids []string
+		for rows.Next() {
+			var id string
+			var deliveries, maxDeliveries int
+			if err := rows.Scan(&id, &deliveries, &maxDeliveries); err != nil {
+				rows.Close()
+				return err
+			}
+			if maxDeliveries > 0 && deliveries >= maxDeliveries {
+				dead = append(dead, id)
+				continue
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, id := range dead {
+			var deliveries int
+			if err := tx.QueryRowContext(ctx, `SELECT deliveries FROM conveyor_jobs WHERE id = ?`, id).Scan(&deliveries); err != nil {
+				return err
+			}
+			ae, _ := json.Marshal(job.AttemptError{At: now, Error: backends.PoisonReason(deliveries)})
+			if _, err := tx.ExecContext(ctx, `UPDATE conveyor_jobs SET state = 'dead', finished_at = ?, lease_token = NULL, `+appendError+`
+				WHERE id = ?`, micros(now), string(ae), id); err != nil {
+				return err
+			}
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		token := newToken()
+		args := []any{micros(now), token, micros(now.Add(p.Lease)), p.Worker}
+		for _, id := range ids {
+			args = append(args, id)
+		}
+		rows, err = tx.QueryContext(ctx, `UPDATE conveyor_jobs SET state = 'running', deliveries = deliveries + 1,
+			started_at = ?, lease_token = ?, lease_expires_at = ?, cancel_requested = 0, worker = ?
+			WHERE id IN (?`+strings.Repeat(", ?", len(ids)-1)+`) RETURNING `+columns, args...)
+		if err != nil {
+			return err
+		}
+		byID := map[string]*job.Record{}
+		corrupt := map[string]error{}
+		for rows.Next() {
+			r, err := scanRecord(rows)
+			switch {
+			case errors.Is(err, job.ErrMalformedPayload):
+				corrupt[r.ID] = err
+			case err != nil:
+				rows.Close()
+				return err
+			default:
+				byID[r.ID] = r
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		// A row no one can read goes to dead letter with the reason rather
+		// than failing every reserve of the queue from now on.
+		for id, cerr := range corrupt {
+			ae, _ := json.Marshal([]job.AttemptError{{At: now, Error: "corrupt job record: " + cerr.Error()}})
+			if _, err := tx.ExecContext(ctx, `UPDATE conveyor_jobs SET state = 'dead', finished_at = ?, lease_token = NULL,
+				headers = NULL, errors = ? WHERE id = ?`, micros(now), string(ae), id); err != nil {
+				return err
+			}
+			dead = append(dead, id)
+		}
+		for _, id := range ids { // RETURNING has no defined order
+			if r := byID[id]; r != nil {
+				out = append(out, r)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range dead {
+		b.hub.Publish(backends.Event{Kind: backends.JobFinished, Queue: p.Queue, JobID: id})
+	}
+	return out, nil
+}
+
+func newToken() string {
+	buf := make([]byte, 12)
+	_, _ = rand.Read(buf)
+	return hex.EncodeToString(buf)
+}
+
+// Extend implements backends.Backend.
+func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backends.ExtendResult, error) {
+	out := make([]backends.ExtendResult, len(p.Leases))
+	err := b.write(ctx, func(tx *sql.Tx) error {
+		now := time.Now()
+		exp := now.Add(p.Lease)
+		stmt, err := tx.PrepareContext(ctx, `UPDATE conveyor_jobs SET lease_expires_at = ?
+			WHERE id = ? AND state = 'running' AND lease_token = ? AND lease_expires_at > ? RETURNING cancel_requested`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for i, l := range p.Leases {
+			out[i] = backends.ExtendResult{JobID: l.JobID}
+			var cancelReq bool
+			err := stmt.QueryRowContext(ctx, micros(exp), l.JobID, l.Token, micros(now)).Scan(&cancelReq)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				out[i].Lost = true
+			case err != nil:
+				return err
+			default:
+				out[i].ExpiresAt, out[i].CancelRequested = exp, cancelReq
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// finishLeased runs one update on the job l holds, failing with
+// job.ErrLeaseLost when it no longer does.
+func (b *Backend) finishLeased(ctx context.Context, l job.Lease, set string, args ...any) (string, error) {
+	var queue string
+	err := b.write(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `UPDATE conveyor_jobs SET `+set+`
+			WHERE id = ? AND state = 'running' AND lease_token = ? RETURNING queue`,
+			append(args, l.JobID, l.Token)...).Scan(&queue)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: job %s", job.ErrLeaseLost, l.JobID)
+		}
+		return err
+	})
+	return queue, err
+}
+
+// Complete implements backends.Backend.
+func (b *Backend) Complete(ctx context.Context, p backends.CompleteParams) error {
+	q, err := b.finishLeased(ctx, p.Lease, `state = 'done', result = ?, finished_at = ?, lease_token = NULL`,
+		p.Result, micros(time.Now()))
+	if err == nil {
+		b.hub.Publish(backends.Event{Kind: backends.JobFinished, Queue: q, JobID: p.Lease.JobID})
+	}
+	return err
+}
+
+// Retry implements backends.Backend.
+func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
+	now := time.Now()
+	state := job.Retrying
+	set := `state = ?, run_at = ?, lease_token = NULL, `
+	args := []any{}
+	if p.Error == nil {
+		state = job.Scheduled
+		set += `deliveries = deliveries - 1`
+	} else {
+		ae, err := json.Marshal(p.Error)
+		if err != nil {
+			return err
+		}
+		set += appendError
+		args = append(args, string(ae))
+	}
+	if !p.At.After(now) {
+		state = job.Pending
+	}
+	q, err := b.finishLeased(ctx, p.Lease, set, slices.Insert(args, 0, any(string(state)), any(micros(p.At)))...)
+	if err == nil && state == job.Pending {
+		b.hub.Publish(backends.Event{Kind: backends.JobsAvailable, Queue: q})
+	}
+	return err
+}
+
+// DeadLetter implements backends.Backend.
+func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) error {
+	ae, err := json.Marshal(p.Error)
+	if err != nil {
+		return err
+	}
+	q, err := b.finishLeased(ctx, p.Lease, `state = 'dead', finished_at = ?, lease_token = NULL, `+appendError,
+		micros(time.Now()), string(ae))
+	if err == nil {
+		b.hub.Publish(backends.Event{Kind: backends.JobFinished, Queue: q, JobID: p.Lease.JobID})
+	}
+	return err
+}
+
+// Cancel implements backends.Backend.
+func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.State, error) {
+	var result job.State
+	var queue string
+	err := b.write(ctx, func(tx *sql.Tx) error {
+		var state string
+		var token sql.NullString
+		err := tx.QueryRowContext(ctx, `SELECT state, queue, lease_token FROM conveyor_jobs WHERE id = ?`, p.JobID).Scan(&state, &queue, &token)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: %s", job.ErrNotFound, p.JobID)
+		}
+		if err != nil {
+			return err
+		}
+		result = job.State(state)
+		switch {
+		case result.Finished():
+			return fmt.Errorf("%w: %s is %s", job.ErrFinished, p.JobID, result)
+		case result == job.Running && p.Lease == nil:
+			_, err := tx.ExecContext(ctx, `UPDATE conveyor_jobs SET cancel_requested = 1 WHERE id = ?`, p.JobID)
+			return err
+		case result == job.Running && token.String != p.Lease.Token:
+			return fmt.Errorf("%w: job %s", job.ErrLeaseLost, p.JobID)
+		}
+		result = job.Cancelled
+		_, err = tx.ExecContext(ctx, `UPDATE conveyor_jobs SET state = 'cancelled', finished_at = ?, lease_token = NULL WHERE id = ?`,
+			micros(time.Now()), p.JobID)
+		return err
+	})
+	if err == nil && result == job.Cancelled {
+		b.hub.Publish(backends.Event{Kind: backends.JobFinished, Queue: queue, JobID: p.JobID})
+	}
+	return result, err
+}

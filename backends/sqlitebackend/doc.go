@@ -1,0 +1,19 @@
+// Package sqlitebackend is Conveyor's embedded default backend: every job in
+// one SQLite file, durable across restarts, no server to run. It uses the
+// pure-Go driver modernc.org/sqlite, so builds need no cgo.
+//
+// A web app process and separate worker processes on one host may share the
+// file: the database runs in WAL mode (readers never block the writer),
+// every write transaction starts with BEGIN IMMEDIATE (so two processes never
+// deadlock upgrading a read lock), waits up to BusyTimeout for the lock, and
+// is retried when SQLite still reports the database busy. Within a process
+// all writes share one connection, so they queue in Go instead of spinning
+// on the file lock.
+//
+// Listeners in the same process are woken at once; other processes' writes
+// are noticed by polling PRAGMA data_version, a counter read that costs no
+// I/O, every NotifyPoll.
+//
+// It implements every optional capability, including transactional enqueue
+// into the same file (backends.SQLTxEnqueuer) through DB.
+package sqlitebackend

@@ -1,0 +1,245 @@
+package sqlitebackend
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+// GetJob implements backends.Inspector.
+func (b *Backend) GetJob(ctx context.Context, p backends.GetJobParams) (*job.Record, error) {
+	r, err := scanRecord(b.ro.QueryRowContext(ctx, `SELECT `+columns+` FROM conveyor_jobs WHERE id = ?`, p.ID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: %s", job.ErrNotFound, p.ID)
+	}
+	return r, err
+}
+
+// ListJobs implements backends.Inspector; the cursor is the last job's
+// enqueue sequence number.
+func (b *Backend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*backends.JobPage, error) {
+	if !p.State.Valid() {
+		return nil, fmt.Errorf("%w: list needs a valid state, got %q", job.ErrInvalid, p.State)
+	}
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	var after int64
+	if p.Cursor != "" {
+		var err error
+		if after, err = strconv.ParseInt(p.Cursor, 10, 64); err != nil {
+			return nil, fmt.Errorf("%w: bad cursor %q", job.ErrInvalid, p.Cursor)
+		}
+	}
+	q := `SELECT seq, ` + columns + ` FROM conveyor_jobs WHERE state = ? AND seq > ?`
+	args := []any{string(p.State), after}
+	if p.Queue != "" {
+		q += ` AND queue = ?`
+		args = append(args, p.Queue)
+	}
+	rows, err := b.ro.QueryContext(ctx, q+` ORDER BY seq LIMIT ?`, append(args, limit+1)...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	page := &backends.JobPage{}
+	var lastSeq int64
+	for rows.Next() {
+		if len(page.Jobs) == limit {
+			page.Next = strconv.FormatInt(lastSeq, 10)
+			break
+		}
+		r, err := scanRecord(seqScanner{rows, &lastSeq})
+		if err != nil {
+			return nil, err
+		}
+		page.Jobs = append(page.Jobs, r)
+	}
+	return page, rows.Err()
+}
+
+// seqScanner reads the leading seq column before the record's columns.
+type seqScanner struct {
+	rows *sql.Rows
+	seq  *int64
+}
+
+func (s seqScanner) Scan(dest ...any) error { return s.rows.Scan(append([]any{s.seq}, dest...)...) }
+
+// QueueStats implements backends.Inspector with one grouped count over the
+// (queue, state) index.
+func (b *Backend) QueueStats(ctx context.Context, p backends.QueueStatsParams) ([]backends.QueueStats, error) {
+	q := `SELECT queue, state, count(*) FROM conveyor_jobs`
+	var args []any
+	if p.Queue != "" {
+		q += ` WHERE queue = ?`
+		args = append(args, p.Queue)
+	}
+	rows, err := b.ro.QueryContext(ctx, q+` GROUP BY queue, state`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	byQueue := map[string]*backends.QueueStats{}
+	var order []string
+	stat := func(name string) *backends.QueueStats {
+		s := byQueue[name]
+		if s == nil {
+			s = &backends.QueueStats{Queue: name, Counts: map[job.State]int{}}
+			byQueue[name] = s
+			order = append(order, name)
+		}
+		return s
+	}
+	for rows.Next() {
+		var name, state string
+		var n int
+		if err := rows.Scan(&name, &state, &n); err != nil {
+			return nil, err
+		}
+		stat(name).Counts[job.State(state)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	q = `SELECT name FROM conveyor_queues WHERE paused = 1`
+	if p.Queue != "" {
+		q += ` AND name = ?`
+	}
+	prow, err := b.ro.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer prow.Close()
+	for prow.Next() {
+		var name string
+		if err := prow.Scan(&name); err != nil {
+			return nil, err
+		}
+		stat(name).Paused = true
+	}
+	out := make([]backends.QueueStats, 0, len(order))
+	for _, name := range order {
+		out = append(out, *byQueue[name])
+	}
+	return out, prow.Err()
+}
+
+func placeholders(n int) string { return "(?" + strings.Repeat(", ?", n-1) + ")" }
+
+func anys(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// ReplayJobs implements backends.Admin.
+func (b *Backend) ReplayJobs(ctx context.Context, p backends.ReplayJobsParams) (int, error) {
+	var n int64
+	var queues []string
+	err := b.write(ctx, func(tx *sql.Tx) error {
+		n, queues = 0, nil
+		for id, payload := range p.Payloads {
+			if _, err := tx.ExecContext(ctx, `UPDATE conveyor_jobs SET payload = ? WHERE id = ? AND state IN ('dead', 'cancelled')`, payload, id); err != nil {
+				return err
+			}
+		}
+		set := `UPDATE conveyor_jobs SET state = 'pending', deliveries = 0, run_at = ?, finished_at = 0 WHERE `
+		now := micros(time.Now())
+		var where string
+		var args []any
+		switch {
+		case len(p.IDs) > 0:
+			where, args = `state IN ('dead', 'cancelled') AND id IN `+placeholders(len(p.IDs)), anys(p.IDs)
+		case p.Queue != "":
+			where, args = `state = 'dead' AND queue = ?`, []any{p.Queue}
+		default:
+			return nil
+		}
+		rows, err := tx.QueryContext(ctx, set+where+` RETURNING queue`, append([]any{now}, args...)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var q string
+			if err := rows.Scan(&q); err != nil {
+				return err
+			}
+			queues = append(queues, q)
+			n++
+		}
+		return rows.Err()
+	})
+	for _, q := range queues {
+		b.hub.Publish(backends.Event{Kind: backends.JobsAvailable, Queue: q})
+	}
+	return int(n), err
+}
+
+// DeleteJobs implements backends.Admin.
+func (b *Backend) DeleteJobs(ctx context.Context, p backends.DeleteJobsParams) (int, error) {
+	if len(p.IDs) == 0 {
+		return 0, nil
+	}
+	return b.deleteWhere(ctx, `state != 'running' AND id IN `+placeholders(len(p.IDs)), anys(p.IDs)...)
+}
+
+// PurgeQueue implements backends.Admin.
+func (b *Backend) PurgeQueue(ctx context.Context, p backends.PurgeQueueParams) (int, error) {
+	var states []string
+	for _, s := range p.States {
+		if s != job.Running {
+			states = append(states, string(s))
+		}
+	}
+	if len(states) == 0 {
+		return 0, nil
+	}
+	return b.deleteWhere(ctx, `queue = ? AND state IN `+placeholders(len(states)), append([]any{p.Queue}, anys(states)...)...)
+}
+
+func (b *Backend) deleteWhere(ctx context.Context, where string, args ...any) (int, error) {
+	var n int64
+	err := b.write(ctx, func(tx *sql.Tx) error {
+		r, err := tx.ExecContext(ctx, `DELETE FROM conveyor_jobs WHERE `+where, args...)
+		if err != nil {
+			return err
+		}
+		n, err = r.RowsAffected()
+		return err
+	})
+	return int(n), err
+}
+
+// PauseQueue implements backends.Pauser.
+func (b *Backend) PauseQueue(ctx context.Context, p backends.PauseQueueParams) error {
+	return b.setPaused(ctx, p.Queue, true)
+}
+
+// ResumeQueue implements backends.Pauser.
+func (b *Backend) ResumeQueue(ctx context.Context, p backends.PauseQueueParams) error {
+	if err := b.setPaused(ctx, p.Queue, false); err != nil {
+		return err
+	}
+	b.hub.Publish(backends.Event{Kind: backends.JobsAvailable, Queue: p.Queue})
+	return nil
+}
+
+func (b *Backend) setPaused(ctx context.Context, queue string, paused bool) error {
+	return b.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO conveyor_queues (name, paused) VALUES (?, ?)
+			ON CONFLICT (name) DO UPDATE SET paused = excluded.paused`, queue, paused)
+		return err
+	})
+}

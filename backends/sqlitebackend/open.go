@@ -1,0 +1,156 @@
+package sqlitebackend
+
+import (
+	"context"
+	"database/sql"
+	_ "embed"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/avast/retry-go/v4"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/notify"
+)
+
+//go:embed schema.sql
+var schema string
+
+// Config configures a Backend. Zero values mean the stated default.
+type Config struct {
+	// Path of the database file; created if absent. Required.
+	Path string
+	// BusyTimeout is how long a write waits for another process's lock
+	// before SQLite reports the database busy. Default 5s.
+	BusyTimeout time.Duration
+	// NotifyPoll is how often listeners check for other processes' writes.
+	// Default 25ms.
+	NotifyPoll time.Duration
+}
+
+// Backend stores jobs in one SQLite file.
+type Backend struct {
+	cfg Config
+	db  *sql.DB // writes: one connection, BEGIN IMMEDIATE
+	ro  *sql.DB // reads: several connections, concurrent with the writer
+	hub notify.Hub
+
+	pollOnce sync.Once
+	closing  chan struct{}
+	polling  sync.WaitGroup
+}
+
+var (
+	_ backends.Backend       = (*Backend)(nil)
+	_ backends.Inspector     = (*Backend)(nil)
+	_ backends.Admin         = (*Backend)(nil)
+	_ backends.Pauser        = (*Backend)(nil)
+	_ backends.Notifier      = (*Backend)(nil)
+	_ backends.SQLTxEnqueuer = (*Backend)(nil)
+)
+
+// Open opens (creating if needed) the database at cfg.Path and applies the
+// schema.
+func Open(ctx context.Context, cfg Config) (*Backend, error) {
+	if cfg.Path == "" {
+		return nil, errors.New("sqlitebackend: Config.Path is required")
+	}
+	if cfg.BusyTimeout <= 0 {
+		cfg.BusyTimeout = 5 * time.Second
+	}
+	if cfg.NotifyPoll <= 0 {
+		cfg.NotifyPoll = 25 * time.Millisecond
+	}
+	db, err := OpenDB(cfg.Path, cfg.BusyTimeout)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	ro, err := OpenDB(cfg.Path, cfg.BusyTimeout)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	ro.SetMaxOpenConns(4)
+	b := &Backend{cfg: cfg, db: db, ro: ro, closing: make(chan struct{})}
+	if err := b.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, schema)
+		return err
+	}); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("sqlitebackend: apply schema to %s: %w", cfg.Path, err)
+	}
+	return b, nil
+}
+
+// OpenDB opens a database/sql handle on path with the settings the backend
+// relies on: WAL, synchronous=NORMAL, a busy timeout and BEGIN IMMEDIATE
+// transactions. Apps that keep their own tables in the same file and
+// enqueue transactionally should open it this way (or use Backend.DB).
+func OpenDB(path string, busy time.Duration) (*sql.DB, error) {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
+	q.Add("_pragma", "journal_mode(WAL)")
+	// NORMAL in WAL mode keeps every commit atomic and the file consistent
+	// across a crash of the process; a power loss may lose the last commits.
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlitebackend: open %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// DB returns the backend's write handle, for apps that keep their own
+// tables in the same file and enqueue in their transactions (EnqueueTx).
+// A transaction held open on it delays the backend's writes in this process.
+func (b *Backend) DB() *sql.DB { return b.db }
+
+// Close closes the database. Jobs stay in the file.
+func (b *Backend) Close() error {
+	select {
+	case <-b.closing:
+		return nil
+	default:
+		close(b.closing)
+	}
+	b.polling.Wait()
+	return errors.Join(b.db.Close(), b.ro.Close())
+}
+
+// write runs fn in an IMMEDIATE transaction, retrying when another process
+// holds the lock past the busy timeout.
+func (b *Backend) write(ctx context.Context, fn func(*sql.Tx) error) error {
+	return retry.Do(func() error {
+		tx, err := b.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if err := fn(tx); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	},
+		retry.Context(ctx),
+		retry.Attempts(5),
+		retry.Delay(10*time.Millisecond),
+		retry.LastErrorOnly(true),
+		retry.RetryIf(isBusy),
+	)
+}
+
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	code := se.Code() & 0xff // primary code, without the extended bits
+	return code == sqlite3.SQLITE_BUSY || code == sqlite3.SQLITE_LOCKED
+}
