@@ -1,9 +1,6 @@
 package queue
 
-import (
-	"encoding/json"
-	"fmt"
-)
+import "encoding/json"
 
 // Codec turns task arguments and results into bytes and back.
 type Codec interface {
@@ -17,14 +14,8 @@ type JSON struct{}
 // Encode implements Codec.
 func (JSON) Encode(v any) ([]byte, error) { return json.Marshal(v) }
 
-// Decode implements Codec. Trailing data after the value is an error, so a
-// truncated or concatenated payload is caught rather than half-read.
-func (JSON) Decode(data []byte, v any) error {
-	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("json: %w", err)
-	}
-	return nil
-}
+// Decode implements Codec.
+func (JSON) Decode(data []byte, v any) error { return json.Unmarshal(data, v) }
 
 // None is the result type of tasks that return nothing.
 type None struct{}

@@ -166,7 +166,9 @@ func (w *Worker) failure(rec *job.Record, h *handler, now time.Time, err error, 
 	}
 	d := w.policy(rec, h).Decide(conveyorretry.Attempt{Number: ae.Attempt, Elapsed: now.Sub(first), Err: err})
 	if !d.Retry {
-		ae.Error = d.Reason + ": " + ae.Error
+		if !conveyorretry.IsPermanent(err) { // its message already says so
+			ae.Error = d.Reason + ": " + ae.Error
+		}
 		log.Info("job dead-lettered", "reason", d.Reason, "err", err)
 		return w.deadLetter(rec, ae)
 	}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+func runInspect(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
+	db := dbFlag(fs)
+	q := fs.String("queue", "", "only this queue (dead)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return fmt.Errorf("usage: conveyor inspect queues|job ID|dead|replay ID...|replay-all QUEUE|pause QUEUE|resume QUEUE: %w", flag.ErrHelp)
+	}
+	b, err := openBackend(ctx, *db)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	verb, rest := fs.Arg(0), fs.Args()[1:]
+	need := func(n int) error {
+		if len(rest) < n {
+			return fmt.Errorf("inspect %s needs an argument: %w", verb, flag.ErrHelp)
+		}
+		return nil
+	}
+	switch verb {
+	case "queues":
+		stats, err := b.QueueStats(ctx, backends.QueueStatsParams{})
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprint(tw, "QUEUE\tPAUSED")
+		for _, st := range job.States {
+			fmt.Fprintf(tw, "\t%s", strings.ToUpper(string(st)))
+		}
+		fmt.Fprintln(tw)
+		for _, s := range stats {
+			fmt.Fprintf(tw, "%s\t%v", s.Queue, s.Paused)
+			for _, st := range job.States {
+				fmt.Fprintf(tw, "\t%d", s.Counts[st])
+			}
+			fmt.Fprintln(tw)
+		}
+		return tw.Flush()
+	case "job":
+		if err := need(1); err != nil {
+			return err
+		}
+		r, err := b.GetJob(ctx, backends.GetJobParams{ID: rest[0]})
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	case "dead":
+		page, err := b.ListJobs(ctx, backends.ListJobsParams{Queue: *q, State: job.Dead, Limit: 100})
+		if err != nil {
+			return err
+		}
+		for _, r := range page.Jobs {
+			reason := ""
+			if le := r.LastError(); le != nil {
+				reason = le.Error
+			}
+			fmt.Fprintf(out, "%s\t%s\t%s\t%s\n", r.ID, r.Queue, r.Task, reason)
+		}
+		return nil
+	case "replay":
+		if err := need(1); err != nil {
+			return err
+		}
+		n, err := b.ReplayJobs(ctx, backends.ReplayJobsParams{IDs: rest})
+		fmt.Fprintf(out, "replayed %d\n", n)
+		return err
+	case "replay-all":
+		if err := need(1); err != nil {
+			return err
+		}
+		n, err := b.ReplayJobs(ctx, backends.ReplayJobsParams{Queue: rest[0]})
+		fmt.Fprintf(out, "replayed %d\n", n)
+		return err
+	case "pause", "resume":
+		if err := need(1); err != nil {
+			return err
+		}
+		p := backends.PauseQueueParams{Queue: rest[0]}
+		if verb == "pause" {
+			return b.PauseQueue(ctx, p)
+		}
+		return b.ResumeQueue(ctx, p)
+	}
+	return fmt.Errorf("inspect: unknown %q: %w", verb, flag.ErrHelp)
+}

@@ -1,0 +1,74 @@
+// Command conveyor runs workers, enqueues and inspects jobs, and plays a demo,
+// on the embedded SQLite backend.
+//
+//	conveyor demo                        a worker, sample jobs and a live summary
+//	conveyor worker  [-queues a,b] ...   run the sample tasks until SIGINT/SIGTERM
+//	conveyor enqueue TASK JSON           enqueue one job by task name
+//	conveyor inspect queues|job ID|dead|replay ID...|pause Q|resume Q
+//
+// Every command takes -db PATH (default $CONVEYOR_DB, else conveyor.db).
+// The stock worker knows the sample tasks of internal/demo; an app builds its
+// own worker binary with its own tasks, as examples/appworker shows.
+//
+// This is the only place Conveyor handles OS signals: SIGINT or SIGTERM
+// drains the worker gracefully.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+type command struct {
+	name, usage string
+	run         func(ctx context.Context, args []string, out io.Writer) error
+}
+
+var commands = []command{
+	{"demo", "run a worker on sample jobs and print a live summary", runDemo},
+	{"worker", "run a worker with the sample tasks until SIGINT/SIGTERM", runWorker},
+	{"enqueue", "enqueue a job: enqueue [flags] TASK JSON", runEnqueue},
+	{"inspect", "inspect queues and jobs: inspect queues|job ID|dead|replay ID...|replay-all QUEUE|pause QUEUE|resume QUEUE", runInspect},
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "conveyor:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) > 0 {
+		for _, c := range commands {
+			if c.name == args[0] {
+				return c.run(ctx, args[1:], out)
+			}
+		}
+	}
+	fmt.Fprintln(out, "usage: conveyor COMMAND [flags]")
+	for _, c := range commands {
+		fmt.Fprintf(out, "  %-8s %s\n", c.name, c.usage)
+	}
+	return flag.ErrHelp
+}
+
+// dbFlag adds the -db flag every command shares.
+func dbFlag(fs *flag.FlagSet) *string {
+	def := os.Getenv("CONVEYOR_DB")
+	if def == "" {
+		def = "conveyor.db"
+	}
+	return fs.String("db", def, "SQLite database file (env CONVEYOR_DB)")
+}

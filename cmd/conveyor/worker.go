@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/conveyorhq/conveyor/internal/demo"
+	"github.com/conveyorhq/conveyor/worker"
+)
+
+func runWorker(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	db := dbFlag(fs)
+	queues := fs.String("queues", "default,payments", "comma-separated queues, highest priority first")
+	strict := fs.Bool("strict", false, "drain earlier queues first instead of weighted round robin")
+	concurrency := fs.Int("concurrency", 10, "jobs running at once")
+	lease := fs.Duration("lease", 30*time.Second, "lease length; a crashed worker's jobs return after it")
+	drain := fs.Duration("drain", 30*time.Second, "on SIGTERM, how long running jobs may take to finish")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	b, err := openBackend(ctx, *db)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	var qs []worker.QueueConfig
+	for _, q := range strings.Split(*queues, ",") {
+		qs = append(qs, worker.QueueConfig{Name: strings.TrimSpace(q)})
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	w := worker.New(b, worker.Config{
+		Queues: qs, StrictPriority: *strict, Concurrency: *concurrency, LeaseDuration: *lease,
+		Breakers: demo.Breakers, Logger: log, Middleware: []worker.Middleware{worker.Logging(log)},
+	})
+	demo.Register(w, nil)
+	// The worker runs until the signal context ends; Stop then drains
+	// with its own deadline, so a second signal is not needed.
+	if err := w.Start(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "worker %s on %s: queues %s, concurrency %d\n", w.ID(), *db, *queues, *concurrency)
+	<-ctx.Done()
+	fmt.Fprintf(out, "draining (up to %s)...\n", *drain)
+	dctx, cancel := context.WithTimeout(context.Background(), *drain)
+	defer cancel()
+	return w.Stop(dctx)
+}
