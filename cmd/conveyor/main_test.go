@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/sqlitebackend"
+	"github.com/conveyorhq/conveyor/internal/demo"
+	"github.com/conveyorhq/conveyor/job"
+	"github.com/conveyorhq/conveyor/queue"
+)
+
+// TestMain lets a test start this package's own binary as a real worker
+// process: with CONVEYOR_RUN_MAIN=1 the test binary is the command.
+func TestMain(m *testing.M) {
+	if os.Getenv("CONVEYOR_RUN_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func startWorker(t *testing.T, db string, lease time.Duration) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "worker", "-db", db, "-concurrency", "8", "-lease", lease.String(), "-drain", "10s")
+	cmd.Env = append(os.Environ(), "CONVEYOR_RUN_MAIN=1")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr // visible with -v
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return cmd
+}
+
+func stats(t *testing.T, in backends.Inspector) map[job.State]int {
+	t.Helper()
+	st, err := in.QueueStats(context.Background(), backends.QueueStatsParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := map[job.State]int{}
+	for _, s := range st {
+		for k, v := range s.Counts {
+			total[k] += v
+		}
+	}
+	return total
+}
+
+// waitUntil polls the database, which is the only signal another process
+// gives, until cond holds.
+func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A worker process killed with SIGKILL mid-job loses nothing: another worker
+// picks its jobs up once their leases expire, and every job ends as its
+// policy says.
+func TestSIGKILLedWorkerLosesNoJob(t *testing.T) {
+	ctx := context.Background()
+	db := filepath.Join(t.TempDir(), "kill.db")
+	b, err := sqlitebackend.Open(ctx, sqlitebackend.Config{Path: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	c := queue.NewClient(b, queue.Config{})
+	var reqs []queue.Request
+	const sleepers, flaky = 40, 10
+	for range sleepers {
+		reqs = append(reqs, demo.Sleep.Request(demo.SleepArgs{Millis: 300}, nil))
+	}
+	for range flaky {
+		reqs = append(reqs, demo.Flaky.Request(demo.FlakyArgs{FailTimes: 1}, nil))
+	}
+	reqs = append(reqs, demo.Charge.Request(demo.ChargeArgs{Card: "declined"}, nil))
+	if _, err := c.EnqueueMany(ctx, reqs...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{
+		{ID: "poison", Queue: "default", Task: demo.Sleep.Name(), Payload: []byte(`not json`)},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	total := len(reqs) + 1
+
+	const lease = time.Second
+	first := startWorker(t, db, lease)
+	waitUntil(t, 30*time.Second, "the first worker to be mid-batch", func() bool {
+		s := stats(t, b)
+		return s[job.Running] >= 4 && s[job.Done] >= 4
+	})
+	page, err := b.ListJobs(ctx, backends.ListJobsParams{State: job.Running, Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	// Jobs that finished between the listing and the kill are fine; the
+	// ones still running at the kill must come back.
+	var orphans []string
+	for _, r := range page.Jobs {
+		if cur, err := b.GetJob(ctx, backends.GetJobParams{ID: r.ID}); err == nil && cur.State == job.Running {
+			orphans = append(orphans, r.ID)
+		}
+	}
+	if len(orphans) == 0 {
+		t.Fatal("no job was running when the worker died; the test proves nothing")
+	}
+
+	second := startWorker(t, db, lease)
+	waitUntil(t, 60*time.Second, "every job to finish", func() bool {
+		s := stats(t, b)
+		return s[job.Done]+s[job.Dead] == total
+	})
+	if err := second.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Wait(); err != nil {
+		t.Fatalf("worker did not exit cleanly on SIGTERM: %v", err)
+	}
+
+	s := stats(t, b)
+	if s[job.Done] != sleepers+flaky || s[job.Dead] != 2 {
+		t.Fatalf("final counts %v; want %d done and 2 dead (declined card, poison)", s, sleepers+flaky)
+	}
+	for _, id := range orphans {
+		r, err := b.GetJob(ctx, backends.GetJobParams{ID: id})
+		if err != nil || r.State != job.Done || r.Deliveries < 2 {
+			t.Fatalf("orphaned job %s: %+v, %v; want done on a second delivery", id, r, err)
+		}
+	}
+	dead, err := b.ListJobs(ctx, backends.ListJobsParams{State: job.Dead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range dead.Jobs {
+		if r.Attempts() != 1 {
+			t.Fatalf("dead job %s (%s) used %d attempts; permanent failures use one", r.ID, r.Task, r.Attempts())
+		}
+	}
+}
+
+func TestDemo(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"demo", "-greetings", "10", "-flaky", "2", "-charges", "4", "-outage", "500ms"}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "all jobs finished: 16 done, 2 dead") || !strings.Contains(out.String(), "breaker payments: open") {
+		t.Fatalf("demo output:\n%s", out.String())
+	}
+}
+
+func TestEnqueueAndInspect(t *testing.T) {
+	ctx := context.Background()
+	db := filepath.Join(t.TempDir(), "cli.db")
+	var out bytes.Buffer
+	if err := run(ctx, []string{"enqueue", "-db", db, "demo.greet", `{"name":"ada"}`}, &out); err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimSpace(out.String())
+	if err := run(ctx, []string{"enqueue", "-db", db, "no.such.task", `{}`}, &out); !errors.Is(err, job.ErrUnknownTask) {
+		t.Fatalf("unknown task: %v", err)
+	}
+	if err := run(ctx, []string{"enqueue", "-db", db, "demo.greet", `{"name":`}, &out); !errors.Is(err, job.ErrMalformedPayload) {
+		t.Fatalf("malformed JSON: %v", err)
+	}
+	out.Reset()
+	if err := run(ctx, []string{"inspect", "-db", db, "queues"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "default") || !hasLine(out.String(), "default", "false", "1") {
+		t.Fatalf("inspect queues:\n%s", out.String())
+	}
+	out.Reset()
+	if err := run(ctx, []string{"inspect", "-db", db, "job", id}, &out); err != nil || !strings.Contains(out.String(), `"Task": "demo.greet"`) {
+		t.Fatalf("inspect job: %v\n%s", err, out.String())
+	}
+}
+
+// hasLine reports whether some line starts with the given fields.
+func hasLine(text string, fields ...string) bool {
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= len(fields) && strings.Join(f[:len(fields)], " ") == strings.Join(fields, " ") {
+			return true
+		}
+	}
+	return false
+}
