@@ -70,6 +70,25 @@ type SQLTxEnqueuer interface {
 	EnqueueTx(ctx context.Context, tx *sql.Tx, p EnqueueParams) ([]EnqueueResult, error)
 }
 
+// BatchCompleter completes many leased jobs in one round trip. Workers
+// gather the completions of jobs that finish close together and flush them
+// at once (group commit), which is where a backend that pays per write
+// transaction gains the most.
+//
+// Fallback when absent: one Complete per job.
+type BatchCompleter interface {
+	// CompleteMany applies each completion as Complete would. The result
+	// has one entry per job, in order: nil, or an error wrapping
+	// job.ErrLeaseLost for a job the caller no longer holds. A non-nil
+	// error means none was applied.
+	CompleteMany(ctx context.Context, p CompleteManyParams) ([]error, error)
+}
+
+// CompleteManyParams is the input of BatchCompleter.CompleteMany.
+type CompleteManyParams struct {
+	Jobs []CompleteParams
+}
+
 // GetJobParams is the input of Inspector.GetJob.
 type GetJobParams struct {
 	ID string

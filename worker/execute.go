@@ -111,8 +111,12 @@ func (w *Worker) finish(ctx context.Context, rec *job.Record, h *handler, res []
 	var op func(context.Context) error
 	switch {
 	case err == nil:
+		p := backends.CompleteParams{Lease: rec.Lease, Result: res}
 		op = func(c context.Context) error {
-			return w.b.Complete(c, backends.CompleteParams{Lease: rec.Lease, Result: res})
+			if w.cmp != nil {
+				return w.cmp.complete(c, p)
+			}
+			return w.b.Complete(c, p)
 		}
 	case errors.Is(cause, job.ErrLeaseLost):
 		log.Warn("lease lost while running; the job's new owner will finish it", "err", err)

@@ -21,6 +21,8 @@ type Worker struct {
 	cfg Config
 	log *slog.Logger
 	brk breakers
+	// cmp batches completions once started, if the backend can.
+	cmp *completer
 
 	mu       sync.Mutex
 	handlers map[string]*handler
@@ -99,6 +101,14 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.loops.Add(2)
 	go w.fetchLoop(fetchCtx)
 	go w.heartbeatLoop()
+	if bc, ok := w.b.(backends.BatchCompleter); ok {
+		w.cmp = newCompleter(bc)
+		w.loops.Add(1)
+		go func() {
+			defer w.loops.Done()
+			w.cmp.run(w.drained)
+		}()
+	}
 	if n, ok := w.b.(backends.Notifier); ok {
 		w.loops.Add(1)
 		go w.listenLoop(fetchCtx, n)

@@ -23,6 +23,7 @@ func RunCapabilities(t *testing.T, f Factory) {
 		{"Admin", is[backends.Admin](probe) && is[backends.Inspector](probe), testAdmin},
 		{"Pauser", is[backends.Pauser](probe), testPauser},
 		{"Notifier", is[backends.Notifier](probe), testNotifier},
+		{"BatchCompleter", is[backends.BatchCompleter](probe), testBatchCompleter},
 	}
 	for _, c := range caps {
 		t.Run(c.name, func(t *testing.T) {
@@ -202,6 +203,34 @@ func testNotifier(h *harness) {
 	cancel()
 	for range events { // the channel closes once ctx ends
 	}
+}
+
+func testBatchCompleter(h *harness) {
+	bc := h.b.(backends.BatchCompleter)
+	q := h.queue("batch-complete")
+	h.enqueue(h.ins(q, "a"), h.ins(q, "b"), h.ins(q, "c"))
+	recs := h.reserve(q, 3, longLease)
+	if len(recs) != 3 {
+		h.t.Fatalf("reserved %d, want 3", len(recs))
+	}
+	stale := recs[1].Lease
+	stale.Token += "-stale"
+	errs, err := bc.CompleteMany(h.ctx, backends.CompleteManyParams{Jobs: []backends.CompleteParams{
+		{Lease: recs[0].Lease, Result: []byte("ra")}, {Lease: stale}, {Lease: recs[2].Lease, Result: []byte("rc")},
+	}})
+	if err != nil || len(errs) != 3 {
+		h.t.Fatalf("CompleteMany = %v, %v", errs, err)
+	}
+	if errs[0] != nil || errs[2] != nil {
+		h.t.Fatalf("held leases failed: %v", errs)
+	}
+	expectErr(h.t, errs[1], job.ErrLeaseLost)
+	if r := h.expectState(recs[0].ID, job.Done); r != nil && string(r.Result) != "ra" {
+		h.t.Fatalf("result %q", r.Result)
+	}
+	h.expectState(recs[1].ID, job.Running)
+	h.expectState(recs[2].ID, job.Done)
+	h.complete(recs[1], nil)
 }
 
 func await(t *testing.T, events <-chan backends.Event, match func(backends.Event) bool) {

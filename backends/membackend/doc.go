@@ -4,6 +4,7 @@
 //
 // Use it in unit tests and single-process apps that can afford to lose
 // queued jobs on exit. It implements every optional capability except
-// transactional enqueue. For tests that want a task to run at enqueue, see
+// transactional enqueue and batch completion (a completion costs it one
+// lock, so batching would only add a hand-off). For tests that want a task to run at enqueue, see
 // worker.Inline.
 package membackend

@@ -332,6 +332,44 @@ func (b *Backend) Complete(ctx context.Context, p backends.CompleteParams) error
 	return err
 }
 
+// CompleteMany implements backends.BatchCompleter: one transaction, so one
+// commit, for the whole batch.
+func (b *Backend) CompleteMany(ctx context.Context, p backends.CompleteManyParams) ([]error, error) {
+	out := make([]error, len(p.Jobs))
+	var done []backends.Event
+	err := b.write(ctx, func(tx *sql.Tx) error {
+		done = done[:0]
+		stmt, err := tx.PrepareContext(ctx, `UPDATE conveyor_jobs SET state = 'done', result = ?, finished_at = ?, lease_token = NULL
+			WHERE id = ? AND state = 'running' AND lease_token = ? RETURNING queue`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		now := micros(time.Now())
+		for i, c := range p.Jobs {
+			var q string
+			err := stmt.QueryRowContext(ctx, c.Result, now, c.Lease.JobID, c.Lease.Token).Scan(&q)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				out[i] = fmt.Errorf("%w: job %s", job.ErrLeaseLost, c.Lease.JobID)
+			case err != nil:
+				return err
+			default:
+				out[i] = nil
+				done = append(done, backends.Event{Kind: backends.JobFinished, Queue: q, JobID: c.Lease.JobID})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, ev := range done {
+		b.hub.Publish(ev)
+	}
+	return out, nil
+}
+
 // Retry implements backends.Backend.
 func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
 	now := time.Now()

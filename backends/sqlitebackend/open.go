@@ -46,12 +46,13 @@ type Backend struct {
 }
 
 var (
-	_ backends.Backend       = (*Backend)(nil)
-	_ backends.Inspector     = (*Backend)(nil)
-	_ backends.Admin         = (*Backend)(nil)
-	_ backends.Pauser        = (*Backend)(nil)
-	_ backends.Notifier      = (*Backend)(nil)
-	_ backends.SQLTxEnqueuer = (*Backend)(nil)
+	_ backends.Backend        = (*Backend)(nil)
+	_ backends.Inspector      = (*Backend)(nil)
+	_ backends.Admin          = (*Backend)(nil)
+	_ backends.Pauser         = (*Backend)(nil)
+	_ backends.Notifier       = (*Backend)(nil)
+	_ backends.SQLTxEnqueuer  = (*Backend)(nil)
+	_ backends.BatchCompleter = (*Backend)(nil)
 )
 
 // Open opens (creating if needed) the database at cfg.Path and applies the
