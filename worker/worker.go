@@ -30,12 +30,13 @@ type Worker struct {
 	perQueue map[string]int
 	started  bool
 
-	wake    chan struct{} // a slot freed or jobs may be due
-	stop    context.CancelFunc
-	loops   sync.WaitGroup // fetch, heartbeat and listen loops
-	jobs    sync.WaitGroup // running jobs
-	drained chan struct{}  // closed when Stop has drained the jobs: ends heartbeats
-	stopped chan struct{}
+	wake     chan struct{} // a slot freed or jobs may be due
+	stop     context.CancelFunc
+	fetching sync.WaitGroup // fetch and listen loops: they start jobs
+	loops    sync.WaitGroup // heartbeat and completer loops: they serve jobs
+	jobs     sync.WaitGroup // running jobs
+	drained  chan struct{}  // closed when Stop has drained the jobs: ends heartbeats
+	stopped  chan struct{}
 }
 
 type runningJob struct {
@@ -98,8 +99,9 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.started = true
 	fetchCtx, cancel := context.WithCancel(ctx)
 	w.stop = cancel
-	w.loops.Add(2)
+	w.fetching.Add(1)
 	go w.fetchLoop(fetchCtx)
+	w.loops.Add(1)
 	go w.heartbeatLoop()
 	if bc, ok := w.b.(backends.BatchCompleter); ok {
 		w.cmp = newCompleter(bc)
@@ -110,7 +112,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		}()
 	}
 	if n, ok := w.b.(backends.Notifier); ok {
-		w.loops.Add(1)
+		w.fetching.Add(1)
 		go w.listenLoop(fetchCtx, n)
 	}
 	go func() {
@@ -142,6 +144,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 	w.mu.Unlock()
 
 	stop()
+	w.fetching.Wait() // no job starts after this, so jobs.Wait is final
 	drained := make(chan struct{})
 	go func() { w.jobs.Wait(); close(drained) }()
 	var err error
@@ -172,7 +175,7 @@ func (w *Worker) signal() {
 
 // fetchLoop reserves jobs while there are free slots and starts them.
 func (w *Worker) fetchLoop(ctx context.Context) {
-	defer w.loops.Done()
+	defer w.fetching.Done()
 	poll := time.NewTimer(0)
 	defer poll.Stop()
 	backoff := 50 * time.Millisecond
@@ -287,7 +290,7 @@ func (w *Worker) behindOpenBreakers(q string) bool {
 
 // listenLoop turns backend notifications into wake-ups.
 func (w *Worker) listenLoop(ctx context.Context, n backends.Notifier) {
-	defer w.loops.Done()
+	defer w.fetching.Done()
 	queues := make([]string, len(w.cfg.Queues))
 	for i, q := range w.cfg.Queues {
 		queues[i] = q.Name
