@@ -2,6 +2,7 @@ package backends
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/conveyorhq/conveyor/job"
 )
@@ -66,4 +67,23 @@ func QueueFullError(queue string, depth, adding, max int) error {
 // was delivered MaxDeliveries times without finishing.
 func PoisonReason(deliveries int) string {
 	return fmt.Sprintf("poison message: delivered %d times without finishing (max deliveries reached; its worker crashed or lost the lease each time)", deliveries)
+}
+
+// Page checks a list request and returns its page size (Limit, or 100) and
+// the position after which the page starts, for backends whose cursor is
+// an enqueue sequence number.
+func (p ListJobsParams) Page() (limit int, after int64, err error) {
+	if !p.State.Valid() {
+		return 0, 0, fmt.Errorf("%w: list needs a valid state, got %q", job.ErrInvalid, p.State)
+	}
+	limit = p.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	if p.Cursor != "" {
+		if after, err = strconv.ParseInt(p.Cursor, 10, 64); err != nil || after < 0 {
+			return 0, 0, fmt.Errorf("%w: bad cursor %q", job.ErrInvalid, p.Cursor)
+		}
+	}
+	return limit, after, nil
 }

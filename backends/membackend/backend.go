@@ -283,58 +283,56 @@ func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backen
 	return out, nil
 }
 
-// Complete implements backends.Backend.
-func (b *Backend) Complete(ctx context.Context, p backends.CompleteParams) error {
+// withLease runs fn on the job l holds, under the lock.
+func (b *Backend) withLease(l job.Lease, fn func(e *entry, now time.Time)) error {
 	now := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	e, err := b.leased(p.Lease)
+	if err := b.checkOpen(); err != nil {
+		return err
+	}
+	e, err := b.leased(l)
 	if err != nil {
 		return err
 	}
-	e.rec.Result = slices.Clone(p.Result)
-	b.setState(e, job.Done, now)
+	fn(e, now)
 	return nil
+}
+
+// Complete implements backends.Backend.
+func (b *Backend) Complete(ctx context.Context, p backends.CompleteParams) error {
+	return b.withLease(p.Lease, func(e *entry, now time.Time) {
+		e.rec.Result = slices.Clone(p.Result)
+		b.setState(e, job.Done, now)
+	})
 }
 
 // Retry implements backends.Backend.
 func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
-	now := time.Now()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	e, err := b.leased(p.Lease)
-	if err != nil {
-		return err
-	}
-	e.rec.Lease = job.Lease{}
-	e.rec.RunAt = p.At
-	state := job.Retrying
-	if p.Error == nil {
-		e.rec.Deliveries--
-		state = job.Scheduled
-	} else {
-		e.rec.Errors = append(e.rec.Errors, *p.Error)
-	}
-	if !p.At.After(now) {
-		state = job.Pending
-		b.hub.Publish(backends.Event{Kind: backends.JobsAvailable, Queue: e.rec.Queue})
-	}
-	b.setState(e, state, now)
-	return nil
+	return b.withLease(p.Lease, func(e *entry, now time.Time) {
+		e.rec.Lease = job.Lease{}
+		e.rec.RunAt = p.At
+		state := job.Retrying
+		if p.Error == nil {
+			e.rec.Deliveries--
+			state = job.Scheduled
+		} else {
+			e.rec.Errors = append(e.rec.Errors, *p.Error)
+		}
+		if !p.At.After(now) {
+			state = job.Pending
+			b.hub.Publish(backends.Event{Kind: backends.JobsAvailable, Queue: e.rec.Queue})
+		}
+		b.setState(e, state, now)
+	})
 }
 
 // DeadLetter implements backends.Backend.
 func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) error {
-	now := time.Now()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	e, err := b.leased(p.Lease)
-	if err != nil {
-		return err
-	}
-	e.rec.Errors = append(e.rec.Errors, p.Error)
-	b.setState(e, job.Dead, now)
-	return nil
+	return b.withLease(p.Lease, func(e *entry, now time.Time) {
+		e.rec.Errors = append(e.rec.Errors, p.Error)
+		b.setState(e, job.Dead, now)
+	})
 }
 
 // Cancel implements backends.Backend.

@@ -25,24 +25,14 @@ func (b *Backend) GetJob(ctx context.Context, p backends.GetJobParams) (*job.Rec
 // ListJobs implements backends.Inspector. It scans every job: fine for the
 // sizes an in-memory backend holds.
 func (b *Backend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*backends.JobPage, error) {
-	if !p.State.Valid() {
-		return nil, fmt.Errorf("%w: list needs a valid state, got %q", job.ErrInvalid, p.State)
-	}
-	limit := p.Limit
-	if limit <= 0 {
-		limit = 100
-	}
-	var after uint64
-	if p.Cursor != "" {
-		var err error
-		if after, err = strconv.ParseUint(p.Cursor, 10, 64); err != nil {
-			return nil, fmt.Errorf("%w: bad cursor %q", job.ErrInvalid, p.Cursor)
-		}
+	limit, after, err := p.Page()
+	if err != nil {
+		return nil, err
 	}
 	b.mu.Lock()
 	var match []*entry
 	for _, e := range b.jobs {
-		if e.seq > after && e.rec.State == p.State && (p.Queue == "" || e.rec.Queue == p.Queue) {
+		if e.seq > uint64(after) && e.rec.State == p.State && (p.Queue == "" || e.rec.Queue == p.Queue) {
 			match = append(match, e)
 		}
 	}

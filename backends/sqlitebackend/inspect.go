@@ -25,19 +25,9 @@ func (b *Backend) GetJob(ctx context.Context, p backends.GetJobParams) (*job.Rec
 // ListJobs implements backends.Inspector; the cursor is the last job's
 // enqueue sequence number.
 func (b *Backend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*backends.JobPage, error) {
-	if !p.State.Valid() {
-		return nil, fmt.Errorf("%w: list needs a valid state, got %q", job.ErrInvalid, p.State)
-	}
-	limit := p.Limit
-	if limit <= 0 {
-		limit = 100
-	}
-	var after int64
-	if p.Cursor != "" {
-		var err error
-		if after, err = strconv.ParseInt(p.Cursor, 10, 64); err != nil {
-			return nil, fmt.Errorf("%w: bad cursor %q", job.ErrInvalid, p.Cursor)
-		}
+	limit, after, err := p.Page()
+	if err != nil {
+		return nil, err
 	}
 	q := `SELECT seq, ` + columns + ` FROM conveyor_jobs WHERE state = ? AND seq > ?`
 	args := []any{string(p.State), after}
