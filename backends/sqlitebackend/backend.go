@@ -155,6 +155,13 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
+	// Idle workers ask often; answering "nothing due" from a read
+	// connection keeps them off the single write lock. The write
+	// transaction below looks again, so a job that becomes due in between
+	// is merely picked up on the next call.
+	if due, err := b.anyDue(ctx, p.Queue); err != nil || !due {
+		return nil, err
+	}
 	var out []*job.Record
 	var dead []string
 	err := b.write(ctx, func(tx *sql.Tx) error {
@@ -265,6 +272,17 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 		b.hub.Publish(backends.Event{Kind: backends.JobFinished, Queue: p.Queue, JobID: id})
 	}
 	return out, nil
+}
+
+// anyDue reports whether queue may have a due job or an expired lease.
+func (b *Backend) anyDue(ctx context.Context, queue string) (bool, error) {
+	now := micros(time.Now())
+	var due bool
+	err := b.ro.QueryRowContext(ctx, `SELECT
+		EXISTS (SELECT 1 FROM conveyor_jobs WHERE queue = ? AND state IN `+waitingStates+` AND run_at <= ?)
+		OR EXISTS (SELECT 1 FROM conveyor_jobs WHERE queue = ? AND state = 'running' AND lease_expires_at <= ?)`,
+		queue, now, queue, now).Scan(&due)
+	return due, err
 }
 
 func newToken() string {

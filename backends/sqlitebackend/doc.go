@@ -10,6 +10,11 @@
 // all writes share one connection, so they queue in Go instead of spinning
 // on the file lock.
 //
+// Checkpoints (copying the WAL back into the database file) run on a timer
+// in the background, not inside a commit, so no write stalls behind one.
+// Idle workers learn that nothing is due from a read connection, without
+// taking the write lock.
+//
 // Listeners in the same process are woken at once; other processes' writes
 // are noticed by polling PRAGMA data_version, a counter read that costs no
 // I/O, every NotifyPoll.

@@ -31,6 +31,9 @@ type Config struct {
 	// NotifyPoll is how often listeners check for other processes' writes.
 	// Default 25ms.
 	NotifyPoll time.Duration
+	// CheckpointEvery is how often the WAL is copied back into the
+	// database file, off the write path. Default 1s.
+	CheckpointEvery time.Duration
 }
 
 // Backend stores jobs in one SQLite file.
@@ -42,7 +45,7 @@ type Backend struct {
 
 	pollOnce sync.Once
 	closing  chan struct{}
-	polling  sync.WaitGroup
+	polling  sync.WaitGroup // the data_version and checkpoint loops
 }
 
 var (
@@ -67,6 +70,9 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.NotifyPoll <= 0 {
 		cfg.NotifyPoll = 25 * time.Millisecond
 	}
+	if cfg.CheckpointEvery <= 0 {
+		cfg.CheckpointEvery = time.Second
+	}
 	db, err := OpenDB(cfg.Path, cfg.BusyTimeout)
 	if err != nil {
 		return nil, err
@@ -86,7 +92,26 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		b.Close()
 		return nil, fmt.Errorf("sqlitebackend: apply schema to %s: %w", cfg.Path, err)
 	}
+	b.polling.Add(1)
+	go b.checkpointLoop()
 	return b, nil
+}
+
+// checkpointLoop copies the WAL back into the database file every
+// CheckpointEvery. PASSIVE never waits for readers or writers: what it
+// cannot copy now it copies next time.
+func (b *Backend) checkpointLoop() {
+	defer b.polling.Done()
+	t := time.NewTicker(b.cfg.CheckpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.closing:
+			return
+		case <-t.C:
+			_, _ = b.ro.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+		}
+	}
 }
 
 // OpenDB opens a database/sql handle on path with the settings the backend
@@ -100,6 +125,10 @@ func OpenDB(path string, busy time.Duration) (*sql.DB, error) {
 	// NORMAL in WAL mode keeps every commit atomic and the file consistent
 	// across a crash of the process; a power loss may lose the last commits.
 	q.Add("_pragma", "synchronous(NORMAL)")
+	// Checkpoints run in the background (see checkpointLoop) instead of
+	// inside whichever commit crosses the WAL size limit, where they stall
+	// every write queued behind it.
+	q.Add("_pragma", "wal_autocheckpoint(0)")
 	q.Add("_txlock", "immediate")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
