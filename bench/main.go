@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -59,7 +60,19 @@ func main() {
 	flag.IntVar(&cfg.rate, "rate", 2000, "jobs per second for the latency run")
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of the latency run")
 	only := flag.String("backends", "", "comma-separated backends to run (default all)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 	fmt.Printf("conveyor bench: %s %s/%s, %d CPUs; n=%d batch=%d c=%d rate=%d/s for %s\n",
@@ -73,6 +86,7 @@ func main() {
 		r, err := runTarget(t, cfg)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "bench %s: %v\n", t.name, err)
+			pprof.StopCPUProfile()
 			os.Exit(1)
 		}
 		rows = append(rows, r)

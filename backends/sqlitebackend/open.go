@@ -43,6 +43,8 @@ type Backend struct {
 	ro  *sql.DB // reads: several connections, concurrent with the writer
 	hub notify.Hub
 
+	stmts map[string]*sql.Stmt // hotStatements, prepared on db's one connection
+
 	pollOnce sync.Once
 	closing  chan struct{}
 	polling  sync.WaitGroup // the data_version and checkpoint loops
@@ -91,6 +93,15 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	}); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("sqlitebackend: apply schema to %s: %w", cfg.Path, err)
+	}
+	b.stmts = map[string]*sql.Stmt{}
+	for _, q := range hotStatements {
+		st, err := db.PrepareContext(ctx, q)
+		if err != nil {
+			b.Close()
+			return nil, fmt.Errorf("sqlitebackend: prepare: %w", err)
+		}
+		b.stmts[q] = st
 	}
 	b.polling.Add(1)
 	go b.checkpointLoop()
@@ -152,6 +163,13 @@ func (b *Backend) Close() error {
 	}
 	b.polling.Wait()
 	return errors.Join(b.db.Close(), b.ro.Close())
+}
+
+// prepared returns the statement prepared at Open, bound to tx. As the
+// write pool has one connection, tx runs on the connection the statement
+// was prepared on and database/sql reuses it without parsing again.
+func (b *Backend) prepared(ctx context.Context, tx *sql.Tx, query string) *sql.Stmt {
+	return tx.StmtContext(ctx, b.stmts[query])
 }
 
 // write runs fn in an IMMEDIATE transaction, retrying when another process
