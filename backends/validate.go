@@ -58,9 +58,9 @@ type DepthCheck struct {
 
 // QueueFullError builds the error a backend returns when a batch would push
 // queue past its bound.
-func QueueFullError(queue string, depth, adding, max int) error {
+func QueueFullError(queue string, depth, adding, bound int) error {
 	return fmt.Errorf("%w: queue %q has %d unfinished jobs, adding %d would pass its bound of %d",
-		job.ErrQueueFull, queue, depth, adding, max)
+		job.ErrQueueFull, queue, depth, adding, bound)
 }
 
 // PoisonReason is the error recorded when Reserve dead-letters a job that

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"time"
 
@@ -146,9 +147,7 @@ func (w *Worker) finish(ctx context.Context, rec *job.Record, h *handler, res []
 
 // failure decides what a failed attempt leads to: a postponement that uses
 // no attempt, a retry, or dead letter.
-func (w *Worker) failure(rec *job.Record, h *handler, now time.Time, err error, log interface {
-	Info(string, ...any)
-}) func(context.Context) error {
+func (w *Worker) failure(rec *job.Record, h *handler, now time.Time, err error, log *slog.Logger) func(context.Context) error {
 	var be *errBreakerOpen
 	if errors.As(err, &be) {
 		return w.retryAt(rec, be.until, nil)

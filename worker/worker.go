@@ -2,8 +2,6 @@ package worker
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,7 +33,7 @@ type Worker struct {
 	fetching sync.WaitGroup // fetch and listen loops: they start jobs
 	loops    sync.WaitGroup // heartbeat and completer loops: they serve jobs
 	jobs     sync.WaitGroup // running jobs
-	drained  chan struct{}  // closed when Stop has drained the jobs: ends heartbeats
+	idle     chan struct{}  // closed when Stop is done with the jobs: ends heartbeats
 	stopped  chan struct{}
 }
 
@@ -56,6 +54,10 @@ var (
 	ErrTimeout = errors.New("conveyor: job timed out")
 )
 
+// shutdownGrace is how long Stop waits for handlers to return once it has
+// cancelled them.
+const shutdownGrace = 5 * time.Second
+
 // New returns a worker on backend b. Register handlers, then Start it.
 func New(b backends.Backend, cfg Config) *Worker {
 	cfg = cfg.withDefaults()
@@ -66,7 +68,7 @@ func New(b backends.Backend, cfg Config) *Worker {
 		running:  map[string]*runningJob{},
 		perQueue: map[string]int{},
 		wake:     make(chan struct{}, 1),
-		drained:  make(chan struct{}),
+		idle:     make(chan struct{}),
 		stopped:  make(chan struct{}),
 	}
 }
@@ -108,7 +110,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		w.loops.Add(1)
 		go func() {
 			defer w.loops.Done()
-			w.cmp.run(w.drained)
+			w.cmp.run(w.idle)
 		}()
 	}
 	if n, ok := w.b.(backends.Notifier); ok {
@@ -157,10 +159,16 @@ func (w *Worker) Stop(ctx context.Context) error {
 			r.cancel(ErrShutdown)
 		}
 		w.mu.Unlock()
-		<-drained
-		err = fmt.Errorf("worker: drain timed out; released %d running jobs", n)
+		select {
+		case <-drained:
+			err = fmt.Errorf("worker: drain timed out; released %d running jobs", n)
+		case <-time.After(shutdownGrace):
+			// Heartbeats stop below, so their leases expire and another
+			// worker takes the jobs; the handlers are left to return.
+			err = fmt.Errorf("worker: drain timed out; %d of %d handlers ignored cancellation for %s", w.Running(), n, shutdownGrace)
+		}
 	}
-	close(w.drained)
+	close(w.idle)
 	w.loops.Wait()
 	close(w.stopped)
 	return err
@@ -274,7 +282,7 @@ func (w *Worker) freeSlots(q QueueConfig) int {
 func (w *Worker) behindOpenBreakers(q string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	any := false
+	guarded := false
 	for _, h := range w.handlers {
 		o := h.def.Options()
 		if o.Queue != q {
@@ -283,9 +291,9 @@ func (w *Worker) behindOpenBreakers(q string) bool {
 		if o.Breaker == "" || !w.brk.isOpen(o.Breaker) {
 			return false
 		}
-		any = true
+		guarded = true
 	}
-	return any
+	return guarded
 }
 
 // listenLoop turns backend notifications into wake-ups.
@@ -324,7 +332,7 @@ func (w *Worker) heartbeatLoop() {
 		select {
 		case <-t.C:
 			w.heartbeat()
-		case <-w.drained:
+		case <-w.idle:
 			return
 		}
 	}
@@ -359,10 +367,4 @@ func (w *Worker) heartbeat() {
 			rj.cancel(ErrCancelRequested)
 		}
 	}
-}
-
-func randomSuffix() string {
-	b := make([]byte, 3)
-	_, _ = crand.Read(b)
-	return hex.EncodeToString(b)
 }

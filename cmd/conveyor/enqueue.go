@@ -6,12 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/conveyorhq/conveyor/internal/demo"
 	"github.com/conveyorhq/conveyor/job"
 	"github.com/conveyorhq/conveyor/queue"
-	"github.com/conveyorhq/conveyor/worker"
 )
 
 func runEnqueue(ctx context.Context, args []string, out io.Writer) error {
@@ -29,14 +29,12 @@ func runEnqueue(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("usage: conveyor enqueue [flags] TASK JSON: %w", flag.ErrHelp)
 	}
 	name, payload := fs.Arg(0), []byte(fs.Arg(1))
-	// The stock binary knows the demo tasks; a registry that is never
-	// started tells names and argument types.
-	reg := worker.New(nil, worker.Config{})
-	demo.Register(reg, nil)
-	def, ok := reg.Task(name)
-	if !ok {
+	// The stock binary knows the demo tasks.
+	i := slices.IndexFunc(demo.Tasks, func(d queue.Definition) bool { return d.Name() == name })
+	if i < 0 {
 		return fmt.Errorf("%w: %q", job.ErrUnknownTask, name)
 	}
+	def := demo.Tasks[i]
 	b, err := openBackend(ctx, *db)
 	if err != nil {
 		return err

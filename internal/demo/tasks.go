@@ -59,6 +59,9 @@ var (
 	Sleep = queue.NewTask[SleepArgs, queue.None]("demo.sleep", queue.TaskOptions{Retry: quickRetry})
 )
 
+// Tasks lists the demo tasks, for enqueueing by name.
+var Tasks = []queue.Definition{Greet, Flaky, Charge, Sleep}
+
 // Queues are the queues the demo tasks use.
 var Queues = []worker.QueueConfig{{Name: queue.DefaultQueue, Weight: 3}, {Name: "payments"}}
 
