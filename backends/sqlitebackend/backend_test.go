@@ -185,3 +185,46 @@ func TestCorruptRowIsDeadLettered(t *testing.T) {
 		t.Fatalf("corrupt job: %+v, %v", r, err)
 	}
 }
+
+func TestPruneKeepsWhatRetentionAndUniquenessNeed(t *testing.T) {
+	ctx := context.Background()
+	b, err := sqlitebackend.Open(ctx, sqlitebackend.Config{
+		Path: filepath.Join(t.TempDir(), "prune.db"), KeepDone: time.Nanosecond, KeepDead: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{
+		{ID: "done", Queue: "q", Task: "t"},
+		{ID: "dead", Queue: "q", Task: "t"},
+		{ID: "unique", Queue: "q", Task: "t", UniqueKey: "k", UniqueUntil: time.Now().Add(time.Hour)},
+		{ID: "waiting", Queue: "q", Task: "t", RunAt: time.Now().Add(time.Hour)},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: "q", Limit: 3, Lease: time.Minute})
+	if err != nil || len(recs) != 3 {
+		t.Fatal(recs, err)
+	}
+	for _, r := range recs {
+		if r.ID == "dead" {
+			err = b.DeadLetter(ctx, backends.DeadLetterParams{Lease: r.Lease, Error: job.AttemptError{Error: "x"}})
+		} else {
+			err = b.Complete(ctx, backends.CompleteParams{Lease: r.Lease})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := b.Prune(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("Prune = %d, %v; want only the done job without a unique window", n, err)
+	}
+	for id, kept := range map[string]bool{"done": false, "dead": true, "unique": true, "waiting": true} {
+		_, err := b.GetJob(ctx, backends.GetJobParams{ID: id})
+		if kept != (err == nil) {
+			t.Errorf("job %s: kept=%v, GetJob error %v", id, kept, err)
+		}
+	}
+}

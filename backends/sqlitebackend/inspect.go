@@ -233,3 +233,36 @@ func (b *Backend) setPaused(ctx context.Context, queue string, paused bool) erro
 		return err
 	})
 }
+
+// pruneBatch bounds how many rows one prune transaction deletes, so the
+// write lock is never held for long.
+const pruneBatch = 1000
+
+// Prune deletes finished jobs past their retention (Config.KeepDone,
+// KeepDead) and returns how many. A job whose unique key window is still
+// open is kept, so pruning never lets a duplicate in. It runs every
+// PruneEvery on its own; call it to prune now.
+func (b *Backend) Prune(ctx context.Context) (int, error) {
+	now := time.Now()
+	total := 0
+	for _, r := range []struct {
+		states string
+		keep   time.Duration
+	}{{`('done', 'cancelled')`, b.cfg.KeepDone}, {`('dead')`, b.cfg.KeepDead}} {
+		if r.keep < 0 {
+			continue
+		}
+		for {
+			n, err := b.deleteWhere(ctx, `seq IN (SELECT seq FROM conveyor_jobs WHERE state IN `+r.states+`
+				AND finished_at < ? AND unique_until < ? LIMIT ?)`, micros(now.Add(-r.keep)), micros(now), pruneBatch)
+			total += n
+			if err != nil || n < pruneBatch {
+				if err != nil {
+					return total, err
+				}
+				break
+			}
+		}
+	}
+	return total, nil
+}

@@ -34,6 +34,15 @@ type Config struct {
 	// CheckpointEvery is how often the WAL is copied back into the
 	// database file, off the write path. Default 1s.
 	CheckpointEvery time.Duration
+	// KeepDone is how long done and cancelled jobs (and their results) are
+	// kept before they are deleted. Default 24h; negative keeps them forever.
+	KeepDone time.Duration
+	// KeepDead is how long dead letters are kept for inspection and replay.
+	// Default 7 days; negative keeps them forever.
+	KeepDead time.Duration
+	// PruneEvery is how often finished jobs past their retention are
+	// deleted. Default 1m.
+	PruneEvery time.Duration
 }
 
 // Backend stores jobs in one SQLite file.
@@ -47,7 +56,7 @@ type Backend struct {
 
 	pollOnce sync.Once
 	closing  chan struct{}
-	polling  sync.WaitGroup // the data_version and checkpoint loops
+	polling  sync.WaitGroup // the data_version and maintenance loops
 }
 
 var (
@@ -74,6 +83,15 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	if cfg.CheckpointEvery <= 0 {
 		cfg.CheckpointEvery = time.Second
+	}
+	if cfg.KeepDone == 0 {
+		cfg.KeepDone = 24 * time.Hour
+	}
+	if cfg.KeepDead == 0 {
+		cfg.KeepDead = 7 * 24 * time.Hour
+	}
+	if cfg.PruneEvery <= 0 {
+		cfg.PruneEvery = time.Minute
 	}
 	db, err := OpenDB(cfg.Path, cfg.BusyTimeout)
 	if err != nil {
@@ -104,23 +122,29 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		b.stmts[q] = st
 	}
 	b.polling.Add(1)
-	go b.checkpointLoop()
+	go b.maintain()
 	return b, nil
 }
 
-// checkpointLoop copies the WAL back into the database file every
-// CheckpointEvery. PASSIVE never waits for readers or writers: what it
-// cannot copy now it copies next time.
-func (b *Backend) checkpointLoop() {
+// maintain runs the housekeeping every process with a Backend open shares:
+// checkpoints and pruning. Both are idempotent, so processes need not agree
+// on who does them.
+func (b *Backend) maintain() {
 	defer b.polling.Done()
-	t := time.NewTicker(b.cfg.CheckpointEvery)
-	defer t.Stop()
+	checkpoint := time.NewTicker(b.cfg.CheckpointEvery)
+	defer checkpoint.Stop()
+	prune := time.NewTicker(b.cfg.PruneEvery)
+	defer prune.Stop()
 	for {
 		select {
 		case <-b.closing:
 			return
-		case <-t.C:
+		case <-checkpoint.C:
+			// PASSIVE never waits for readers or writers: what it
+			// cannot copy now it copies next time.
 			_, _ = b.ro.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+		case <-prune.C:
+			_, _ = b.Prune(context.Background())
 		}
 	}
 }

@@ -31,6 +31,9 @@ CREATE INDEX IF NOT EXISTS conveyor_jobs_due ON conveyor_jobs (queue, priority D
 CREATE INDEX IF NOT EXISTS conveyor_jobs_leased ON conveyor_jobs (queue, lease_expires_at)
     WHERE state = 'running';
 CREATE INDEX IF NOT EXISTS conveyor_jobs_state ON conveyor_jobs (queue, state, seq);
+-- Pruning finds expired finished jobs without a scan.
+CREATE INDEX IF NOT EXISTS conveyor_jobs_finished ON conveyor_jobs (state, finished_at)
+    WHERE state IN ('done', 'cancelled', 'dead');
 CREATE INDEX IF NOT EXISTS conveyor_jobs_unique ON conveyor_jobs (unique_key)
     WHERE unique_key IS NOT NULL;
 CREATE TABLE IF NOT EXISTS conveyor_queues (
