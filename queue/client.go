@@ -63,9 +63,7 @@ func (c *Client) EnqueueMany(ctx context.Context, reqs ...Request) ([]JobRef, er
 	if err != nil {
 		return nil, err
 	}
-	out, err := c.enqueue(ctx, p, func(ctx context.Context) ([]backends.EnqueueResult, error) {
-		return c.b.Enqueue(ctx, p)
-	})
+	out, err := c.enqueue(ctx, p)
 	if err == nil && c.cfg.Inline != nil {
 		if _, ierr := c.cfg.Inline.WorkDue(ctx); ierr != nil {
 			return out, fmt.Errorf("enqueued, but running inline failed: %w", ierr)
@@ -119,12 +117,12 @@ func (c *Client) params(reqs []Request) (backends.EnqueueParams, error) {
 // enqueue runs one insert with retries of transient backend errors (safe
 // because a re-sent ID is a duplicate, not a second job) and, for queues set
 // to Block, waits for room.
-func (c *Client) enqueue(ctx context.Context, p backends.EnqueueParams, do func(context.Context) ([]backends.EnqueueResult, error)) ([]JobRef, error) {
+func (c *Client) enqueue(ctx context.Context, p backends.EnqueueParams) ([]JobRef, error) {
 	for {
 		var res []backends.EnqueueResult
 		err := retry.Do(func() error {
 			var err error
-			res, err = do(ctx)
+			res, err = c.b.Enqueue(ctx, p)
 			return err
 		},
 			retry.Context(ctx),
