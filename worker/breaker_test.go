@@ -21,7 +21,7 @@ func TestBreakerPostponesInsteadOfBurningRetries(t *testing.T) {
 		Retry:   &retry.Policy{Stop: retry.StopAfterAttempt(10), Wait: retry.WaitFixed(10 * time.Millisecond)},
 	})
 	e := newEnv(t, worker.Config{Concurrency: 1, Breakers: map[string]worker.BreakerConfig{
-		"payments": {ConsecutiveFailures: 3, OpenFor: 300 * time.Millisecond},
+		"payments": {ConsecutiveFailures: 3, OpenFor: time.Second},
 	}})
 	worker.Register(e.w, task, func(context.Context, Args) (queue.None, error) {
 		calls.Add(1)

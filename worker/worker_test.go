@@ -211,7 +211,7 @@ func TestCancelRunningJob(t *testing.T) {
 	started := make(chan struct{})
 	cause := make(chan error, 1)
 	task := queue.NewTask[Args, queue.None]("long", queue.TaskOptions{})
-	e := newEnv(t, worker.Config{LeaseDuration: 150 * time.Millisecond})
+	e := newEnv(t, worker.Config{LeaseDuration: 600 * time.Millisecond})
 	worker.Register(e.w, task, func(ctx context.Context, _ Args) (queue.None, error) {
 		close(started)
 		<-ctx.Done()
@@ -239,7 +239,8 @@ func TestCancelRunningJob(t *testing.T) {
 func TestHeartbeatKeepsLongJob(t *testing.T) {
 	release := make(chan struct{})
 	task := queue.NewTask[Args, queue.None]("slow", queue.TaskOptions{})
-	e := newEnv(t, worker.Config{LeaseDuration: 90 * time.Millisecond, Concurrency: 2})
+	const lease = 300 * time.Millisecond
+	e := newEnv(t, worker.Config{LeaseDuration: lease, Concurrency: 2})
 	var calls atomic.Int32
 	worker.Register(e.w, task, func(ctx context.Context, _ Args) (queue.None, error) {
 		calls.Add(1)
@@ -248,8 +249,8 @@ func TestHeartbeatKeepsLongJob(t *testing.T) {
 	})
 	e.start()
 	h := enqueue(t, e.c, task, Args{})
-	// Outlive the lease many times over; heartbeats must keep it.
-	time.Sleep(10 * 90 * time.Millisecond)
+	// Outlive the lease several times over; heartbeats must keep it.
+	time.Sleep(4 * lease)
 	close(release)
 	if r := e.wait(h.ID); r.State != job.Done || r.Deliveries != 1 || calls.Load() != 1 {
 		t.Fatalf("state %s deliveries %d calls %d; want one delivery", r.State, r.Deliveries, calls.Load())

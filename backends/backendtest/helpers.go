@@ -19,7 +19,7 @@ type Factory func(t *testing.T) backends.Backend
 // Timing used by the suite. Leases are short so expiry tests are quick, long
 // enough that a slow race-enabled run does not lose a lease it extends.
 const (
-	shortLease = 400 * time.Millisecond
+	shortLease = 500 * time.Millisecond
 	longLease  = time.Minute
 	waitLimit  = 15 * time.Second
 )

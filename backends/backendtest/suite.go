@@ -198,7 +198,7 @@ func testExtendKeepsLease(h *harness) {
 			h.t.Fatalf("extended lease expires at %v, in the past", ext[0].ExpiresAt)
 		}
 		h.expectEmpty(q)
-		time.Sleep(shortLease / 4)
+		time.Sleep(shortLease / 5)
 	}
 	h.complete(r, nil)
 }
