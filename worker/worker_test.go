@@ -332,24 +332,36 @@ func TestConcurrencyLimits(t *testing.T) {
 }
 
 func TestStrictPriority(t *testing.T) {
-	high := queue.NewTask[Args, queue.None]("high", queue.TaskOptions{Queue: "high"})
-	low := queue.NewTask[Args, queue.None]("low", queue.TaskOptions{Queue: "low"})
-	e := newEnv(t, worker.Config{Concurrency: 1, StrictPriority: true, FetchLimit: 1,
-		Queues: []worker.QueueConfig{{Name: "high"}, {Name: "low"}}})
+	order := runOrder(t, worker.Config{StrictPriority: true, Queues: []worker.QueueConfig{{Name: "high"}, {Name: "low"}}}, 5)
+	if strings.Join(order, ",") != "high,high,high,high,high,low,low,low,low,low" {
+		t.Fatalf("order %v; strict priority drains high first", order)
+	}
+}
+
+// runOrder enqueues rounds jobs into each of cfg's queues, interleaved and
+// last queue first, runs them one at a time and returns the queue of each
+// job in the order they ran.
+func runOrder(t *testing.T, cfg worker.Config, rounds int) []string {
+	t.Helper()
+	cfg.Concurrency, cfg.FetchLimit = 1, 1
+	e := newEnv(t, cfg)
 	var order []string
-	rec := func(name string) func(context.Context, Args) (queue.None, error) {
-		return func(context.Context, Args) (queue.None, error) {
+	var tasks []*queue.Task[Args, queue.None]
+	for _, q := range cfg.Queues {
+		task := queue.NewTask[Args, queue.None]("t."+q.Name, queue.TaskOptions{Queue: q.Name})
+		worker.Register(e.w, task, func(context.Context, Args) (queue.None, error) {
 			e.mu.Lock()
-			order = append(order, name)
+			order = append(order, q.Name)
 			e.mu.Unlock()
 			return queue.None{}, nil
-		}
+		})
+		tasks = append([]*queue.Task[Args, queue.None]{task}, tasks...)
 	}
-	worker.Register(e.w, high, rec("high"))
-	worker.Register(e.w, low, rec("low"))
 	var reqs []queue.Request
-	for range 5 {
-		reqs = append(reqs, low.Request(Args{}, nil), high.Request(Args{}, nil))
+	for range rounds {
+		for _, task := range tasks {
+			reqs = append(reqs, task.Request(Args{}, nil))
+		}
 	}
 	refs, err := e.c.EnqueueMany(context.Background(), reqs...)
 	if err != nil {
@@ -361,9 +373,7 @@ func TestStrictPriority(t *testing.T) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if strings.Join(order, ",") != "high,high,high,high,high,low,low,low,low,low" {
-		t.Fatalf("order %v; strict priority drains high first", order)
-	}
+	return order
 }
 
 func TestMiddlewareAndErrorHook(t *testing.T) {
@@ -385,35 +395,7 @@ func TestMiddlewareAndErrorHook(t *testing.T) {
 }
 
 func TestWeightedPriorityStarvesNoQueue(t *testing.T) {
-	busy := queue.NewTask[Args, queue.None]("busy", queue.TaskOptions{Queue: "busy"})
-	rare := queue.NewTask[Args, queue.None]("rare", queue.TaskOptions{Queue: "rare"})
-	e := newEnv(t, worker.Config{Concurrency: 1, FetchLimit: 1,
-		Queues: []worker.QueueConfig{{Name: "busy", Weight: 3}, {Name: "rare", Weight: 1}}})
-	var order []string
-	rec := func(name string) func(context.Context, Args) (queue.None, error) {
-		return func(context.Context, Args) (queue.None, error) {
-			e.mu.Lock()
-			order = append(order, name)
-			e.mu.Unlock()
-			return queue.None{}, nil
-		}
-	}
-	worker.Register(e.w, busy, rec("busy"))
-	worker.Register(e.w, rare, rec("rare"))
-	var reqs []queue.Request
-	for range 60 {
-		reqs = append(reqs, busy.Request(Args{}, nil), rare.Request(Args{}, nil))
-	}
-	refs, err := e.c.EnqueueMany(context.Background(), reqs...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.start()
-	for _, r := range refs {
-		e.wait(r.ID)
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	order := runOrder(t, worker.Config{Queues: []worker.QueueConfig{{Name: "busy", Weight: 3}, {Name: "rare", Weight: 1}}}, 60)
 	// In the first 40 jobs, both queues are full: each fetch round picks
 	// "busy" first with probability 3/4, so its count is Binomial(40, 3/4):
 	// about 30. Fewer than 18 or all 40 happen by chance about twice in
