@@ -56,19 +56,6 @@ type DepthCheck struct {
 	MaxDepth int // 0: unbounded
 }
 
-// QueueFullError builds the error a backend returns when a batch would push
-// queue past its bound.
-func QueueFullError(queue string, depth, adding, bound int) error {
-	return fmt.Errorf("%w: queue %q has %d unfinished jobs, adding %d would pass its bound of %d",
-		job.ErrQueueFull, queue, depth, adding, bound)
-}
-
-// PoisonReason is the error recorded when Reserve dead-letters a job that
-// was delivered MaxDeliveries times without finishing.
-func PoisonReason(deliveries int) string {
-	return fmt.Sprintf("poison message: delivered %d times without finishing (max deliveries reached; its worker crashed or lost the lease each time)", deliveries)
-}
-
 // Page checks a list request and returns its page size (Limit, or 100) and
 // the position after which the page starts, for backends whose cursor is
 // an enqueue sequence number.

@@ -64,6 +64,20 @@ func (e *env) wait(id string) *job.Record {
 	return r
 }
 
+// runAll enqueues reqs in one batch, starts the worker and waits until
+// every job has finished.
+func (e *env) runAll(reqs ...queue.Request) {
+	e.t.Helper()
+	refs, err := e.c.EnqueueMany(context.Background(), reqs...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.start()
+	for _, r := range refs {
+		e.wait(r.ID)
+	}
+}
+
 func enqueue[A, R any](t *testing.T, c *queue.Client, task *queue.Task[A, R], args A) *queue.Handle[R] {
 	t.Helper()
 	h, err := task.Enqueue(context.Background(), c, args, nil)
@@ -318,14 +332,7 @@ func TestConcurrencyLimits(t *testing.T) {
 	for i := range jobs {
 		reqs = append(reqs, task.Request(Args{N: i}, nil))
 	}
-	refs, err := e.c.EnqueueMany(context.Background(), reqs...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.start()
-	for _, r := range refs {
-		e.wait(r.ID)
-	}
+	e.runAll(reqs...)
 	if p := peak.Load(); p > 3 || p < 2 {
 		t.Fatalf("peak concurrency %d; the queue allows 3", p)
 	}
@@ -363,14 +370,7 @@ func runOrder(t *testing.T, cfg worker.Config, rounds int) []string {
 			reqs = append(reqs, task.Request(Args{}, nil))
 		}
 	}
-	refs, err := e.c.EnqueueMany(context.Background(), reqs...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.start()
-	for _, r := range refs {
-		e.wait(r.ID)
-	}
+	e.runAll(reqs...)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return order

@@ -203,6 +203,7 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 			return err
 		}
 		var ids []string
+		poison := map[string]int{} // job ID -> deliveries so far
 		for rows.Next() {
 			var id string
 			var deliveries, maxDeliveries int
@@ -211,7 +212,7 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 				return err
 			}
 			if maxDeliveries > 0 && deliveries >= maxDeliveries {
-				dead = append(dead, id)
+				poison[id] = deliveries
 				continue
 			}
 			ids = append(ids, id)
@@ -220,11 +221,8 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		for _, id := range dead {
-			var deliveries int
-			if err := tx.QueryRowContext(ctx, `SELECT deliveries FROM conveyor_jobs WHERE id = ?`, id).Scan(&deliveries); err != nil {
-				return err
-			}
+		for id, deliveries := range poison {
+			dead = append(dead, id)
 			ae, _ := json.Marshal(job.AttemptError{At: now, Error: backends.PoisonReason(deliveries)})
 			if _, err := tx.ExecContext(ctx, `UPDATE conveyor_jobs SET state = 'dead', finished_at = ?, lease_token = NULL, `+appendError+`
 				WHERE id = ?`, micros(now), string(ae), id); err != nil {
@@ -352,12 +350,11 @@ func (b *Backend) finishLeased(ctx context.Context, l job.Lease, set string, arg
 
 // Complete implements backends.Backend.
 func (b *Backend) Complete(ctx context.Context, p backends.CompleteParams) error {
-	q, err := b.finishLeased(ctx, p.Lease, `state = 'done', result = ?, finished_at = ?, lease_token = NULL`,
-		p.Result, micros(time.Now()))
-	if err == nil {
-		b.hub.Publish(backends.Event{Kind: backends.JobFinished, Queue: q, JobID: p.Lease.JobID})
+	errs, err := b.CompleteMany(ctx, backends.CompleteManyParams{Jobs: []backends.CompleteParams{p}})
+	if err != nil {
+		return err
 	}
-	return err
+	return errs[0]
 }
 
 // CompleteMany implements backends.BatchCompleter: one transaction, so one
