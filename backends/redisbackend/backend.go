@@ -1,0 +1,323 @@
+package redisbackend
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+// Enqueue implements backends.Backend. A batch is one script run, atomic
+// with its depth checks. In Redis Cluster a batch that spans several queues
+// runs one script per queue, so it is atomic per queue only.
+func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if err := b.closed(); err != nil {
+		return nil, err
+	}
+	if len(p.Jobs) == 0 {
+		return []backends.EnqueueResult{}, nil
+	}
+	var queues []string
+	for _, ins := range p.Jobs {
+		if !slices.Contains(queues, ins.Queue) {
+			queues = append(queues, ins.Queue)
+		}
+	}
+	if err := b.register(ctx, queues...); err != nil {
+		return nil, err
+	}
+	if !b.cluster || len(queues) == 1 {
+		return b.enqueue(ctx, queues, p)
+	}
+	res := make([]backends.EnqueueResult, len(p.Jobs))
+	for _, q := range queues {
+		var idx []int
+		var part backends.EnqueueParams
+		for i, ins := range p.Jobs {
+			if ins.Queue == q {
+				idx = append(idx, i)
+				part.Jobs = append(part.Jobs, ins)
+			}
+		}
+		r, err := b.enqueue(ctx, []string{q}, part)
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range idx {
+			res[i] = r[j]
+		}
+	}
+	return res, nil
+}
+
+func (b *Backend) enqueue(ctx context.Context, queues []string, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
+	keys := make([]string, len(queues))
+	args := make([]any, 0, 1+2*len(queues)+12*len(p.Jobs))
+	args = append(args, time.Now().UnixMilli())
+	need := p.DepthNeeded()
+	for i, q := range queues {
+		keys[i] = b.base(q)
+		args = append(args, q, need[q].MaxDepth)
+	}
+	for _, ins := range p.Jobs {
+		var headers []byte
+		if len(ins.Headers) > 0 {
+			headers, _ = json.Marshal(ins.Headers) // map[string]string always marshals
+		}
+		args = append(args, ins.ID, slices.Index(queues, ins.Queue)+1, ins.Task, ins.Payload,
+			ins.Priority, ms(ins.RunAt), ins.MaxDeliveries, ins.Timeout.Milliseconds(), ins.RetryPolicy,
+			headers, ins.UniqueKey, ms(ins.UniqueUntil))
+	}
+	v, err := b.s.enqueue.Run(ctx, b.rdb, keys, args...).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("redisbackend: enqueue: %w", err)
+	}
+	if len(v) == 5 && v[0] == "full" {
+		return nil, backends.QueueFullError(str(v[1]), integer(v[2]), integer(v[3]), integer(v[4]))
+	}
+	if len(v) != 1+3*len(p.Jobs) {
+		return nil, fmt.Errorf("redisbackend: enqueue: unexpected reply of %d values", len(v))
+	}
+	res := make([]backends.EnqueueResult, len(p.Jobs))
+	for i := range res {
+		o := 1 + 3*i
+		res[i] = backends.EnqueueResult{ID: str(v[o]), State: job.State(str(v[o+1])), Duplicate: integer(v[o+2]) == 1}
+	}
+	return res, nil
+}
+
+// poisonFormat is backends.PoisonReason with a %d where the delivery count
+// goes, for the reserve script to fill in.
+var poisonFormat = strings.Replace(strings.ReplaceAll(backends.PoisonReason(987654321), "%", "%%"), "987654321", "%d", 1)
+
+// Reserve implements backends.Backend. The script also recovers the queue's
+// expired leases and promotes its due jobs, so a queue with workers never
+// waits for the janitor.
+func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if err := b.closed(); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	v, err := b.s.reserve.Run(ctx, b.rdb, []string{b.base(p.Queue)}, now.UnixMilli(), p.Limit, p.Lease.Milliseconds(),
+		p.Worker, newTokenPrefix(p.Queue), keepMS(b.cfg.KeepDead), poisonFormat).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("redisbackend: reserve from %s: %w", p.Queue, err)
+	}
+	if len(v) != 2 {
+		return nil, fmt.Errorf("redisbackend: reserve: unexpected reply of %d values", len(v))
+	}
+	hashes, _ := v[0].([]any)
+	if bad, _ := v[1].([]any); len(bad) > 0 {
+		b.cfg.Logger.Warn("redisbackend: dropped ready entries with no job hash behind them",
+			"queue", p.Queue, "entries", bad)
+	}
+	out := make([]*job.Record, 0, len(hashes))
+	for _, h := range hashes {
+		r, err := decode(h)
+		if err != nil {
+			b.setAside(ctx, r, err, now)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// setAside dead-letters a reserved job whose hash does not parse, with the
+// reason, instead of handing a worker half a record or wedging the queue.
+func (b *Backend) setAside(ctx context.Context, r *job.Record, cause error, now time.Time) {
+	b.cfg.Logger.Error("redisbackend: malformed job dead-lettered", "queue", r.Queue, "id", r.ID, "err", cause)
+	err := b.DeadLetter(ctx, backends.DeadLetterParams{
+		Lease: job.Lease{JobID: r.ID, Token: r.Lease.Token},
+		Error: job.AttemptError{Attempt: r.Attempts() + 1, At: now, Error: "corrupt job record: " + cause.Error()},
+	})
+	if err != nil {
+		b.cfg.Logger.Error("redisbackend: could not dead-letter malformed job; it returns after its lease",
+			"queue", r.Queue, "id", r.ID, "err", err)
+	}
+}
+
+// byQueue groups items by the queue their lease token names; tokens that
+// name none are reported to lost.
+func byQueue[T any](items []T, token func(T) string, lost func(i int)) (order []string, groups map[string][]int) {
+	groups = map[string][]int{}
+	for i, it := range items {
+		q, ok := queueOf(token(it))
+		if !ok {
+			lost(i)
+			continue
+		}
+		if _, seen := groups[q]; !seen {
+			order = append(order, q)
+		}
+		groups[q] = append(groups[q], i)
+	}
+	return order, groups
+}
+
+// Extend implements backends.Backend, one script run per queue.
+func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backends.ExtendResult, error) {
+	if err := b.closed(); err != nil {
+		return nil, err
+	}
+	out := make([]backends.ExtendResult, len(p.Leases))
+	for i, l := range p.Leases {
+		out[i] = backends.ExtendResult{JobID: l.JobID, Lost: true}
+	}
+	order, groups := byQueue(p.Leases, func(l job.Lease) string { return l.Token }, func(int) {})
+	now := time.Now().UnixMilli()
+	for _, q := range order {
+		args := []any{now, p.Lease.Milliseconds()}
+		for _, i := range groups[q] {
+			args = append(args, p.Leases[i].JobID, p.Leases[i].Token)
+		}
+		v, err := b.s.extend.Run(ctx, b.rdb, []string{b.base(q)}, args...).Int64Slice()
+		if err != nil {
+			return nil, fmt.Errorf("redisbackend: extend in %s: %w", q, err)
+		}
+		for j, i := range groups[q] {
+			if exp := v[2*j]; exp >= 0 {
+				out[i] = backends.ExtendResult{JobID: p.Leases[i].JobID, ExpiresAt: time.UnixMilli(exp), CancelRequested: v[2*j+1] == 1}
+			}
+		}
+	}
+	return out, nil
+}
+
+// Complete implements backends.Backend.
+func (b *Backend) Complete(ctx context.Context, p backends.CompleteParams) error {
+	errs, err := b.CompleteMany(ctx, backends.CompleteManyParams{Jobs: []backends.CompleteParams{p}})
+	if err != nil {
+		return err
+	}
+	return errs[0]
+}
+
+// CompleteMany implements backends.BatchCompleter: one script run per queue.
+func (b *Backend) CompleteMany(ctx context.Context, p backends.CompleteManyParams) ([]error, error) {
+	if err := b.closed(); err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(p.Jobs))
+	order, groups := byQueue(p.Jobs, func(c backends.CompleteParams) string { return c.Lease.Token },
+		func(i int) { errs[i] = leaseLost(p.Jobs[i].Lease) })
+	now := time.Now().UnixMilli()
+	for _, q := range order {
+		args := []any{now, keepMS(b.cfg.KeepDone)}
+		for _, i := range groups[q] {
+			args = append(args, p.Jobs[i].Lease.JobID, p.Jobs[i].Lease.Token, p.Jobs[i].Result)
+		}
+		v, err := b.s.complete.Run(ctx, b.rdb, []string{b.base(q)}, args...).Int64Slice()
+		if err != nil {
+			return nil, fmt.Errorf("redisbackend: complete in %s: %w", q, err)
+		}
+		for j, i := range groups[q] {
+			if v[j] != 1 {
+				errs[i] = leaseLost(p.Jobs[i].Lease)
+			}
+		}
+	}
+	return errs, nil
+}
+
+func leaseLost(l job.Lease) error { return fmt.Errorf("%w: job %s", job.ErrLeaseLost, l.JobID) }
+
+// Retry implements backends.Backend.
+func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
+	line := ""
+	if p.Error != nil {
+		line = encodeError(*p.Error)
+	}
+	return b.retryOrDead(ctx, p.Lease, ms(p.At), line, false)
+}
+
+// DeadLetter implements backends.Backend.
+func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) error {
+	return b.retryOrDead(ctx, p.Lease, 0, encodeError(p.Error), true)
+}
+
+func (b *Backend) retryOrDead(ctx context.Context, l job.Lease, at int64, errLine string, dead bool) error {
+	if err := b.closed(); err != nil {
+		return err
+	}
+	q, ok := queueOf(l.Token)
+	if !ok {
+		return leaseLost(l)
+	}
+	deadFlag := 0
+	if dead {
+		deadFlag = 1
+	}
+	n, err := b.s.retry.Run(ctx, b.rdb, []string{b.base(q)}, time.Now().UnixMilli(), l.JobID, l.Token, at,
+		errLine, keepMS(b.cfg.KeepDead), deadFlag).Int64()
+	if err != nil {
+		return fmt.Errorf("redisbackend: finishing attempt of %s: %w", l.JobID, err)
+	}
+	if n != 1 {
+		return leaseLost(l)
+	}
+	return nil
+}
+
+// Cancel implements backends.Backend.
+func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.State, error) {
+	if err := b.closed(); err != nil {
+		return "", err
+	}
+	var q, token string
+	if p.Lease != nil {
+		q, _ = queueOf(p.Lease.Token)
+		token = p.Lease.Token
+	}
+	if q == "" {
+		var err error
+		if q, err = b.find(ctx, p.JobID); err != nil {
+			return "", err
+		}
+	}
+	v, err := b.s.cancel.Run(ctx, b.rdb, []string{b.base(q)}, time.Now().UnixMilli(), p.JobID, token,
+		keepMS(b.cfg.KeepDone)).StringSlice()
+	if err != nil {
+		return "", fmt.Errorf("redisbackend: cancel %s: %w", p.JobID, err)
+	}
+	state := job.State(v[1])
+	switch v[0] {
+	case "notfound":
+		return "", fmt.Errorf("%w: %s", job.ErrNotFound, p.JobID)
+	case "finished":
+		return state, fmt.Errorf("%w: %s is %s", job.ErrFinished, p.JobID, state)
+	case "lost":
+		return state, leaseLost(*p.Lease)
+	}
+	return state, nil
+}
+
+// keepMS converts a retention to the scripts' milliseconds; negative means
+// forever and stays negative.
+func keepMS(d time.Duration) int64 {
+	if d < 0 {
+		return -1
+	}
+	return d.Milliseconds()
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+func integer(v any) int {
+	n, _ := v.(int64)
+	return int(n)
+}

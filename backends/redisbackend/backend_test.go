@@ -1,0 +1,50 @@
+package redisbackend_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/backendtest"
+	"github.com/conveyorhq/conveyor/backends/redisbackend"
+	"github.com/conveyorhq/conveyor/internal/testenv"
+)
+
+// open returns a backend on client under a prefix of its own, so tests
+// sharing one server never see each other's keys.
+func open(t testing.TB, client redis.UniversalClient, cfg redisbackend.Config) *redisbackend.Backend {
+	t.Helper()
+	cfg.Client = client
+	if cfg.Prefix == "" {
+		cfg.Prefix = "test-" + t.Name()
+	}
+	b, err := redisbackend.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+func newClient(t testing.TB) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func TestConformance(t *testing.T) {
+	client := newClient(t)
+	backendtest.Run(t, func(t *testing.T) backends.Backend {
+		return open(t, client, redisbackend.Config{Prefix: "conformance"})
+	})
+}
+
+func TestConformanceCluster(t *testing.T) {
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: testenv.RedisCluster(t)})
+	t.Cleanup(func() { _ = client.Close() })
+	backendtest.Run(t, func(t *testing.T) backends.Backend {
+		return open(t, client, redisbackend.Config{Prefix: "conformance"})
+	})
+}

@@ -1,0 +1,25 @@
+// Package redisbackend stores Conveyor jobs in Redis (7.0 or newer, a
+// single server or a Redis Cluster), through github.com/redis/go-redis/v9.
+//
+// Every state change (enqueue with its depth bound and unique keys,
+// reserve of a batch with leases, extend, complete, retry, dead letter,
+// cancel, pause) is one Lua script, loaded once and called by SHA, that
+// touches only the keys of one queue. Those keys share the queue name as
+// their hash tag ("conveyor:{emails}:..."), so in a cluster each queue lives
+// in one slot and every script stays atomic. A batch enqueue spanning
+// several queues is atomic on a single server, and atomic per queue in a
+// cluster.
+//
+// Leases: a reserved job sits in the queue's leased set scored by its
+// expiry. Reserve recovers the expired leases of its queue before it picks
+// jobs, and a janitor that any client may run (one at a time, under a lock
+// key) does the same for every queue and prunes finished jobs past their
+// retention; so a job whose worker died is never stuck running.
+//
+// Counts come from the per-state sets (ZCARD), never from scanning keys, so
+// QueueStats is O(queues) however many jobs there are. Idle workers wake by
+// pub/sub within a round trip of an enqueue.
+//
+// Unique keys are scoped to a queue. Times come from the clients' clocks,
+// which should be kept in sync (NTP) as for any distributed queue.
+package redisbackend

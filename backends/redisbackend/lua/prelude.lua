@@ -1,0 +1,127 @@
+-- Shared by every script (prepended by scripts.go). KEYS[1] is the queue's
+-- base key, "<prefix>:{<queue>}"; every key a script touches starts with it,
+-- so in Redis Cluster all of them live in the queue's hash slot.
+--
+-- Per queue:
+--   <base>:j:<id>   hash, one job (field names in record.go)
+--   <base>:s:<st>   zset by state, score = enqueue sequence: counts and lists
+--   <base>:ready    zset of due jobs, score = -priority, member =
+--                   "<run_at ms, 13 digits>:<seq, 16 digits>:<id>", so equal
+--                   scores order by run-at, then enqueue order
+--   <base>:later    zset of waiting jobs not yet due, score = run_at ms
+--   <base>:leased   zset of running jobs, score = lease expiry ms
+--   <base>:fin      zset of finished jobs, score = when they may be pruned
+--   <base>:uniq     hash, unique key -> job ID that took it
+--   <base>:seq      enqueue sequence counter
+--   <base>:paused   exists while the queue is paused
+local base, READY, LATER, LEASED, FIN
+local function use(b)
+  base = b
+  READY, LATER, LEASED, FIN = b .. ':ready', b .. ':later', b .. ':leased', b .. ':fin'
+end
+use(KEYS[1])
+
+local function jk(id) return base .. ':j:' .. id end
+local function sk(state) return base .. ':s:' .. state end
+local function num(v) return tonumber(v) or 0 end
+local function finished(s) return s == 'done' or s == 'dead' or s == 'cancelled' end
+
+-- fields reads a job's hash fields; nil when the key is not a hash (a
+-- malformed entry must not abort the script and wedge the queue).
+local function fields(id, ...)
+  local f = redis.pcall('HMGET', jk(id), ...)
+  if type(f) ~= 'table' or f.err then return nil end
+  return f
+end
+
+local function move(id, from, to, seq)
+  if from and from ~= '' then redis.call('ZREM', sk(from), id) end
+  redis.call('ZADD', sk(to), seq, id)
+end
+
+local function makeready(id, prio, runat, seq)
+  if runat < 0 then runat = 0 end
+  local rk = string.format('%013d:%016d:', runat, seq) .. id
+  redis.call('ZADD', READY, -prio, rk)
+  redis.call('HSET', jk(id), 'rk', rk)
+end
+
+local function appenderr(id, line)
+  local cur = redis.call('HGET', jk(id), 'e') or ''
+  redis.call('HSET', jk(id), 'e', cur .. line .. '\n')
+end
+
+local function attempts(id)
+  local cur = redis.call('HGET', jk(id), 'e') or ''
+  local _, n = string.gsub(cur, '\n', '')
+  return n
+end
+
+-- finish moves a job to a final state and files it for pruning after keep
+-- ms (never when keep < 0), or after its unique window if that is later.
+local FINISHED = {}
+local function finish(id, from, to, seq, now, keep, uu)
+  redis.call('HSET', jk(id), 's', to, 'fa', now, 'tk', '', 'le', '', 'rk', '')
+  move(id, from, to, seq)
+  redis.call('ZREM', LEASED, id)
+  if keep >= 0 then
+    local at = now + keep
+    if uu > at then at = uu end
+    redis.call('ZADD', FIN, at, id)
+  end
+  table.insert(FINISHED, id)
+end
+
+-- announce publishes the finished jobs (one message per script run) and,
+-- when avail is true, that jobs are due.
+local function announce(avail)
+  if #FINISHED > 0 then
+    redis.call('PUBLISH', base .. ':fin', table.concat(FINISHED, '\n'))
+    FINISHED = {}
+  end
+  if avail then redis.call('PUBLISH', base .. ':avail', '') end
+end
+
+-- promote makes due what became due: expired leases go back to pending (the
+-- reaper; any client running any script may do it), scheduled and retrying
+-- jobs whose time came join the ready set. Returns how many.
+local function promote(now, limit)
+  local n = 0
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', LEASED, '-inf', now, 'LIMIT', 0, limit)) do
+    redis.call('ZREM', LEASED, id)
+    local f = fields(id, 's', 'pr', 'ra', 'seq')
+    if f and f[1] == 'running' then
+      move(id, 'running', 'pending', num(f[4]))
+      redis.call('HSET', jk(id), 's', 'pending', 'tk', '', 'le', '')
+      makeready(id, num(f[2]), num(f[3]), num(f[4]))
+      n = n + 1
+    end
+  end
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', LATER, '-inf', now, 'LIMIT', 0, limit)) do
+    redis.call('ZREM', LATER, id)
+    local f = fields(id, 's', 'pr', 'ra', 'seq')
+    if f and f[1] and f[1] ~= 'running' and not finished(f[1]) then
+      makeready(id, num(f[2]), num(f[3]), num(f[4]))
+      n = n + 1
+    end
+  end
+  return n
+end
+
+-- remove deletes a job and every index entry pointing at it.
+local function remove(id, state, rk, ukey)
+  if state then redis.call('ZREM', sk(state), id) end
+  if rk and rk ~= '' then redis.call('ZREM', READY, rk) end
+  redis.call('ZREM', LATER, id)
+  redis.call('ZREM', LEASED, id)
+  redis.call('ZREM', FIN, id)
+  if ukey and ukey ~= '' and redis.call('HGET', base .. ':uniq', ukey) == id then
+    redis.call('HDEL', base .. ':uniq', ukey)
+  end
+  redis.call('DEL', jk(id))
+end
+
+local function depth()
+  return redis.call('ZCARD', sk('pending')) + redis.call('ZCARD', sk('scheduled'))
+    + redis.call('ZCARD', sk('running')) + redis.call('ZCARD', sk('retrying'))
+end

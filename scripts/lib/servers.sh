@@ -1,0 +1,81 @@
+# Sourced by scripts/test: installs (Debian packages, once) and starts on
+# loopback every server the tests need, exports where each one listens, and
+# stops them on exit. A server that cannot start fails the run: tests never
+# skip a backend because its server is missing.
+
+SERVERS_DIR="${CONVEYOR_SERVERS_DIR:-/tmp/conveyor-servers}"
+REDIS_PORT="${CONVEYOR_REDIS_PORT:-6399}"
+REDIS_CLUSTER_PORTS="${CONVEYOR_REDIS_CLUSTER_PORTS:-7101 7102 7103}"
+APT_UPDATED=""
+STOP_HOOKS=()
+
+die() { echo "scripts/test: $*" >&2; exit 1; }
+
+stop_servers() {
+  local i
+  for ((i = ${#STOP_HOOKS[@]} - 1; i >= 0; i--)); do
+    eval "${STOP_HOOKS[$i]}" >/dev/null 2>&1 || true
+  done
+}
+trap stop_servers EXIT
+
+# need_pkg installs Debian package $1 unless command $2 exists.
+need_pkg() {
+  command -v "$2" >/dev/null && return 0
+  [ "$(id -u)" = 0 ] || die "$2 is missing and only root can install package $1"
+  if [ -z "$APT_UPDATED" ]; then
+    apt-get update -qq || die "apt-get update failed"
+    APT_UPDATED=1
+  fi
+  # policy-rc.d refuses apt's own service start: there is no systemd, and we
+  # start every server by hand on loopback below.
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null || die "apt-get install $1 failed"
+  command -v "$2" >/dev/null || die "package $1 did not provide $2"
+}
+
+# wait_for runs "$2..." until it succeeds or $1 seconds pass.
+wait_for() {
+  local limit=$1; shift
+  local deadline=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.2
+  done
+}
+
+redis_up() { [ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" = PONG ]; }
+
+start_redis() {
+  need_pkg redis-server redis-server
+  need_pkg redis-tools redis-cli
+  local dir="$SERVERS_DIR/redis-$REDIS_PORT"
+  rm -rf "$dir" && mkdir -p "$dir"
+  redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$dir" \
+    --save '' --appendonly no --logfile "$dir/redis.log" --pidfile "$dir/redis.pid" ||
+    die "redis-server did not start"
+  STOP_HOOKS+=("redis-cli -p $REDIS_PORT shutdown nosave")
+  wait_for 20 redis_up "$REDIS_PORT" || die "redis-server on port $REDIS_PORT does not answer: $(tail -5 "$dir/redis.log")"
+  export CONVEYOR_REDIS_ADDR="127.0.0.1:$REDIS_PORT"
+
+  local addrs=() p
+  for p in $REDIS_CLUSTER_PORTS; do
+    dir="$SERVERS_DIR/redis-cluster-$p"
+    rm -rf "$dir" && mkdir -p "$dir"
+    redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$p" --dir "$dir" --cluster-enabled yes \
+      --cluster-config-file "$dir/nodes.conf" --save '' --appendonly no \
+      --logfile "$dir/redis.log" --pidfile "$dir/redis.pid" || die "redis cluster node $p did not start"
+    STOP_HOOKS+=("redis-cli -p $p shutdown nosave")
+    wait_for 20 redis_up "$p" || die "redis cluster node $p does not answer"
+    addrs+=("127.0.0.1:$p")
+  done
+  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >"$SERVERS_DIR/redis-cluster-create.log" 2>&1 ||
+    die "redis-cli --cluster create failed: $(tail -5 "$SERVERS_DIR/redis-cluster-create.log")"
+  local first=${addrs[0]#*:}
+  wait_for 30 sh -c "redis-cli -p $first cluster info | grep -q cluster_state:ok" || die "redis cluster never reached state ok"
+  CONVEYOR_REDIS_CLUSTER=$(IFS=,; echo "${addrs[*]}")
+  export CONVEYOR_REDIS_CLUSTER
+  echo "redis: $CONVEYOR_REDIS_ADDR, cluster: $CONVEYOR_REDIS_CLUSTER"
+}
