@@ -180,3 +180,13 @@ type Event struct {
 	Queue string
 	JobID string
 }
+
+// CompleteOne completes one job through bc, for backends whose Complete is
+// a batch of one.
+func CompleteOne(ctx context.Context, bc BatchCompleter, p CompleteParams) error {
+	errs, err := bc.CompleteMany(ctx, CompleteManyParams{Jobs: []CompleteParams{p}})
+	if err != nil {
+		return err
+	}
+	return errs[0]
+}

@@ -197,11 +197,7 @@ func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backen
 
 // Complete implements backends.Backend.
 func (b *Backend) Complete(ctx context.Context, p backends.CompleteParams) error {
-	errs, err := b.CompleteMany(ctx, backends.CompleteManyParams{Jobs: []backends.CompleteParams{p}})
-	if err != nil {
-		return err
-	}
-	return errs[0]
+	return backends.CompleteOne(ctx, b, p)
 }
 
 // CompleteMany implements backends.BatchCompleter: one script run per queue.

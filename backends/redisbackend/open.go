@@ -53,9 +53,9 @@ type Backend struct {
 
 	ownsClient bool     // opened by Open: Close closes it
 	known      sync.Map // queue names this process registered in <prefix>:queues
-	closing chan struct{}
-	bg      sync.WaitGroup
-	once    sync.Once
+	closing    chan struct{}
+	bg         sync.WaitGroup
+	once       sync.Once
 }
 
 var (

@@ -350,11 +350,7 @@ func (b *Backend) finishLeased(ctx context.Context, l job.Lease, set string, arg
 
 // Complete implements backends.Backend.
 func (b *Backend) Complete(ctx context.Context, p backends.CompleteParams) error {
-	errs, err := b.CompleteMany(ctx, backends.CompleteManyParams{Jobs: []backends.CompleteParams{p}})
-	if err != nil {
-		return err
-	}
-	return errs[0]
+	return backends.CompleteOne(ctx, b, p)
 }
 
 // CompleteMany implements backends.BatchCompleter: one transaction, so one
