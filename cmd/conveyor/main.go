@@ -6,7 +6,7 @@
 //	conveyor enqueue TASK JSON           enqueue one job by task name
 //	conveyor inspect queues|job ID|dead|replay ID...|pause Q|resume Q
 //
-// Every command takes -db PATH (default $CONVEYOR_DB, else conveyor.db).
+// Every command takes -db PATH-OR-URL (default $CONVEYOR_DB, else conveyor.db).
 // The stock worker knows the sample tasks of internal/demo; an app builds its
 // own worker binary with its own tasks, as examples/appworker shows.
 //
@@ -70,5 +70,5 @@ func dbFlag(fs *flag.FlagSet) *string {
 	if def == "" {
 		def = "conveyor.db"
 	}
-	return fs.String("db", def, "SQLite database file (env CONVEYOR_DB)")
+	return fs.String("db", def, "SQLite database file, or a redis:// or redis+cluster://host:port,... URL (env CONVEYOR_DB)")
 }

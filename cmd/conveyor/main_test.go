@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/conveyorhq/conveyor/backends"
-	"github.com/conveyorhq/conveyor/backends/sqlitebackend"
 	"github.com/conveyorhq/conveyor/internal/demo"
+	"github.com/conveyorhq/conveyor/internal/testenv"
 	"github.com/conveyorhq/conveyor/job"
 	"github.com/conveyorhq/conveyor/queue"
 )
@@ -73,9 +75,28 @@ func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool)
 // picks its jobs up once their leases expire, and every job ends as its
 // policy says.
 func TestSIGKILLedWorkerLosesNoJob(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { testSIGKILL(t, filepath.Join(t.TempDir(), "kill.db")) })
+	t.Run("redis", func(t *testing.T) {
+		// Database 3 of the shared server is this test's own.
+		url := "redis://" + testenv.RedisAddr(t) + "/3"
+		opt, err := redis.ParseURL(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := redis.NewClient(opt)
+		defer c.Close()
+		if err := c.FlushDB(context.Background()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		testSIGKILL(t, url)
+	})
+}
+
+// testSIGKILL runs a real worker process on db, SIGKILLs it mid-batch and
+// checks that a second worker finishes every job, the orphans included.
+func testSIGKILL(t *testing.T, db string) {
 	ctx := context.Background()
-	db := filepath.Join(t.TempDir(), "kill.db")
-	b, err := sqlitebackend.Open(ctx, sqlitebackend.Config{Path: db})
+	b, err := openBackend(ctx, db)
 	if err != nil {
 		t.Fatal(err)
 	}
