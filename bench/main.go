@@ -1,15 +1,18 @@
-// Command bench measures Conveyor's backends side by side, in one run on one
-// machine, and prints each figure with its ratio to the first backend of the
-// run (the baseline; later backends add their peers, such as raw asynq on the
-// same Redis, as further rows).
+// Command bench measures Conveyor's backends side by side with their peers,
+// in one run on one machine and the same servers, and prints each figure
+// with its ratio to the row it is compared with: sqlite to memory, Conveyor
+// on Redis to raw asynq on the same Redis.
 //
-//	go run ./bench                       # memory and sqlite, default sizes
-//	go run ./bench -n 20000 -rate 1000   # smaller
+//	go run ./bench                        # every row whose server answers
+//	go run ./bench -backends redis,asynq  # some rows
+//	go run ./bench -n 20000 -rate 1000    # smaller
 //
-// Workloads, for each backend:
+// Workloads, for each row:
 //   - enqueue single: one job per call, sequentially
-//   - enqueue batch: -n jobs in batches of -batch
-//   - burn-down: those -n no-op jobs drained by one worker (concurrency -c)
+//   - enqueue batch: -n jobs in batches of -batch (asynq has no batch
+//     enqueue; its row enqueues from 50 goroutines, its fastest way)
+//   - burn-down: -n no-op jobs enqueued, then drained by one worker process,
+//     once per concurrency in -c
 //   - latency: a steady -rate jobs/s for -duration while a worker runs;
 //     enqueue-to-start p50, p99 and max
 package main
@@ -24,9 +27,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/membackend"
@@ -34,21 +40,52 @@ import (
 )
 
 type config struct {
-	n, batch, single, concurrency, rate int
-	duration                            time.Duration
+	n, batch, single, rate int
+	concurrency            []int // burn-down runs once per value; latency uses the first
+	duration               time.Duration
+	redisAddr              string
 }
 
-// target is one backend under test.
+// target is one row of the table: a Conveyor backend, or the peer it is
+// compared with (raw asynq on the same Redis, ...).
 type target struct {
 	name string
-	open func(ctx context.Context, dir string) (backends.Backend, error)
+	vs   string // the row this one's ratios are to; empty: none
+	// needs returns why the target cannot run on this machine (no server),
+	// or "" when it can.
+	needs func(cfg config) string
+	run   func(ctx context.Context, cfg config) (row, error)
 }
 
+// conveyor makes the target of a Conveyor backend: open returns a fresh,
+// empty backend and a function that closes it and cleans up.
+func conveyor(name, vs string, needs func(config) string, open func(ctx context.Context, cfg config) (backends.Backend, func(), error)) target {
+	return target{name: name, vs: vs, needs: needs, run: func(ctx context.Context, cfg config) (row, error) {
+		return runConveyor(ctx, cfg, name, open)
+	}}
+}
+
+func always(config) string { return "" }
+
 var targets = []target{
-	{"memory", func(context.Context, string) (backends.Backend, error) { return membackend.New(), nil }},
-	{"sqlite", func(ctx context.Context, dir string) (backends.Backend, error) {
-		return sqlitebackend.Open(ctx, sqlitebackend.Config{Path: filepath.Join(dir, "bench.db")})
-	}},
+	conveyor("memory", "", always, func(context.Context, config) (backends.Backend, func(), error) {
+		b := membackend.New()
+		return b, func() { b.Close() }, nil
+	}),
+	conveyor("sqlite", "memory", always, func(ctx context.Context, _ config) (backends.Backend, func(), error) {
+		dir, err := os.MkdirTemp("", "conveyor-bench-")
+		if err != nil {
+			return nil, nil, err
+		}
+		b, err := sqlitebackend.Open(ctx, sqlitebackend.Config{Path: filepath.Join(dir, "bench.db")})
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, nil, err
+		}
+		return b, func() { b.Close(); os.RemoveAll(dir) }, nil
+	}),
+	{name: "asynq", needs: needRedis, run: runAsynq},
+	conveyor("redis", "asynq", needRedis, openRedis),
 }
 
 func main() {
@@ -56,12 +93,21 @@ func main() {
 	flag.IntVar(&cfg.n, "n", 100_000, "jobs for the batch enqueue and burn-down")
 	flag.IntVar(&cfg.batch, "batch", 1000, "jobs per batch")
 	flag.IntVar(&cfg.single, "single", 5000, "jobs for the single enqueue")
-	flag.IntVar(&cfg.concurrency, "c", 50, "worker concurrency")
+	conc := flag.String("c", "50,200", "worker concurrency for the burn-down, comma-separated; latency uses the first")
 	flag.IntVar(&cfg.rate, "rate", 2000, "jobs per second for the latency run")
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of the latency run")
-	only := flag.String("backends", "", "comma-separated backends to run (default all)")
+	flag.StringVar(&cfg.redisAddr, "redis", envOr("CONVEYOR_REDIS_ADDR", "127.0.0.1:6379"), "Redis host:port for the redis and asynq rows (its database 5 is flushed)")
+	only := flag.String("backends", "", "comma-separated rows to run (default all whose server answers)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	for _, f := range strings.Split(*conc, ",") {
+		c, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || c < 1 {
+			fmt.Fprintf(os.Stderr, "bench: bad -c %q\n", *conc)
+			os.Exit(2)
+		}
+		cfg.concurrency = append(cfg.concurrency, c)
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err == nil {
@@ -74,96 +120,127 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	redis.SetLogger(quietRedis{})
 
-	fmt.Printf("conveyor bench: %s %s/%s, %d CPUs; n=%d batch=%d c=%d rate=%d/s for %s\n",
+	fmt.Printf("conveyor bench: %s %s/%s, %d CPUs; n=%d batch=%d c=%v rate=%d/s for %s\n",
 		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cfg.n, cfg.batch, cfg.concurrency, cfg.rate, cfg.duration)
 	var rows []row
 	for _, t := range targets {
-		if *only != "" && !strings.Contains(","+*only+",", ","+t.name+",") {
+		asked := *only != "" && strings.Contains(","+*only+",", ","+t.name+",")
+		if *only != "" && !asked {
+			continue
+		}
+		if why := t.needs(cfg); why != "" {
+			if asked {
+				fmt.Fprintf(os.Stderr, "bench %s: %s\n", t.name, why)
+				os.Exit(1)
+			}
+			fmt.Fprintf(os.Stderr, "skipping %s: %s\n", t.name, why)
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "running %s...\n", t.name)
-		r, err := runTarget(t, cfg)
+		r, err := t.run(context.Background(), cfg)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "bench %s: %v\n", t.name, err)
 			pprof.StopCPUProfile()
 			os.Exit(1)
 		}
+		r.vs = t.vs
 		rows = append(rows, r)
 	}
-	printTable(os.Stdout, rows)
+	printTable(os.Stdout, rows, cfg)
 }
 
-// row is one backend's figures.
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// row is one target's figures.
 type row struct {
-	name                string
-	single, batch, burn float64 // jobs per second
+	name, vs            string
+	single, batch       float64   // jobs per second
+	burn                []float64 // jobs per second, one per cfg.concurrency
 	p50, p99, max       time.Duration
 	latencyJobs         int
 }
 
-func runTarget(t target, cfg config) (row, error) {
-	ctx := context.Background()
-	r := row{name: t.name}
-	fresh := func() (backends.Backend, func(), error) {
-		dir, err := os.MkdirTemp("", "conveyor-bench-")
-		if err != nil {
-			return nil, nil, err
-		}
-		b, err := t.open(ctx, dir)
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, nil, err
-		}
-		return b, func() { b.Close(); os.RemoveAll(dir) }, nil
-	}
-	b, done, err := fresh()
+func runConveyor(ctx context.Context, cfg config, name string, open func(context.Context, config) (backends.Backend, func(), error)) (row, error) {
+	r := row{name: name}
+	b, done, err := open(ctx, cfg)
 	if err != nil {
 		return r, err
 	}
-	if r.single, err = enqueueSingle(ctx, b, cfg.single); err != nil {
-		return r, err
-	}
+	r.single, err = enqueueSingle(ctx, b, cfg.single)
 	done()
-	if b, done, err = fresh(); err != nil {
+	if err != nil {
 		return r, err
 	}
-	if r.batch, err = enqueueBatch(ctx, b, cfg.n, cfg.batch); err != nil {
-		return r, err
+	for i, c := range cfg.concurrency {
+		if b, done, err = open(ctx, cfg); err != nil {
+			return r, err
+		}
+		rate, err := enqueueBatch(ctx, b, cfg.n, cfg.batch)
+		if err == nil && i == 0 {
+			r.batch = rate
+		}
+		if err == nil {
+			rate, err = burnDown(ctx, b, cfg.n, c)
+			r.burn = append(r.burn, rate)
+		}
+		done()
+		if err != nil {
+			return r, err
+		}
 	}
-	if r.burn, err = burnDown(ctx, b, cfg.n, cfg.concurrency); err != nil {
-		return r, err
-	}
-	done()
-	if b, done, err = fresh(); err != nil {
+	if b, done, err = open(ctx, cfg); err != nil {
 		return r, err
 	}
 	defer done()
-	lat, err := steadyLatency(ctx, b, cfg.rate, cfg.duration, cfg.concurrency)
+	lat, err := steadyLatency(ctx, b, cfg.rate, cfg.duration, cfg.concurrency[0])
 	if err != nil {
 		return r, err
 	}
-	r.p50, r.p99, r.max, r.latencyJobs = lat.quantile(0.50), lat.quantile(0.99), lat.quantile(1), len(lat)
+	r.setLatency(lat)
 	return r, nil
 }
 
-func printTable(out io.Writer, rows []row) {
-	if len(rows) == 0 {
-		return
-	}
-	base := rows[0]
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "backend\tenqueue single/s\tenqueue batch/s\tburn-down/s\tp50\tp99\tmax\t")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.name,
-			rate(r.single, base.single), rate(r.batch, base.batch), rate(r.burn, base.burn),
-			ms(r.p50), ms(r.p99), ms(r.max))
-	}
-	tw.Flush()
-	fmt.Fprintf(out, "ratios are to %s; latency is enqueue-to-start at a steady rate over %d jobs\n", base.name, base.latencyJobs)
+func (r *row) setLatency(lat latencies) {
+	r.p50, r.p99, r.max, r.latencyJobs = lat.quantile(0.50), lat.quantile(0.99), lat.quantile(1), len(lat)
 }
 
-func rate(v, base float64) string {
+func printTable(out io.Writer, rows []row, cfg config) {
+	byName := map[string]row{}
+	for _, r := range rows {
+		byName[r.name] = r
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "backend\tenqueue single/s\tenqueue batch/s\t")
+	for _, c := range cfg.concurrency {
+		fmt.Fprintf(tw, "burn-down c=%d/s\t", c)
+	}
+	fmt.Fprintln(tw, "p50\tp99\tmax\tvs\t")
+	for _, r := range rows {
+		base, ok := byName[r.vs]
+		if !ok {
+			base = r
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t", r.name, rate(r.single, base.single, ok), rate(r.batch, base.batch, ok))
+		for i := range cfg.concurrency {
+			fmt.Fprintf(tw, "%s\t", rate(r.burn[i], base.burn[i], ok))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", ms(r.p50), ms(r.p99), ms(r.max), r.vs)
+	}
+	tw.Flush()
+	fmt.Fprintf(out, "ratios are to the row named in vs; latency is enqueue-to-start at %d jobs/s for %s\n", cfg.rate, cfg.duration)
+}
+
+func rate(v, base float64, compared bool) string {
+	if !compared {
+		return fmt.Sprintf("%.0f", v)
+	}
 	return fmt.Sprintf("%.0f (%.2fx)", v, v/base)
 }
 

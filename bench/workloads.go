@@ -87,22 +87,62 @@ func (l latencies) quantile(q float64) time.Duration {
 	return s[min(int(q*float64(len(s))), len(s)-1)]
 }
 
+// recorder collects enqueue-to-start times until it has total of them.
+type recorder struct {
+	mu    sync.Mutex
+	lat   latencies
+	total int
+	all   chan struct{}
+}
+
+func newRecorder(total int) *recorder {
+	return &recorder{lat: make(latencies, 0, total), total: total, all: make(chan struct{})}
+}
+
+// record notes a job enqueued at enqueuedAt (Unix ns) starting now.
+func (r *recorder) record(enqueuedAt int64) {
+	took := time.Duration(time.Now().UnixNano() - enqueuedAt)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lat = append(r.lat, took)
+	if len(r.lat) == r.total {
+		close(r.all)
+	}
+}
+
+func (r *recorder) wait() (latencies, error) {
+	select {
+	case <-r.all:
+	case <-time.After(time.Minute):
+		return nil, errors.New("latency run: jobs still unstarted a minute after the last enqueue")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lat, nil
+}
+
+// atRate calls enqueue total times, spaced evenly at perSec per second.
+func atRate(perSec, total int, enqueue func() error) error {
+	interval := time.Second / time.Duration(perSec)
+	start := time.Now()
+	for i := range total {
+		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+			time.Sleep(wait)
+		}
+		if err := enqueue(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // steadyLatency enqueues at a fixed rate, one job per call, while a worker
 // runs, and records each job's enqueue-to-start time.
 func steadyLatency(ctx context.Context, b backends.Backend, perSec int, d time.Duration, concurrency int) (latencies, error) {
-	total := int(d.Seconds() * float64(perSec))
-	var mu sync.Mutex
-	lat := make(latencies, 0, total)
-	all := make(chan struct{})
+	rec := newRecorder(int(d.Seconds() * float64(perSec)))
 	w := worker.New(b, worker.Config{Concurrency: concurrency})
 	worker.Register(w, noop, func(_ context.Context, a noopArgs) (queue.None, error) {
-		took := time.Duration(time.Now().UnixNano() - a.At)
-		mu.Lock()
-		lat = append(lat, took)
-		if len(lat) == total {
-			close(all)
-		}
-		mu.Unlock()
+		rec.record(a.At)
 		return queue.None{}, nil
 	})
 	if err := w.Start(ctx); err != nil {
@@ -110,22 +150,12 @@ func steadyLatency(ctx context.Context, b backends.Backend, perSec int, d time.D
 	}
 	defer w.Stop(ctx)
 	c := queue.NewClient(b, queue.Config{})
-	interval := time.Second / time.Duration(perSec)
-	start := time.Now()
-	for i := range total {
-		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
-			time.Sleep(wait)
-		}
-		if _, err := noop.Enqueue(ctx, c, noopArgs{At: time.Now().UnixNano()}, nil); err != nil {
-			return nil, err
-		}
+	err := atRate(perSec, rec.total, func() error {
+		_, err := noop.Enqueue(ctx, c, noopArgs{At: time.Now().UnixNano()}, nil)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	select {
-	case <-all:
-	case <-time.After(time.Minute):
-		return nil, errors.New("latency run: jobs still unstarted a minute after the last enqueue")
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	return lat, nil
+	return rec.wait()
 }

@@ -188,6 +188,7 @@ func (w *Worker) fetchLoop(ctx context.Context) {
 	defer poll.Stop()
 	backoff := 50 * time.Millisecond
 	for {
+		w.gatherSlots(ctx)
 		got, err := w.fetchRound(ctx)
 		if ctx.Err() != nil {
 			return
@@ -207,6 +208,39 @@ func (w *Worker) fetchLoop(ctx context.Context) {
 			return
 		case <-w.wake:
 		case <-poll.C:
+		}
+	}
+}
+
+// fetchGather is the longest the fetch loop waits for busy slots to free up
+// before it reserves for the few that are free.
+const fetchGather = 2 * time.Millisecond
+
+// gatherSlots waits, while jobs are running and fewer than half the slots a
+// reserve could fill are free, until that many are free or fetchGather has
+// passed. Under load slots free one at a time; reserving for each as it
+// frees would spend a round trip per job and make the fetch loop, not the
+// backend, the limit. An idle worker does not wait at all.
+func (w *Worker) gatherSlots(ctx context.Context) {
+	want := min(w.cfg.FetchLimit, w.cfg.Concurrency) / 2
+	var timer *time.Timer
+	for {
+		w.mu.Lock()
+		running := len(w.running)
+		w.mu.Unlock()
+		if running == 0 || w.cfg.Concurrency-running >= want {
+			return
+		}
+		if timer == nil {
+			timer = time.NewTimer(fetchGather)
+			defer timer.Stop()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+			return
+		case <-w.wake:
 		}
 	}
 }

@@ -117,14 +117,14 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 	if len(v) != 2 {
 		return nil, fmt.Errorf("redisbackend: reserve: unexpected reply of %d values", len(v))
 	}
-	hashes, _ := v[0].([]any)
+	got, _ := v[0].([]any)
 	if bad, _ := v[1].([]any); len(bad) > 0 {
 		b.cfg.Logger.Warn("redisbackend: dropped ready entries with no job hash behind them",
 			"queue", p.Queue, "entries", bad)
 	}
-	out := make([]*job.Record, 0, len(hashes))
-	for _, h := range hashes {
-		r, err := decode(h)
+	out := make([]*job.Record, 0, len(got)/2)
+	for i := 0; i+1 < len(got); i += 2 {
+		r, err := decode(str(got[i]), p.Queue, got[i+1])
 		if err != nil {
 			b.setAside(ctx, r, err, now)
 			continue

@@ -25,20 +25,16 @@ func (b *Backend) lookup(ctx context.Context, id string) (string, []any, error) 
 	if err != nil {
 		return "", nil, err
 	}
-	cmds := make([]*redis.MapStringStringCmd, len(queues))
+	cmds := make([]*redis.SliceCmd, len(queues))
 	_, err = b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, q := range queues {
-			cmds[i] = p.HGetAll(ctx, b.base(q)+":j:"+id)
+			cmds[i] = p.HMGet(ctx, b.base(q)+":j:"+id, recordFields...)
 		}
 		return nil
 	})
 	for i, c := range cmds {
-		if m, cerr := c.Result(); cerr == nil && len(m) > 0 {
-			flat := make([]any, 0, 2*len(m))
-			for k, v := range m {
-				flat = append(flat, k, v)
-			}
-			return queues[i], flat, nil
+		if vals, cerr := c.Result(); cerr == nil && len(vals) > 0 && vals[0] != nil {
+			return queues[i], vals, nil
 		}
 	}
 	if err != nil && !isWrongType(err) {
@@ -56,11 +52,11 @@ func (b *Backend) find(ctx context.Context, id string) (string, error) {
 
 // GetJob implements backends.Inspector.
 func (b *Backend) GetJob(ctx context.Context, p backends.GetJobParams) (*job.Record, error) {
-	_, h, err := b.lookup(ctx, p.ID)
+	q, vals, err := b.lookup(ctx, p.ID)
 	if err != nil {
 		return nil, err
 	}
-	return decode(h)
+	return decode(p.ID, q, vals)
 }
 
 // ListJobs implements backends.Inspector from the per-state sets, so a page
@@ -100,12 +96,12 @@ func (b *Backend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*bac
 		if err != nil {
 			return nil, fmt.Errorf("redisbackend: listing %s: %w", q, err)
 		}
-		for i := 0; i+1 < len(v); i += 2 {
+		for i := 0; i+2 < len(v); i += 3 {
 			if len(page.Jobs) == limit {
 				page.Next = strconv.FormatInt(after, 10) + "@" + q
 				return page, nil
 			}
-			r, err := decode(v[i+1])
+			r, err := decode(str(v[i+1]), q, v[i+2])
 			if err != nil {
 				return nil, err
 			}

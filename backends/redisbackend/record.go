@@ -10,16 +10,22 @@ import (
 	"github.com/conveyorhq/conveyor/job"
 )
 
-// Job hash fields, kept short because every job carries them:
+// Job hash fields, kept short and left out when empty because every write
+// pays for each. The ID and queue are not stored: the key names them.
 //
-//	id  ID           t   task          p   payload       h   headers (JSON)
-//	q   queue        s   state         pr  priority      seq enqueue sequence
+//	s   state        t   task          p   payload       h   headers (JSON)
+//	pr  priority     seq enqueue sequence                rk  ready-set member
 //	ra  run-at ms    ca  created ms    sa  started ms    fa  finished ms
 //	d   deliveries   md  max deliv.    to  timeout ms    rp  retry policy
 //	uk  unique key   uu  unique-until ms
 //	e   attempt errors, one JSON object (storedError) per line
 //	r   result       tk  lease token   le  lease expiry ms
-//	c   "1" when cancel was requested  w   worker        rk  ready-set member
+//	c   "1" when cancel was requested  w   worker
+//
+// recordFields is the order in which the scripts return a job (RECORD in
+// lua/prelude.lua; the two must agree).
+var recordFields = []string{"s", "t", "p", "h", "pr", "ra", "ca", "sa", "fa", "d", "md", "to", "rp",
+	"uk", "uu", "e", "r", "tk", "le", "c", "w", "seq"}
 
 // storedError is one line of the "e" field. Times are Unix milliseconds so
 // the Lua scripts can write the poison reason themselves.
@@ -49,25 +55,28 @@ func fromMS(v int64) time.Time {
 	return time.UnixMilli(v)
 }
 
-// decode turns a job hash, as HGETALL returns it, into a record. A field
-// that does not parse gives an error wrapping job.ErrMalformedPayload along
-// with what could be read, so the caller can report and set aside that one
-// job.
-func decode(v any) (*job.Record, error) {
-	flat, ok := v.([]any)
-	if !ok || len(flat)%2 != 0 {
-		return nil, fmt.Errorf("%w: job hash is %T", job.ErrMalformedPayload, v)
+// decode turns a job's fields, in recordFields order, into a record. A
+// field that does not parse gives an error wrapping job.ErrMalformedPayload
+// along with what could be read, so the caller can report and set aside
+// that one job.
+func decode(id, queue string, v any) (*job.Record, error) {
+	vals, _ := v.([]any)
+	r := &job.Record{ID: id, Queue: queue}
+	if len(vals) != len(recordFields) || vals[0] == nil {
+		return r, fmt.Errorf("%w: job %s in %s is not a job hash", job.ErrMalformedPayload, id, queue)
 	}
-	f := make(map[string]string, len(flat)/2)
-	for i := 0; i < len(flat); i += 2 {
-		k, _ := flat[i].(string)
-		val, _ := flat[i+1].(string)
-		f[k] = val
+	f := make(map[string]string, len(recordFields))
+	for i, name := range recordFields {
+		if s, ok := vals[i].(string); ok {
+			f[name] = s
+		}
 	}
-	r := &job.Record{
-		ID: f["id"], Queue: f["q"], Task: f["t"], Payload: []byte(f["p"]),
-		RetryPolicy: f["rp"], UniqueKey: f["uk"], State: job.State(f["s"]),
-		CancelRequested: f["c"] == "1",
+	r.Task, r.Payload, r.RetryPolicy, r.UniqueKey = f["t"], []byte(f["p"]), f["rp"], f["uk"]
+	r.State, r.CancelRequested = job.State(f["s"]), f["c"] == "1"
+	if r.State == job.Running {
+		// Set first, so a job whose other fields are broken can still be
+		// dead-lettered under its lease.
+		r.Lease = job.Lease{JobID: id, Token: f["tk"]}
 	}
 	if res, ok := f["r"]; ok {
 		r.Result = []byte(res)
@@ -93,7 +102,7 @@ func decode(v any) (*job.Record, error) {
 	r.RunAt, r.CreatedAt, r.StartedAt, r.FinishedAt = fromMS(runAt), fromMS(created), fromMS(started), fromMS(fin)
 	r.Timeout, r.UniqueUntil = time.Duration(timeout)*time.Millisecond, fromMS(uu)
 	if r.State == job.Running {
-		r.Lease = job.Lease{JobID: r.ID, Token: f["tk"], ExpiresAt: fromMS(le)}
+		r.Lease.ExpiresAt = fromMS(le)
 	}
 	if h := f["h"]; h != "" {
 		if err := json.Unmarshal([]byte(h), &r.Headers); err != nil {

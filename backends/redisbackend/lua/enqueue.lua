@@ -64,9 +64,17 @@ for i = 0, njobs - 1 do
     local state = 'pending'
     if runat > now then state = 'scheduled' end
     local seq = redis.call('INCR', base .. ':seq')
-    redis.call('HSET', jk(id), 'id', id, 'q', ARGV[2 * qi], 't', ARGV[o + 2], 'p', ARGV[o + 3],
-      'pr', prio, 'ra', runat, 'ca', now, 'd', 0, 'md', ARGV[o + 6], 'to', ARGV[o + 7],
-      'rp', ARGV[o + 8], 'h', ARGV[o + 9], 'uk', ARGV[o + 10], 'uu', ARGV[o + 11], 'seq', seq, 's', state)
+    -- Empty optional fields are left out: every field costs on each write.
+    local h = {'s', state, 't', ARGV[o + 2], 'p', ARGV[o + 3], 'pr', prio, 'ra', runat, 'ca', now,
+      'md', ARGV[o + 6], 'seq', seq}
+    for _, opt in ipairs({{'to', 7}, {'rp', 8}, {'h', 9}, {'uk', 10}, {'uu', 11}}) do
+      local v = ARGV[o + opt[2]]
+      if v ~= '' and v ~= '0' then
+        table.insert(h, opt[1])
+        table.insert(h, v)
+      end
+    end
+    redis.call('HSET', jk(id), unpack(h))
     redis.call('ZADD', sk(state), seq, id)
     if state == 'pending' then
       makeready(id, prio, runat, seq)

@@ -22,6 +22,17 @@ end
 use(KEYS[1])
 
 local function jk(id) return base .. ':j:' .. id end
+
+-- RECORD is the order in which scripts return a job's fields (HMGET), the
+-- order record.go decodes. The job's ID and queue are not stored: the key
+-- names them.
+local RECORD = {'s', 't', 'p', 'h', 'pr', 'ra', 'ca', 'sa', 'fa', 'd', 'md', 'to', 'rp',
+  'uk', 'uu', 'e', 'r', 'tk', 'le', 'c', 'w', 'seq'}
+local function record(id)
+  local f = redis.pcall('HMGET', jk(id), unpack(RECORD))
+  if type(f) ~= 'table' or f.err then return {} end
+  return f
+end
 local function sk(state) return base .. ':s:' .. state end
 local function num(v) return tonumber(v) or 0 end
 local function finished(s) return s == 'done' or s == 'dead' or s == 'cancelled' end
@@ -61,7 +72,7 @@ end
 -- ms (never when keep < 0), or after its unique window if that is later.
 local FINISHED = {}
 local function finish(id, from, to, seq, now, keep, uu)
-  redis.call('HSET', jk(id), 's', to, 'fa', now, 'tk', '', 'le', '', 'rk', '')
+  redis.call('HSET', jk(id), 's', to, 'fa', now)
   move(id, from, to, seq)
   redis.call('ZREM', LEASED, id)
   if keep >= 0 then
@@ -92,7 +103,7 @@ local function promote(now, limit)
     local f = fields(id, 's', 'pr', 'ra', 'seq')
     if f and f[1] == 'running' then
       move(id, 'running', 'pending', num(f[4]))
-      redis.call('HSET', jk(id), 's', 'pending', 'tk', '', 'le', '')
+      redis.call('HSET', jk(id), 's', 'pending')
       makeready(id, num(f[2]), num(f[3]), num(f[4]))
       n = n + 1
     end

@@ -1,7 +1,7 @@
 -- Read-only views of one queue. ARGV: action, then:
 --   stats: nothing; returns {paused 0/1, count per state in ARGV order...}
 --          with the states as ARGV[2..].
---   list:  state, after seq, limit; returns {seq, HGETALL} pairs.
+--   list:  state, after seq, limit; returns {seq, id, record} triples.
 local action = ARGV[1]
 if action == 'stats' then
   local out = {redis.call('EXISTS', base .. ':paused')}
@@ -14,9 +14,8 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', sk(ARGV[2]), '(' .. ARGV[3], '+i
 end
 local res = {}
 for i = 1, #out, 2 do
-  local h = redis.pcall('HGETALL', jk(out[i]))
-  if type(h) ~= 'table' or h.err then h = {'id', out[i]} end
   table.insert(res, out[i + 1])
-  table.insert(res, h)
+  table.insert(res, out[i])
+  table.insert(res, record(out[i]))
 end
 return res

@@ -1,6 +1,6 @@
 -- ARGV: now, limit, lease ms, worker, token prefix, keep-dead ms, poison
 -- reason format (one %d: the delivery count).
--- Returns {records (each HGETALL), malformed ready entries dropped}.
+-- Returns {{id, record}..., malformed ready entries dropped}.
 local now, limit, lease = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 if redis.call('EXISTS', base .. ':paused') == 1 then return {{}, {}} end
 promote(now, 1000)
@@ -11,7 +11,7 @@ while #out < limit do
   redis.call('ZREM', READY, unpack(members))
   for _, m in ipairs(members) do
     local id = string.sub(m, 32)
-    local f = fields(id, 's', 'd', 'md', 'seq', 'rk', 'uu')
+    local f = fields(id, 's', 'd', 'md', 'seq', 'rk', 'uu', 'c')
     if not f or not f[1] then
       table.insert(bad, m)
     elseif f[5] == m and f[1] ~= 'running' and not finished(f[1]) then
@@ -22,11 +22,12 @@ while #out < limit do
       else
         n = n + 1
         local le = now + lease
-        redis.call('HSET', jk(id), 's', 'running', 'd', d + 1, 'sa', now, 'c', '',
-          'tk', ARGV[5] .. n, 'le', le, 'w', ARGV[4], 'rk', '')
+        redis.call('HSET', jk(id), 's', 'running', 'd', d + 1, 'sa', now, 'tk', ARGV[5] .. n, 'le', le, 'w', ARGV[4])
+        if f[7] then redis.call('HDEL', jk(id), 'c') end
         move(id, f[1], 'running', seq)
         redis.call('ZADD', LEASED, le, id)
-        table.insert(out, redis.call('HGETALL', jk(id)))
+        table.insert(out, id)
+        table.insert(out, record(id))
       end
     end
   end

@@ -19,7 +19,7 @@ if ARGV[5] == '' then
 end
 if at <= now then state = 'pending' end
 move(id, 'running', state, seq)
-redis.call('HSET', jk(id), 's', state, 'ra', at, 'tk', '', 'le', '')
+redis.call('HSET', jk(id), 's', state, 'ra', at)
 if state == 'pending' then
   makeready(id, num(f[4]), at, seq)
   announce(true)

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/redisbackend"
+)
+
+// benchDB is the Redis database the redis and asynq rows use; it is flushed
+// before each workload.
+const benchDB = 5
+
+func needRedis(cfg config) string {
+	c := redis.NewClient(&redis.Options{Addr: cfg.redisAddr, DB: benchDB})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		return fmt.Sprintf("no Redis at %s (set -redis or CONVEYOR_REDIS_ADDR): %v", cfg.redisAddr, err)
+	}
+	return ""
+}
+
+func flushRedis(ctx context.Context, cfg config) (*redis.Client, error) {
+	c := redis.NewClient(&redis.Options{Addr: cfg.redisAddr, DB: benchDB, PoolSize: 64})
+	if err := c.FlushDB(ctx).Err(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func openRedis(ctx context.Context, cfg config) (backends.Backend, func(), error) {
+	c, err := flushRedis(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := redisbackend.New(ctx, redisbackend.Config{Client: c, Prefix: "bench"})
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return b, func() { b.Close(); c.Close() }, nil
+}
+
+// The asynq row: the same workloads through asynq's public API on the same
+// Redis. Its server polls empty queues every TaskCheckInterval (default
+// 1s, which would dominate its latency); we give it 10ms, so its latency
+// figures are not a straw man.
+const asynqCheck = 10 * time.Millisecond
+
+func runAsynq(ctx context.Context, cfg config) (row, error) {
+	r := row{name: "asynq"}
+	opt := asynq.RedisClientOpt{Addr: cfg.redisAddr, DB: benchDB, PoolSize: 64}
+	payload, _ := json.Marshal(noopArgs{})
+	fresh := func() (*asynq.Client, error) {
+		c, err := flushRedis(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		c.Close()
+		return asynq.NewClient(opt), nil
+	}
+
+	client, err := fresh()
+	if err != nil {
+		return r, err
+	}
+	start := time.Now()
+	for range cfg.single {
+		if _, err := client.EnqueueContext(ctx, asynq.NewTask(noop.Name(), payload)); err != nil {
+			client.Close()
+			return r, err
+		}
+	}
+	r.single = float64(cfg.single) / time.Since(start).Seconds()
+	client.Close()
+
+	for i, c := range cfg.concurrency {
+		if client, err = fresh(); err != nil {
+			return r, err
+		}
+		start := time.Now()
+		err := asynqParallelEnqueue(ctx, client, cfg.n, payload)
+		if i == 0 {
+			r.batch = float64(cfg.n) / time.Since(start).Seconds()
+		}
+		client.Close()
+		if err != nil {
+			return r, err
+		}
+		var count atomic.Int64
+		all := make(chan struct{})
+		start = time.Now()
+		srv, err := asynqServe(opt, c, func(context.Context, *asynq.Task) error {
+			if count.Add(1) == int64(cfg.n) {
+				close(all)
+			}
+			return nil
+		})
+		if err != nil {
+			return r, err
+		}
+		select {
+		case <-all:
+		case <-time.After(10 * time.Minute):
+			srv.Shutdown()
+			return r, fmt.Errorf("asynq burn-down: %d of %d in 10 minutes", count.Load(), cfg.n)
+		}
+		r.burn = append(r.burn, float64(cfg.n)/time.Since(start).Seconds())
+		srv.Shutdown()
+	}
+
+	if client, err = fresh(); err != nil {
+		return r, err
+	}
+	defer client.Close()
+	rec := newRecorder(int(cfg.duration.Seconds() * float64(cfg.rate)))
+	srv, err := asynqServe(opt, cfg.concurrency[0], func(_ context.Context, t *asynq.Task) error {
+		var a noopArgs
+		if err := json.Unmarshal(t.Payload(), &a); err != nil {
+			return err
+		}
+		rec.record(a.At)
+		return nil
+	})
+	if err != nil {
+		return r, err
+	}
+	defer srv.Shutdown()
+	err = atRate(cfg.rate, rec.total, func() error {
+		p, _ := json.Marshal(noopArgs{At: time.Now().UnixNano()})
+		_, err := client.EnqueueContext(ctx, asynq.NewTask(noop.Name(), p))
+		return err
+	})
+	if err != nil {
+		return r, err
+	}
+	lat, err := rec.wait()
+	if err != nil {
+		return r, err
+	}
+	r.setLatency(lat)
+	return r, nil
+}
+
+func asynqParallelEnqueue(ctx context.Context, client *asynq.Client, n int, payload []byte) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) {
+				if _, err := client.EnqueueContext(ctx, asynq.NewTask(noop.Name(), payload)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func asynqServe(opt asynq.RedisClientOpt, concurrency int, h asynq.HandlerFunc) (*asynq.Server, error) {
+	srv := asynq.NewServer(opt, asynq.Config{
+		Concurrency:       concurrency,
+		Queues:            map[string]int{"default": 1},
+		TaskCheckInterval: asynqCheck,
+		LogLevel:          asynq.FatalLevel,
+		Logger:            quietLogger{log.New(io.Discard, "", 0)},
+	})
+	mux := asynq.NewServeMux()
+	mux.Handle(noop.Name(), h)
+	if err := srv.Start(mux); err != nil {
+		return nil, err
+	}
+	return srv, nil
+}
+
+// quietLogger keeps asynq's logs out of the table.
+type quietLogger struct{ *log.Logger }
+
+func (l quietLogger) Debug(args ...any) {}
+func (l quietLogger) Info(args ...any)  {}
+func (l quietLogger) Warn(args ...any)  {}
+func (l quietLogger) Error(args ...any) {}
+func (l quietLogger) Fatal(args ...any) { l.Logger.Fatal(args...) }
+
+// quietRedis keeps go-redis's connection-pool messages out of the table.
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
