@@ -160,11 +160,11 @@ func envOr(key, def string) string {
 
 // row is one target's figures.
 type row struct {
-	name, vs            string
-	single, batch       float64   // jobs per second
-	burn                []float64 // jobs per second, one per cfg.concurrency
-	p50, p99, max       time.Duration
-	latencyJobs         int
+	name, vs      string
+	single, batch float64   // jobs per second
+	burn          []float64 // jobs per second, one per cfg.concurrency
+	p50, p99, max time.Duration
+	latencyJobs   int
 }
 
 func runConveyor(ctx context.Context, cfg config, name string, open func(context.Context, config) (backends.Backend, func(), error)) (row, error) {
