@@ -45,13 +45,22 @@ wait_for() {
 }
 
 redis_up() { [ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" = PONG ]; }
+redis_down() { ! redis-cli -h 127.0.0.1 -p "$1" ping >/dev/null 2>&1; }
+
+# fresh_redis_dir stops whatever Redis a previous run left on port $1 and
+# returns an empty directory for the new one in $dir.
+fresh_redis_dir() {
+  redis-cli -p "$1" shutdown nosave >/dev/null 2>&1 || true
+  wait_for 20 redis_down "$1" || die "a Redis left on port $1 does not stop"
+  dir="$SERVERS_DIR/$2"
+  rm -rf "$dir" && mkdir -p "$dir"
+}
 
 start_redis() {
   need_pkg redis-server redis-server
   need_pkg redis-tools redis-cli
-  local dir="$SERVERS_DIR/redis-$REDIS_PORT"
-  rm -rf "$dir" && mkdir -p "$dir"
-  redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  local dir
+  fresh_redis_dir "$REDIS_PORT" "redis-$REDIS_PORT"
   redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$dir" \
     --save '' --appendonly no --logfile "$dir/redis.log" --pidfile "$dir/redis.pid" ||
     die "redis-server did not start"
@@ -61,9 +70,7 @@ start_redis() {
 
   local addrs=() p
   for p in $REDIS_CLUSTER_PORTS; do
-    dir="$SERVERS_DIR/redis-cluster-$p"
-    rm -rf "$dir" && mkdir -p "$dir"
-    redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true
+    fresh_redis_dir "$p" "redis-cluster-$p"
     redis-server --daemonize yes --bind 127.0.0.1 --port "$p" --dir "$dir" --cluster-enabled yes \
       --cluster-config-file "$dir/nodes.conf" --save '' --appendonly no \
       --logfile "$dir/redis.log" --pidfile "$dir/redis.pid" || die "redis cluster node $p did not start"
