@@ -36,12 +36,27 @@ func (w *Worker) startJob(rec *job.Record) {
 		defer w.jobs.Done()
 		w.execute(ctx, rec)
 		cancel(nil)
-		w.mu.Lock()
+		w.release(rec)
+	}()
+}
+
+// release frees rec's slot. finish calls it as soon as the handler has
+// returned, before the outcome is recorded, so the next job starts while
+// the completion waits for its group commit; the job's goroutine lives on
+// (and Stop waits for it) until the outcome is written. Releasing twice is
+// a no-op.
+func (w *Worker) release(rec *job.Record) {
+	w.mu.Lock()
+	rj, held := w.running[rec.ID]
+	held = held && rj.rec == rec // not a later delivery of the same job
+	if held {
 		delete(w.running, rec.ID)
 		w.perQueue[rec.Queue]--
-		w.mu.Unlock()
+	}
+	w.mu.Unlock()
+	if held {
 		w.signal()
-	}()
+	}
 }
 
 // execute runs one delivery of a job and records its outcome. ctx is
@@ -132,6 +147,7 @@ func (w *Worker) finish(ctx context.Context, rec *job.Record, h *handler, res []
 	default:
 		op = w.failure(rec, h, now, err, log)
 	}
+	w.release(rec)
 	// The backend may blip; a few quick retries keep the outcome. If they
 	// fail the lease expires and the job runs again: at least once.
 	fctx, cancel := context.WithTimeout(context.Background(), w.cfg.LeaseDuration)

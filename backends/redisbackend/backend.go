@@ -94,6 +94,11 @@ func (b *Backend) enqueue(ctx context.Context, queues []string, p backends.Enque
 	return res, nil
 }
 
+// maxBatch bounds the jobs one script run reserves or completes: the
+// scripts pass one argument per job to a variadic command, and Lua's unpack
+// takes a few thousand at most.
+const maxBatch = 1000
+
 // poisonFormat is backends.PoisonReason with a %d where the delivery count
 // goes, for the reserve script to fill in.
 var poisonFormat = strings.Replace(strings.ReplaceAll(backends.PoisonReason(987654321), "%", "%%"), "987654321", "%d", 1)
@@ -107,6 +112,9 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 	}
 	if err := b.closed(); err != nil {
 		return nil, err
+	}
+	if p.Limit > maxBatch {
+		p.Limit = maxBatch
 	}
 	now := time.Now()
 	v, err := b.s.reserve.Run(ctx, b.rdb, []string{b.base(p.Queue)}, now.UnixMilli(), p.Limit, p.Lease.Milliseconds(),
@@ -122,9 +130,13 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 		b.cfg.Logger.Warn("redisbackend: dropped ready entries with no job hash behind them",
 			"queue", p.Queue, "entries", bad)
 	}
-	out := make([]*job.Record, 0, len(got)/2)
-	for i := 0; i+1 < len(got); i += 2 {
-		r, err := decode(str(got[i]), p.Queue, got[i+1])
+	out := make([]*job.Record, 0, len(got)/3)
+	for i := 0; i+2 < len(got); i += 3 {
+		r, err := decode(str(got[i]), p.Queue, got[i+2])
+		// The record is as it was before this reserve; apply what the
+		// script changed.
+		r.State, r.Deliveries, r.StartedAt, r.CancelRequested = job.Running, r.Deliveries+1, time.UnixMilli(now.UnixMilli()), false
+		r.Lease = job.Lease{JobID: r.ID, Token: str(got[i+1]), ExpiresAt: time.UnixMilli(now.UnixMilli() + p.Lease.Milliseconds())}
 		if err != nil {
 			b.setAside(ctx, r, err, now)
 			continue
@@ -210,17 +222,19 @@ func (b *Backend) CompleteMany(ctx context.Context, p backends.CompleteManyParam
 		func(i int) { errs[i] = leaseLost(p.Jobs[i].Lease) })
 	now := time.Now().UnixMilli()
 	for _, q := range order {
-		args := []any{now, keepMS(b.cfg.KeepDone)}
-		for _, i := range groups[q] {
-			args = append(args, p.Jobs[i].Lease.JobID, p.Jobs[i].Lease.Token, p.Jobs[i].Result)
-		}
-		v, err := b.s.complete.Run(ctx, b.rdb, []string{b.base(q)}, args...).Int64Slice()
-		if err != nil {
-			return nil, fmt.Errorf("redisbackend: complete in %s: %w", q, err)
-		}
-		for j, i := range groups[q] {
-			if v[j] != 1 {
-				errs[i] = leaseLost(p.Jobs[i].Lease)
+		for chunk := range slices.Chunk(groups[q], maxBatch) {
+			args := []any{now, keepMS(b.cfg.KeepDone)}
+			for _, i := range chunk {
+				args = append(args, p.Jobs[i].Lease.JobID, p.Jobs[i].Lease.Token, p.Jobs[i].Result)
+			}
+			v, err := b.s.complete.Run(ctx, b.rdb, []string{b.base(q)}, args...).Int64Slice()
+			if err != nil {
+				return nil, fmt.Errorf("redisbackend: complete in %s: %w", q, err)
+			}
+			for j, i := range chunk {
+				if v[j] != 1 {
+					errs[i] = leaseLost(p.Jobs[i].Lease)
+				}
 			}
 		}
 	}

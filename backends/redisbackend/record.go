@@ -65,59 +65,80 @@ func decode(id, queue string, v any) (*job.Record, error) {
 	if len(vals) != len(recordFields) || vals[0] == nil {
 		return r, fmt.Errorf("%w: job %s in %s is not a job hash", job.ErrMalformedPayload, id, queue)
 	}
-	f := make(map[string]string, len(recordFields))
-	for i, name := range recordFields {
-		if s, ok := vals[i].(string); ok {
-			f[name] = s
+	field := func(i int) string { s, _ := vals[i].(string); return s }
+	var bad error
+	integer := func(i int) int64 {
+		s := field(i)
+		if s == "" || bad != nil {
+			return 0
 		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			bad = fmt.Errorf("%w: job %s field %s: %w", job.ErrMalformedPayload, id, recordFields[i], err)
+		}
+		return n
 	}
-	r.Task, r.Payload, r.RetryPolicy, r.UniqueKey = f["t"], []byte(f["p"]), f["rp"], f["uk"]
-	r.State, r.CancelRequested = job.State(f["s"]), f["c"] == "1"
+	// Positions in recordFields.
+	const (
+		fS = iota
+		fT
+		fP
+		fH
+		fPr
+		fRa
+		fCa
+		fSa
+		fFa
+		fD
+		fMd
+		fTo
+		fRp
+		fUk
+		fUu
+		fE
+		fR
+		fTk
+		fLe
+		fC
+		fW
+	)
+	r.State = job.State(field(fS))
 	if r.State == job.Running {
 		// Set first, so a job whose other fields are broken can still be
 		// dead-lettered under its lease.
-		r.Lease = job.Lease{JobID: id, Token: f["tk"]}
-	}
-	if res, ok := f["r"]; ok {
-		r.Result = []byte(res)
-	}
-	bad := func(field string, err error) (*job.Record, error) {
-		return r, fmt.Errorf("%w: job %s field %s: %w", job.ErrMalformedPayload, r.ID, field, err)
+		r.Lease = job.Lease{JobID: id, Token: field(fTk)}
 	}
 	if !r.State.Valid() {
-		return bad("s", fmt.Errorf("unknown state %q", r.State))
+		return r, fmt.Errorf("%w: job %s: unknown state %q", job.ErrMalformedPayload, id, r.State)
 	}
-	var prio, runAt, created, started, fin, deliv, maxDeliv, timeout, uu, le int64
-	for k, p := range map[string]*int64{"pr": &prio, "ra": &runAt, "ca": &created, "sa": &started, "fa": &fin,
-		"d": &deliv, "md": &maxDeliv, "to": &timeout, "uu": &uu, "le": &le} {
-		if s := f[k]; s != "" {
-			n, err := strconv.ParseInt(s, 10, 64)
-			if err != nil {
-				return bad(k, err)
-			}
-			*p = n
-		}
+	r.Task, r.Payload, r.RetryPolicy, r.UniqueKey = field(fT), []byte(field(fP)), field(fRp), field(fUk)
+	r.CancelRequested = field(fC) == "1"
+	if res, ok := vals[fR].(string); ok {
+		r.Result = []byte(res)
 	}
-	r.Priority, r.Deliveries, r.MaxDeliveries = int(prio), int(deliv), int(maxDeliv)
-	r.RunAt, r.CreatedAt, r.StartedAt, r.FinishedAt = fromMS(runAt), fromMS(created), fromMS(started), fromMS(fin)
-	r.Timeout, r.UniqueUntil = time.Duration(timeout)*time.Millisecond, fromMS(uu)
+	r.Priority, r.Deliveries, r.MaxDeliveries = int(integer(fPr)), int(integer(fD)), int(integer(fMd))
+	r.RunAt, r.CreatedAt = fromMS(integer(fRa)), fromMS(integer(fCa))
+	r.StartedAt, r.FinishedAt = fromMS(integer(fSa)), fromMS(integer(fFa))
+	r.Timeout, r.UniqueUntil = time.Duration(integer(fTo))*time.Millisecond, fromMS(integer(fUu))
 	if r.State == job.Running {
-		r.Lease.ExpiresAt = fromMS(le)
+		r.Lease.ExpiresAt = fromMS(integer(fLe))
 	}
-	if h := f["h"]; h != "" {
+	if bad != nil {
+		return r, bad
+	}
+	if h := field(fH); h != "" {
 		if err := json.Unmarshal([]byte(h), &r.Headers); err != nil {
-			return bad("h", err)
+			return r, fmt.Errorf("%w: job %s headers: %w", job.ErrMalformedPayload, id, err)
 		}
 	}
-	for line := range strings.SplitSeq(strings.TrimSuffix(f["e"], "\n"), "\n") {
-		if line == "" {
-			continue
+	if e := field(fE); e != "" {
+		for line := range strings.SplitSeq(strings.TrimSuffix(e, "\n"), "\n") {
+			var se storedError
+			if err := json.Unmarshal([]byte(line), &se); err != nil {
+				return r, fmt.Errorf("%w: job %s attempt errors: %w", job.ErrMalformedPayload, id, err)
+			}
+			r.Errors = append(r.Errors, job.AttemptError{Attempt: se.N, At: fromMS(se.At), Error: se.Err, Stack: se.Stack})
 		}
-		var se storedError
-		if err := json.Unmarshal([]byte(line), &se); err != nil {
-			return bad("e", err)
-		}
-		r.Errors = append(r.Errors, job.AttemptError{Attempt: se.N, At: fromMS(se.At), Error: se.Err, Stack: se.Stack})
 	}
 	return r, nil
 }

@@ -75,12 +75,12 @@ for i = 0, njobs - 1 do
       end
     end
     redis.call('HSET', jk(id), unpack(h))
-    redis.call('ZADD', sk(state), seq, id)
+    zadd(sk(state), seq, id)
     if state == 'pending' then
       makeready(id, prio, runat, seq)
       avail[qi] = true
     else
-      redis.call('ZADD', LATER, runat, id)
+      zadd(LATER, runat, id)
     end
     if ARGV[o + 10] ~= '' then redis.call('HSET', base .. ':uniq', ARGV[o + 10], id) end
     table.insert(out, id)
@@ -88,6 +88,7 @@ for i = 0, njobs - 1 do
     table.insert(out, 0)
   end
 end
+flushz()
 for qi in pairs(avail) do
   redis.call('PUBLISH', KEYS[qi] .. ':avail', '')
 end

@@ -28,6 +28,13 @@ local function jk(id) return base .. ':j:' .. id end
 -- names them.
 local RECORD = {'s', 't', 'p', 'h', 'pr', 'ra', 'ca', 'sa', 'fa', 'd', 'md', 'to', 'rp',
   'uk', 'uu', 'e', 'r', 'tk', 'le', 'c', 'w', 'seq'}
+local F = {}
+for i, name in ipairs(RECORD) do F[name] = i end
+-- READ is RECORD plus the ready-set member, for reserve.
+local READ = {unpack(RECORD)}
+table.insert(READ, 'rk')
+local RK = #READ
+
 local function record(id)
   local f = redis.pcall('HMGET', jk(id), unpack(RECORD))
   if type(f) ~= 'table' or f.err then return {} end
@@ -45,9 +52,30 @@ local function fields(id, ...)
   return f
 end
 
+-- Sorted-set writes are gathered per key and flushed as one variadic ZREM
+-- and one ZADD per key (flushz), because each redis.call from Lua costs
+-- more than the command itself. A job may change state at most once
+-- between flushes: promote flushes before anything else runs.
+local ZREMS, ZADDS = {}, {}
+local function defer(t, key, ...)
+  local l = t[key]
+  if not l then
+    l = {}
+    t[key] = l
+  end
+  for _, v in ipairs({...}) do l[#l + 1] = v end
+end
+local function zrem(key, member) defer(ZREMS, key, member) end
+local function zadd(key, score, member) defer(ZADDS, key, score, member) end
+local function flushz()
+  for key, l in pairs(ZREMS) do redis.call('ZREM', key, unpack(l)) end
+  for key, l in pairs(ZADDS) do redis.call('ZADD', key, unpack(l)) end
+  ZREMS, ZADDS = {}, {}
+end
+
 local function move(id, from, to, seq)
-  if from and from ~= '' then redis.call('ZREM', sk(from), id) end
-  redis.call('ZADD', sk(to), seq, id)
+  if from and from ~= '' then zrem(sk(from), id) end
+  zadd(sk(to), seq, id)
 end
 
 local function makeready(id, prio, runat, seq)
@@ -74,18 +102,20 @@ local FINISHED = {}
 local function finish(id, from, to, seq, now, keep, uu)
   redis.call('HSET', jk(id), 's', to, 'fa', now)
   move(id, from, to, seq)
-  redis.call('ZREM', LEASED, id)
+  if from == 'running' then zrem(LEASED, id) end
   if keep >= 0 then
     local at = now + keep
     if uu > at then at = uu end
-    redis.call('ZADD', FIN, at, id)
+    zadd(FIN, at, id)
   end
   table.insert(FINISHED, id)
 end
 
--- announce publishes the finished jobs (one message per script run) and,
--- when avail is true, that jobs are due.
+-- announce flushes the deferred writes, then publishes the finished jobs
+-- (one message per script run) and, when avail is true, that jobs are due.
+-- Every script that writes ends with it.
 local function announce(avail)
+  flushz()
   if #FINISHED > 0 then
     redis.call('PUBLISH', base .. ':fin', table.concat(FINISHED, '\n'))
     FINISHED = {}
@@ -116,6 +146,7 @@ local function promote(now, limit)
       n = n + 1
     end
   end
+  flushz()
   return n
 end
 

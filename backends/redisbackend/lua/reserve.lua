@@ -1,6 +1,7 @@
 -- ARGV: now, limit, lease ms, worker, token prefix, keep-dead ms, poison
 -- reason format (one %d: the delivery count).
--- Returns {{id, record}..., malformed ready entries dropped}.
+-- Returns {{id, token, record as it was before this reserve}..., malformed
+-- ready entries dropped}.
 local now, limit, lease = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 if redis.call('EXISTS', base .. ':paused') == 1 then return {{}, {}} end
 promote(now, 1000)
@@ -11,23 +12,26 @@ while #out < limit do
   redis.call('ZREM', READY, unpack(members))
   for _, m in ipairs(members) do
     local id = string.sub(m, 32)
-    local f = fields(id, 's', 'd', 'md', 'seq', 'rk', 'uu', 'c')
+    -- One read for the checks and the reply: record fields, then rk.
+    local f = fields(id, unpack(READ))
     if not f or not f[1] then
       table.insert(bad, m)
-    elseif f[5] == m and f[1] ~= 'running' and not finished(f[1]) then
-      local d, md, seq = num(f[2]), num(f[3]), num(f[4])
+    elseif f[RK] == m and f[1] ~= 'running' and not finished(f[1]) then
+      local d, md, seq = num(f[F.d]), num(f[F.md]), num(f[F.seq])
       if md > 0 and d >= md then
         appenderr(id, cjson.encode({n = attempts(id) + 1, at = now, err = string.format(ARGV[7], d)}))
-        finish(id, f[1], 'dead', seq, now, tonumber(ARGV[6]), num(f[6]))
+        finish(id, f[1], 'dead', seq, now, tonumber(ARGV[6]), num(f[F.uu]))
       else
         n = n + 1
-        local le = now + lease
-        redis.call('HSET', jk(id), 's', 'running', 'd', d + 1, 'sa', now, 'tk', ARGV[5] .. n, 'le', le, 'w', ARGV[4])
-        if f[7] then redis.call('HDEL', jk(id), 'c') end
+        local le, tk = now + lease, ARGV[5] .. n
+        redis.call('HSET', jk(id), 's', 'running', 'd', d + 1, 'sa', now, 'tk', tk, 'le', le, 'w', ARGV[4])
+        if f[F.c] then redis.call('HDEL', jk(id), 'c') end
         move(id, f[1], 'running', seq)
-        redis.call('ZADD', LEASED, le, id)
+        zadd(LEASED, le, id)
+        f[RK] = nil
         table.insert(out, id)
-        table.insert(out, record(id))
+        table.insert(out, tk)
+        table.insert(out, f)
       end
     end
   end

@@ -11,7 +11,7 @@ if ARGV[7] == '1' then
   announce(false)
   return 1
 end
-redis.call('ZREM', LEASED, id)
+zrem(LEASED, id)
 local state = 'retrying'
 if ARGV[5] == '' then
   state = 'scheduled'
@@ -24,6 +24,7 @@ if state == 'pending' then
   makeready(id, num(f[4]), at, seq)
   announce(true)
 else
-  redis.call('ZADD', LATER, at, id)
+  zadd(LATER, at, id)
+  announce(false)
 end
 return 1
