@@ -60,14 +60,18 @@ type Notifier interface {
 	Listen(ctx context.Context, p ListenParams) (<-chan Event, error)
 }
 
-// SQLTxEnqueuer enqueues inside the caller's database/sql transaction, so a
-// job exists if and only if the caller's transaction commits. Only backends
-// that store jobs in that same database implement it.
+// TxEnqueuer enqueues inside the caller's own database transaction, so a job
+// exists if and only if the caller's transaction commits. Only backends that
+// store jobs in that same database implement it.
+//
+// tx is the caller's transaction in the form the backend documents: a
+// *sql.Tx for SQLite; a pgx.Tx or a *sql.Tx (through pgx's stdlib driver)
+// for PostgreSQL. Another type yields an error wrapping job.ErrInvalid.
 //
 // Fallback when absent: EnqueueTx returns job.ErrUnsupported; enqueue after
 // commit and make the handler idempotent.
-type SQLTxEnqueuer interface {
-	EnqueueTx(ctx context.Context, tx *sql.Tx, p EnqueueParams) ([]EnqueueResult, error)
+type TxEnqueuer interface {
+	EnqueueTx(ctx context.Context, tx any, p EnqueueParams) ([]EnqueueResult, error)
 }
 
 // BatchCompleter completes many leased jobs in one round trip. Workers

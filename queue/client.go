@@ -72,12 +72,12 @@ func (c *Client) EnqueueMany(ctx context.Context, reqs ...Request) ([]JobRef, er
 	return out, err
 }
 
-// EnqueueTx enqueues inside the caller's database/sql transaction: the jobs
-// exist if and only if tx commits. The backend must store jobs in that
-// database (backends.SQLTxEnqueuer); otherwise the error wraps
-// ErrUnsupported.
-func (c *Client) EnqueueTx(ctx context.Context, tx *sql.Tx, reqs ...Request) ([]JobRef, error) {
-	txb, ok := c.b.(backends.SQLTxEnqueuer)
+// EnqueueTx enqueues inside the caller's own database transaction: the jobs
+// exist if and only if tx commits. tx is a *sql.Tx, or a pgx.Tx on the
+// PostgreSQL backend; the backend must store jobs in that database
+// (backends.TxEnqueuer), otherwise the error wraps ErrUnsupported.
+func (c *Client) EnqueueTx(ctx context.Context, tx any, reqs ...Request) ([]JobRef, error) {
+	txb, ok := c.b.(backends.TxEnqueuer)
 	if !ok {
 		return nil, fmt.Errorf("%w: transactional enqueue on %T", job.ErrUnsupported, c.b)
 	}

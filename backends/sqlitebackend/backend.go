@@ -59,15 +59,19 @@ func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]back
 	return res, nil
 }
 
-// EnqueueTx implements backends.SQLTxEnqueuer. tx must be on this database
-// file; see DB and OpenDB.
-func (b *Backend) EnqueueTx(ctx context.Context, tx *sql.Tx, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
+// EnqueueTx implements backends.TxEnqueuer. tx must be a *sql.Tx on this
+// database file; see DB and OpenDB.
+func (b *Backend) EnqueueTx(ctx context.Context, tx any, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
+	stx, ok := tx.(*sql.Tx)
+	if !ok {
+		return nil, fmt.Errorf("%w: sqlitebackend.EnqueueTx needs a *sql.Tx, got %T", job.ErrInvalid, tx)
+	}
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	// Listeners in this process learn of the jobs through data_version
 	// once the caller commits; announcing now would be too early.
-	return enqueue(ctx, tx, p)
+	return enqueue(ctx, stx, p)
 }
 
 func (b *Backend) announce(p backends.EnqueueParams) {

@@ -20,5 +20,5 @@
 // I/O, every NotifyPoll.
 //
 // It implements every optional capability, including transactional enqueue
-// into the same file (backends.SQLTxEnqueuer) through DB.
+// into the same file (backends.TxEnqueuer) through DB.
 package sqlitebackend

@@ -65,7 +65,7 @@ var (
 	_ backends.Admin          = (*Backend)(nil)
 	_ backends.Pauser         = (*Backend)(nil)
 	_ backends.Notifier       = (*Backend)(nil)
-	_ backends.SQLTxEnqueuer  = (*Backend)(nil)
+	_ backends.TxEnqueuer     = (*Backend)(nil)
 	_ backends.BatchCompleter = (*Backend)(nil)
 )
 

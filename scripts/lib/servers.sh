@@ -86,3 +86,34 @@ start_redis() {
   export CONVEYOR_REDIS_CLUSTER
   echo "redis: $CONVEYOR_REDIS_ADDR, cluster: $CONVEYOR_REDIS_CLUSTER"
 }
+
+PG_VERSION="${CONVEYOR_PG_VERSION:-15}"
+PG_PORT="${CONVEYOR_PG_PORT:-5432}"
+
+pg_up() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; }
+
+start_postgres() {
+  need_pkg postgresql pg_ctlcluster
+  [ -x "/usr/lib/postgresql/$PG_VERSION/bin/postgres" ] || die "PostgreSQL $PG_VERSION is not installed"
+  if [ ! -d "/etc/postgresql/$PG_VERSION/main" ]; then
+    pg_createcluster "$PG_VERSION" main >/dev/null || die "pg_createcluster failed"
+  fi
+  # Debian's postgresql.conf reads conf.d/ last, so these win.
+  for k in listen_addresses port max_connections; do
+    pg_conftool "$PG_VERSION" main remove "$k" 2>/dev/null || true
+  done
+  mkdir -p "/etc/postgresql/$PG_VERSION/main/conf.d"
+  printf "listen_addresses = '127.0.0.1'\nport = %s\nmax_connections = 300\n" "$PG_PORT" \
+    >"/etc/postgresql/$PG_VERSION/main/conf.d/conveyor.conf"
+  pg_ctlcluster "$PG_VERSION" main stop -m fast >/dev/null 2>&1 || true
+  pg_ctlcluster "$PG_VERSION" main start || die "PostgreSQL did not start: $(tail -5 /var/log/postgresql/postgresql-$PG_VERSION-main.log 2>/dev/null)"
+  STOP_HOOKS+=("pg_ctlcluster $PG_VERSION main stop -m fast")
+  wait_for 30 pg_up || die "PostgreSQL on port $PG_PORT does not answer"
+  su postgres -c "psql -q -p $PG_PORT -tc \"SELECT 1 FROM pg_roles WHERE rolname = 'conveyor'\"" | grep -q 1 ||
+    su postgres -c "psql -q -p $PG_PORT -c \"CREATE ROLE conveyor LOGIN SUPERUSER PASSWORD 'conveyor'\"" ||
+    die "creating the conveyor role failed"
+  su postgres -c "psql -q -p $PG_PORT -tc \"SELECT 1 FROM pg_database WHERE datname = 'conveyor'\"" | grep -q 1 ||
+    su postgres -c "createdb -p $PG_PORT -O conveyor conveyor" || die "creating the conveyor database failed"
+  export CONVEYOR_POSTGRES_URL="postgres://conveyor:conveyor@127.0.0.1:$PG_PORT/conveyor"
+  echo "postgres: $CONVEYOR_POSTGRES_URL"
+}
