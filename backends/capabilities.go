@@ -2,7 +2,6 @@ package backends
 
 import (
 	"context"
-	"database/sql"
 
 	"github.com/conveyorhq/conveyor/job"
 )
