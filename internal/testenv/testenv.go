@@ -35,6 +35,9 @@ func RedisCluster(t testing.TB) []string {
 	return strings.Split(need(t, "CONVEYOR_REDIS_CLUSTER", "a Redis Cluster"), ",")
 }
 
+// PostgresURL is the URL of the shared PostgreSQL database.
+func PostgresURL(t testing.TB) string { return need(t, "CONVEYOR_POSTGRES_URL", "a PostgreSQL server") }
+
 // FreePort returns a loopback TCP port nobody listens on right now.
 func FreePort(t testing.TB) int {
 	t.Helper()

@@ -1,0 +1,561 @@
+package pgbackend
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+// Enqueue implements backends.Backend. A batch with no depth bound and no
+// unique key is one INSERT; otherwise one transaction that locks the
+// bounded queues' rows and the unique keys (advisory locks), so concurrent
+// enqueuers can neither pass a bound nor take a key twice.
+func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if err := b.closed(); err != nil {
+		return nil, err
+	}
+	if len(p.Jobs) == 0 {
+		return []backends.EnqueueResult{}, nil
+	}
+	if !needsLocks(p) {
+		return b.enqueue(ctx, pgxQuerier{b.pool}, p)
+	}
+	var res []backends.EnqueueResult
+	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		var err error
+		res, err = b.enqueue(ctx, pgxQuerier{tx}, p)
+		return err
+	})
+	return res, err
+}
+
+func needsLocks(p backends.EnqueueParams) bool {
+	for _, ins := range p.Jobs {
+		if ins.MaxDepth > 0 || ins.UniqueKey != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// enqueue runs an enqueue on q, which is inside a transaction whenever
+// needsLocks(p).
+func (b *Backend) enqueue(ctx context.Context, q querier, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
+	res := make([]backends.EnqueueResult, len(p.Jobs))
+	dup := make([]bool, len(p.Jobs))
+	if needsLocks(p) {
+		if err := b.checkBeforeInsert(ctx, q, p, res, dup); err != nil {
+			return nil, err
+		}
+	}
+	now := time.Now()
+	var a insertArrays
+	for i, ins := range p.Jobs {
+		if !dup[i] {
+			a.add(ins, i, now)
+		}
+	}
+	if len(a.ids) > 0 {
+		rows, err := q.query(ctx, b.q.insert, a.ids, a.queues, a.tasks, a.payloads, a.headers, a.prios, a.runAts,
+			a.maxDeliveries, a.timeouts, a.policies, a.keys, a.until, a.ord, now)
+		if err != nil {
+			return nil, fmt.Errorf("pgbackend: enqueue: %w", err)
+		}
+		inserted := map[string]job.State{}
+		err = scanAll(rows, func(s scanner) error {
+			var id, st string
+			err := s.Scan(&id, &st)
+			inserted[id] = job.State(st)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("pgbackend: enqueue: %w", err)
+		}
+		var missing []string
+		for i, ins := range p.Jobs {
+			if dup[i] {
+				continue
+			}
+			if st, ok := inserted[ins.ID]; ok {
+				res[i] = backends.EnqueueResult{ID: ins.ID, State: st}
+			} else {
+				// The ID existed already: a retried enqueue.
+				res[i] = backends.EnqueueResult{ID: ins.ID, Duplicate: true}
+				missing = append(missing, ins.ID)
+			}
+		}
+		if len(missing) > 0 {
+			if err := b.fillStates(ctx, q, res); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return res, nil
+}
+
+// checkBeforeInsert takes the locks, marks duplicates (by ID and by unique
+// key) in res and dup, and checks the depth bounds.
+func (b *Backend) checkBeforeInsert(ctx context.Context, q querier, p backends.EnqueueParams, res []backends.EnqueueResult, dup []bool) error {
+	need := p.DepthNeeded()
+	var bounded, keys, ids []string
+	for name, c := range need {
+		if c.MaxDepth > 0 {
+			bounded = append(bounded, name)
+		}
+	}
+	for _, ins := range p.Jobs {
+		ids = append(ids, ins.ID)
+		if ins.UniqueKey != "" && !slices.Contains(keys, ins.UniqueKey) {
+			keys = append(keys, ins.UniqueKey)
+		}
+	}
+	if len(bounded) > 0 {
+		slices.Sort(bounded)
+		if err := drain(q.query(ctx, b.q.lockQueues, bounded)); err != nil {
+			return fmt.Errorf("pgbackend: locking queues: %w", err)
+		}
+	}
+	holders := map[string]holder{}
+	if len(keys) > 0 {
+		if err := drain(q.query(ctx, b.q.lockKeys, b.q.schema+":", keys)); err != nil {
+			return fmt.Errorf("pgbackend: locking unique keys: %w", err)
+		}
+		rows, err := q.query(ctx, b.q.holders, keys)
+		if err == nil {
+			err = scanAll(rows, func(s scanner) error {
+				var h holder
+				var until *time.Time
+				var key, st string
+				if err := s.Scan(&key, &h.id, &st, &until); err != nil {
+					return err
+				}
+				h.state = job.State(st)
+				if until != nil {
+					h.until = *until
+				}
+				holders[key] = h
+				return nil
+			})
+		}
+		if err != nil {
+			return fmt.Errorf("pgbackend: unique keys: %w", err)
+		}
+	}
+	existing := map[string]job.State{}
+	rows, err := q.query(ctx, b.q.existing, ids)
+	if err == nil {
+		err = scanAll(rows, func(s scanner) error {
+			var id, st string
+			err := s.Scan(&id, &st)
+			existing[id] = job.State(st)
+			return err
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("pgbackend: enqueue: %w", err)
+	}
+	now := time.Now()
+	adding := map[string]int{}
+	taken := map[string]string{}
+	for i, ins := range p.Jobs {
+		if st, ok := existing[ins.ID]; ok {
+			res[i], dup[i] = backends.EnqueueResult{ID: ins.ID, State: st, Duplicate: true}, true
+			continue
+		}
+		if ins.UniqueKey != "" {
+			if id, ok := taken[ins.UniqueKey]; ok {
+				res[i], dup[i] = backends.EnqueueResult{ID: id, Duplicate: true}, true
+				continue
+			}
+			if h, ok := holders[ins.UniqueKey]; ok && h.holds(now) {
+				res[i], dup[i] = backends.EnqueueResult{ID: h.id, State: h.state, Duplicate: true}, true
+				continue
+			}
+			taken[ins.UniqueKey] = ins.ID
+		}
+		adding[ins.Queue]++
+	}
+	if len(bounded) > 0 {
+		depths := map[string]int{}
+		rows, err := q.query(ctx, b.q.depth, bounded)
+		if err == nil {
+			err = scanAll(rows, func(s scanner) error {
+				var name string
+				var n int64
+				err := s.Scan(&name, &n)
+				depths[name] = int(n)
+				return err
+			})
+		}
+		if err != nil {
+			return fmt.Errorf("pgbackend: queue depth: %w", err)
+		}
+		for _, name := range bounded {
+			if adding[name] > 0 && depths[name]+adding[name] > need[name].MaxDepth {
+				return backends.QueueFullError(name, depths[name], adding[name], need[name].MaxDepth)
+			}
+		}
+	}
+	// In-batch duplicates of a key point at the job inserted first: its
+	// state is the state it is inserted in.
+	for i := range res {
+		if dup[i] && res[i].State == "" {
+			for j, ins := range p.Jobs {
+				if ins.ID == res[i].ID && !dup[j] {
+					res[i].State = job.Pending
+					if ins.RunAt.After(now) {
+						res[i].State = job.Scheduled
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+type holder struct {
+	id    string
+	state job.State
+	until time.Time
+}
+
+// holds reports whether the holder's key is still taken: until its window
+// ends, or, without a window, until the job finishes.
+func (h holder) holds(now time.Time) bool {
+	if !h.until.IsZero() {
+		return now.Before(h.until)
+	}
+	return !h.state.Finished()
+}
+
+// fillStates sets the state of duplicate results by ID.
+func (b *Backend) fillStates(ctx context.Context, q querier, res []backends.EnqueueResult) error {
+	var ids []string
+	for _, r := range res {
+		if r.Duplicate {
+			ids = append(ids, r.ID)
+		}
+	}
+	states := map[string]job.State{}
+	rows, err := q.query(ctx, b.q.existing, ids)
+	if err == nil {
+		err = scanAll(rows, func(s scanner) error {
+			var id, st string
+			err := s.Scan(&id, &st)
+			states[id] = job.State(st)
+			return err
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("pgbackend: enqueue: %w", err)
+	}
+	for i := range res {
+		if res[i].Duplicate && res[i].State == "" {
+			res[i].State = states[res[i].ID]
+		}
+	}
+	return nil
+}
+
+// insertArrays are the columns of an insert batch, passed as arrays to one
+// INSERT ... SELECT FROM unnest.
+type insertArrays struct {
+	ids, queues, tasks, policies []string
+	payloads                     [][]byte
+	headers                      []*string
+	keys                         []*string
+	prios, maxDeliveries, ord    []int32
+	timeouts                     []int64
+	runAts                       []time.Time
+	until                        []*time.Time
+}
+
+func (a *insertArrays) add(ins *backends.JobInsert, i int, now time.Time) {
+	a.ids = append(a.ids, ins.ID)
+	a.queues = append(a.queues, ins.Queue)
+	a.tasks = append(a.tasks, ins.Task)
+	a.policies = append(a.policies, ins.RetryPolicy)
+	a.payloads = append(a.payloads, nonNil(ins.Payload))
+	var h *string
+	if len(ins.Headers) > 0 {
+		j, _ := json.Marshal(ins.Headers) // map[string]string always marshals
+		s := string(j)
+		h = &s
+	}
+	a.headers = append(a.headers, h)
+	var key *string
+	if ins.UniqueKey != "" {
+		key = &ins.UniqueKey
+	}
+	a.keys = append(a.keys, key)
+	a.prios = append(a.prios, int32(ins.Priority))
+	a.maxDeliveries = append(a.maxDeliveries, int32(ins.MaxDeliveries))
+	a.ord = append(a.ord, int32(i))
+	a.timeouts = append(a.timeouts, ins.Timeout.Milliseconds())
+	runAt := ins.RunAt
+	if runAt.IsZero() {
+		runAt = now
+	}
+	a.runAts = append(a.runAts, runAt)
+	var until *time.Time
+	if !ins.UniqueUntil.IsZero() {
+		u := ins.UniqueUntil
+		until = &u
+	}
+	a.until = append(a.until, until)
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// poisonFormat is backends.PoisonReason as a format() string for the
+// reserve statement, with %s where the delivery count goes.
+var poisonFormat = strings.Replace(strings.ReplaceAll(backends.PoisonReason(987654321), "%", "%%"), "987654321", "%s", 1)
+
+// Reserve implements backends.Backend: one round trip holding two
+// statements, the recovery of this queue's expired leases and the reserve.
+func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if err := b.closed(); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	var batch pgx.Batch
+	batch.Queue(b.q.recoverQueue, p.Queue, now)
+	batch.Queue(b.q.reserve, p.Queue, now, p.Limit, newTokenPrefix(), p.Lease.Milliseconds(), poisonFormat, p.Worker)
+	br := b.pool.SendBatch(ctx, &batch)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, fmt.Errorf("pgbackend: recovering leases in %s: %w", p.Queue, err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, fmt.Errorf("pgbackend: reserve from %s: %w", p.Queue, err)
+	}
+	type reserved struct {
+		r   *job.Record
+		seq int64
+	}
+	var got []reserved
+	corrupt := map[*job.Record]error{}
+	for rows.Next() {
+		r, seq, err := scanRecord(rows)
+		if r == nil {
+			rows.Close()
+			return nil, fmt.Errorf("pgbackend: reserve from %s: %w", p.Queue, err)
+		}
+		if err != nil {
+			corrupt[r] = err
+		}
+		got = append(got, reserved{r, seq})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("pgbackend: reserve from %s: %w", p.Queue, err)
+	}
+	rows.Close()
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("pgbackend: reserve from %s: %w", p.Queue, err)
+	}
+	// UPDATE ... RETURNING has no order; restore the reserve order.
+	slices.SortFunc(got, func(x, y reserved) int {
+		return cmp.Or(cmp.Compare(y.r.Priority, x.r.Priority), x.r.RunAt.Compare(y.r.RunAt), cmp.Compare(x.seq, y.seq))
+	})
+	out := make([]*job.Record, 0, len(got))
+	for _, g := range got {
+		switch {
+		case g.r.State != job.Running: // poison, dead-lettered by the statement
+		case corrupt[g.r] != nil:
+			b.setAside(ctx, g.r, corrupt[g.r], now)
+		default:
+			out = append(out, g.r)
+		}
+	}
+	return out, nil
+}
+
+// setAside dead-letters a reserved job whose row does not decode, with the
+// reason, instead of handing a worker half a record or wedging the queue.
+func (b *Backend) setAside(ctx context.Context, r *job.Record, cause error, now time.Time) {
+	b.cfg.Logger.Error("pgbackend: malformed job dead-lettered", "queue", r.Queue, "id", r.ID, "err", cause)
+	err := b.DeadLetter(ctx, backends.DeadLetterParams{Lease: r.Lease,
+		Error: job.AttemptError{Attempt: r.Attempts() + 1, At: now, Error: "corrupt job record: " + cause.Error()}})
+	if err != nil {
+		b.cfg.Logger.Error("pgbackend: could not dead-letter malformed job; it returns after its lease",
+			"queue", r.Queue, "id", r.ID, "err", err)
+	}
+}
+
+func newTokenPrefix() string {
+	var buf [8]byte
+	_, _ = rand.Read(buf[:])
+	return hex.EncodeToString(buf[:]) + "."
+}
+
+// Extend implements backends.Backend.
+func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backends.ExtendResult, error) {
+	if err := b.closed(); err != nil {
+		return nil, err
+	}
+	out := make([]backends.ExtendResult, len(p.Leases))
+	ids, tokens := make([]string, len(p.Leases)), make([]string, len(p.Leases))
+	for i, l := range p.Leases {
+		out[i] = backends.ExtendResult{JobID: l.JobID, Lost: true}
+		ids[i], tokens[i] = l.JobID, l.Token
+	}
+	rows, err := b.pool.Query(ctx, b.q.extend, ids, time.Now(), p.Lease.Milliseconds(), tokens)
+	if err != nil {
+		return nil, fmt.Errorf("pgbackend: extend: %w", err)
+	}
+	extended := map[job.Lease]backends.ExtendResult{} // by job and token
+	err = scanAll(pgxRows{rows}, func(s scanner) error {
+		var r backends.ExtendResult
+		var token string
+		err := s.Scan(&r.JobID, &token, &r.ExpiresAt, &r.CancelRequested)
+		extended[job.Lease{JobID: r.JobID, Token: token}] = r
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pgbackend: extend: %w", err)
+	}
+	for i, l := range p.Leases {
+		if r, ok := extended[job.Lease{JobID: l.JobID, Token: l.Token}]; ok {
+			out[i] = r
+		}
+	}
+	return out, nil
+}
+
+// Complete implements backends.Backend.
+func (b *Backend) Complete(ctx context.Context, p backends.CompleteParams) error {
+	return backends.CompleteOne(ctx, b, p)
+}
+
+// CompleteMany implements backends.BatchCompleter: one UPDATE for the batch.
+func (b *Backend) CompleteMany(ctx context.Context, p backends.CompleteManyParams) ([]error, error) {
+	if err := b.closed(); err != nil {
+		return nil, err
+	}
+	return completeMany(ctx, pgxQuerier{b.pool}, b.q.complete, p)
+}
+
+func completeMany(ctx context.Context, q querier, sql string, p backends.CompleteManyParams) ([]error, error) {
+	ids, tokens, results := make([]string, len(p.Jobs)), make([]string, len(p.Jobs)), make([][]byte, len(p.Jobs))
+	for i, c := range p.Jobs {
+		ids[i], tokens[i], results[i] = c.Lease.JobID, c.Lease.Token, c.Result
+	}
+	rows, err := q.query(ctx, sql, ids, time.Now(), tokens, results)
+	if err != nil {
+		return nil, fmt.Errorf("pgbackend: complete: %w", err)
+	}
+	done := map[string]bool{}
+	err = scanAll(rows, func(s scanner) error {
+		var id string
+		err := s.Scan(&id)
+		done[id] = true
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pgbackend: complete: %w", err)
+	}
+	errs := make([]error, len(p.Jobs))
+	for i, c := range p.Jobs {
+		if !done[c.Lease.JobID] {
+			errs[i] = leaseLost(c.Lease)
+		}
+	}
+	return errs, nil
+}
+
+func leaseLost(l job.Lease) error { return fmt.Errorf("%w: job %s", job.ErrLeaseLost, l.JobID) }
+
+// Retry implements backends.Backend.
+func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
+	var attempt any // NULL: a snooze
+	if p.Error != nil {
+		attempt = errorJSON(*p.Error)
+	}
+	return b.leased(ctx, p.Lease, b.q.retry, p.At, attempt)
+}
+
+// DeadLetter implements backends.Backend.
+func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) error {
+	return b.leased(ctx, p.Lease, b.q.dead, errorJSON(p.Error))
+}
+
+// leased runs a statement on the job l holds: $1 its ID, $2 now, $3 the
+// token, then args.
+func (b *Backend) leased(ctx context.Context, l job.Lease, sql string, args ...any) error {
+	if err := b.closed(); err != nil {
+		return err
+	}
+	tag, err := b.pool.Exec(ctx, sql, append([]any{l.JobID, time.Now(), l.Token}, args...)...)
+	if err != nil {
+		return fmt.Errorf("pgbackend: job %s: %w", l.JobID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return leaseLost(l)
+	}
+	return nil
+}
+
+// errorJSON is one attempt error as a one-element JSON array, to append to
+// the errors column.
+func errorJSON(e job.AttemptError) string {
+	j, _ := json.Marshal([]job.AttemptError{e})
+	return string(j)
+}
+
+// Cancel implements backends.Backend.
+func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.State, error) {
+	if err := b.closed(); err != nil {
+		return "", err
+	}
+	var state job.State
+	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		var st, token string
+		if err := tx.QueryRow(ctx, b.q.cancelRow, p.JobID).Scan(&st, &token); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("%w: %s", job.ErrNotFound, p.JobID)
+			}
+			return err
+		}
+		state = job.State(st)
+		switch {
+		case state.Finished():
+			return fmt.Errorf("%w: %s is %s", job.ErrFinished, p.JobID, state)
+		case state == job.Running && p.Lease == nil:
+			_, err := tx.Exec(ctx, b.q.cancelRequest, p.JobID)
+			return err
+		case state == job.Running && p.Lease.Token != token:
+			return leaseLost(*p.Lease)
+		}
+		state = job.Cancelled
+		_, err := tx.Exec(ctx, b.q.cancelJob, p.JobID, time.Now())
+		return err
+	})
+	if err != nil && !errors.Is(err, job.ErrNotFound) && !errors.Is(err, job.ErrFinished) && !errors.Is(err, job.ErrLeaseLost) {
+		return state, fmt.Errorf("pgbackend: cancel %s: %w", p.JobID, err)
+	}
+	return state, err
+}

@@ -1,0 +1,32 @@
+// Package pgbackend stores Conveyor jobs in PostgreSQL (13 or newer) through
+// github.com/jackc/pgx/v5.
+//
+// The schema is versioned, embedded migrations with up and down steps
+// (Migrate, `conveyor migrate`, or Config.Migrate at start), in a schema of
+// its own (Config.Schema, default "conveyor"), so several apps can share a
+// database.
+//
+// Reserve is one statement that picks due jobs with FOR UPDATE SKIP LOCKED
+// on a partial index of waiting jobs and leases them, sent in the same
+// round trip as the recovery of the queue's expired leases (a heartbeat
+// column, lease_expires_at, so a dead worker's jobs come back after one
+// lease, not a long rescue window). Completions are batched (CompleteMany,
+// fed by the worker's group commit). Enqueue is one INSERT, or, with a
+// depth bound or unique key, one transaction holding the queue's row lock
+// and the key's advisory lock.
+//
+// Statement triggers keep per-queue, per-state counts in sharded counter
+// rows and NOTIFY when jobs become due or finish, so statistics never scan
+// the table and idle workers wake within milliseconds. Finished jobs are
+// pruned after KeepDone/KeepDead by a janitor that one process runs at a
+// time.
+//
+// Transactions: EnqueueTx takes the caller's pgx.Tx or *sql.Tx, so a job
+// exists if and only if the caller's rows commit; CompleteTx finishes a job
+// in the handler's own transaction.
+//
+// PgBouncer in transaction mode: set Config.NoListen (LISTEN needs a
+// session; listeners then poll) and use a connection string with
+// default_query_exec_mode=exec or simple_protocol, since transaction
+// pooling cannot keep prepared statements.
+package pgbackend

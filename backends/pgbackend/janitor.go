@@ -1,0 +1,75 @@
+package pgbackend
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// janitorLoop runs Tidy every JanitorEvery in whichever process holds the
+// schema's janitor advisory lock at that moment.
+func (b *Backend) janitorLoop() {
+	defer b.bg.Done()
+	t := time.NewTicker(b.cfg.JanitorEvery)
+	defer t.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-b.closing
+		cancel()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := b.Tidy(ctx); err != nil && ctx.Err() == nil {
+			b.cfg.Logger.Warn("pgbackend: janitor", "err", err)
+		}
+	}
+}
+
+// Tidy recovers expired leases in every queue and deletes finished jobs
+// past their retention, a thousand rows per statement, if no other process
+// is doing it right now.
+func (b *Backend) Tidy(ctx context.Context) error {
+	return pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		var got bool
+		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))",
+			"conveyor-janitor:"+b.cfg.Schema).Scan(&got); err != nil || !got {
+			return err
+		}
+		now := time.Now()
+		steps := []struct {
+			sql  string
+			args []any
+		}{{b.q.recoverAll, []any{now}}}
+		if b.cfg.KeepDone >= 0 {
+			steps = append(steps, struct {
+				sql  string
+				args []any
+			}{b.q.pruneDone, []any{now.Add(-b.cfg.KeepDone), now}})
+		}
+		if b.cfg.KeepDead >= 0 {
+			steps = append(steps, struct {
+				sql  string
+				args []any
+			}{b.q.pruneDead, []any{now.Add(-b.cfg.KeepDead), now}})
+		}
+		for _, s := range steps {
+			for range 10 { // bounded work per tick
+				tag, err := tx.Exec(ctx, s.sql, s.args...)
+				if err != nil {
+					return fmt.Errorf("pgbackend: janitor: %w", err)
+				}
+				if tag.RowsAffected() < 1000 {
+					break
+				}
+			}
+		}
+		return nil
+	})
+}

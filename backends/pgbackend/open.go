@@ -1,0 +1,176 @@
+package pgbackend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/notify"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+const defaultSchema = "conveyor"
+
+// Config configures a Backend. Zero values mean the stated default.
+type Config struct {
+	// Pool is the connection pool. Required. The caller owns it: Close does
+	// not close it (Open's pool is closed by Close).
+	Pool *pgxpool.Pool
+	// Schema holds Conveyor's tables, so several apps can share a database.
+	// Default "conveyor".
+	Schema string
+	// Migrate applies pending migrations at New. Default off: run
+	// `conveyor migrate` (or Migrate) as a deploy step instead.
+	Migrate bool
+	// NoListen turns LISTEN/NOTIFY off, for PgBouncer in transaction mode;
+	// listeners then poll every PollEvery. Default: LISTEN on.
+	NoListen bool
+	// PollEvery is how often listeners re-check when LISTEN is off or its
+	// connection is down. Default 1s.
+	PollEvery time.Duration
+	// KeepDone is how long done and cancelled jobs (and their results) are
+	// kept. Default 24h; negative keeps them forever.
+	KeepDone time.Duration
+	// KeepDead is how long dead letters are kept. Default 7 days; negative
+	// keeps them forever.
+	KeepDead time.Duration
+	// JanitorEvery is how often one process (under an advisory lock)
+	// recovers expired leases of every queue and prunes finished jobs.
+	// Reserve recovers its own queue's leases anyway. Default 1s; negative
+	// turns it off in this process.
+	JanitorEvery time.Duration
+	// Logger receives janitor and listener failures. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Backend stores jobs in PostgreSQL.
+type Backend struct {
+	cfg       Config
+	pool      *pgxpool.Pool
+	ownsPool  bool
+	q         queries
+	hub       notify.Hub
+	listening sync.Once
+
+	closing chan struct{}
+	once    sync.Once
+	bg      sync.WaitGroup
+}
+
+var (
+	_ backends.Backend        = (*Backend)(nil)
+	_ backends.Inspector      = (*Backend)(nil)
+	_ backends.Admin          = (*Backend)(nil)
+	_ backends.Pauser         = (*Backend)(nil)
+	_ backends.Notifier       = (*Backend)(nil)
+	_ backends.BatchCompleter = (*Backend)(nil)
+	_ backends.TxEnqueuer     = (*Backend)(nil)
+)
+
+// New checks the schema version (migrating first when cfg.Migrate) and
+// starts the janitor.
+func New(ctx context.Context, cfg Config) (*Backend, error) {
+	if cfg.Pool == nil {
+		return nil, errors.New("pgbackend: Config.Pool is required")
+	}
+	if cfg.Schema == "" {
+		cfg.Schema = defaultSchema
+	}
+	if cfg.PollEvery <= 0 {
+		cfg.PollEvery = time.Second
+	}
+	if cfg.KeepDone == 0 {
+		cfg.KeepDone = 24 * time.Hour
+	}
+	if cfg.KeepDead == 0 {
+		cfg.KeepDead = 7 * 24 * time.Hour
+	}
+	if cfg.JanitorEvery == 0 {
+		cfg.JanitorEvery = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Migrate {
+		if _, err := Migrate(ctx, cfg.Pool, MigrateParams{Schema: cfg.Schema}); err != nil {
+			return nil, err
+		}
+	}
+	schema := pgx.Identifier{cfg.Schema}.Sanitize()
+	conn, err := cfg.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("pgbackend: connecting: %w", err)
+	}
+	v, err := schemaVersion(ctx, conn.Conn(), schema)
+	conn.Release()
+	if err != nil || v != LatestVersion() {
+		return nil, fmt.Errorf("pgbackend: schema %s is at version %d, this code needs %d: run `conveyor migrate` or set Config.Migrate (%v)",
+			cfg.Schema, v, LatestVersion(), err)
+	}
+	b := &Backend{cfg: cfg, pool: cfg.Pool, q: newQueries(schema), closing: make(chan struct{})}
+	if cfg.JanitorEvery > 0 {
+		b.bg.Add(1)
+		go b.janitorLoop()
+	}
+	return b, nil
+}
+
+// Open connects to the database at url (a postgres:// URL or key=value
+// string, as pgxpool.ParseConfig takes) and returns a backend that closes
+// the pool on Close. Without pool_max_conns in url the pool holds 16
+// connections.
+func Open(ctx context.Context, url string, cfg Config) (*Backend, error) {
+	pc, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("pgbackend: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		pc.MaxConns = 16
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("pgbackend: %w", err)
+	}
+	cfg.Pool = pool
+	b, err := New(ctx, cfg)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	b.ownsPool = true
+	return b, nil
+}
+
+// Close stops the janitor and the listener. Jobs are not affected.
+func (b *Backend) Close() error {
+	b.once.Do(func() { close(b.closing) })
+	b.bg.Wait()
+	if b.ownsPool {
+		b.pool.Close()
+	}
+	return nil
+}
+
+// Pool returns the connection pool, for transactions that enqueue
+// (EnqueueTx) or complete (CompleteTx) along with the app's own writes.
+func (b *Backend) Pool() *pgxpool.Pool { return b.pool }
+
+func (b *Backend) closed() error {
+	select {
+	case <-b.closing:
+		return fmt.Errorf("pgbackend: %w", job.ErrClosed)
+	default:
+		return nil
+	}
+}
+
+// channelName is the LISTEN channel of a schema.
+func channelName(schema string) string { return "conveyor:" + schema }

@@ -1,0 +1,133 @@
+package pgbackend
+
+import "strings"
+
+// queries are the statements, with the schema filled in once at New.
+type queries struct {
+	schema                                                                   string
+	insert, recoverQueue, reserve, extend, complete, completeTx, retry, dead string
+	lockQueues, lockKeys, holders, existing, depth, selectJob                string
+	cancelRow, cancelRequest, cancelJob, getJob, listJobs, stats             string
+	replay, replayQueue, deleteJobs, purge, pause, resume, recoverAll        string
+	pruneDone, pruneDead                                                     string
+}
+
+// recordCols are the columns scanRecord reads, in order.
+const recordCols = `seq, id, queue, task, payload, headers, priority, state, run_at, created_at, started_at,
+	finished_at, deliveries, max_deliveries, timeout_ms, retry_policy, unique_key, unique_until, errors,
+	result, lease_token, lease_expires_at, cancel_requested`
+
+const waiting = `('pending', 'scheduled', 'retrying')`
+
+func newQueries(schema string) queries {
+	t := func(sql string) string {
+		return strings.NewReplacer("S.", schema+".", "{cols}", recordCols, "{jcols}", "j."+strings.ReplaceAll(recordCols, ", ", ", j."),
+			"{waiting}", waiting).Replace(sql)
+	}
+	return queries{
+		schema: schema,
+		insert: t(`INSERT INTO S.jobs (id, queue, task, payload, headers, priority, state, run_at, created_at,
+				max_deliveries, timeout_ms, retry_policy, unique_key, unique_until)
+			SELECT id, queue, task, payload, headers, priority,
+				CASE WHEN run_at > $14 THEN 'scheduled' ELSE 'pending' END, run_at, $14,
+				max_deliveries, timeout_ms, retry_policy, unique_key, unique_until
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[], $6::int[], $7::timestamptz[],
+				$8::int[], $9::bigint[], $10::text[], $11::text[], $12::timestamptz[], $13::int[])
+				AS i(id, queue, task, payload, headers, priority, run_at, max_deliveries, timeout_ms, retry_policy,
+					unique_key, unique_until, ord)
+			ORDER BY ord
+			ON CONFLICT (id) DO NOTHING
+			RETURNING id, state`),
+		lockQueues: t(`WITH ins AS (INSERT INTO S.queues (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING)
+			SELECT name FROM S.queues WHERE name = ANY($1) ORDER BY name FOR UPDATE`),
+		lockKeys: t(`SELECT pg_advisory_xact_lock(hashtextextended($1 || k, 0)) FROM unnest($2::text[]) k ORDER BY k`),
+		holders: t(`SELECT DISTINCT ON (unique_key) unique_key, id, state, unique_until FROM S.jobs
+			WHERE unique_key = ANY($1) ORDER BY unique_key, seq DESC`),
+		existing: t(`SELECT id, state FROM S.jobs WHERE id = ANY($1)`),
+		depth: t(`SELECT queue, coalesce(sum(n), 0)::bigint FROM S.job_counts
+			WHERE queue = ANY($1) AND state IN ('pending', 'scheduled', 'running', 'retrying') GROUP BY queue`),
+		recoverQueue: t(`UPDATE S.jobs SET state = 'pending', lease_token = NULL, lease_expires_at = NULL
+			WHERE queue = $1 AND state = 'running' AND lease_expires_at <= $2`),
+		recoverAll: t(`UPDATE S.jobs SET state = 'pending', lease_token = NULL, lease_expires_at = NULL
+			WHERE seq IN (SELECT seq FROM S.jobs WHERE state = 'running' AND lease_expires_at <= $1 LIMIT 1000)`),
+		// One statement: pick due jobs in reserve order, skipping rows other
+		// reservers hold, and lease them; a job already delivered
+		// max_deliveries times goes to dead instead, with the reason.
+		reserve: t(`WITH due AS (
+				SELECT seq, (max_deliveries > 0 AND deliveries >= max_deliveries) AS poison FROM S.jobs
+				WHERE queue = $1 AND state IN {waiting} AND run_at <= $2
+					AND NOT EXISTS (SELECT 1 FROM S.queues WHERE name = $1 AND paused)
+				ORDER BY priority DESC, run_at, seq
+				LIMIT $3
+				FOR UPDATE SKIP LOCKED)
+			UPDATE S.jobs j SET
+				state = CASE WHEN due.poison THEN 'dead' ELSE 'running' END,
+				deliveries = j.deliveries + CASE WHEN due.poison THEN 0 ELSE 1 END,
+				started_at = CASE WHEN due.poison THEN j.started_at ELSE $2 END,
+				finished_at = CASE WHEN due.poison THEN $2 END,
+				errors = CASE WHEN due.poison THEN j.errors || jsonb_build_array(jsonb_build_object(
+					'attempt', jsonb_array_length(j.errors) + 1, 'at', $2::timestamptz, 'error', format($6, j.deliveries)))
+					ELSE j.errors END,
+				lease_token = CASE WHEN due.poison THEN NULL ELSE $4 || j.seq END,
+				lease_expires_at = CASE WHEN due.poison THEN NULL ELSE $2 + $5 * interval '1 millisecond' END,
+				cancel_requested = false,
+				worker = $7
+			FROM due WHERE j.seq = due.seq
+			RETURNING {jcols}`),
+		extend: t(`UPDATE S.jobs j SET lease_expires_at = $2 + $3 * interval '1 millisecond'
+			FROM unnest($1::text[], $4::text[]) AS l(id, token)
+			WHERE j.id = l.id AND j.lease_token = l.token AND j.state = 'running' AND j.lease_expires_at > $2
+			RETURNING j.id, l.token, j.lease_expires_at, j.cancel_requested`),
+		// A job completed by CompleteTx in the handler's own transaction
+		// carries "<token>#tx": the worker's completion afterwards matches
+		// it once and succeeds without changing the outcome.
+		complete: t(`UPDATE S.jobs j SET state = 'done',
+				finished_at = CASE WHEN j.state = 'running' THEN $2 ELSE j.finished_at END,
+				result = CASE WHEN j.state = 'running' THEN c.result ELSE j.result END,
+				lease_token = NULL, lease_expires_at = NULL
+			FROM unnest($1::text[], $3::text[], $4::bytea[]) AS c(id, token, result)
+			WHERE j.id = c.id AND ((j.state = 'running' AND j.lease_token = c.token)
+				OR (j.state = 'done' AND j.lease_token = c.token || '#tx'))
+			RETURNING j.id`),
+		completeTx: t(`UPDATE S.jobs j SET state = 'done', finished_at = $2, result = c.result,
+				lease_token = c.token || '#tx', lease_expires_at = NULL
+			FROM unnest($1::text[], $3::text[], $4::bytea[]) AS c(id, token, result)
+			WHERE j.id = c.id AND j.state = 'running' AND j.lease_token = c.token
+			RETURNING j.id`),
+		retry: t(`UPDATE S.jobs SET
+				state = CASE WHEN $4::timestamptz <= $2::timestamptz THEN 'pending'
+					WHEN $5::jsonb IS NULL THEN 'scheduled' ELSE 'retrying' END,
+				run_at = $4::timestamptz,
+				deliveries = deliveries - CASE WHEN $5::jsonb IS NULL THEN 1 ELSE 0 END,
+				errors = CASE WHEN $5::jsonb IS NULL THEN errors ELSE errors || $5::jsonb END,
+				lease_token = NULL, lease_expires_at = NULL
+			WHERE id = $1 AND lease_token = $3 AND state = 'running'`),
+		dead: t(`UPDATE S.jobs SET state = 'dead', finished_at = $2, errors = errors || $4::jsonb,
+				lease_token = NULL, lease_expires_at = NULL
+			WHERE id = $1 AND lease_token = $3 AND state = 'running'`),
+		cancelRow:     t(`SELECT state, coalesce(lease_token, '') FROM S.jobs WHERE id = $1 FOR UPDATE`),
+		cancelRequest: t(`UPDATE S.jobs SET cancel_requested = true WHERE id = $1`),
+		cancelJob: t(`UPDATE S.jobs SET state = 'cancelled', finished_at = $2, lease_token = NULL, lease_expires_at = NULL
+			WHERE id = $1`),
+		getJob:   t(`SELECT {cols} FROM S.jobs WHERE id = $1`),
+		listJobs: t(`SELECT {cols} FROM S.jobs WHERE ($1 = '' OR queue = $1) AND state = $2 AND seq > $3 ORDER BY seq LIMIT $4`),
+		stats: t(`SELECT coalesce(c.queue, q.name), coalesce(c.state, ''), coalesce(c.n, 0), coalesce(q.paused, false)
+			FROM (SELECT queue, state, sum(n)::bigint AS n FROM S.job_counts WHERE $1 = '' OR queue = $1 GROUP BY queue, state) c
+			FULL JOIN (SELECT name, paused FROM S.queues WHERE $1 = '' OR name = $1) q ON q.name = c.queue`),
+		replay: t(`UPDATE S.jobs j SET state = 'pending', deliveries = 0, run_at = $2, finished_at = NULL,
+				payload = coalesce(r.payload, j.payload)
+			FROM unnest($1::text[], $3::bytea[]) AS r(id, payload)
+			WHERE j.id = r.id AND j.state IN ('dead', 'cancelled')`),
+		replayQueue: t(`UPDATE S.jobs SET state = 'pending', deliveries = 0, run_at = $2, finished_at = NULL
+			WHERE seq IN (SELECT seq FROM S.jobs WHERE queue = $1 AND state = 'dead' LIMIT 1000)`),
+		deleteJobs: t(`DELETE FROM S.jobs WHERE id = ANY($1) AND state <> 'running'`),
+		purge: t(`DELETE FROM S.jobs WHERE seq IN (SELECT seq FROM S.jobs WHERE queue = $1 AND state = ANY($2)
+			AND state <> 'running' LIMIT 1000)`),
+		pause:  t(`INSERT INTO S.queues (name, paused) VALUES ($1, true) ON CONFLICT (name) DO UPDATE SET paused = true`),
+		resume: t(`INSERT INTO S.queues (name, paused) VALUES ($1, false) ON CONFLICT (name) DO UPDATE SET paused = false`),
+		pruneDone: t(`DELETE FROM S.jobs WHERE seq IN (SELECT seq FROM S.jobs WHERE state IN ('done', 'cancelled')
+			AND finished_at < $1 AND (unique_until IS NULL OR unique_until < $2) LIMIT 1000)`),
+		pruneDead: t(`DELETE FROM S.jobs WHERE seq IN (SELECT seq FROM S.jobs WHERE state = 'dead'
+			AND finished_at < $1 AND (unique_until IS NULL OR unique_until < $2) LIMIT 1000)`),
+	}
+}
