@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/pgbackend"
 	"github.com/conveyorhq/conveyor/backends/redisbackend"
 	"github.com/conveyorhq/conveyor/backends/sqlitebackend"
 )
@@ -19,9 +20,13 @@ type store interface {
 	backends.Pauser
 }
 
-// openBackend opens the backend -db names: a redis:// or redis+cluster://
-// URL, or else a SQLite file path.
+// openBackend opens the backend -db names: a postgres:// URL (its schema
+// migrated by `conveyor migrate`), a redis:// or redis+cluster:// URL, or
+// else a SQLite file path.
 func openBackend(ctx context.Context, db string) (store, error) {
+	if isPostgres(db) {
+		return pgbackend.Open(ctx, db, pgbackend.Config{})
+	}
 	if strings.HasPrefix(db, "redis://") || strings.HasPrefix(db, "rediss://") || strings.HasPrefix(db, "redis+cluster://") {
 		return redisbackend.Open(ctx, db, redisbackend.Config{})
 	}

@@ -34,6 +34,7 @@ var commands = []command{
 	{"demo", "run a worker on sample jobs and print a live summary", runDemo},
 	{"worker", "run a worker with the sample tasks until SIGINT/SIGTERM", runWorker},
 	{"enqueue", "enqueue a job: enqueue [flags] TASK JSON", runEnqueue},
+	{"migrate", "apply the PostgreSQL schema migrations: migrate [-to N] [-schema S]", runMigrate},
 	{"inspect", "inspect queues and jobs: inspect queues|job ID|dead|replay ID...|replay-all QUEUE|pause QUEUE|resume QUEUE", runInspect},
 }
 
@@ -70,5 +71,5 @@ func dbFlag(fs *flag.FlagSet) *string {
 	if def == "" {
 		def = "conveyor.db"
 	}
-	return fs.String("db", def, "SQLite database file, or a redis:// or redis+cluster://host:port,... URL (env CONVEYOR_DB)")
+	return fs.String("db", def, "SQLite database file, or a postgres://, redis:// or redis+cluster://host:port,... URL (env CONVEYOR_DB)")
 }

@@ -90,6 +90,19 @@ func TestSIGKILLedWorkerLosesNoJob(t *testing.T) {
 		}
 		testSIGKILL(t, url)
 	})
+	t.Run("postgres", func(t *testing.T) {
+		url := testenv.PostgresURL(t)
+		ctx := context.Background()
+		var out bytes.Buffer
+		// A clean schema, then the migrate command builds it.
+		if err := run(ctx, []string{"migrate", "-db", url, "-to", "-1"}, &out); err != nil {
+			t.Fatal(err)
+		}
+		if err := run(ctx, []string{"migrate", "-db", url}, &out); err != nil || !strings.Contains(out.String(), "at version 1") {
+			t.Fatalf("migrate: %v: %s", err, out.String())
+		}
+		testSIGKILL(t, url)
+	})
 }
 
 // testSIGKILL runs a real worker process on db, SIGKILLs it mid-batch and
