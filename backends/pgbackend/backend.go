@@ -333,6 +333,8 @@ var poisonFormat = strings.Replace(strings.ReplaceAll(backends.PoisonReason(9876
 
 // Reserve implements backends.Backend: one round trip holding two
 // statements, the recovery of this queue's expired leases and the reserve.
+// When every job it picked was poison or corrupt (and set aside), it picks
+// again, so an empty result means nothing is due.
 func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
@@ -340,6 +342,16 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 	if err := b.closed(); err != nil {
 		return nil, err
 	}
+	for {
+		out, picked, err := b.reserve(ctx, p)
+		if err != nil || len(out) > 0 || picked == 0 {
+			return out, err
+		}
+	}
+}
+
+// reserve picks once; picked counts the rows taken, usable or not.
+func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams) (out []*job.Record, picked int, err error) {
 	now := time.Now()
 	var batch pgx.Batch
 	batch.Queue(b.q.recoverQueue, p.Queue, now)
@@ -347,11 +359,11 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 	br := b.pool.SendBatch(ctx, &batch)
 	defer br.Close()
 	if _, err := br.Exec(); err != nil {
-		return nil, fmt.Errorf("pgbackend: recovering leases in %s: %w", p.Queue, err)
+		return nil, 0, fmt.Errorf("pgbackend: recovering leases in %s: %w", p.Queue, err)
 	}
 	rows, err := br.Query()
 	if err != nil {
-		return nil, fmt.Errorf("pgbackend: reserve from %s: %w", p.Queue, err)
+		return nil, 0, fmt.Errorf("pgbackend: reserve from %s: %w", p.Queue, err)
 	}
 	type reserved struct {
 		r   *job.Record
@@ -363,7 +375,7 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 		r, seq, err := scanRecord(rows)
 		if r == nil {
 			rows.Close()
-			return nil, fmt.Errorf("pgbackend: reserve from %s: %w", p.Queue, err)
+			return nil, 0, fmt.Errorf("pgbackend: reserve from %s: %w", p.Queue, err)
 		}
 		if err != nil {
 			corrupt[r] = err
@@ -371,17 +383,17 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 		got = append(got, reserved{r, seq})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("pgbackend: reserve from %s: %w", p.Queue, err)
+		return nil, 0, fmt.Errorf("pgbackend: reserve from %s: %w", p.Queue, err)
 	}
 	rows.Close()
 	if err := br.Close(); err != nil {
-		return nil, fmt.Errorf("pgbackend: reserve from %s: %w", p.Queue, err)
+		return nil, 0, fmt.Errorf("pgbackend: reserve from %s: %w", p.Queue, err)
 	}
 	// UPDATE ... RETURNING has no order; restore the reserve order.
 	slices.SortFunc(got, func(x, y reserved) int {
 		return cmp.Or(cmp.Compare(y.r.Priority, x.r.Priority), x.r.RunAt.Compare(y.r.RunAt), cmp.Compare(x.seq, y.seq))
 	})
-	out := make([]*job.Record, 0, len(got))
+	out = make([]*job.Record, 0, len(got))
 	for _, g := range got {
 		switch {
 		case g.r.State != job.Running: // poison, dead-lettered by the statement
@@ -391,7 +403,7 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 			out = append(out, g.r)
 		}
 	}
-	return out, nil
+	return out, len(got), nil
 }
 
 // setAside dead-letters a reserved job whose row does not decode, with the

@@ -43,13 +43,13 @@ func scanRecord(row pgx.Row) (*job.Record, int64, error) {
 	if r.State == job.Running && token != nil {
 		r.Lease = job.Lease{JobID: r.ID, Token: *token, ExpiresAt: deref(leaseExpiry)}
 	}
+	if err := json.Unmarshal(errs, &r.Errors); err != nil {
+		return &r, seq, fmt.Errorf("%w: job %s attempt errors: %w", job.ErrMalformedPayload, r.ID, err)
+	}
 	if len(headers) > 0 && string(headers) != "null" {
 		if err := json.Unmarshal(headers, &r.Headers); err != nil {
 			return &r, seq, fmt.Errorf("%w: job %s headers: %w", job.ErrMalformedPayload, r.ID, err)
 		}
-	}
-	if err := json.Unmarshal(errs, &r.Errors); err != nil {
-		return &r, seq, fmt.Errorf("%w: job %s attempt errors: %w", job.ErrMalformedPayload, r.ID, err)
 	}
 	return &r, seq, nil
 }

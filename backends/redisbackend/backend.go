@@ -105,7 +105,8 @@ var poisonFormat = strings.Replace(strings.ReplaceAll(backends.PoisonReason(9876
 
 // Reserve implements backends.Backend. The script also recovers the queue's
 // expired leases and promotes its due jobs, so a queue with workers never
-// waits for the janitor.
+// waits for the janitor. When every job it leased was corrupt (and set
+// aside), it reserves again, so an empty result means nothing is due.
 func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
@@ -113,6 +114,17 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 	if err := b.closed(); err != nil {
 		return nil, err
 	}
+	for {
+		out, leased, err := b.reserve(ctx, p)
+		if err != nil || len(out) > 0 || leased == 0 {
+			return out, err
+		}
+	}
+}
+
+// reserve runs the script once; leased counts the jobs it leased, usable
+// or not.
+func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, int, error) {
 	if p.Limit > maxBatch {
 		p.Limit = maxBatch
 	}
@@ -120,10 +132,10 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 	v, err := b.s.reserve.Run(ctx, b.rdb, []string{b.base(p.Queue)}, now.UnixMilli(), p.Limit, p.Lease.Milliseconds(),
 		p.Worker, newTokenPrefix(p.Queue), keepMS(b.cfg.KeepDead), poisonFormat).Slice()
 	if err != nil {
-		return nil, fmt.Errorf("redisbackend: reserve from %s: %w", p.Queue, err)
+		return nil, 0, fmt.Errorf("redisbackend: reserve from %s: %w", p.Queue, err)
 	}
 	if len(v) != 2 {
-		return nil, fmt.Errorf("redisbackend: reserve: unexpected reply of %d values", len(v))
+		return nil, 0, fmt.Errorf("redisbackend: reserve: unexpected reply of %d values", len(v))
 	}
 	got, _ := v[0].([]any)
 	if bad, _ := v[1].([]any); len(bad) > 0 {
@@ -143,7 +155,7 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 		}
 		out = append(out, r)
 	}
-	return out, nil
+	return out, len(got) / 3, nil
 }
 
 // setAside dead-letters a reserved job whose hash does not parse, with the

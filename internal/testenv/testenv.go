@@ -109,3 +109,84 @@ func (r *Redis) Stop() {
 	}
 	r.t.Fatalf("redis-server on %s did not stop", r.Addr)
 }
+
+// Postgres is a private PostgreSQL server in a temporary directory, for
+// tests that restart the server under running workers.
+type Postgres struct {
+	URL  string
+	dir  string
+	port int
+	t    testing.TB
+}
+
+// pgBin returns the path of a PostgreSQL server program.
+func pgBin(t testing.TB, name string) string {
+	t.Helper()
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
+	if len(matches) == 0 {
+		t.Fatalf("%s not found under /usr/lib/postgresql: install the postgresql package (scripts/test does)", name)
+	}
+	return matches[len(matches)-1]
+}
+
+// asPostgres runs a server program as the postgres user when we are root,
+// since PostgreSQL refuses to run as root.
+func asPostgres(t testing.TB, args ...string) *exec.Cmd {
+	if os.Geteuid() != 0 {
+		return exec.Command(args[0], args[1:]...)
+	}
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return exec.Command("su", "postgres", "-s", "/bin/sh", "-c", strings.Join(quoted, " "))
+}
+
+// StartPostgres initialises and starts a private server on a free port,
+// and stops it when the test ends.
+func StartPostgres(t testing.TB) *Postgres {
+	t.Helper()
+	PostgresURL(t) // the same precondition as the shared server
+	dir, err := os.MkdirTemp("", "conveyor-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if os.Geteuid() == 0 {
+		if out, err := exec.Command("chown", "postgres:postgres", dir).CombinedOutput(); err != nil {
+			t.Fatalf("chown: %v: %s", err, out)
+		}
+	}
+	p := &Postgres{dir: dir, port: FreePort(t), t: t}
+	p.URL = fmt.Sprintf("postgres://conveyor@127.0.0.1:%d/postgres", p.port)
+	if out, err := asPostgres(t, pgBin(t, "initdb"), "-D", filepath.Join(dir, "data"), "-U", "conveyor", "-A", "trust").CombinedOutput(); err != nil {
+		t.Fatalf("initdb: %v: %s", err, out)
+	}
+	p.Start()
+	t.Cleanup(func() { _ = p.ctl("stop", "-m", "immediate").Run() })
+	return p
+}
+
+func (p *Postgres) ctl(action string, extra ...string) *exec.Cmd {
+	args := []string{pgBin(p.t, "pg_ctl"), "-D", filepath.Join(p.dir, "data"), "-l", filepath.Join(p.dir, "log"), "-w", action}
+	return asPostgres(p.t, append(args, extra...)...)
+}
+
+// Start starts the server and waits until it accepts connections.
+func (p *Postgres) Start() {
+	p.t.Helper()
+	opts := fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -k %s", p.port, p.dir)
+	if out, err := p.ctl("start", "-o", opts).CombinedOutput(); err != nil {
+		log, _ := os.ReadFile(filepath.Join(p.dir, "log"))
+		p.t.Fatalf("pg_ctl start: %v: %s %s", err, out, log)
+	}
+}
+
+// Stop shuts the server down (fast mode: connections are cut, committed
+// work is kept).
+func (p *Postgres) Stop() {
+	p.t.Helper()
+	if out, err := p.ctl("stop", "-m", "fast").CombinedOutput(); err != nil {
+		p.t.Fatalf("pg_ctl stop: %v: %s", err, out)
+	}
+}

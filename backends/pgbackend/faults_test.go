@@ -1,0 +1,301 @@
+package pgbackend_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/pgbackend"
+	"github.com/conveyorhq/conveyor/internal/testenv"
+	"github.com/conveyorhq/conveyor/job"
+	"github.com/conveyorhq/conveyor/queue"
+	"github.com/conveyorhq/conveyor/worker"
+)
+
+type numArgs struct{ N int }
+
+var numTask = queue.NewTask[numArgs, queue.None]("pg.num", queue.TaskOptions{Queue: "q"})
+
+// waitFor polls cond: the conditions are jobs finishing in other
+// goroutines against a server, which announces nothing we could wait on.
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func counts(t *testing.T, b *pgbackend.Backend, q string) map[job.State]int {
+	t.Helper()
+	st, err := b.QueueStats(context.Background(), backends.QueueStatsParams{Queue: q})
+	if err != nil || len(st) != 1 {
+		t.Fatalf("QueueStats = %v, %v", st, err)
+	}
+	return st[0].Counts
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A job enqueued in the caller's transaction exists if and only if that
+// transaction commits, through pgx and through database/sql alike.
+func TestEnqueueTxCommitsWithTheCaller(t *testing.T) {
+	ctx := context.Background()
+	pool, schema := newPool(t)
+	b := open(t, pool, pgbackend.Config{Schema: schema})
+	c := queue.NewClient(b, queue.Config{})
+	exists := func(id string) bool {
+		_, err := b.GetJob(ctx, backends.GetJobParams{ID: id})
+		return err == nil
+	}
+	enqueueIn := func(tx any) string {
+		refs, err := c.EnqueueTx(ctx, tx, numTask.Request(numArgs{N: 1}, nil))
+		must(t, err)
+		return refs[0].ID
+	}
+
+	tx, err := pool.Begin(ctx)
+	must(t, err)
+	committed := enqueueIn(tx)
+	must(t, tx.Commit(ctx))
+	tx, err = pool.Begin(ctx)
+	must(t, err)
+	rolledBack := enqueueIn(tx)
+	must(t, tx.Rollback(ctx))
+	if !exists(committed) || exists(rolledBack) {
+		t.Fatalf("pgx.Tx: committed exists %v, rolled back exists %v", exists(committed), exists(rolledBack))
+	}
+
+	db, err := sql.Open("pgx", testenv.PostgresURL(t))
+	must(t, err)
+	defer db.Close()
+	stx, err := db.BeginTx(ctx, nil)
+	must(t, err)
+	committed = enqueueIn(stx)
+	must(t, stx.Commit())
+	stx, err = db.BeginTx(ctx, nil)
+	must(t, err)
+	rolledBack = enqueueIn(stx)
+	must(t, stx.Rollback())
+	if !exists(committed) || exists(rolledBack) {
+		t.Fatalf("*sql.Tx: committed exists %v, rolled back exists %v", exists(committed), exists(rolledBack))
+	}
+	if _, err := c.EnqueueTx(ctx, "not a tx", numTask.Request(numArgs{}, nil)); !errors.Is(err, job.ErrInvalid) {
+		t.Fatalf("EnqueueTx(string) = %v, want ErrInvalid", err)
+	}
+	if n := counts(t, b, "q")[job.Pending]; n != 2 {
+		t.Fatalf("%d pending jobs counted, want the 2 committed", n)
+	}
+}
+
+// A handler completes its job in its own transaction: the job is done with
+// the handler's write, and the worker's completion afterwards is a no-op.
+func TestCompleteTxInTheHandlersTransaction(t *testing.T) {
+	ctx := context.Background()
+	pool, schema := newPool(t)
+	b := open(t, pool, pgbackend.Config{Schema: schema})
+	_, err := pool.Exec(ctx, "CREATE TABLE "+pgx.Identifier{schema}.Sanitize()+".ledger (n int)")
+	must(t, err)
+	w := worker.New(b, worker.Config{Queues: []worker.QueueConfig{{Name: "q"}}})
+	worker.Register(w, numTask, func(ctx context.Context, a numArgs) (queue.None, error) {
+		return queue.None{}, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "INSERT INTO "+pgx.Identifier{schema}.Sanitize()+".ledger VALUES ($1)", a.N); err != nil {
+				return err
+			}
+			rec, _ := worker.JobFromContext(ctx)
+			return b.CompleteTx(ctx, tx, rec.Lease, []byte(`"in tx"`))
+		})
+	})
+	c := queue.NewClient(b, queue.Config{})
+	h, err := numTask.Enqueue(ctx, c, numArgs{N: 7}, nil)
+	must(t, err)
+	_, err = w.WorkDue(ctx)
+	must(t, err)
+	r, err := b.GetJob(ctx, backends.GetJobParams{ID: h.ID})
+	must(t, err)
+	var n int
+	must(t, pool.QueryRow(ctx, "SELECT n FROM "+pgx.Identifier{schema}.Sanitize()+".ledger").Scan(&n))
+	if r.State != job.Done || string(r.Result) != `"in tx"` || n != 7 {
+		t.Fatalf("job %s result %s, ledger %d", r.State, r.Result, n)
+	}
+}
+
+// A job row with a corrupt payload is dead-lettered by the worker with the
+// decode error; one with corrupt headers by the backend; the worker carries
+// on with the rest.
+func TestCorruptRowsAreDeadLettered(t *testing.T) {
+	ctx := context.Background()
+	pool, schema := newPool(t)
+	b := open(t, pool, pgbackend.Config{Schema: schema})
+	c := queue.NewClient(b, queue.Config{})
+	var reqs []queue.Request
+	for i := range 10 {
+		reqs = append(reqs, numTask.Request(numArgs{N: i}, nil))
+	}
+	refs, err := c.EnqueueMany(ctx, reqs...)
+	must(t, err)
+	jobs := pgx.Identifier{schema}.Sanitize() + ".jobs"
+	_, err = pool.Exec(ctx, "UPDATE "+jobs+" SET payload = 'garbage' WHERE id = $1", refs[2].ID)
+	must(t, err)
+	_, err = pool.Exec(ctx, "UPDATE "+jobs+` SET headers = '[1, 2]' WHERE id = $1`, refs[5].ID)
+	must(t, err)
+	var ran atomic.Int64
+	w := worker.New(b, worker.Config{Queues: []worker.QueueConfig{{Name: "q"}}})
+	worker.Register(w, numTask, func(ctx context.Context, a numArgs) (queue.None, error) {
+		ran.Add(1)
+		return queue.None{}, nil
+	})
+	_, err = w.WorkDue(ctx)
+	must(t, err)
+	for i, want := range map[int]string{2: "malformed payload", 5: "corrupt job record"} {
+		// The row with corrupt headers still reads as corrupt, with the
+		// rest of the record.
+		r, err := b.GetJob(ctx, backends.GetJobParams{ID: refs[i].ID})
+		if r == nil || (err != nil && !errors.Is(err, job.ErrMalformedPayload)) {
+			t.Fatalf("GetJob(corrupt job %d) = %v", i, err)
+		}
+		if r.State != job.Dead || r.LastError() == nil || !strings.Contains(r.LastError().Error, want) {
+			t.Fatalf("corrupt job %d: %+v; want dead with %q", i, r, want)
+		}
+	}
+	if n := counts(t, b, "q"); ran.Load() != 8 || n[job.Done] != 8 || n[job.Dead] != 2 {
+		t.Fatalf("ran %d, counts %v; want 8 done and 2 dead", ran.Load(), n)
+	}
+}
+
+// Migrations go down to nothing and up again.
+func TestMigrateDownAndUp(t *testing.T) {
+	ctx := context.Background()
+	pool, schema := newPool(t)
+	for _, step := range []struct{ to, want int }{{0, pgbackend.LatestVersion()}, {-1, 0}, {0, pgbackend.LatestVersion()}} {
+		v, err := pgbackend.Migrate(ctx, pool, pgbackend.MigrateParams{Schema: schema, To: step.to})
+		if err != nil || v != step.want {
+			t.Fatalf("Migrate(to %d) = %d, %v; want %d", step.to, v, err, step.want)
+		}
+	}
+	if _, err := pgbackend.Migrate(ctx, pool, pgbackend.MigrateParams{Schema: schema, To: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgbackend.New(ctx, pgbackend.Config{Pool: pool, Schema: schema}); err == nil || !strings.Contains(err.Error(), "conveyor migrate") {
+		t.Fatalf("New on an unmigrated schema = %v, want an error naming the fix", err)
+	}
+}
+
+// With LISTEN off (as behind PgBouncer in transaction mode) workers poll and
+// still run every job.
+func TestNoListenPolls(t *testing.T) {
+	ctx := context.Background()
+	pool, schema := newPool(t)
+	b := open(t, pool, pgbackend.Config{Schema: schema, NoListen: true, PollEvery: 50 * time.Millisecond})
+	var ran atomic.Int64
+	w := worker.New(b, worker.Config{Queues: []worker.QueueConfig{{Name: "q"}}, PollInterval: time.Hour})
+	worker.Register(w, numTask, func(ctx context.Context, a numArgs) (queue.None, error) {
+		ran.Add(1)
+		return queue.None{}, nil
+	})
+	must(t, w.Start(ctx))
+	defer w.Stop(ctx)
+	c := queue.NewClient(b, queue.Config{})
+	for i := range 5 {
+		_, err := numTask.Enqueue(ctx, c, numArgs{N: i}, nil)
+		must(t, err)
+		waitFor(t, 10*time.Second, "the job to run without LISTEN", func() bool { return ran.Load() == int64(i+1) })
+	}
+}
+
+// PostgreSQL is stopped and started again while a worker runs and an
+// enqueuer keeps enqueuing: the worker reconnects and carries on, and every
+// job whose enqueue succeeded runs.
+func TestWorkerRidesOutPostgresRestart(t *testing.T) {
+	ctx := context.Background()
+	srv := testenv.StartPostgres(t)
+	pool, err := pgxpool.New(ctx, srv.URL+"?pool_max_conns=10")
+	must(t, err)
+	defer pool.Close()
+	b := open(t, pool, pgbackend.Config{})
+	w := worker.New(b, worker.Config{Queues: []worker.QueueConfig{{Name: "q"}}, Concurrency: 8,
+		LeaseDuration: 2 * time.Second, PollInterval: 100 * time.Millisecond})
+	var mu sync.Mutex
+	ran := map[int]int{}
+	worker.Register(w, numTask, func(ctx context.Context, a numArgs) (queue.None, error) {
+		time.Sleep(2 * time.Millisecond)
+		mu.Lock()
+		ran[a.N]++
+		mu.Unlock()
+		return queue.None{}, nil
+	})
+	must(t, w.Start(ctx))
+	defer w.Stop(ctx)
+	c := queue.NewClient(b, queue.Config{})
+	var enqueued []int
+	var failed atomic.Int64
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := numTask.Enqueue(ctx, c, numArgs{N: i}, nil); err != nil {
+				failed.Add(1)
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			mu.Lock()
+			enqueued = append(enqueued, i)
+			mu.Unlock()
+		}
+	}()
+	progress := func(n int) func() bool {
+		return func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(ran) >= n
+		}
+	}
+	waitFor(t, 30*time.Second, "100 jobs before the restart", progress(100))
+	srv.Stop()
+	waitFor(t, 30*time.Second, "enqueues to fail while PostgreSQL is down", func() bool { return failed.Load() >= 3 })
+	srv.Start()
+	mu.Lock()
+	before := len(ran)
+	mu.Unlock()
+	waitFor(t, 60*time.Second, "100 more jobs after the restart", progress(before+100))
+	close(stop)
+	<-done
+	waitFor(t, 60*time.Second, "every acknowledged job to run", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, i := range enqueued {
+			if ran[i] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	waitFor(t, 30*time.Second, "no job left unfinished", func() bool {
+		n := counts(t, b, "q")
+		return n[job.Running]+n[job.Pending]+n[job.Retrying]+n[job.Scheduled] == 0 && n[job.Dead] == 0
+	})
+	t.Logf("%d jobs enqueued, %d ran, %d enqueues refused during the outage", len(enqueued), len(ran), failed.Load())
+}
