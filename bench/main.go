@@ -1,7 +1,8 @@
 // Command bench measures Conveyor's backends side by side with their peers,
 // in one run on one machine and the same servers, and prints each figure
 // with its ratio to the row it is compared with: sqlite to memory, Conveyor
-// on Redis to raw asynq on the same Redis.
+// on Redis to raw asynq on the same Redis, Conveyor on PostgreSQL to River on
+// the same server.
 //
 //	go run ./bench                        # every row whose server answers
 //	go run ./bench -backends redis,asynq  # some rows
@@ -43,7 +44,7 @@ type config struct {
 	n, batch, single, rate int
 	concurrency            []int // burn-down runs once per value; latency uses the first
 	duration               time.Duration
-	redisAddr              string
+	redisAddr, postgresURL string
 }
 
 // target is one row of the table: a Conveyor backend, or the peer it is
@@ -86,6 +87,8 @@ var targets = []target{
 	}),
 	{name: "asynq", needs: needRedis, run: runAsynq},
 	conveyor("redis", "asynq", needRedis, openRedis),
+	{name: "river", needs: needPostgres, run: runRiver},
+	conveyor("postgres", "river", needPostgres, openPostgres),
 }
 
 func main() {
@@ -97,6 +100,7 @@ func main() {
 	flag.IntVar(&cfg.rate, "rate", 2000, "jobs per second for the latency run")
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of the latency run")
 	flag.StringVar(&cfg.redisAddr, "redis", envOr("CONVEYOR_REDIS_ADDR", "127.0.0.1:6379"), "Redis host:port for the redis and asynq rows (its database 5 is flushed)")
+	flag.StringVar(&cfg.postgresURL, "postgres", envOr("CONVEYOR_POSTGRES_URL", "postgres://localhost:5432/postgres"), "PostgreSQL URL for the postgres and river rows (schemas bench_conveyor and bench_river are dropped)")
 	only := flag.String("backends", "", "comma-separated rows to run (default all whose server answers)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()

@@ -327,6 +327,13 @@ func nonNil(b []byte) []byte {
 	return b
 }
 
+// asyncCommit makes the rest of the current transaction commit without
+// waiting for its WAL flush. Reserve, Extend, Complete and Retry use it: if
+// the server crashes before the flush, the change is lost and the job runs
+// again, which at-least-once delivery allows. Enqueue never uses it: an
+// acknowledged job must survive a crash.
+const asyncCommit = "SELECT set_config('synchronous_commit', 'off', true)"
+
 // poisonFormat is backends.PoisonReason as a format() string for the
 // reserve statement, with %s where the delivery count goes.
 var poisonFormat = strings.Replace(strings.ReplaceAll(backends.PoisonReason(987654321), "%", "%%"), "987654321", "%s", 1)
@@ -354,10 +361,14 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams) (out []*job.Record, picked int, err error) {
 	now := time.Now()
 	var batch pgx.Batch
+	batch.Queue(asyncCommit)
 	batch.Queue(b.q.recoverQueue, p.Queue, now)
 	batch.Queue(b.q.reserve, p.Queue, now, p.Limit, newTokenPrefix(), p.Lease.Milliseconds(), poisonFormat, p.Worker)
 	br := b.pool.SendBatch(ctx, &batch)
 	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, 0, fmt.Errorf("pgbackend: reserve from %s: %w", p.Queue, err)
+	}
 	if _, err := br.Exec(); err != nil {
 		return nil, 0, fmt.Errorf("pgbackend: recovering leases in %s: %w", p.Queue, err)
 	}
@@ -435,12 +446,12 @@ func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backen
 		out[i] = backends.ExtendResult{JobID: l.JobID, Lost: true}
 		ids[i], tokens[i] = l.JobID, l.Token
 	}
-	rows, err := b.pool.Query(ctx, b.q.extend, ids, time.Now(), p.Lease.Milliseconds(), tokens)
+	rows, err := asyncQuerier{b.pool}.query(ctx, b.q.extend, ids, time.Now(), p.Lease.Milliseconds(), tokens)
 	if err != nil {
 		return nil, fmt.Errorf("pgbackend: extend: %w", err)
 	}
 	extended := map[job.Lease]backends.ExtendResult{} // by job and token
-	err = scanAll(pgxRows{rows}, func(s scanner) error {
+	err = scanAll(rows, func(s scanner) error {
 		var r backends.ExtendResult
 		var token string
 		err := s.Scan(&r.JobID, &token, &r.ExpiresAt, &r.CancelRequested)
@@ -468,7 +479,7 @@ func (b *Backend) CompleteMany(ctx context.Context, p backends.CompleteManyParam
 	if err := b.closed(); err != nil {
 		return nil, err
 	}
-	return completeMany(ctx, pgxQuerier{b.pool}, b.q.complete, p)
+	return completeMany(ctx, asyncQuerier{b.pool}, b.q.complete, p)
 }
 
 func completeMany(ctx context.Context, q querier, sql string, p backends.CompleteManyParams) ([]error, error) {
@@ -515,17 +526,21 @@ func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) e
 	return b.leased(ctx, p.Lease, b.q.dead, errorJSON(p.Error))
 }
 
-// leased runs a statement on the job l holds: $1 its ID, $2 now, $3 the
-// token, then args.
+// leased runs a statement on the job l holds ($1 its ID, $2 now, $3 the
+// token, then args) with an asynchronous commit.
 func (b *Backend) leased(ctx context.Context, l job.Lease, sql string, args ...any) error {
 	if err := b.closed(); err != nil {
 		return err
 	}
-	tag, err := b.pool.Exec(ctx, sql, append([]any{l.JobID, time.Now(), l.Token}, args...)...)
+	rows, err := asyncQuerier{b.pool}.query(ctx, sql+" RETURNING id", append([]any{l.JobID, time.Now(), l.Token}, args...)...)
+	found := false
+	if err == nil {
+		err = scanAll(rows, func(scanner) error { found = true; return nil })
+	}
 	if err != nil {
 		return fmt.Errorf("pgbackend: job %s: %w", l.JobID, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if !found {
 		return leaseLost(l)
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // querier runs the enqueue and complete statements on a pool, a pgx.Tx or
@@ -73,4 +74,45 @@ func drain(r rows, err error) error {
 		return err
 	}
 	return scanAll(r, func(scanner) error { return nil })
+}
+
+// asyncQuerier runs each statement on the pool after asyncCommit, in one
+// round trip and one implicit transaction, for the changes at-least-once
+// delivery lets a server crash lose.
+type asyncQuerier struct{ pool *pgxpool.Pool }
+
+func (a asyncQuerier) query(ctx context.Context, sql string, args ...any) (rows, error) {
+	var batch pgx.Batch
+	batch.Queue(asyncCommit)
+	batch.Queue(sql, args...)
+	br := a.pool.SendBatch(ctx, &batch)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return nil, err
+	}
+	r, err := br.Query()
+	if err != nil {
+		br.Close()
+		return nil, err
+	}
+	return batchRows{pgxRows{r}, br}, nil
+}
+
+// batchRows closes its batch after its rows.
+type batchRows struct {
+	pgxRows
+	br pgx.BatchResults
+}
+
+func (r batchRows) Close() {
+	r.pgxRows.Close()
+	_ = r.br.Close()
+}
+
+func (r batchRows) Err() error {
+	if err := r.pgxRows.Err(); err != nil {
+		return err
+	}
+	r.pgxRows.Close()
+	return r.br.Close()
 }
