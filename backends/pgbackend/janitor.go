@@ -43,21 +43,16 @@ func (b *Backend) Tidy(ctx context.Context) error {
 			return err
 		}
 		now := time.Now()
-		steps := []struct {
+		type step struct {
 			sql  string
 			args []any
-		}{{b.q.recoverAll, []any{now}}}
+		}
+		steps := []step{{b.q.recoverAll, []any{now}}}
 		if b.cfg.KeepDone >= 0 {
-			steps = append(steps, struct {
-				sql  string
-				args []any
-			}{b.q.pruneDone, []any{now.Add(-b.cfg.KeepDone), now}})
+			steps = append(steps, step{b.q.pruneDone, []any{now.Add(-b.cfg.KeepDone), now}})
 		}
 		if b.cfg.KeepDead >= 0 {
-			steps = append(steps, struct {
-				sql  string
-				args []any
-			}{b.q.pruneDead, []any{now.Add(-b.cfg.KeepDead), now}})
+			steps = append(steps, step{b.q.pruneDead, []any{now.Add(-b.cfg.KeepDead), now}})
 		}
 		for _, s := range steps {
 			for range 10 { // bounded work per tick

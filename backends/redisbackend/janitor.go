@@ -8,8 +8,6 @@ import (
 // janitorBatch bounds the jobs one janitor script run touches per queue.
 const janitorBatch = 1000
 
-func afterBackoff() <-chan time.Time { return time.After(100 * time.Millisecond) }
-
 // janitorLoop runs the janitor every JanitorEvery while it holds a lock
 // that expires with the interval, so one client in the cluster does it per
 // interval whatever the number of processes, and another takes over at once

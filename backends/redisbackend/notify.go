@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -74,7 +75,7 @@ func (b *Backend) Listen(ctx context.Context, p backends.ListenParams) (<-chan b
 					return
 				case <-b.closing:
 					return
-				case <-afterBackoff():
+				case <-time.After(100 * time.Millisecond):
 				}
 			}
 			for _, ev := range evs {

@@ -19,9 +19,10 @@ stop_servers() {
 }
 trap stop_servers EXIT
 
-# need_pkg installs Debian package $1 unless command $2 exists.
+# need_pkg installs Debian package $1 unless command (or file) $2 exists.
 need_pkg() {
   command -v "$2" >/dev/null && return 0
+  [ -x "$2" ] && return 0
   [ "$(id -u)" = 0 ] || die "$2 is missing and only root can install package $1"
   if [ -z "$APT_UPDATED" ]; then
     apt-get update -qq || die "apt-get update failed"
@@ -31,7 +32,7 @@ need_pkg() {
   # start every server by hand on loopback below.
   printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null || die "apt-get install $1 failed"
-  command -v "$2" >/dev/null || die "package $1 did not provide $2"
+  command -v "$2" >/dev/null || [ -x "$2" ] || die "package $1 did not provide $2"
 }
 
 # wait_for runs "$2..." until it succeeds or $1 seconds pass.
@@ -93,8 +94,8 @@ PG_PORT="${CONVEYOR_PG_PORT:-5432}"
 pg_up() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; }
 
 start_postgres() {
-  need_pkg postgresql pg_ctlcluster
-  [ -x "/usr/lib/postgresql/$PG_VERSION/bin/postgres" ] || die "PostgreSQL $PG_VERSION is not installed"
+  # The client tools may be there without the server: check for the server.
+  need_pkg postgresql "/usr/lib/postgresql/$PG_VERSION/bin/postgres"
   if [ ! -d "/etc/postgresql/$PG_VERSION/main" ]; then
     pg_createcluster "$PG_VERSION" main >/dev/null || die "pg_createcluster failed"
   fi
