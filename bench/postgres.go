@@ -36,7 +36,8 @@ func needPostgres(cfg config) string {
 	return ""
 }
 
-// freshSchema connects and drops schema, so each workload starts empty.
+// freshSchema connects, drops schema and checkpoints, so each workload
+// starts empty and does not pay for the previous one's dirty pages.
 func freshSchema(ctx context.Context, cfg config, schema string) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(cfg.postgresURL)
 	if err != nil {
@@ -47,7 +48,7 @@ func freshSchema(ctx context.Context, cfg config, schema string) (*pgxpool.Pool,
 	if err != nil {
 		return nil, err
 	}
-	if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE; CREATE SCHEMA "+schema); err != nil {
+	if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE; CREATE SCHEMA "+schema+"; CHECKPOINT"); err != nil {
 		pool.Close()
 		return nil, err
 	}
