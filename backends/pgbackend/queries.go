@@ -38,8 +38,13 @@ func newQueries(schema string) queries {
 			ORDER BY ord
 			ON CONFLICT (id) DO NOTHING
 			RETURNING id, state`),
-		lockQueues: t(`WITH ins AS (INSERT INTO S.queues (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING)
-			SELECT name FROM S.queues WHERE name = ANY($1) ORDER BY name FOR UPDATE`),
+		// An upsert that always locks the queue's row: a new row is locked by
+		// its insert, an existing one by DO UPDATE. (A separate SELECT FOR
+		// UPDATE in the same statement would not see a row another
+		// transaction committed after the statement began, and take no lock.)
+		lockQueues: t(`INSERT INTO S.queues AS q (name) SELECT unnest($1::text[]) ORDER BY 1
+			ON CONFLICT (name) DO UPDATE SET paused = q.paused
+			RETURNING name`),
 		lockKeys: t(`SELECT pg_advisory_xact_lock(hashtextextended($1 || k, 0)) FROM unnest($2::text[]) k ORDER BY k`),
 		holders: t(`SELECT DISTINCT ON (unique_key) unique_key, id, state, unique_until FROM S.jobs
 			WHERE unique_key = ANY($1) ORDER BY unique_key, seq DESC`),
