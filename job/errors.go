@@ -28,6 +28,8 @@ var (
 	ErrMalformedPayload = errors.New("conveyor: malformed payload")
 	// ErrClosed: the backend or client was closed.
 	ErrClosed = errors.New("conveyor: closed")
+	// ErrConflict: a compare-and-set found another version than expected.
+	ErrConflict = errors.New("conveyor: version conflict")
 )
 
 // Outcomes of waiting for a job, for callers of Wait and Result.

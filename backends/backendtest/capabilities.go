@@ -24,6 +24,7 @@ func RunCapabilities(t *testing.T, f Factory) {
 		{"Pauser", is[backends.Pauser](probe), testPauser},
 		{"Notifier", is[backends.Notifier](probe), testNotifier},
 		{"BatchCompleter", is[backends.BatchCompleter](probe), testBatchCompleter},
+		{"KVStore", is[backends.KVStore](probe), testKV},
 	}
 	for _, c := range caps {
 		t.Run(c.name, func(t *testing.T) {

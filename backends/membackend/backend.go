@@ -21,6 +21,7 @@ type Backend struct {
 	jobs   map[string]*entry
 	queues map[string]*queueState
 	unique map[string]*entry // unique key -> the job that last took it
+	kv     map[string]backends.KV
 	seq    uint64
 	closed bool
 	hub    notify.Hub
@@ -54,6 +55,7 @@ func New() *Backend {
 		jobs:   map[string]*entry{},
 		queues: map[string]*queueState{},
 		unique: map[string]*entry{},
+		kv:     map[string]backends.KV{},
 	}
 }
 

@@ -40,3 +40,11 @@ CREATE TABLE IF NOT EXISTS conveyor_queues (
     name   TEXT PRIMARY KEY,
     paused INTEGER NOT NULL DEFAULT 0
 );
+-- The KVStore: coordination state (scheduler entries, leader lease). A
+-- deleted or expired key keeps its row and version, so versions only grow.
+CREATE TABLE IF NOT EXISTS conveyor_kv (
+    key        TEXT PRIMARY KEY,
+    value      BLOB    NOT NULL,
+    version    INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL DEFAULT 0 -- microseconds; 0: never
+);

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/pgbackend"
 	"github.com/conveyorhq/conveyor/internal/demo"
 	"github.com/conveyorhq/conveyor/internal/testenv"
 	"github.com/conveyorhq/conveyor/job"
@@ -98,7 +100,8 @@ func TestSIGKILLedWorkerLosesNoJob(t *testing.T) {
 		if err := run(ctx, []string{"migrate", "-db", url, "-to", "-1"}, &out); err != nil {
 			t.Fatal(err)
 		}
-		if err := run(ctx, []string{"migrate", "-db", url}, &out); err != nil || !strings.Contains(out.String(), "at version 1") {
+		latest := fmt.Sprintf("at version %d", pgbackend.LatestVersion())
+		if err := run(ctx, []string{"migrate", "-db", url}, &out); err != nil || !strings.Contains(out.String(), latest) {
 			t.Fatalf("migrate: %v: %s", err, out.String())
 		}
 		testSIGKILL(t, url)

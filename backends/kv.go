@@ -1,0 +1,78 @@
+package backends
+
+import (
+	"context"
+	"time"
+)
+
+// KVStore is a small durable key-value store with versions for
+// compare-and-set and optional expiry. It holds coordination state that
+// must survive restarts and be shared by every process: the scheduler's
+// entries, their fire times and its leader lease.
+//
+// Times are the caller's (the Now fields), so a caller with an injected
+// clock sees expiry on that clock; a zero Now means the backend's clock.
+// An expired key is absent. A key's version only grows, also across
+// expiry, so a holder of an old version can never write.
+//
+// Fallback when absent: the scheduler keeps its state in memory, which
+// suits one process only.
+type KVStore interface {
+	// GetKV returns a live key, or an error wrapping job.ErrNotFound.
+	GetKV(ctx context.Context, p GetKVParams) (KV, error)
+	// PutKV writes the key if its version is p.IfVersion (0: the key is
+	// absent or expired) and returns the new version; otherwise the error
+	// wraps job.ErrConflict.
+	PutKV(ctx context.Context, p PutKVParams) (int64, error)
+	// DeleteKV deletes the key if its version is p.IfVersion (0: whatever
+	// its version). Deleting an absent key is not an error.
+	DeleteKV(ctx context.Context, p DeleteKVParams) error
+	// ListKV returns the live keys that start with p.Prefix, in key order.
+	ListKV(ctx context.Context, p ListKVParams) ([]KV, error)
+}
+
+// KV is one key with its value.
+type KV struct {
+	Key       string
+	Value     []byte
+	Version   int64
+	ExpiresAt time.Time // zero: never
+}
+
+// GetKVParams is the input of KVStore.GetKV.
+type GetKVParams struct {
+	Key string
+	Now time.Time
+}
+
+// PutKVParams is the input of KVStore.PutKV.
+type PutKVParams struct {
+	Key       string
+	Value     []byte
+	IfVersion int64
+	ExpiresAt time.Time // zero: never
+	Now       time.Time
+}
+
+// DeleteKVParams is the input of KVStore.DeleteKV.
+type DeleteKVParams struct {
+	Key       string
+	IfVersion int64
+}
+
+// ListKVParams is the input of KVStore.ListKV.
+type ListKVParams struct {
+	Prefix string
+	Now    time.Time
+}
+
+// KVNow returns now, or the current time when it is zero.
+func KVNow(now time.Time) time.Time {
+	if now.IsZero() {
+		return time.Now()
+	}
+	return now
+}
+
+// KVLive reports whether a key expiring at exp is live at now.
+func KVLive(exp, now time.Time) bool { return exp.IsZero() || exp.After(now) }

@@ -1,0 +1,80 @@
+package membackend
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+var _ backends.KVStore = (*Backend)(nil)
+
+// live returns the key if it exists and has not expired. The caller holds b.mu.
+func (b *Backend) liveKV(key string, p backends.GetKVParams) (backends.KV, bool) {
+	kv, ok := b.kv[key]
+	return kv, ok && backends.KVLive(kv.ExpiresAt, backends.KVNow(p.Now))
+}
+
+// GetKV implements backends.KVStore.
+func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.KV, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	kv, ok := b.liveKV(p.Key, p)
+	if !ok {
+		return backends.KV{}, fmt.Errorf("%w: key %s", job.ErrNotFound, p.Key)
+	}
+	kv.Value = slices.Clone(kv.Value)
+	return kv, nil
+}
+
+// PutKV implements backends.KVStore.
+func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cur, live := b.liveKV(p.Key, backends.GetKVParams{Now: p.Now})
+	have := int64(0)
+	if live {
+		have = cur.Version
+	}
+	if have != p.IfVersion {
+		return 0, fmt.Errorf("%w: key %s is at version %d, not %d", job.ErrConflict, p.Key, have, p.IfVersion)
+	}
+	next := b.kv[p.Key].Version + 1 // grows across expiry too
+	b.kv[p.Key] = backends.KV{Key: p.Key, Value: slices.Clone(p.Value), Version: next, ExpiresAt: p.ExpiresAt}
+	return next, nil
+}
+
+// DeleteKV implements backends.KVStore.
+func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cur, ok := b.liveKV(p.Key, backends.GetKVParams{})
+	if p.IfVersion != 0 && (!ok || cur.Version != p.IfVersion) {
+		return fmt.Errorf("%w: key %s is not at version %d", job.ErrConflict, p.Key, p.IfVersion)
+	}
+	// Keep the version so a re-created key continues from it.
+	b.kv[p.Key] = backends.KV{Key: p.Key, Version: b.kv[p.Key].Version, ExpiresAt: deleted}
+	return nil
+}
+
+// ListKV implements backends.KVStore.
+func (b *Backend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backends.KV, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []backends.KV
+	for k := range b.kv {
+		if kv, ok := b.liveKV(k, backends.GetKVParams{Now: p.Now}); ok && strings.HasPrefix(k, p.Prefix) {
+			kv.Value = slices.Clone(kv.Value)
+			out = append(out, kv)
+		}
+	}
+	slices.SortFunc(out, func(x, y backends.KV) int { return strings.Compare(x.Key, y.Key) })
+	return out, nil
+}
+
+// deleted marks a deleted key: expired since the start of time.
+var deleted = time.Unix(0, 1)

@@ -1,0 +1,112 @@
+package pgbackend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+var _ backends.KVStore = (*Backend)(nil)
+
+func (b *Backend) kvTable() string { return b.q.schema + ".kv" }
+
+// nullTime is NULL for the zero time (never expires).
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// GetKV implements backends.KVStore.
+func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.KV, error) {
+	kv := backends.KV{Key: p.Key}
+	var exp *time.Time
+	err := b.pool.QueryRow(ctx, `SELECT value, version, expires_at FROM `+b.kvTable()+`
+		WHERE key = $1 AND (expires_at IS NULL OR expires_at > $2)`, p.Key, backends.KVNow(p.Now)).Scan(&kv.Value, &kv.Version, &exp)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return kv, fmt.Errorf("%w: key %s", job.ErrNotFound, p.Key)
+	}
+	if err != nil {
+		return kv, fmt.Errorf("pgbackend: get key %s: %w", p.Key, err)
+	}
+	if exp != nil {
+		kv.ExpiresAt = *exp
+	}
+	return kv, nil
+}
+
+// PutKV implements backends.KVStore in one statement: create (or take
+// over an expired key) when p.IfVersion is 0, else update that version.
+func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, error) {
+	now := backends.KVNow(p.Now)
+	var sql string
+	args := []any{p.Key, nonNil(p.Value), nullTime(p.ExpiresAt), now}
+	if p.IfVersion == 0 {
+		sql = `INSERT INTO ` + b.kvTable() + ` AS kv (key, value, version, expires_at) VALUES ($1, $2, 1, $3)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = kv.version + 1, expires_at = excluded.expires_at
+			WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= $4
+			RETURNING version`
+	} else {
+		sql = `UPDATE ` + b.kvTable() + ` SET value = $2, version = version + 1, expires_at = $3
+			WHERE key = $1 AND version = $5 AND (expires_at IS NULL OR expires_at > $4)
+			RETURNING version`
+		args = append(args, p.IfVersion)
+	}
+	var v int64
+	err := b.pool.QueryRow(ctx, sql, args...).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("%w: key %s is not at version %d", job.ErrConflict, p.Key, p.IfVersion)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("pgbackend: put key %s: %w", p.Key, err)
+	}
+	return v, nil
+}
+
+// DeleteKV implements backends.KVStore. The row stays, expired, so a
+// re-created key continues the version sequence.
+func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error {
+	tag, err := b.pool.Exec(ctx, `UPDATE `+b.kvTable()+` SET value = '', expires_at = '-infinity'
+		WHERE key = $1 AND ($2 = 0 OR (version = $2 AND (expires_at IS NULL OR expires_at > now())))`, p.Key, p.IfVersion)
+	if err != nil {
+		return fmt.Errorf("pgbackend: delete key %s: %w", p.Key, err)
+	}
+	if tag.RowsAffected() == 0 && p.IfVersion != 0 {
+		return fmt.Errorf("%w: key %s is not at version %d", job.ErrConflict, p.Key, p.IfVersion)
+	}
+	return nil
+}
+
+// ListKV implements backends.KVStore.
+func (b *Backend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backends.KV, error) {
+	rows, err := b.pool.Query(ctx, `SELECT key, value, version, expires_at FROM `+b.kvTable()+`
+		WHERE starts_with(key, $1) AND (expires_at IS NULL OR expires_at > $2) ORDER BY key COLLATE "C"`,
+		p.Prefix, backends.KVNow(p.Now))
+	if err != nil {
+		return nil, fmt.Errorf("pgbackend: list keys: %w", err)
+	}
+	var out []backends.KV
+	err = scanAll(pgxRows{rows}, func(s scanner) error {
+		var kv backends.KV
+		var exp *time.Time
+		if err := s.Scan(&kv.Key, &kv.Value, &kv.Version, &exp); err != nil {
+			return err
+		}
+		if exp != nil {
+			kv.ExpiresAt = *exp
+		}
+		out = append(out, kv)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pgbackend: list keys: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,80 @@
+package redisbackend
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+var (
+	_ backends.KVStore = (*Backend)(nil)
+	// kvScript stands alone: it touches no queue's keys.
+	kvScript = redis.NewScript(mustRead("kv"))
+)
+
+func (b *Backend) kvBase() string { return b.cfg.Prefix + ":{kv}" }
+
+func (b *Backend) kv(ctx context.Context, args ...any) *redis.Cmd {
+	return kvScript.Run(ctx, b.rdb, []string{b.kvBase()}, args...)
+}
+
+// GetKV implements backends.KVStore.
+func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.KV, error) {
+	v, err := b.kv(ctx, "get", p.Key, ms(backends.KVNow(p.Now))).Slice()
+	if err != nil {
+		return backends.KV{}, fmt.Errorf("redisbackend: get key %s: %w", p.Key, err)
+	}
+	if len(v) < 3 {
+		return backends.KV{}, fmt.Errorf("%w: key %s", job.ErrNotFound, p.Key)
+	}
+	return kvFrom(p.Key, v[0], v[1], v[2]), nil
+}
+
+func kvFrom(key string, version, exp, val any) backends.KV {
+	ver, _ := strconv.ParseInt(str(version), 10, 64)
+	x, _ := strconv.ParseInt(str(exp), 10, 64)
+	return backends.KV{Key: key, Version: ver, ExpiresAt: fromMS(x), Value: []byte(str(val))}
+}
+
+// PutKV implements backends.KVStore.
+func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, error) {
+	v, err := b.kv(ctx, "put", p.Key, p.Value, p.IfVersion, ms(p.ExpiresAt), ms(backends.KVNow(p.Now))).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("redisbackend: put key %s: %w", p.Key, err)
+	}
+	if v < 0 {
+		return 0, fmt.Errorf("%w: key %s is not at version %d", job.ErrConflict, p.Key, p.IfVersion)
+	}
+	return v, nil
+}
+
+// DeleteKV implements backends.KVStore.
+func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error {
+	n, err := b.kv(ctx, "delete", p.Key, p.IfVersion, ms(backends.KVNow(time.Time{}))).Int64()
+	if err != nil {
+		return fmt.Errorf("redisbackend: delete key %s: %w", p.Key, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: key %s is not at version %d", job.ErrConflict, p.Key, p.IfVersion)
+	}
+	return nil
+}
+
+// ListKV implements backends.KVStore.
+func (b *Backend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backends.KV, error) {
+	v, err := b.kv(ctx, "list", p.Prefix, ms(backends.KVNow(p.Now))).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("redisbackend: list keys: %w", err)
+	}
+	var out []backends.KV
+	for i := 0; i+3 < len(v); i += 4 {
+		out = append(out, kvFrom(str(v[i]), v[i+1], v[i+2], v[i+3]))
+	}
+	return out, nil
+}

@@ -1,0 +1,112 @@
+package sqlitebackend
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+var _ backends.KVStore = (*Backend)(nil)
+
+// liveClause keeps keys that never expire or expire after the parameter.
+const liveClause = `(expires_at = 0 OR expires_at > ?)`
+
+// GetKV implements backends.KVStore.
+func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.KV, error) {
+	kv := backends.KV{Key: p.Key}
+	var exp int64
+	err := b.ro.QueryRowContext(ctx, `SELECT value, version, expires_at FROM conveyor_kv WHERE key = ? AND `+liveClause,
+		p.Key, micros(backends.KVNow(p.Now))).Scan(&kv.Value, &kv.Version, &exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return kv, fmt.Errorf("%w: key %s", job.ErrNotFound, p.Key)
+	}
+	if err != nil {
+		return kv, fmt.Errorf("sqlitebackend: get key %s: %w", p.Key, err)
+	}
+	kv.ExpiresAt = fromMicros(exp)
+	return kv, nil
+}
+
+// PutKV implements backends.KVStore.
+func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, error) {
+	now := micros(backends.KVNow(p.Now))
+	var next int64
+	err := b.write(ctx, func(tx *sql.Tx) error {
+		var version, exp int64
+		err := tx.QueryRowContext(ctx, `SELECT version, expires_at FROM conveyor_kv WHERE key = ?`, p.Key).Scan(&version, &exp)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		have := version
+		if exp != 0 && exp <= now {
+			have = 0 // expired: absent
+		}
+		if have != p.IfVersion {
+			return fmt.Errorf("%w: key %s is at version %d, not %d", job.ErrConflict, p.Key, have, p.IfVersion)
+		}
+		next = version + 1
+		_, err = tx.ExecContext(ctx, `INSERT INTO conveyor_kv (key, value, version, expires_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, expires_at = excluded.expires_at`,
+			p.Key, nonNil(p.Value), next, micros(p.ExpiresAt))
+		return err
+	})
+	if err != nil && !errors.Is(err, job.ErrConflict) {
+		return 0, fmt.Errorf("sqlitebackend: put key %s: %w", p.Key, err)
+	}
+	return next, err
+}
+
+// DeleteKV implements backends.KVStore. The row stays, expired, so a
+// re-created key continues the version sequence.
+func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error {
+	err := b.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE conveyor_kv SET value = x'', expires_at = 1
+			WHERE key = ? AND (? = 0 OR (version = ? AND `+liveClause+`))`,
+			p.Key, p.IfVersion, p.IfVersion, micros(backends.KVNow(time.Time{})))
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 && p.IfVersion != 0 {
+			return fmt.Errorf("%w: key %s is not at version %d", job.ErrConflict, p.Key, p.IfVersion)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, job.ErrConflict) {
+		return fmt.Errorf("sqlitebackend: delete key %s: %w", p.Key, err)
+	}
+	return err
+}
+
+// ListKV implements backends.KVStore.
+func (b *Backend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backends.KV, error) {
+	rows, err := b.ro.QueryContext(ctx, `SELECT key, value, version, expires_at FROM conveyor_kv
+		WHERE substr(key, 1, length(?)) = ? AND `+liveClause+` ORDER BY key`,
+		p.Prefix, p.Prefix, micros(backends.KVNow(p.Now)))
+	if err != nil {
+		return nil, fmt.Errorf("sqlitebackend: list keys: %w", err)
+	}
+	defer rows.Close()
+	var out []backends.KV
+	for rows.Next() {
+		var kv backends.KV
+		var exp int64
+		if err := rows.Scan(&kv.Key, &kv.Value, &kv.Version, &exp); err != nil {
+			return nil, fmt.Errorf("sqlitebackend: list keys: %w", err)
+		}
+		kv.ExpiresAt = fromMicros(exp)
+		out = append(out, kv)
+	}
+	return out, rows.Err()
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
