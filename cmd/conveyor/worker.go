@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/conveyorhq/conveyor/internal/demo"
+	"github.com/conveyorhq/conveyor/scheduler"
 	"github.com/conveyorhq/conveyor/worker"
 )
 
@@ -22,6 +23,8 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 	concurrency := fs.Int("concurrency", 10, "jobs running at once")
 	lease := fs.Duration("lease", 30*time.Second, "lease length; a crashed worker's jobs return after it")
 	drain := fs.Duration("drain", 30*time.Second, "on SIGTERM, how long running jobs may take to finish")
+	schedPoll := fs.Duration("schedule-poll", time.Second, "how often the scheduler checks for due ticks")
+	schedLease := fs.Duration("schedule-lease", 15*time.Second, "scheduler leader lease: a dead leader is replaced within it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -40,15 +43,24 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 		Breakers: demo.Breakers, Logger: log, Middleware: []worker.Middleware{worker.Logging(log)},
 	})
 	demo.Register(w, nil)
+	// Every worker process runs the scheduler; one leads at a time.
+	sched, err := newScheduler(b, scheduler.Config{Poll: *schedPoll, LeaseFor: *schedLease, Logger: log})
+	if err != nil {
+		return err
+	}
 	// The worker runs until the signal context ends; Stop then drains
 	// with its own deadline, so a second signal is not needed.
 	if err := w.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
+	sched.Start(context.WithoutCancel(ctx))
 	fmt.Fprintf(out, "worker %s on %s: queues %s, concurrency %d\n", w.ID(), *db, *queues, *concurrency)
 	<-ctx.Done()
 	fmt.Fprintf(out, "draining (up to %s)...\n", *drain)
 	dctx, cancel := context.WithTimeout(context.Background(), *drain)
 	defer cancel()
+	if err := sched.Stop(dctx); err != nil {
+		log.Error("scheduler stop", "err", err)
+	}
 	return w.Stop(dctx)
 }
