@@ -15,8 +15,8 @@ import (
 // An expired key is absent. A key's version only grows, also across
 // expiry, so a holder of an old version can never write.
 //
-// Fallback when absent: the scheduler keeps its state in memory, which
-// suits one process only.
+// Fallback when absent: scheduler.New refuses the backend with an error
+// wrapping job.ErrUnsupported.
 type KVStore interface {
 	// GetKV returns a live key, or an error wrapping job.ErrNotFound.
 	GetKV(ctx context.Context, p GetKVParams) (KV, error)
