@@ -64,8 +64,15 @@ func NewEntry[A, R any](name, schedule string, task *queue.Task[A, R], args A) (
 var parser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
 // Parse checks a schedule and returns it.
-func Parse(schedule string) (cron.Schedule, error) {
-	s, err := parser.Parse(schedule)
+func Parse(schedule string) (s cron.Schedule, err error) {
+	// robfig/cron v3.0.1 panics on some malformed input ("TZ=" with
+	// nothing after it, found by FuzzParse); that is bad input too.
+	defer func() {
+		if r := recover(); r != nil {
+			s, err = nil, fmt.Errorf("%w: schedule %q: %v", job.ErrInvalid, schedule, r)
+		}
+	}()
+	s, err = parser.Parse(schedule)
 	if err != nil {
 		return nil, fmt.Errorf("%w: schedule %q: %w", job.ErrInvalid, schedule, err)
 	}
