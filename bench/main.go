@@ -43,6 +43,8 @@ import (
 type config struct {
 	n, batch, single, rate int
 	concurrency            []int // burn-down runs once per value; latency uses the first
+	sleepJobs, bigJobs     int
+	soak                   int
 	duration               time.Duration
 	redisAddr, postgresURL string
 }
@@ -98,6 +100,10 @@ func main() {
 	flag.IntVar(&cfg.single, "single", 5000, "jobs for the single enqueue")
 	conc := flag.String("c", "50,200", "worker concurrency for the burn-down, comma-separated; latency uses the first")
 	flag.IntVar(&cfg.rate, "rate", 2000, "jobs per second for the latency run")
+	flag.IntVar(&cfg.sleepJobs, "sleepjobs", 10_000, "jobs that sleep 10ms each, run at concurrency 200 (0: skip)")
+	flag.IntVar(&cfg.bigJobs, "bigjobs", 200, "jobs with a 1 MB payload (0: skip)")
+	flag.IntVar(&cfg.soak, "soak", 0, "after the other workloads, push this many jobs through one worker and report its memory (0: skip)")
+	svg := flag.String("svg", "", "write a plot of latency over time during the latency run to this SVG file")
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of the latency run")
 	flag.StringVar(&cfg.redisAddr, "redis", envOr("CONVEYOR_REDIS_ADDR", "127.0.0.1:6379"), "Redis host:port for the redis and asynq rows (its database 5 is flushed)")
 	flag.StringVar(&cfg.postgresURL, "postgres", envOr("CONVEYOR_POSTGRES_URL", "postgres://localhost:5432/postgres"), "PostgreSQL URL for the postgres and river rows (schemas bench_conveyor and bench_river are dropped)")
@@ -153,6 +159,12 @@ func main() {
 		rows = append(rows, r)
 	}
 	printTable(os.Stdout, rows, cfg)
+	if *svg != "" {
+		if err := writeSVG(*svg, rows, cfg); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+	}
 }
 
 func envOr(key, def string) string {
@@ -167,8 +179,12 @@ type row struct {
 	name, vs      string
 	single, batch float64   // jobs per second
 	burn          []float64 // jobs per second, one per cfg.concurrency
+	sleep, big    float64   // jobs per second: 10ms jobs at concurrency 200; 1 MB payloads
 	p50, p99, max time.Duration
 	latencyJobs   int
+	series        []point // the latency run, for the plot
+	rssStart      int64   // bytes, after a tenth of the soak; 0 without one
+	rssEnd        int64
 }
 
 func runConveyor(ctx context.Context, cfg config, name string, open func(context.Context, config) (backends.Backend, func(), error)) (row, error) {
@@ -186,7 +202,7 @@ func runConveyor(ctx context.Context, cfg config, name string, open func(context
 		if b, done, err = open(ctx, cfg); err != nil {
 			return r, err
 		}
-		rate, err := enqueueBatch(ctx, b, cfg.n, cfg.batch)
+		rate, err := enqueueBatch(ctx, b, cfg.n, cfg.batch, noopArgs{})
 		if err == nil && i == 0 {
 			r.batch = rate
 		}
@@ -199,20 +215,56 @@ func runConveyor(ctx context.Context, cfg config, name string, open func(context
 			return r, err
 		}
 	}
+	// Sleeping jobs, then big payloads, each on a fresh backend.
+	for _, w := range []struct {
+		n, c int
+		args noopArgs
+		out  *float64
+	}{{cfg.sleepJobs, 200, noopArgs{SleepMS: 10}, &r.sleep}, {cfg.bigJobs, cfg.concurrency[0], noopArgs{Pad: bigPad}, &r.big}} {
+		if w.n == 0 {
+			continue
+		}
+		if b, done, err = open(ctx, cfg); err != nil {
+			return r, err
+		}
+		_, err := enqueueBatch(ctx, b, w.n, min(cfg.batch, 10), w.args)
+		if err == nil {
+			*w.out, err = burnDown(ctx, b, w.n, w.c)
+		}
+		done()
+		if err != nil {
+			return r, err
+		}
+	}
 	if b, done, err = open(ctx, cfg); err != nil {
 		return r, err
 	}
 	defer done()
-	lat, err := steadyLatency(ctx, b, cfg.rate, cfg.duration, cfg.concurrency[0])
+	rec, err := steadyLatency(ctx, b, cfg.rate, cfg.duration, cfg.concurrency[0])
 	if err != nil {
 		return r, err
 	}
-	r.setLatency(lat)
+	r.setLatency(rec)
+	if cfg.soak > 0 {
+		b2, done2, err := open(ctx, cfg)
+		if err != nil {
+			return r, err
+		}
+		defer done2()
+		if r.rssStart, r.rssEnd, err = soak(ctx, b2, cfg.soak, cfg.concurrency[0]); err != nil {
+			return r, err
+		}
+	}
 	return r, nil
 }
 
-func (r *row) setLatency(lat latencies) {
+// bigPad makes a job's payload about 1 MB.
+var bigPad = strings.Repeat("x", 1_000_000-100)
+
+func (r *row) setLatency(rec *recorder) {
+	lat, _ := rec.wait()
 	r.p50, r.p99, r.max, r.latencyJobs = lat.quantile(0.50), lat.quantile(0.99), lat.quantile(1), len(lat)
+	r.series = rec.series()
 }
 
 func printTable(out io.Writer, rows []row, cfg config) {
@@ -225,7 +277,7 @@ func printTable(out io.Writer, rows []row, cfg config) {
 	for _, c := range cfg.concurrency {
 		fmt.Fprintf(tw, "burn-down c=%d/s\t", c)
 	}
-	fmt.Fprintln(tw, "p50\tp99\tmax\tvs\t")
+	fmt.Fprintln(tw, "10ms jobs c=200/s\t1MB jobs/s\tp50\tp99\tmax\tvs\t")
 	for _, r := range rows {
 		base, ok := byName[r.vs]
 		if !ok {
@@ -235,10 +287,16 @@ func printTable(out io.Writer, rows []row, cfg config) {
 		for i := range cfg.concurrency {
 			fmt.Fprintf(tw, "%s\t", rate(r.burn[i], base.burn[i], ok))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", ms(r.p50), ms(r.p99), ms(r.max), r.vs)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", rate(r.sleep, base.sleep, ok), rate(r.big, base.big, ok), ms(r.p50), ms(r.p99), ms(r.max), r.vs)
 	}
 	tw.Flush()
 	fmt.Fprintf(out, "ratios are to the row named in vs; latency is enqueue-to-start at %d jobs/s for %s\n", cfg.rate, cfg.duration)
+	for _, r := range rows {
+		if r.rssEnd > 0 {
+			fmt.Fprintf(out, "%s soak of %d jobs: bench process RSS %.1f MB after the first tenth, %.1f MB at the end\n",
+				r.name, cfg.soak, float64(r.rssStart)/1e6, float64(r.rssEnd)/1e6)
+		}
+	}
 }
 
 func rate(v, base float64, compared bool) string {

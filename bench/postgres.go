@@ -73,9 +73,7 @@ func openPostgres(ctx context.Context, cfg config) (backends.Backend, func(), er
 // on the same server. Its fetch cooldown (100ms by default, a floor on the
 // time between fetches) is set to 5ms so its latency figures are not a
 // straw man; everything else is River's default.
-type riverNoop struct {
-	At int64 `json:"at"`
-}
+type riverNoop noopArgs
 
 func (riverNoop) Kind() string { return noop.Name() }
 
@@ -85,6 +83,7 @@ type riverNoopWorker struct {
 }
 
 func (w *riverNoopWorker) Work(_ context.Context, j *river.Job[riverNoop]) error {
+	noopArgs(j.Args).work()
 	w.fn(j.Args.At)
 	return nil
 }
@@ -133,45 +132,64 @@ func runRiver(ctx context.Context, cfg config) (row, error) {
 	r.single = float64(cfg.single) / time.Since(start).Seconds()
 	pool.Close()
 
-	for i, c := range cfg.concurrency {
+	// burn inserts n jobs with args, then times one client draining them.
+	burn := func(n, c int, args riverNoop, insertRate *float64) (float64, error) {
 		var count atomic.Int64
 		all := make(chan struct{})
 		client, pool, err := fresh(c, func(int64) {
-			if count.Add(1) == int64(cfg.n) {
+			if count.Add(1) == int64(n) {
 				close(all)
 			}
 		})
 		if err != nil {
-			return r, err
+			return 0, err
 		}
+		defer pool.Close()
 		start := time.Now()
-		for j := 0; j < cfg.n; j += cfg.batch {
+		for j := 0; j < n; j += cfg.batch {
 			params := make([]river.InsertManyParams, 0, cfg.batch)
-			for range min(cfg.batch, cfg.n-j) {
-				params = append(params, river.InsertManyParams{Args: riverNoop{}})
+			for range min(cfg.batch, n-j) {
+				params = append(params, river.InsertManyParams{Args: args})
 			}
 			if _, err := client.InsertManyFast(ctx, params); err != nil {
-				pool.Close()
-				return r, err
+				return 0, err
 			}
 		}
-		if i == 0 {
-			r.batch = float64(cfg.n) / time.Since(start).Seconds()
+		if insertRate != nil {
+			*insertRate = float64(n) / time.Since(start).Seconds()
 		}
 		start = time.Now()
 		if err := client.Start(ctx); err != nil {
-			pool.Close()
-			return r, err
+			return 0, err
 		}
+		defer client.Stop(ctx)
 		select {
 		case <-all:
 		case <-time.After(10 * time.Minute):
-			pool.Close()
-			return r, fmt.Errorf("river burn-down: %d of %d in 10 minutes", count.Load(), cfg.n)
+			return 0, fmt.Errorf("river burn-down: %d of %d in 10 minutes", count.Load(), n)
 		}
-		r.burn = append(r.burn, float64(cfg.n)/time.Since(start).Seconds())
-		_ = client.Stop(ctx)
-		pool.Close()
+		return float64(n) / time.Since(start).Seconds(), nil
+	}
+	for i, c := range cfg.concurrency {
+		var ins *float64
+		if i == 0 {
+			ins = &r.batch
+		}
+		rate, err := burn(cfg.n, c, riverNoop{}, ins)
+		if err != nil {
+			return r, err
+		}
+		r.burn = append(r.burn, rate)
+	}
+	if cfg.sleepJobs > 0 {
+		if r.sleep, err = burn(cfg.sleepJobs, 200, riverNoop{SleepMS: 10}, nil); err != nil {
+			return r, err
+		}
+	}
+	if cfg.bigJobs > 0 {
+		if r.big, err = burn(cfg.bigJobs, cfg.concurrency[0], riverNoop{Pad: bigPad}, nil); err != nil {
+			return r, err
+		}
 	}
 
 	rec := newRecorder(int(cfg.duration.Seconds() * float64(cfg.rate)))
@@ -191,11 +209,10 @@ func runRiver(ctx context.Context, cfg config) (row, error) {
 	if err != nil {
 		return r, err
 	}
-	lat, err := rec.wait()
-	if err != nil {
+	if _, err := rec.wait(); err != nil {
 		return r, err
 	}
-	r.setLatency(lat)
+	r.setLatency(rec)
 	return r, nil
 }
 

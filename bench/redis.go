@@ -87,39 +87,67 @@ func runAsynq(ctx context.Context, cfg config) (row, error) {
 	r.single = float64(cfg.single) / time.Since(start).Seconds()
 	client.Close()
 
-	for i, c := range cfg.concurrency {
-		if client, err = fresh(); err != nil {
-			return r, err
+	// burn enqueues n tasks with args, then times one server draining them.
+	burn := func(n, c int, args noopArgs, enqueueRate *float64) (float64, error) {
+		client, err := fresh()
+		if err != nil {
+			return 0, err
 		}
+		p, _ := json.Marshal(args)
 		start := time.Now()
-		err := asynqParallelEnqueue(ctx, client, cfg.n, payload)
-		if i == 0 {
-			r.batch = float64(cfg.n) / time.Since(start).Seconds()
+		err = asynqParallelEnqueue(ctx, client, n, p)
+		if enqueueRate != nil {
+			*enqueueRate = float64(n) / time.Since(start).Seconds()
 		}
 		client.Close()
 		if err != nil {
-			return r, err
+			return 0, err
 		}
 		var count atomic.Int64
 		all := make(chan struct{})
 		start = time.Now()
-		srv, err := asynqServe(opt, c, func(context.Context, *asynq.Task) error {
-			if count.Add(1) == int64(cfg.n) {
+		srv, err := asynqServe(opt, c, func(_ context.Context, t *asynq.Task) error {
+			var a noopArgs
+			if err := json.Unmarshal(t.Payload(), &a); err != nil {
+				return err
+			}
+			a.work()
+			if count.Add(1) == int64(n) {
 				close(all)
 			}
 			return nil
 		})
 		if err != nil {
-			return r, err
+			return 0, err
 		}
+		defer srv.Shutdown()
 		select {
 		case <-all:
 		case <-time.After(10 * time.Minute):
-			srv.Shutdown()
-			return r, fmt.Errorf("asynq burn-down: %d of %d in 10 minutes", count.Load(), cfg.n)
+			return 0, fmt.Errorf("asynq burn-down: %d of %d in 10 minutes", count.Load(), n)
 		}
-		r.burn = append(r.burn, float64(cfg.n)/time.Since(start).Seconds())
-		srv.Shutdown()
+		return float64(n) / time.Since(start).Seconds(), nil
+	}
+	for i, c := range cfg.concurrency {
+		var enq *float64
+		if i == 0 {
+			enq = &r.batch
+		}
+		rate, err := burn(cfg.n, c, noopArgs{}, enq)
+		if err != nil {
+			return r, err
+		}
+		r.burn = append(r.burn, rate)
+	}
+	if cfg.sleepJobs > 0 {
+		if r.sleep, err = burn(cfg.sleepJobs, 200, noopArgs{SleepMS: 10}, nil); err != nil {
+			return r, err
+		}
+	}
+	if cfg.bigJobs > 0 {
+		if r.big, err = burn(cfg.bigJobs, cfg.concurrency[0], noopArgs{Pad: bigPad}, nil); err != nil {
+			return r, err
+		}
 	}
 
 	if client, err = fresh(); err != nil {
@@ -132,6 +160,7 @@ func runAsynq(ctx context.Context, cfg config) (row, error) {
 		if err := json.Unmarshal(t.Payload(), &a); err != nil {
 			return err
 		}
+		a.work()
 		rec.record(a.At)
 		return nil
 	})
@@ -147,11 +176,10 @@ func runAsynq(ctx context.Context, cfg config) (row, error) {
 	if err != nil {
 		return r, err
 	}
-	lat, err := rec.wait()
-	if err != nil {
+	if _, err := rec.wait(); err != nil {
 		return r, err
 	}
-	r.setLatency(lat)
+	r.setLatency(rec)
 	return r, nil
 }
 

@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime/debug"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,9 +18,20 @@ import (
 	"github.com/conveyorhq/conveyor/worker"
 )
 
-// noopArgs carry the enqueue time so the handler can measure pickup latency.
+// noopArgs carry the enqueue time so the handler can measure pickup
+// latency; SleepMS makes the job take that long and Pad makes its payload
+// that big, for the sleep and big-payload workloads.
 type noopArgs struct {
-	At int64 `json:"at"`
+	At      int64  `json:"at"`
+	SleepMS int    `json:"sleep_ms,omitempty"`
+	Pad     string `json:"pad,omitempty"`
+}
+
+// work is what every row's handler does with the arguments.
+func (a noopArgs) work() {
+	if a.SleepMS > 0 {
+		time.Sleep(time.Duration(a.SleepMS) * time.Millisecond)
+	}
 }
 
 var noop = queue.NewTask[noopArgs, queue.None]("bench.noop", queue.TaskOptions{})
@@ -32,14 +47,14 @@ func enqueueSingle(ctx context.Context, b backends.Backend, n int) (float64, err
 	return float64(n) / time.Since(start).Seconds(), nil
 }
 
-func enqueueBatch(ctx context.Context, b backends.Backend, n, batch int) (float64, error) {
+func enqueueBatch(ctx context.Context, b backends.Backend, n, batch int, args noopArgs) (float64, error) {
 	c := queue.NewClient(b, queue.Config{})
 	start := time.Now()
 	reqs := make([]queue.Request, 0, batch)
 	for i := 0; i < n; i += batch {
 		reqs = reqs[:0]
 		for j := i; j < min(i+batch, n); j++ {
-			reqs = append(reqs, noop.Request(noopArgs{}, nil))
+			reqs = append(reqs, noop.Request(args, nil))
 		}
 		if _, err := c.EnqueueMany(ctx, reqs...); err != nil {
 			return 0, err
@@ -53,7 +68,8 @@ func burnDown(ctx context.Context, b backends.Backend, n, concurrency int) (floa
 	var count atomic.Int64
 	all := make(chan struct{})
 	w := worker.New(b, worker.Config{Concurrency: concurrency})
-	worker.Register(w, noop, func(context.Context, noopArgs) (queue.None, error) {
+	worker.Register(w, noop, func(_ context.Context, a noopArgs) (queue.None, error) {
+		a.work()
 		if count.Add(1) == int64(n) {
 			close(all)
 		}
@@ -87,10 +103,12 @@ func (l latencies) quantile(q float64) time.Duration {
 	return s[min(int(q*float64(len(s))), len(s)-1)]
 }
 
-// recorder collects enqueue-to-start times until it has total of them.
+// recorder collects enqueue-to-start times until it has total of them,
+// with when each job was enqueued, for the latency-over-time plot.
 type recorder struct {
 	mu    sync.Mutex
 	lat   latencies
+	at    []int64 // enqueue times, Unix ns, in the order of lat
 	total int
 	all   chan struct{}
 }
@@ -105,6 +123,7 @@ func (r *recorder) record(enqueuedAt int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.lat = append(r.lat, took)
+	r.at = append(r.at, enqueuedAt)
 	if len(r.lat) == r.total {
 		close(r.all)
 	}
@@ -119,6 +138,26 @@ func (r *recorder) wait() (latencies, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.lat, nil
+}
+
+// series returns the latencies as points in time since the first enqueue.
+func (r *recorder) series() []point {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.at) == 0 {
+		return nil
+	}
+	first := slices.Min(r.at)
+	out := make([]point, len(r.at))
+	for i := range r.at {
+		out[i] = point{at: time.Duration(r.at[i] - first), latency: r.lat[i]}
+	}
+	return out
+}
+
+// point is one job of the latency run.
+type point struct {
+	at, latency time.Duration
 }
 
 // atRate calls enqueue total times, spaced evenly at perSec per second.
@@ -138,7 +177,7 @@ func atRate(perSec, total int, enqueue func() error) error {
 
 // steadyLatency enqueues at a fixed rate, one job per call, while a worker
 // runs, and records each job's enqueue-to-start time.
-func steadyLatency(ctx context.Context, b backends.Backend, perSec int, d time.Duration, concurrency int) (latencies, error) {
+func steadyLatency(ctx context.Context, b backends.Backend, perSec int, d time.Duration, concurrency int) (*recorder, error) {
 	rec := newRecorder(int(d.Seconds() * float64(perSec)))
 	w := worker.New(b, worker.Config{Concurrency: concurrency})
 	worker.Register(w, noop, func(_ context.Context, a noopArgs) (queue.None, error) {
@@ -157,5 +196,60 @@ func steadyLatency(ctx context.Context, b backends.Backend, perSec int, d time.D
 	if err != nil {
 		return nil, err
 	}
-	return rec.wait()
+	_, err = rec.wait()
+	return rec, err
+}
+
+// soak pushes n no-op jobs through one worker, keeping at most 20,000
+// waiting, and returns the process's resident memory after the first tenth
+// and at the end: a leak shows as growth between the two.
+func soak(ctx context.Context, b backends.Backend, n, concurrency int) (start, end int64, err error) {
+	var count atomic.Int64
+	w := worker.New(b, worker.Config{Concurrency: concurrency})
+	worker.Register(w, noop, func(context.Context, noopArgs) (queue.None, error) {
+		count.Add(1)
+		return queue.None{}, nil
+	})
+	if err := w.Start(ctx); err != nil {
+		return 0, 0, err
+	}
+	defer w.Stop(ctx)
+	c := queue.NewClient(b, queue.Config{})
+	reqs := make([]queue.Request, 0, 1000)
+	for sent := 0; sent < n; sent += len(reqs) {
+		for int64(sent)-count.Load() > 20_000 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if start == 0 && sent >= n/10 {
+			start = rss()
+		}
+		reqs = reqs[:0]
+		for range min(1000, n-sent) {
+			reqs = append(reqs, noop.Request(noopArgs{}, nil))
+		}
+		if _, err := c.EnqueueMany(ctx, reqs...); err != nil {
+			return 0, 0, err
+		}
+	}
+	for count.Load() < int64(n) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return start, rss(), nil
+}
+
+// rss is this process's resident set size in bytes (Linux), or 0, after
+// returning freed memory to the OS, so it counts what is live.
+func rss() int64 {
+	debug.FreeOSMemory()
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
 }
