@@ -215,9 +215,12 @@ func (s *Scheduler) List(ctx context.Context) ([]State, error) {
 
 // Start runs rounds every Poll until Stop.
 func (s *Scheduler) Start(ctx context.Context) {
-	s.stop, s.done = make(chan struct{}), make(chan struct{})
+	s.mu.Lock()
+	stop, done := make(chan struct{}), make(chan struct{})
+	s.stop, s.done = stop, done
+	s.mu.Unlock()
 	go func() {
-		defer close(s.done)
+		defer close(done)
 		t := time.NewTicker(s.cfg.Poll)
 		defer t.Stop()
 		for {
@@ -227,7 +230,7 @@ func (s *Scheduler) Start(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-s.stop:
+			case <-stop:
 				return
 			case <-t.C:
 			}
@@ -238,11 +241,14 @@ func (s *Scheduler) Start(ctx context.Context) {
 // Stop ends the rounds and gives up the leader lease, so another process
 // takes over at once.
 func (s *Scheduler) Stop(ctx context.Context) error {
-	if s.stop == nil {
-		return nil
+	s.mu.Lock()
+	stop, done := s.stop, s.done
+	s.stop = nil
+	s.mu.Unlock()
+	if stop != nil { // started, and not stopped yet
+		close(stop)
+		<-done
 	}
-	close(s.stop)
-	<-s.done
 	s.mu.Lock()
 	v := s.leaseVer
 	s.leaseVer = 0
