@@ -35,6 +35,7 @@ type Worker struct {
 	jobs     sync.WaitGroup // running jobs
 	idle     chan struct{}  // closed when Stop is done with the jobs: ends heartbeats
 	stopped  chan struct{}
+	reg      registry // this worker's entry in the backend's list of workers
 }
 
 type runningJob struct {
@@ -90,6 +91,14 @@ func (w *Worker) Running() int {
 // hard stop, like Stop with an expired context; prefer Stop for a graceful
 // drain.
 func (w *Worker) Start(ctx context.Context) error {
+	if err := w.start(ctx); err != nil {
+		return err
+	}
+	w.announce(ctx) // outside w.mu: the announcement reads the worker's state
+	return nil
+}
+
+func (w *Worker) start(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.started {
@@ -103,6 +112,8 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.stop = cancel
 	w.fetching.Add(1)
 	go w.fetchLoop(fetchCtx)
+	w.reg.kv, _ = w.b.(backends.KVStore)
+	w.reg.started = time.Now()
 	w.loops.Add(1)
 	go w.heartbeatLoop()
 	if bc, ok := w.b.(backends.BatchCompleter); ok {
@@ -170,6 +181,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 	}
 	close(w.idle)
 	w.loops.Wait()
+	w.withdraw(context.WithoutCancel(ctx))
 	close(w.stopped)
 	return err
 }
@@ -356,8 +368,9 @@ func (w *Worker) listenLoop(ctx context.Context, n backends.Notifier) {
 }
 
 // heartbeatLoop extends the leases of running jobs every third of the lease
-// and stops handlers whose lease was lost or whose job was cancelled. It
-// outlives the fetch loop: jobs draining at shutdown keep their leases.
+// and stops handlers whose lease was lost or whose job was cancelled; it
+// also refreshes the worker's entry in the list of workers. It outlives the
+// fetch loop: jobs draining at shutdown keep their leases.
 func (w *Worker) heartbeatLoop() {
 	defer w.loops.Done()
 	t := time.NewTicker(w.cfg.LeaseDuration / 3)
@@ -366,6 +379,9 @@ func (w *Worker) heartbeatLoop() {
 		select {
 		case <-t.C:
 			w.heartbeat()
+			ctx, cancel := context.WithTimeout(context.Background(), w.cfg.LeaseDuration/3)
+			w.announce(ctx)
+			cancel()
 		case <-w.idle:
 			return
 		}

@@ -8,9 +8,11 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/job"
+	"github.com/conveyorhq/conveyor/worker"
 )
 
 func runInspect(ctx context.Context, args []string, out io.Writer) error {
@@ -53,6 +55,22 @@ func runInspect(ctx context.Context, args []string, out io.Writer) error {
 				fmt.Fprintf(tw, "\t%d", s.Counts[st])
 			}
 			fmt.Fprintln(tw)
+		}
+		return tw.Flush()
+	case "workers":
+		list, err := worker.Workers(ctx, b)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "WORKER	HOST	PID	QUEUES	RUNNING	CONCURRENCY	HEARTBEAT	BREAKERS")
+		for _, wi := range list {
+			var brk []string
+			for _, s := range wi.Breakers {
+				brk = append(brk, s.Name+"="+s.State)
+			}
+			fmt.Fprintf(tw, "%s	%s	%d	%s	%d	%d	%s	%s\n", wi.ID, wi.Host, wi.PID, strings.Join(wi.Queues, ","),
+				wi.Running, wi.Concurrency, wi.Heartbeat.Format(time.RFC3339), strings.Join(brk, ","))
 		}
 		return tw.Flush()
 	case "job":

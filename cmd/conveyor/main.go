@@ -36,7 +36,7 @@ var commands = []command{
 	{"enqueue", "enqueue a job: enqueue [flags] TASK JSON", runEnqueue},
 	{"schedule", "manage periodic tasks: schedule add [-misfire skip|once|catchup] NAME SCHEDULE TASK JSON | list | remove NAME | pause NAME | resume NAME", runSchedule},
 	{"migrate", "apply the PostgreSQL schema migrations: migrate [-to N] [-schema S]", runMigrate},
-	{"inspect", "inspect queues and jobs: inspect queues|job ID|dead|replay ID...|replay-all QUEUE|pause QUEUE|resume QUEUE", runInspect},
+	{"inspect", "inspect queues and jobs: inspect queues|workers|job ID|dead|replay ID...|replay-all QUEUE|pause QUEUE|resume QUEUE", runInspect},
 }
 
 func main() {

@@ -283,7 +283,7 @@ func TestSchedulerLeaderKilled(t *testing.T) {
 	start := func() *exec.Cmd {
 		// The workers serve another queue, so the ticks' jobs stay pending
 		// for counting.
-		cmd := exec.Command(os.Args[0], "worker", "-db", db, "-queues", "elsewhere",
+		cmd := exec.Command(os.Args[0], "worker", "-db", db, "-queues", "elsewhere", "-lease", "3s",
 			"-schedule-poll", "100ms", "-schedule-lease", "1s", "-drain", "5s")
 		cmd.Env = append(os.Environ(), "CONVEYOR_RUN_MAIN=1")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -295,6 +295,10 @@ func TestSchedulerLeaderKilled(t *testing.T) {
 	}
 	a, c := start(), start()
 	waitUntil(t, 30*time.Second, "3 ticks", func() bool { return len(ticks()) >= 3 })
+	out.Reset()
+	if err := run(ctx, []string{"inspect", "-db", db, "workers"}, &out); err != nil || strings.Count(out.String(), "elsewhere") != 2 {
+		t.Fatalf("inspect workers with two running: %v\n%s", err, out.String())
+	}
 	lease, err := b.GetKV(ctx, backends.GetKVParams{Key: "scheduler/leader"})
 	if err != nil {
 		t.Fatal(err)
@@ -325,6 +329,15 @@ func TestSchedulerLeaderKilled(t *testing.T) {
 		}
 	}
 	t.Logf("%d consecutive ticks, %d of them after the leader was killed", len(got), len(got)-atKill)
+	// The killed worker's entry expires with its heartbeats; the one
+	// stopped cleanly withdrew its own.
+	waitUntil(t, 30*time.Second, "no worker listed", func() bool {
+		out.Reset()
+		if err := run(ctx, []string{"inspect", "-db", db, "workers"}, &out); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(out.String(), "\n") == 1 // the header alone
+	})
 	out.Reset()
 	if err := run(ctx, []string{"schedule", "list", "-db", db}, &out); err != nil || !hasLine(out.String(), strings.Fields("tick * * * * * * demo.greet catchup false")...) {
 		t.Fatalf("schedule list: %v\n%s", err, out.String())

@@ -1,0 +1,108 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+// Info is what a running worker announces about itself, for operators:
+// `conveyor inspect workers` and the dashboard list it.
+type Info struct {
+	ID          string         `json:"id"`
+	Host        string         `json:"host"`
+	PID         int            `json:"pid"`
+	Queues      []string       `json:"queues"`
+	Concurrency int            `json:"concurrency"`
+	Running     int            `json:"running"`
+	Started     time.Time      `json:"started"`
+	Heartbeat   time.Time      `json:"heartbeat"`
+	Breakers    []BreakerState `json:"breakers,omitempty"`
+}
+
+// workersPrefix starts the KVStore key of each worker's Info.
+const workersPrefix = "workers/"
+
+// registry keeps this worker's Info in the backend's KVStore, if it has
+// one, refreshed at every heartbeat and expiring after three missed ones,
+// so a worker that died drops off the list by itself.
+type registry struct {
+	kv      backends.KVStore // nil: the backend cannot list workers
+	mu      sync.Mutex
+	version int64
+	started time.Time
+}
+
+func (w *Worker) announce(ctx context.Context) {
+	r := &w.reg
+	if r.kv == nil {
+		return
+	}
+	host, _ := os.Hostname()
+	qs := make([]string, len(w.cfg.Queues))
+	for i, q := range w.cfg.Queues {
+		qs[i] = q.Name
+	}
+	now := time.Now()
+	info, _ := json.Marshal(Info{ID: w.cfg.ID, Host: host, PID: os.Getpid(), Queues: qs, Concurrency: w.cfg.Concurrency,
+		Running: w.Running(), Started: r.started, Heartbeat: now, Breakers: w.Breakers()})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := backends.PutKVParams{Key: workersPrefix + w.cfg.ID, Value: info, IfVersion: r.version,
+		ExpiresAt: now.Add(w.cfg.LeaseDuration), Now: now} // three heartbeats
+	v, err := r.kv.PutKV(ctx, p)
+	if errors.Is(err, job.ErrConflict) { // expired meanwhile: register afresh
+		p.IfVersion = 0
+		v, err = r.kv.PutKV(ctx, p)
+	}
+	if err != nil {
+		w.log.Warn("announcing the worker failed", "err", err)
+		r.version = 0
+		return
+	}
+	r.version = v
+}
+
+// withdraw removes this worker's Info at Stop.
+func (w *Worker) withdraw(ctx context.Context) {
+	r := &w.reg
+	if r.kv == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.version != 0 {
+		_ = r.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: workersPrefix + w.cfg.ID, IfVersion: r.version})
+		r.version = 0
+	}
+}
+
+// Workers lists the live workers using backend b, by ID. The backend must
+// be a backends.KVStore (every backend in this module is); otherwise the
+// error wraps job.ErrUnsupported.
+func Workers(ctx context.Context, b backends.Backend) ([]Info, error) {
+	kv, ok := b.(backends.KVStore)
+	if !ok {
+		return nil, fmt.Errorf("%w: listing workers needs a backends.KVStore; %T is not one", job.ErrUnsupported, b)
+	}
+	kvs, err := kv.ListKV(ctx, backends.ListKVParams{Prefix: workersPrefix})
+	if err != nil {
+		return nil, fmt.Errorf("listing workers: %w", err)
+	}
+	out := make([]Info, 0, len(kvs))
+	for _, e := range kvs {
+		var info Info
+		if err := json.Unmarshal(e.Value, &info); err != nil {
+			return nil, fmt.Errorf("%w: worker entry %s: %w", job.ErrMalformedPayload, e.Key, err)
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
