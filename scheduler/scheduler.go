@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -156,14 +157,25 @@ func (s *Scheduler) upsert(ctx context.Context, e Entry) error {
 // compare-and-set, retrying on conflict. With create, an absent entry
 // starts empty; without, it is job.ErrNotFound.
 func (s *Scheduler) update(ctx context.Context, name string, create bool, fn func(*State) bool) error {
-	for {
+	return s.updateFrom(ctx, name, nil, create, fn)
+}
+
+// updateFrom is update starting from kv, the entry as just listed, when
+// given; it reads the entry afresh only when there is none or the write
+// finds a newer version.
+func (s *Scheduler) updateFrom(ctx context.Context, name string, kv *backends.KV, create bool, fn func(*State) bool) error {
+	for ; ; kv = nil {
+		if kv == nil {
+			got, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: entryPrefix + name, Now: s.cfg.Clock.Now()})
+			switch {
+			case errors.Is(err, job.ErrNotFound) && create:
+			case err != nil:
+				return fmt.Errorf("scheduler: entry %s: %w", name, err)
+			}
+			kv = &got
+		}
 		var st State
-		kv, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: entryPrefix + name, Now: s.cfg.Clock.Now()})
-		switch {
-		case errors.Is(err, job.ErrNotFound) && create:
-		case err != nil:
-			return fmt.Errorf("scheduler: entry %s: %w", name, err)
-		default:
+		if kv.Version != 0 {
 			if err := json.Unmarshal(kv.Value, &st); err != nil {
 				return fmt.Errorf("%w: scheduler entry %s: %w", job.ErrMalformedPayload, name, err)
 			}
@@ -172,7 +184,7 @@ func (s *Scheduler) update(ctx context.Context, name string, create bool, fn fun
 			return nil
 		}
 		val, _ := json.Marshal(st)
-		_, err = s.kv.PutKV(ctx, backends.PutKVParams{Key: entryPrefix + name, Value: val, IfVersion: kv.Version, Now: s.cfg.Clock.Now()})
+		_, err := s.kv.PutKV(ctx, backends.PutKVParams{Key: entryPrefix + name, Value: val, IfVersion: kv.Version, Now: s.cfg.Clock.Now()})
 		if !errors.Is(err, job.ErrConflict) {
 			if err != nil {
 				return fmt.Errorf("scheduler: entry %s: %w", name, err)
@@ -275,13 +287,13 @@ func (s *Scheduler) RunOnce(ctx context.Context) error {
 	if err != nil || !leading {
 		return err
 	}
-	states, err := s.List(ctx)
+	kvs, err := s.kv.ListKV(ctx, backends.ListKVParams{Prefix: entryPrefix, Now: now})
 	if err != nil {
-		return err
+		return fmt.Errorf("scheduler: %w", err)
 	}
 	var errs []error
-	for _, st := range states {
-		if err := s.fire(ctx, st.Name, now); err != nil {
+	for i := range kvs {
+		if err := s.fire(ctx, &kvs[i], now); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -335,10 +347,11 @@ func (s *Scheduler) lead(ctx context.Context, now time.Time) (bool, error) {
 // next time on. The enqueues come first, each under a unique key for its
 // tick; the state write is a compare-and-set, so a leader that lost its
 // lease meanwhile changes nothing, and a tick enqueued twice is a duplicate.
-func (s *Scheduler) fire(ctx context.Context, name string, now time.Time) error {
+func (s *Scheduler) fire(ctx context.Context, kv *backends.KV, now time.Time) error {
+	name := strings.TrimPrefix(kv.Key, entryPrefix)
 	var fired []time.Time
 	var enqueueErr error
-	err := s.update(ctx, name, false, func(st *State) bool {
+	err := s.updateFrom(ctx, name, kv, false, func(st *State) bool {
 		sched, err := st.Entry.check()
 		if err != nil {
 			s.cfg.Logger.Error("scheduler: invalid stored entry", "entry", name, "err", err)

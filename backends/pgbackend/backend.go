@@ -70,42 +70,60 @@ func (b *Backend) enqueue(ctx context.Context, q querier, p backends.EnqueuePara
 			a.add(ins, i, now)
 		}
 	}
+	inserted := map[string]job.State{}
 	if len(a.ids) > 0 {
-		rows, err := q.query(ctx, b.q.insert, a.ids, a.queues, a.tasks, a.payloads, a.headers, a.prios, a.runAts,
+		var err error
+		inserted, err = idStates(ctx, q, b.q.insert, a.ids, a.queues, a.tasks, a.payloads, a.headers, a.prios, a.runAts,
 			a.maxDeliveries, a.timeouts, a.policies, a.keys, a.until, a.ord, now)
 		if err != nil {
 			return nil, fmt.Errorf("pgbackend: enqueue: %w", err)
 		}
-		inserted := map[string]job.State{}
-		err = scanAll(rows, func(s scanner) error {
-			var id, st string
-			err := s.Scan(&id, &st)
-			inserted[id] = job.State(st)
-			return err
-		})
+	}
+	var unknown []string // duplicates whose state is still to read
+	for i, ins := range p.Jobs {
+		if !dup[i] {
+			if st, ok := inserted[ins.ID]; ok {
+				res[i] = backends.EnqueueResult{ID: ins.ID, State: st}
+				continue
+			}
+			res[i] = backends.EnqueueResult{ID: ins.ID, Duplicate: true} // the ID existed: a retried enqueue
+		}
+		if res[i].State == "" {
+			if st, ok := inserted[res[i].ID]; ok { // a key taken earlier in this batch
+				res[i].State = st
+			} else {
+				unknown = append(unknown, res[i].ID)
+			}
+		}
+	}
+	if len(unknown) > 0 {
+		states, err := idStates(ctx, q, b.q.existing, unknown)
 		if err != nil {
 			return nil, fmt.Errorf("pgbackend: enqueue: %w", err)
 		}
-		var missing []string
-		for i, ins := range p.Jobs {
-			if dup[i] {
-				continue
-			}
-			if st, ok := inserted[ins.ID]; ok {
-				res[i] = backends.EnqueueResult{ID: ins.ID, State: st}
-			} else {
-				// The ID existed already: a retried enqueue.
-				res[i] = backends.EnqueueResult{ID: ins.ID, Duplicate: true}
-				missing = append(missing, ins.ID)
-			}
-		}
-		if len(missing) > 0 {
-			if err := b.fillStates(ctx, q, res); err != nil {
-				return nil, err
+		for i := range res {
+			if res[i].State == "" {
+				res[i].State = states[res[i].ID]
 			}
 		}
 	}
 	return res, nil
+}
+
+// idStates runs a statement that returns (id, state) rows.
+func idStates(ctx context.Context, q querier, sql string, args ...any) (map[string]job.State, error) {
+	out := map[string]job.State{}
+	rows, err := q.query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	err = scanAll(rows, func(s scanner) error {
+		var id, st string
+		err := s.Scan(&id, &st)
+		out[id] = job.State(st)
+		return err
+	})
+	return out, err
 }
 
 // checkBeforeInsert takes the locks, marks duplicates (by ID and by unique
@@ -156,16 +174,7 @@ func (b *Backend) checkBeforeInsert(ctx context.Context, q querier, p backends.E
 			return fmt.Errorf("pgbackend: unique keys: %w", err)
 		}
 	}
-	existing := map[string]job.State{}
-	rows, err := q.query(ctx, b.q.existing, ids)
-	if err == nil {
-		err = scanAll(rows, func(s scanner) error {
-			var id, st string
-			err := s.Scan(&id, &st)
-			existing[id] = job.State(st)
-			return err
-		})
-	}
+	existing, err := idStates(ctx, q, b.q.existing, ids)
 	if err != nil {
 		return fmt.Errorf("pgbackend: enqueue: %w", err)
 	}
@@ -211,20 +220,6 @@ func (b *Backend) checkBeforeInsert(ctx context.Context, q querier, p backends.E
 			}
 		}
 	}
-	// In-batch duplicates of a key point at the job inserted first: its
-	// state is the state it is inserted in.
-	for i := range res {
-		if dup[i] && res[i].State == "" {
-			for j, ins := range p.Jobs {
-				if ins.ID == res[i].ID && !dup[j] {
-					res[i].State = job.Pending
-					if ins.RunAt.After(now) {
-						res[i].State = job.Scheduled
-					}
-				}
-			}
-		}
-	}
 	return nil
 }
 
@@ -241,35 +236,6 @@ func (h holder) holds(now time.Time) bool {
 		return now.Before(h.until)
 	}
 	return !h.state.Finished()
-}
-
-// fillStates sets the state of duplicate results by ID.
-func (b *Backend) fillStates(ctx context.Context, q querier, res []backends.EnqueueResult) error {
-	var ids []string
-	for _, r := range res {
-		if r.Duplicate {
-			ids = append(ids, r.ID)
-		}
-	}
-	states := map[string]job.State{}
-	rows, err := q.query(ctx, b.q.existing, ids)
-	if err == nil {
-		err = scanAll(rows, func(s scanner) error {
-			var id, st string
-			err := s.Scan(&id, &st)
-			states[id] = job.State(st)
-			return err
-		})
-	}
-	if err != nil {
-		return fmt.Errorf("pgbackend: enqueue: %w", err)
-	}
-	for i := range res {
-		if res[i].Duplicate && res[i].State == "" {
-			res[i].State = states[res[i].ID]
-		}
-	}
-	return nil
 }
 
 // insertArrays are the columns of an insert batch, passed as arrays to one
@@ -527,12 +493,13 @@ func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) e
 }
 
 // leased runs a statement on the job l holds ($1 its ID, $2 now, $3 the
-// token, then args) with an asynchronous commit.
+// token, then args; it returns the ID when it changed the job) with an
+// asynchronous commit.
 func (b *Backend) leased(ctx context.Context, l job.Lease, sql string, args ...any) error {
 	if err := b.closed(); err != nil {
 		return err
 	}
-	rows, err := asyncQuerier{b.pool}.query(ctx, sql+" RETURNING id", append([]any{l.JobID, time.Now(), l.Token}, args...)...)
+	rows, err := asyncQuerier{b.pool}.query(ctx, sql, append([]any{l.JobID, time.Now(), l.Token}, args...)...)
 	found := false
 	if err == nil {
 		err = scanAll(rows, func(scanner) error { found = true; return nil })

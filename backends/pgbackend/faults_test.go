@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/pgbackend"
+	"github.com/conveyorhq/conveyor/internal/faulttest"
 	"github.com/conveyorhq/conveyor/internal/testenv"
 	"github.com/conveyorhq/conveyor/job"
 	"github.com/conveyorhq/conveyor/queue"
@@ -25,19 +25,6 @@ import (
 type numArgs struct{ N int }
 
 var numTask = queue.NewTask[numArgs, queue.None]("pg.num", queue.TaskOptions{Queue: "q"})
-
-// waitFor polls cond: the conditions are jobs finishing in other
-// goroutines against a server, which announces nothing we could wait on.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 func counts(t *testing.T, b *pgbackend.Backend, q string) map[job.State]int {
 	t.Helper()
@@ -217,7 +204,7 @@ func TestNoListenPolls(t *testing.T) {
 	for i := range 5 {
 		_, err := numTask.Enqueue(ctx, c, numArgs{N: i}, nil)
 		must(t, err)
-		waitFor(t, 10*time.Second, "the job to run without LISTEN", func() bool { return ran.Load() == int64(i+1) })
+		testenv.WaitFor(t, 10*time.Second, "the job to run without LISTEN", func() bool { return ran.Load() == int64(i+1) })
 	}
 }
 
@@ -225,77 +212,11 @@ func TestNoListenPolls(t *testing.T) {
 // enqueuer keeps enqueuing: the worker reconnects and carries on, and every
 // job whose enqueue succeeded runs.
 func TestWorkerRidesOutPostgresRestart(t *testing.T) {
-	ctx := context.Background()
 	srv := testenv.StartPostgres(t)
-	pool, err := pgxpool.New(ctx, srv.URL+"?pool_max_conns=10")
+	pool, err := pgxpool.New(context.Background(), srv.URL+"?pool_max_conns=10")
 	must(t, err)
 	defer pool.Close()
 	b := open(t, pool, pgbackend.Config{})
-	w := worker.New(b, worker.Config{Queues: []worker.QueueConfig{{Name: "q"}}, Concurrency: 8,
-		LeaseDuration: 2 * time.Second, PollInterval: 100 * time.Millisecond})
-	var mu sync.Mutex
-	ran := map[int]int{}
-	worker.Register(w, numTask, func(ctx context.Context, a numArgs) (queue.None, error) {
-		time.Sleep(2 * time.Millisecond)
-		mu.Lock()
-		ran[a.N]++
-		mu.Unlock()
-		return queue.None{}, nil
-	})
-	must(t, w.Start(ctx))
-	defer w.Stop(ctx)
-	c := queue.NewClient(b, queue.Config{})
-	var enqueued []int
-	var failed atomic.Int64
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := numTask.Enqueue(ctx, c, numArgs{N: i}, nil); err != nil {
-				failed.Add(1)
-				time.Sleep(20 * time.Millisecond)
-				continue
-			}
-			mu.Lock()
-			enqueued = append(enqueued, i)
-			mu.Unlock()
-		}
-	}()
-	progress := func(n int) func() bool {
-		return func() bool {
-			mu.Lock()
-			defer mu.Unlock()
-			return len(ran) >= n
-		}
-	}
-	waitFor(t, 30*time.Second, "100 jobs before the restart", progress(100))
-	srv.Stop()
-	waitFor(t, 30*time.Second, "enqueues to fail while PostgreSQL is down", func() bool { return failed.Load() >= 3 })
-	srv.Start()
-	mu.Lock()
-	before := len(ran)
-	mu.Unlock()
-	waitFor(t, 60*time.Second, "100 more jobs after the restart", progress(before+100))
-	close(stop)
-	<-done
-	waitFor(t, 60*time.Second, "every acknowledged job to run", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, i := range enqueued {
-			if ran[i] == 0 {
-				return false
-			}
-		}
-		return true
-	})
-	waitFor(t, 30*time.Second, "no job left unfinished", func() bool {
-		n := counts(t, b, "q")
-		return n[job.Running]+n[job.Pending]+n[job.Retrying]+n[job.Scheduled] == 0 && n[job.Dead] == 0
-	})
-	t.Logf("%d jobs enqueued, %d ran, %d enqueues refused during the outage", len(enqueued), len(ran), failed.Load())
+	faulttest.RideOutRestart(t, b, srv, faulttest.RestartParams{Server: "PostgreSQL", Queue: "q", Poll: 100 * time.Millisecond,
+		Jobs: 100, After: 60 * time.Second})
 }

@@ -6,30 +6,19 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/conveyorhq/conveyor/backends/internal/tick"
 )
 
 // janitorLoop runs Tidy every JanitorEvery in whichever process holds the
 // schema's janitor advisory lock at that moment.
 func (b *Backend) janitorLoop() {
 	defer b.bg.Done()
-	t := time.NewTicker(b.cfg.JanitorEvery)
-	defer t.Stop()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		<-b.closing
-		cancel()
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tick.Every(b.closing, b.cfg.JanitorEvery, func(ctx context.Context) {
 		if err := b.Tidy(ctx); err != nil && ctx.Err() == nil {
 			b.cfg.Logger.Warn("pgbackend: janitor", "err", err)
 		}
-	}
+	})
 }
 
 // Tidy recovers expired leases in every queue and deletes finished jobs

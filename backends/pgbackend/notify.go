@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/tick"
 )
 
 // Listen implements backends.Notifier. One connection per Backend LISTENs
@@ -33,12 +34,8 @@ func (b *Backend) Listen(ctx context.Context, p backends.ListenParams) (<-chan b
 // can no longer be missed (or polling has begun).
 func (b *Backend) listenLoop(ready chan struct{}) {
 	defer b.bg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := tick.Until(b.closing)
 	defer cancel()
-	go func() {
-		<-b.closing
-		cancel()
-	}()
 	signalReady := func() {
 		select {
 		case <-ready:

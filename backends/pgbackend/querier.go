@@ -108,11 +108,3 @@ func (r batchRows) Close() {
 	r.pgxRows.Close()
 	_ = r.br.Close()
 }
-
-func (r batchRows) Err() error {
-	if err := r.pgxRows.Err(); err != nil {
-		return err
-	}
-	r.pgxRows.Close()
-	return r.br.Close()
-}

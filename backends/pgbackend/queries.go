@@ -106,10 +106,12 @@ func newQueries(schema string) queries {
 				deliveries = deliveries - CASE WHEN $5::jsonb IS NULL THEN 1 ELSE 0 END,
 				errors = CASE WHEN $5::jsonb IS NULL THEN errors ELSE errors || $5::jsonb END,
 				lease_token = NULL, lease_expires_at = NULL
-			WHERE id = $1 AND lease_token = $3 AND state = 'running'`),
+			WHERE id = $1 AND lease_token = $3 AND state = 'running'
+			RETURNING id`),
 		dead: t(`UPDATE S.jobs SET state = 'dead', finished_at = $2, errors = errors || $4::jsonb,
 				lease_token = NULL, lease_expires_at = NULL
-			WHERE id = $1 AND lease_token = $3 AND state = 'running'`),
+			WHERE id = $1 AND lease_token = $3 AND state = 'running'
+			RETURNING id`),
 		cancelRow:     t(`SELECT state, coalesce(lease_token, '') FROM S.jobs WHERE id = $1 FOR UPDATE`),
 		cancelRequest: t(`UPDATE S.jobs SET cancel_requested = true WHERE id = $1`),
 		cancelJob: t(`UPDATE S.jobs SET state = 'cancelled', finished_at = $2, lease_token = NULL, lease_expires_at = NULL

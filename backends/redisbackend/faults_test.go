@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/redisbackend"
+	"github.com/conveyorhq/conveyor/internal/faulttest"
 	"github.com/conveyorhq/conveyor/internal/testenv"
 	"github.com/conveyorhq/conveyor/job"
 	"github.com/conveyorhq/conveyor/queue"
@@ -20,19 +20,6 @@ import (
 )
 
 type numArgs struct{ N int }
-
-// waitFor polls cond: the conditions here are jobs finishing in another
-// goroutine against a server, which announces nothing we could wait on.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 func counts(t *testing.T, b *redisbackend.Backend, q string) map[job.State]int {
 	t.Helper()
@@ -81,7 +68,7 @@ func TestMalformedEntriesDoNotStopTheWorker(t *testing.T) {
 	})
 	must(t, w.Start(ctx))
 	defer w.Stop(ctx)
-	waitFor(t, 15*time.Second, "19 good jobs done and the corrupt one dead", func() bool {
+	testenv.WaitFor(t, 15*time.Second, "19 good jobs done and the corrupt one dead", func() bool {
 		n := counts(t, b, "m")
 		return n[job.Done] == 19 && n[job.Dead] == 1
 	})
@@ -103,82 +90,12 @@ func TestMalformedEntriesDoNotStopTheWorker(t *testing.T) {
 // worker runs and an enqueuer keeps enqueuing. The worker reconnects and
 // carries on; every job whose enqueue succeeded runs.
 func TestWorkerRidesOutRedisRestart(t *testing.T) {
-	ctx := context.Background()
 	srv := testenv.StartRedis(t)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1, DialTimeout: time.Second})
 	defer client.Close()
 	b := open(t, client, redisbackend.Config{})
-	task := queue.NewTask[numArgs, queue.None]("restart.job", queue.TaskOptions{Queue: "r"})
-	c := queue.NewClient(b, queue.Config{})
-	w := worker.New(b, worker.Config{Queues: []worker.QueueConfig{{Name: "r"}}, Concurrency: 8, LeaseDuration: 2 * time.Second, PollInterval: 50 * time.Millisecond})
-	var mu sync.Mutex
-	ran := map[int]int{}
-	worker.Register(w, task, func(ctx context.Context, a numArgs) (queue.None, error) {
-		time.Sleep(2 * time.Millisecond)
-		mu.Lock()
-		ran[a.N]++
-		mu.Unlock()
-		return queue.None{}, nil
-	})
-	must(t, w.Start(ctx))
-	defer w.Stop(ctx)
-
-	// The enqueuer counts what Redis acknowledged; during the outage its
-	// enqueues fail with an error, and it carries on.
-	var enqueued []int
-	var failed atomic.Int64
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := task.Enqueue(ctx, c, numArgs{N: i}, nil); err != nil {
-				failed.Add(1)
-				time.Sleep(20 * time.Millisecond)
-				continue
-			}
-			mu.Lock()
-			enqueued = append(enqueued, i)
-			mu.Unlock()
-		}
-	}()
-	progress := func(n int) func() bool {
-		return func() bool {
-			mu.Lock()
-			defer mu.Unlock()
-			return len(ran) >= n
-		}
-	}
-	waitFor(t, 30*time.Second, "200 jobs before the restart", progress(200))
-	srv.Stop()
-	waitFor(t, 30*time.Second, "enqueues to fail while Redis is down", func() bool { return failed.Load() >= 3 })
-	srv.Start()
-	mu.Lock()
-	before := len(ran)
-	mu.Unlock()
-	waitFor(t, 30*time.Second, "200 more jobs after the restart", progress(before+200))
-	close(stop)
-	<-done
-	waitFor(t, 60*time.Second, "every acknowledged job to run", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, i := range enqueued {
-			if ran[i] == 0 {
-				return false
-			}
-		}
-		return true
-	})
-	waitFor(t, 30*time.Second, "no job left running", func() bool {
-		n := counts(t, b, "r")
-		return n[job.Running]+n[job.Pending]+n[job.Retrying]+n[job.Scheduled] == 0 && n[job.Dead] == 0
-	})
-	t.Logf("%d jobs enqueued, %d ran, %d enqueues refused during the outage", len(enqueued), len(ran), failed.Load())
+	faulttest.RideOutRestart(t, b, srv, faulttest.RestartParams{Server: "Redis", Queue: "r", Poll: 50 * time.Millisecond,
+		Jobs: 200, After: 30 * time.Second})
 }
 
 func must(t *testing.T, err error) {

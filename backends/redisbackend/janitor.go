@@ -3,6 +3,8 @@ package redisbackend
 import (
 	"context"
 	"time"
+
+	"github.com/conveyorhq/conveyor/backends/internal/tick"
 )
 
 // janitorBatch bounds the jobs one janitor script run touches per queue.
@@ -14,28 +16,15 @@ const janitorBatch = 1000
 // when that one dies.
 func (b *Backend) janitorLoop() {
 	defer b.bg.Done()
-	t := time.NewTicker(b.cfg.JanitorEvery)
-	defer t.Stop()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		<-b.closing
-		cancel()
-	}()
-	for {
-		select {
-		case <-b.closing:
-			return
-		case <-t.C:
-		}
+	tick.Every(b.closing, b.cfg.JanitorEvery, func(ctx context.Context) {
 		ok, err := b.rdb.SetNX(ctx, b.cfg.Prefix+":janitor", "1", b.cfg.JanitorEvery).Result()
 		if err != nil || !ok {
-			continue
+			return
 		}
 		if err := b.Tidy(ctx); err != nil && ctx.Err() == nil {
 			b.cfg.Logger.Warn("redisbackend: janitor", "err", err)
 		}
-	}
+	})
 }
 
 // Tidy runs the janitor's work once on every queue: recover expired

@@ -62,19 +62,6 @@ func stats(t *testing.T, in backends.Inspector) map[job.State]int {
 	return total
 }
 
-// waitUntil polls the database, which is the only signal another process
-// gives, until cond holds.
-func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // A worker process killed with SIGKILL mid-job loses nothing: another worker
 // picks its jobs up once their leases expire, and every job ends as its
 // policy says.
@@ -141,7 +128,7 @@ func testSIGKILL(t *testing.T, db string) {
 
 	const lease = time.Second
 	first := startWorker(t, db, lease)
-	waitUntil(t, 30*time.Second, "the first worker to be mid-batch", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the first worker to be mid-batch", func() bool {
 		s := stats(t, b)
 		return s[job.Running] >= 4 && s[job.Done] >= 4
 	})
@@ -166,7 +153,7 @@ func testSIGKILL(t *testing.T, db string) {
 	}
 
 	second := startWorker(t, db, lease)
-	waitUntil(t, 60*time.Second, "every job to finish", func() bool {
+	testenv.WaitFor(t, 60*time.Second, "every job to finish", func() bool {
 		s := stats(t, b)
 		return s[job.Done]+s[job.Dead] == total
 	})
@@ -294,7 +281,7 @@ func TestSchedulerLeaderKilled(t *testing.T) {
 		return cmd
 	}
 	a, c := start(), start()
-	waitUntil(t, 30*time.Second, "3 ticks", func() bool { return len(ticks()) >= 3 })
+	testenv.WaitFor(t, 30*time.Second, "3 ticks", func() bool { return len(ticks()) >= 3 })
 	out.Reset()
 	if err := run(ctx, []string{"inspect", "-db", db, "workers"}, &out); err != nil || strings.Count(out.String(), "elsewhere") != 2 {
 		t.Fatalf("inspect workers with two running: %v\n%s", err, out.String())
@@ -314,7 +301,7 @@ func TestSchedulerLeaderKilled(t *testing.T) {
 	}
 	_ = leader.Wait()
 	atKill := len(ticks())
-	waitUntil(t, 30*time.Second, "4 more ticks after the kill", func() bool { return len(ticks()) >= atKill+4 })
+	testenv.WaitFor(t, 30*time.Second, "4 more ticks after the kill", func() bool { return len(ticks()) >= atKill+4 })
 	if err := other.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +318,7 @@ func TestSchedulerLeaderKilled(t *testing.T) {
 	t.Logf("%d consecutive ticks, %d of them after the leader was killed", len(got), len(got)-atKill)
 	// The killed worker's entry expires with its heartbeats; the one
 	// stopped cleanly withdrew its own.
-	waitUntil(t, 30*time.Second, "no worker listed", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "no worker listed", func() bool {
 		out.Reset()
 		if err := run(ctx, []string{"inspect", "-db", db, "workers"}, &out); err != nil {
 			t.Fatal(err)

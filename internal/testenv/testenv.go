@@ -190,3 +190,17 @@ func (p *Postgres) Stop() {
 		p.t.Fatalf("pg_ctl stop: %v: %s", err, out)
 	}
 }
+
+// WaitFor polls cond until it holds, failing the test after limit. The
+// conditions it serves are jobs finishing in other goroutines or processes
+// against a server, which announces nothing a test could wait on.
+func WaitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
