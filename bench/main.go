@@ -198,43 +198,27 @@ func runConveyor(ctx context.Context, cfg config, name string, open func(context
 	if err != nil {
 		return r, err
 	}
-	for i, c := range cfg.concurrency {
-		if b, done, err = open(ctx, cfg); err != nil {
-			return r, err
-		}
-		rate, err := enqueueBatch(ctx, b, cfg.n, cfg.batch, noopArgs{})
-		if err == nil && i == 0 {
-			r.batch = rate
-		}
-		if err == nil {
-			rate, err = burnDown(ctx, b, cfg.n, c)
-			r.burn = append(r.burn, rate)
-		}
-		done()
+	err = runDrains(cfg, &r, func(n, c int, args noopArgs, enqueueRate *float64) (float64, error) {
+		b, done, err := open(ctx, cfg)
 		if err != nil {
-			return r, err
+			return 0, err
 		}
-	}
-	// Sleeping jobs, then big payloads, each on a fresh backend.
-	for _, w := range []struct {
-		n, c int
-		args noopArgs
-		out  *float64
-	}{{cfg.sleepJobs, 200, noopArgs{SleepMS: 10}, &r.sleep}, {cfg.bigJobs, cfg.concurrency[0], noopArgs{Pad: bigPad}, &r.big}} {
-		if w.n == 0 {
-			continue
+		defer done()
+		batch := cfg.batch
+		if args != (noopArgs{}) {
+			batch = min(batch, 10) // 1 MB payloads: ten to a call
 		}
-		if b, done, err = open(ctx, cfg); err != nil {
-			return r, err
+		rate, err := enqueueBatch(ctx, b, n, batch, args)
+		if enqueueRate != nil {
+			*enqueueRate = rate
 		}
-		_, err := enqueueBatch(ctx, b, w.n, min(cfg.batch, 10), w.args)
-		if err == nil {
-			*w.out, err = burnDown(ctx, b, w.n, w.c)
-		}
-		done()
 		if err != nil {
-			return r, err
+			return 0, err
 		}
+		return burnDown(ctx, b, n, c)
+	})
+	if err != nil {
+		return r, err
 	}
 	if b, done, err = open(ctx, cfg); err != nil {
 		return r, err
@@ -262,7 +246,9 @@ func runConveyor(ctx context.Context, cfg config, name string, open func(context
 var bigPad = strings.Repeat("x", 1_000_000-100)
 
 func (r *row) setLatency(rec *recorder) {
-	lat, _ := rec.wait()
+	rec.mu.Lock()
+	lat := rec.lat
+	rec.mu.Unlock()
 	r.p50, r.p99, r.max, r.latencyJobs = lat.quantile(0.50), lat.quantile(0.99), lat.quantile(1), len(lat)
 	r.series = rec.series()
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -133,14 +132,9 @@ func runRiver(ctx context.Context, cfg config) (row, error) {
 	pool.Close()
 
 	// burn inserts n jobs with args, then times one client draining them.
-	burn := func(n, c int, args riverNoop, insertRate *float64) (float64, error) {
-		var count atomic.Int64
-		all := make(chan struct{})
-		client, pool, err := fresh(c, func(int64) {
-			if count.Add(1) == int64(n) {
-				close(all)
-			}
-		})
+	burn := func(n, c int, args noopArgs, insertRate *float64) (float64, error) {
+		done := newCountdown(n)
+		client, pool, err := fresh(c, func(int64) { done.ran1() })
 		if err != nil {
 			return 0, err
 		}
@@ -149,7 +143,7 @@ func runRiver(ctx context.Context, cfg config) (row, error) {
 		for j := 0; j < n; j += cfg.batch {
 			params := make([]river.InsertManyParams, 0, cfg.batch)
 			for range min(cfg.batch, n-j) {
-				params = append(params, river.InsertManyParams{Args: args})
+				params = append(params, river.InsertManyParams{Args: riverNoop(args)})
 			}
 			if _, err := client.InsertManyFast(ctx, params); err != nil {
 				return 0, err
@@ -163,33 +157,13 @@ func runRiver(ctx context.Context, cfg config) (row, error) {
 			return 0, err
 		}
 		defer client.Stop(ctx)
-		select {
-		case <-all:
-		case <-time.After(10 * time.Minute):
-			return 0, fmt.Errorf("river burn-down: %d of %d in 10 minutes", count.Load(), n)
+		if err := done.wait("river burn-down"); err != nil {
+			return 0, err
 		}
 		return float64(n) / time.Since(start).Seconds(), nil
 	}
-	for i, c := range cfg.concurrency {
-		var ins *float64
-		if i == 0 {
-			ins = &r.batch
-		}
-		rate, err := burn(cfg.n, c, riverNoop{}, ins)
-		if err != nil {
-			return r, err
-		}
-		r.burn = append(r.burn, rate)
-	}
-	if cfg.sleepJobs > 0 {
-		if r.sleep, err = burn(cfg.sleepJobs, 200, riverNoop{SleepMS: 10}, nil); err != nil {
-			return r, err
-		}
-	}
-	if cfg.bigJobs > 0 {
-		if r.big, err = burn(cfg.bigJobs, cfg.concurrency[0], riverNoop{Pad: bigPad}, nil); err != nil {
-			return r, err
-		}
+	if err := runDrains(cfg, &r, burn); err != nil {
+		return r, err
 	}
 
 	rec := newRecorder(int(cfg.duration.Seconds() * float64(cfg.rate)))
@@ -209,7 +183,7 @@ func runRiver(ctx context.Context, cfg config) (row, error) {
 	if err != nil {
 		return r, err
 	}
-	if _, err := rec.wait(); err != nil {
+	if err := rec.wait(); err != nil {
 		return r, err
 	}
 	r.setLatency(rec)

@@ -103,8 +103,7 @@ func runAsynq(ctx context.Context, cfg config) (row, error) {
 		if err != nil {
 			return 0, err
 		}
-		var count atomic.Int64
-		all := make(chan struct{})
+		done := newCountdown(n)
 		start = time.Now()
 		srv, err := asynqServe(opt, c, func(_ context.Context, t *asynq.Task) error {
 			var a noopArgs
@@ -112,42 +111,20 @@ func runAsynq(ctx context.Context, cfg config) (row, error) {
 				return err
 			}
 			a.work()
-			if count.Add(1) == int64(n) {
-				close(all)
-			}
+			done.ran1()
 			return nil
 		})
 		if err != nil {
 			return 0, err
 		}
 		defer srv.Shutdown()
-		select {
-		case <-all:
-		case <-time.After(10 * time.Minute):
-			return 0, fmt.Errorf("asynq burn-down: %d of %d in 10 minutes", count.Load(), n)
+		if err := done.wait("asynq burn-down"); err != nil {
+			return 0, err
 		}
 		return float64(n) / time.Since(start).Seconds(), nil
 	}
-	for i, c := range cfg.concurrency {
-		var enq *float64
-		if i == 0 {
-			enq = &r.batch
-		}
-		rate, err := burn(cfg.n, c, noopArgs{}, enq)
-		if err != nil {
-			return r, err
-		}
-		r.burn = append(r.burn, rate)
-	}
-	if cfg.sleepJobs > 0 {
-		if r.sleep, err = burn(cfg.sleepJobs, 200, noopArgs{SleepMS: 10}, nil); err != nil {
-			return r, err
-		}
-	}
-	if cfg.bigJobs > 0 {
-		if r.big, err = burn(cfg.bigJobs, cfg.concurrency[0], noopArgs{Pad: bigPad}, nil); err != nil {
-			return r, err
-		}
+	if err := runDrains(cfg, &r, burn); err != nil {
+		return r, err
 	}
 
 	if client, err = fresh(); err != nil {
@@ -176,7 +153,7 @@ func runAsynq(ctx context.Context, cfg config) (row, error) {
 	if err != nil {
 		return r, err
 	}
-	if _, err := rec.wait(); err != nil {
+	if err := rec.wait(); err != nil {
 		return r, err
 	}
 	r.setLatency(rec)

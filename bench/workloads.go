@@ -63,27 +63,83 @@ func enqueueBatch(ctx context.Context, b backends.Backend, n, batch int, args no
 	return float64(n) / time.Since(start).Seconds(), nil
 }
 
-// burnDown drains n enqueued no-op jobs with one worker.
+// countdown closes all once n jobs have run.
+type countdown struct {
+	n, ran atomic.Int64
+	all    chan struct{}
+}
+
+func newCountdown(n int) *countdown {
+	c := &countdown{all: make(chan struct{})}
+	c.n.Store(int64(n))
+	return c
+}
+
+// ran1 notes one job run.
+func (c *countdown) ran1() {
+	if c.ran.Add(1) == c.n.Load() {
+		close(c.all)
+	}
+}
+
+// wait waits for all n jobs, for 10 minutes at most.
+func (c *countdown) wait(what string) error {
+	select {
+	case <-c.all:
+		return nil
+	case <-time.After(10 * time.Minute):
+		return fmt.Errorf("%s: %d of %d jobs ran in 10 minutes", what, c.ran.Load(), c.n.Load())
+	}
+}
+
+// drain is one row's way to enqueue n jobs with args and time one worker
+// process draining them at concurrency c; a non-nil enqueueRate gets the
+// enqueue rate.
+type drain func(n, c int, args noopArgs, enqueueRate *float64) (float64, error)
+
+// runDrains fills a row's burn-down, 10ms-job and 1 MB-payload figures the
+// same way for every row.
+func runDrains(cfg config, r *row, d drain) error {
+	for i, c := range cfg.concurrency {
+		var enq *float64
+		if i == 0 {
+			enq = &r.batch
+		}
+		rate, err := d(cfg.n, c, noopArgs{}, enq)
+		if err != nil {
+			return err
+		}
+		r.burn = append(r.burn, rate)
+	}
+	var err error
+	if cfg.sleepJobs > 0 {
+		if r.sleep, err = d(cfg.sleepJobs, 200, noopArgs{SleepMS: 10}, nil); err != nil {
+			return err
+		}
+	}
+	if cfg.bigJobs > 0 {
+		if r.big, err = d(cfg.bigJobs, cfg.concurrency[0], noopArgs{Pad: bigPad}, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// burnDown drains n enqueued jobs with one worker.
 func burnDown(ctx context.Context, b backends.Backend, n, concurrency int) (float64, error) {
-	var count atomic.Int64
-	all := make(chan struct{})
+	done := newCountdown(n)
 	w := worker.New(b, worker.Config{Concurrency: concurrency})
 	worker.Register(w, noop, func(_ context.Context, a noopArgs) (queue.None, error) {
 		a.work()
-		if count.Add(1) == int64(n) {
-			close(all)
-		}
+		done.ran1()
 		return queue.None{}, nil
 	})
 	start := time.Now()
 	if err := w.Start(ctx); err != nil {
 		return 0, err
 	}
-	timeout := time.After(10 * time.Minute)
-	select {
-	case <-all:
-	case <-timeout:
-		return 0, fmt.Errorf("burn-down: %d of %d jobs ran in 10 minutes", count.Load(), n)
+	if err := done.wait("burn-down"); err != nil {
+		return 0, err
 	}
 	// The handler has returned for all; wait for the last completions too.
 	if err := w.Stop(ctx); err != nil {
@@ -129,15 +185,13 @@ func (r *recorder) record(enqueuedAt int64) {
 	}
 }
 
-func (r *recorder) wait() (latencies, error) {
+func (r *recorder) wait() error {
 	select {
 	case <-r.all:
+		return nil
 	case <-time.After(time.Minute):
-		return nil, errors.New("latency run: jobs still unstarted a minute after the last enqueue")
+		return errors.New("latency run: jobs still unstarted a minute after the last enqueue")
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.lat, nil
 }
 
 // series returns the latencies as points in time since the first enqueue.
@@ -196,8 +250,7 @@ func steadyLatency(ctx context.Context, b backends.Backend, perSec int, d time.D
 	if err != nil {
 		return nil, err
 	}
-	_, err = rec.wait()
-	return rec, err
+	return rec, rec.wait()
 }
 
 // soak pushes n no-op jobs through one worker, keeping at most 20,000

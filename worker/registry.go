@@ -35,6 +35,7 @@ const workersPrefix = "workers/"
 // so a worker that died drops off the list by itself.
 type registry struct {
 	kv      backends.KVStore // nil: the backend cannot list workers
+	host    string
 	mu      sync.Mutex
 	version int64
 	started time.Time
@@ -45,13 +46,12 @@ func (w *Worker) announce(ctx context.Context) {
 	if r.kv == nil {
 		return
 	}
-	host, _ := os.Hostname()
 	qs := make([]string, len(w.cfg.Queues))
 	for i, q := range w.cfg.Queues {
 		qs[i] = q.Name
 	}
 	now := time.Now()
-	info, _ := json.Marshal(Info{ID: w.cfg.ID, Host: host, PID: os.Getpid(), Queues: qs, Concurrency: w.cfg.Concurrency,
+	info, _ := json.Marshal(Info{ID: w.cfg.ID, Host: r.host, PID: os.Getpid(), Queues: qs, Concurrency: w.cfg.Concurrency,
 		Running: w.Running(), Started: r.started, Heartbeat: now, Breakers: w.Breakers()})
 	r.mu.Lock()
 	defer r.mu.Unlock()

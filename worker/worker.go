@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"time"
 
@@ -113,6 +114,7 @@ func (w *Worker) start(ctx context.Context) error {
 	w.fetching.Add(1)
 	go w.fetchLoop(fetchCtx)
 	w.reg.kv, _ = w.b.(backends.KVStore)
+	w.reg.host, _ = os.Hostname()
 	w.reg.started = time.Now()
 	w.loops.Add(1)
 	go w.heartbeatLoop()

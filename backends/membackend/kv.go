@@ -13,17 +13,18 @@ import (
 
 var _ backends.KVStore = (*Backend)(nil)
 
-// live returns the key if it exists and has not expired. The caller holds b.mu.
-func (b *Backend) liveKV(key string, p backends.GetKVParams) (backends.KV, bool) {
+// liveKV returns the key if it exists and has not expired at now (zero:
+// the current time). The caller holds b.mu.
+func (b *Backend) liveKV(key string, now time.Time) (backends.KV, bool) {
 	kv, ok := b.kv[key]
-	return kv, ok && backends.KVLive(kv.ExpiresAt, backends.KVNow(p.Now))
+	return kv, ok && backends.KVLive(kv.ExpiresAt, backends.KVNow(now))
 }
 
 // GetKV implements backends.KVStore.
 func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.KV, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	kv, ok := b.liveKV(p.Key, p)
+	kv, ok := b.liveKV(p.Key, p.Now)
 	if !ok {
 		return backends.KV{}, fmt.Errorf("%w: key %s", job.ErrNotFound, p.Key)
 	}
@@ -35,7 +36,7 @@ func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.K
 func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	cur, live := b.liveKV(p.Key, backends.GetKVParams{Now: p.Now})
+	cur, live := b.liveKV(p.Key, p.Now)
 	have := int64(0)
 	if live {
 		have = cur.Version
@@ -52,7 +53,7 @@ func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, err
 func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	cur, ok := b.liveKV(p.Key, backends.GetKVParams{})
+	cur, ok := b.liveKV(p.Key, time.Time{})
 	if p.IfVersion != 0 && (!ok || cur.Version != p.IfVersion) {
 		return fmt.Errorf("%w: key %s is not at version %d", job.ErrConflict, p.Key, p.IfVersion)
 	}
@@ -67,7 +68,7 @@ func (b *Backend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backen
 	defer b.mu.Unlock()
 	var out []backends.KV
 	for k := range b.kv {
-		if kv, ok := b.liveKV(k, backends.GetKVParams{Now: p.Now}); ok && strings.HasPrefix(k, p.Prefix) {
+		if kv, ok := b.liveKV(k, p.Now); ok && strings.HasPrefix(k, p.Prefix) {
 			kv.Value = slices.Clone(kv.Value)
 			out = append(out, kv)
 		}
