@@ -2,7 +2,6 @@ package pgbackend_test
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +12,8 @@ import (
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/backendtest"
 	"github.com/conveyorhq/conveyor/backends/pgbackend"
+	"github.com/conveyorhq/conveyor/internal/faulttest"
 	"github.com/conveyorhq/conveyor/internal/testenv"
-	"github.com/conveyorhq/conveyor/job"
 )
 
 // newPool connects to the test server and gives the test a schema of its
@@ -60,35 +59,7 @@ func TestConformance(t *testing.T) {
 // Finished jobs are pruned after their retention, except while their
 // unique window is open; the maintained counts follow.
 func TestTidyPrunesFinishedJobs(t *testing.T) {
-	ctx := context.Background()
 	pool, schema := newPool(t)
 	b := open(t, pool, pgbackend.Config{Schema: schema, KeepDone: time.Millisecond, JanitorEvery: -1})
-	plain := &backends.JobInsert{ID: "plain", Queue: "q", Task: "t"}
-	windowed := &backends.JobInsert{ID: "windowed", Queue: "q", Task: "t", UniqueKey: "k", UniqueUntil: time.Now().Add(time.Hour)}
-	if _, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{plain, windowed}}); err != nil {
-		t.Fatal(err)
-	}
-	recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: "q", Limit: 2, Lease: time.Minute})
-	if err != nil || len(recs) != 2 {
-		t.Fatalf("Reserve = %d, %v", len(recs), err)
-	}
-	for _, r := range recs {
-		if err := b.Complete(ctx, backends.CompleteParams{Lease: r.Lease}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	time.Sleep(5 * time.Millisecond) // past the 1ms retention; nothing announces it
-	if err := b.Tidy(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.GetJob(ctx, backends.GetJobParams{ID: "plain"}); !errors.Is(err, job.ErrNotFound) {
-		t.Fatalf("pruned job: %v", err)
-	}
-	if _, err := b.GetJob(ctx, backends.GetJobParams{ID: "windowed"}); err != nil {
-		t.Fatalf("job inside its unique window was pruned: %v", err)
-	}
-	st, err := b.QueueStats(ctx, backends.QueueStatsParams{Queue: "q"})
-	if err != nil || len(st) != 1 || st[0].Counts[job.Done] != 1 {
-		t.Fatalf("stats after pruning: %+v, %v", st, err)
-	}
+	faulttest.PruneAfterRetention(t, b, b.Tidy)
 }

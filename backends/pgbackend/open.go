@@ -87,12 +87,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.PollEvery <= 0 {
 		cfg.PollEvery = time.Second
 	}
-	if cfg.KeepDone == 0 {
-		cfg.KeepDone = 24 * time.Hour
-	}
-	if cfg.KeepDead == 0 {
-		cfg.KeepDead = 7 * 24 * time.Hour
-	}
+	backends.DefaultRetention(&cfg.KeepDone, &cfg.KeepDead)
 	if cfg.JanitorEvery == 0 {
 		cfg.JanitorEvery = time.Second
 	}

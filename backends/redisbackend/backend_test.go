@@ -2,7 +2,7 @@ package redisbackend_test
 
 import (
 	"context"
-	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -11,8 +11,8 @@ import (
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/backendtest"
 	"github.com/conveyorhq/conveyor/backends/redisbackend"
+	"github.com/conveyorhq/conveyor/internal/faulttest"
 	"github.com/conveyorhq/conveyor/internal/testenv"
-	"github.com/conveyorhq/conveyor/job"
 )
 
 // open returns a backend on client under a prefix of its own, so tests
@@ -21,7 +21,7 @@ func open(t testing.TB, client redis.UniversalClient, cfg redisbackend.Config) *
 	t.Helper()
 	cfg.Client = client
 	if cfg.Prefix == "" {
-		cfg.Prefix = "test-" + t.Name()
+		cfg.Prefix = "test-" + t.Name() + "-" + strconv.FormatInt(time.Now().UnixNano(), 36) // fresh keys on a reused server
 	}
 	b, err := redisbackend.New(context.Background(), cfg)
 	if err != nil {
@@ -55,34 +55,6 @@ func TestConformanceCluster(t *testing.T) {
 // Finished jobs are pruned after their retention, except while their
 // unique window is open; the counts follow.
 func TestTidyPrunesFinishedJobs(t *testing.T) {
-	ctx := context.Background()
 	b := open(t, newClient(t), redisbackend.Config{KeepDone: time.Millisecond, JanitorEvery: -1})
-	plain := &backends.JobInsert{ID: "plain", Queue: "q", Task: "t"}
-	windowed := &backends.JobInsert{ID: "windowed", Queue: "q", Task: "t", UniqueKey: "k", UniqueUntil: time.Now().Add(time.Hour)}
-	if _, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{plain, windowed}}); err != nil {
-		t.Fatal(err)
-	}
-	recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: "q", Limit: 2, Lease: time.Minute})
-	if err != nil || len(recs) != 2 {
-		t.Fatalf("Reserve = %d, %v", len(recs), err)
-	}
-	for _, r := range recs {
-		if err := b.Complete(ctx, backends.CompleteParams{Lease: r.Lease}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	time.Sleep(5 * time.Millisecond) // past the 1ms retention; nothing announces it
-	if err := b.Tidy(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.GetJob(ctx, backends.GetJobParams{ID: "plain"}); !errors.Is(err, job.ErrNotFound) {
-		t.Fatalf("pruned job: %v", err)
-	}
-	if _, err := b.GetJob(ctx, backends.GetJobParams{ID: "windowed"}); err != nil {
-		t.Fatalf("job inside its unique window was pruned: %v", err)
-	}
-	st, err := b.QueueStats(ctx, backends.QueueStatsParams{Queue: "q"})
-	if err != nil || st[0].Counts[job.Done] != 1 {
-		t.Fatalf("stats after pruning: %+v, %v", st, err)
-	}
+	faulttest.PruneAfterRetention(t, b, b.Tidy)
 }

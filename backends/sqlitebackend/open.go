@@ -84,12 +84,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.CheckpointEvery <= 0 {
 		cfg.CheckpointEvery = time.Second
 	}
-	if cfg.KeepDone == 0 {
-		cfg.KeepDone = 24 * time.Hour
-	}
-	if cfg.KeepDead == 0 {
-		cfg.KeepDead = 7 * 24 * time.Hour
-	}
+	backends.DefaultRetention(&cfg.KeepDone, &cfg.KeepDead)
 	if cfg.PruneEvery <= 0 {
 		cfg.PruneEvery = time.Minute
 	}
