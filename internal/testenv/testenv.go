@@ -38,6 +38,13 @@ func RedisCluster(t testing.TB) []string {
 // PostgresURL is the URL of the shared PostgreSQL database.
 func PostgresURL(t testing.TB) string { return need(t, "CONVEYOR_POSTGRES_URL", "a PostgreSQL server") }
 
+// RabbitMQURL is the amqp:// URL of the shared RabbitMQ node.
+func RabbitMQURL(t testing.TB) string { return need(t, "CONVEYOR_RABBITMQ_URL", "a RabbitMQ server") }
+
+// RabbitMQNode is the Erlang node name of the shared RabbitMQ, for
+// rabbitmqctl.
+func RabbitMQNode(t testing.TB) string { return need(t, "CONVEYOR_RABBITMQ_NODE", "a RabbitMQ server") }
+
 // FreePort returns a loopback TCP port nobody listens on right now.
 func FreePort(t testing.TB) int {
 	t.Helper()

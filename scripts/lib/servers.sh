@@ -118,3 +118,34 @@ start_postgres() {
   export CONVEYOR_POSTGRES_URL="postgres://conveyor:conveyor@127.0.0.1:$PG_PORT/conveyor"
   echo "postgres: $CONVEYOR_POSTGRES_URL"
 }
+
+RABBIT_PORT="${CONVEYOR_RABBITMQ_PORT:-5672}"
+RABBIT_NODE="rabbit@localhost"
+
+rabbit_up() { rabbitmqctl -q -n "$RABBIT_NODE" await_startup --timeout 5; }
+
+start_rabbitmq() {
+  need_pkg rabbitmq-server rabbitmq-server
+  # Node, epmd and distribution on loopback; a fresh data directory per run.
+  cat >/etc/rabbitmq/rabbitmq-env.conf <<CONF
+NODENAME=$RABBIT_NODE
+NODE_IP_ADDRESS=127.0.0.1
+ERL_EPMD_ADDRESS=127.0.0.1
+MNESIA_BASE=$SERVERS_DIR/rabbitmq/mnesia
+LOG_BASE=$SERVERS_DIR/rabbitmq/log
+CONF
+  cat >/etc/rabbitmq/rabbitmq.conf <<CONF
+listeners.tcp.default = 127.0.0.1:$RABBIT_PORT
+loopback_users.guest = true
+CONF
+  rabbitmqctl -q -n "$RABBIT_NODE" stop >/dev/null 2>&1 || true
+  rm -rf "$SERVERS_DIR/rabbitmq" && mkdir -p "$SERVERS_DIR/rabbitmq/mnesia" "$SERVERS_DIR/rabbitmq/log"
+  chown -R rabbitmq:rabbitmq "$SERVERS_DIR/rabbitmq" 2>/dev/null || true
+  rabbitmq-server -detached >/dev/null 2>&1 || die "rabbitmq-server did not start: $(tail -5 "$SERVERS_DIR"/rabbitmq/log/*.log 2>/dev/null)"
+  STOP_HOOKS+=("rabbitmqctl -q -n $RABBIT_NODE stop")
+  # await_startup fails until the node has registered with epmd: loop on it.
+  wait_for 120 rabbit_up || die "RabbitMQ does not answer: $(tail -20 "$SERVERS_DIR"/rabbitmq/log/*.log 2>/dev/null)"
+  export CONVEYOR_RABBITMQ_URL="amqp://guest:guest@127.0.0.1:$RABBIT_PORT/"
+  export CONVEYOR_RABBITMQ_NODE="$RABBIT_NODE"
+  echo "rabbitmq: $CONVEYOR_RABBITMQ_URL"
+}

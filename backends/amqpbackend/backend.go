@@ -1,0 +1,298 @@
+package amqpbackend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/notify"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+// Backend runs jobs through an AMQP broker, optionally paired with a
+// job-state store. Open returns a *Backend without a store and a
+// *StoredBackend, which adds inspection, with one.
+type Backend struct {
+	cfg   Config
+	names names
+	st    *store // nil without Config.Store
+
+	ctx     context.Context // ends at Close
+	cancel  context.CancelFunc
+	closing <-chan struct{}
+	bg      sync.WaitGroup
+	once    sync.Once
+
+	mu  sync.Mutex
+	cur *session      // nil while reconnecting
+	up  chan struct{} // closed when cur is set again
+
+	topoMu   sync.Mutex
+	declared map[string]func(*amqp.Channel) error // queues declared, by name, to declare again after a reconnect
+
+	consMu    sync.Mutex
+	consumers map[string]*consumer
+
+	leaseMu sync.Mutex
+	leases  map[string]*lease // by lease token
+
+	transit transit
+	hub     notify.Hub
+}
+
+// StoredBackend is a Backend paired with a job-state store. It adds
+// backends.Inspector and passes the store's KVStore through.
+type StoredBackend struct {
+	*Backend
+	backends.KVStore
+}
+
+var (
+	_ backends.Backend   = (*Backend)(nil)
+	_ backends.Notifier  = (*Backend)(nil)
+	_ backends.Inspector = (*StoredBackend)(nil)
+	_ backends.KVStore   = (*StoredBackend)(nil)
+)
+
+// Open connects to the broker and starts keeping the connection. With
+// cfg.Store it returns a *StoredBackend, else a *Backend.
+func Open(ctx context.Context, cfg Config) (backends.Backend, error) {
+	b, err := New(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Store != nil {
+		return &StoredBackend{Backend: b, KVStore: cfg.Store}, nil
+	}
+	return b, nil
+}
+
+// New connects to the broker and returns the Backend itself, for callers
+// that want its own methods (ReplayDead) with or without a store.
+func New(ctx context.Context, cfg Config) (*Backend, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("amqpbackend: Config.URL is required")
+	}
+	cfg.defaults()
+	b := &Backend{
+		cfg: cfg, names: names(cfg.Prefix),
+		declared:  map[string]func(*amqp.Channel) error{},
+		consumers: map[string]*consumer{}, leases: map[string]*lease{},
+		up: make(chan struct{}),
+	}
+	if cfg.Store != nil {
+		b.st = &store{kv: cfg.Store, prefix: cfg.Prefix + "/amqp"}
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.closing = b.ctx.Done()
+	s, err := b.dial(1)
+	if err != nil {
+		return nil, err
+	}
+	b.cur = s
+	close(b.up)
+	b.bg.Add(2)
+	go b.keep(s)
+	go b.reapLeases()
+	_ = ctx // the first dial is bounded by the dialer's own timeout
+	return b, nil
+}
+
+// Close returns every delivery this Backend holds to the broker (by
+// closing the connection) and stops its goroutines. Jobs are not affected.
+func (b *Backend) Close() error {
+	b.once.Do(func() {
+		b.cancel()
+		b.bg.Wait()
+	})
+	return nil
+}
+
+func (b *Backend) closed() error {
+	select {
+	case <-b.closing:
+		return job.ErrClosed
+	default:
+		return nil
+	}
+}
+
+// Listen implements backends.Notifier with this process's events: jobs
+// that arrived from the broker or were enqueued here, and jobs finished
+// here. Other processes' finishes are not seen; waiters poll for those.
+func (b *Backend) Listen(ctx context.Context, p backends.ListenParams) (<-chan backends.Event, error) {
+	return b.hub.Listen(ctx, p)
+}
+
+// Enqueue implements backends.Backend. Each job is published with a
+// publisher confirm; Enqueue returns once the broker has every one.
+// Without a store a batch is not atomic: a queue that fills part-way
+// keeps the jobs published before (the error wraps job.ErrQueueFull).
+func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if err := b.closed(); err != nil {
+		return nil, err
+	}
+	if len(p.Jobs) == 0 {
+		return []backends.EnqueueResult{}, nil
+	}
+	need := p.DepthNeeded()
+	for q, c := range need {
+		if err := b.ensureQueue(ctx, q, c.MaxDepth); err != nil {
+			return nil, err
+		}
+	}
+	if b.st != nil {
+		return b.enqueueStored(ctx, p, need)
+	}
+	now := time.Now()
+	res := make([]backends.EnqueueResult, len(p.Jobs))
+	msgs := make([]outgoing, len(p.Jobs))
+	for i, ins := range p.Jobs {
+		if ins.UniqueKey != "" {
+			return nil, fmt.Errorf("%w: unique keys need a job-state store (amqpbackend Config.Store)", job.ErrUnsupported)
+		}
+		d := newDoc(ins, now)
+		m, err := b.route(ctx, d, now)
+		if err != nil {
+			return nil, err
+		}
+		msgs[i], res[i] = m, backends.EnqueueResult{ID: d.ID, State: d.State}
+	}
+	acked, err := b.publish(ctx, msgs...)
+	if err != nil {
+		return nil, err
+	}
+	for i, ok := range acked {
+		if !ok {
+			q := p.Jobs[i].Queue
+			return nil, fmt.Errorf("%w: the broker refused job %d of %d: queue %q is at its bound of %d ready messages",
+				job.ErrQueueFull, i+1, len(acked), q, need[q].MaxDepth)
+		}
+	}
+	b.announce(p.Jobs)
+	return res, nil
+}
+
+// announce tells this process's listeners that jobs were enqueued.
+func (b *Backend) announce(jobs []*backends.JobInsert) {
+	seen := map[string]bool{}
+	for _, ins := range jobs {
+		if !seen[ins.Queue] {
+			seen[ins.Queue] = true
+			b.hub.Publish(backends.Event{Kind: backends.JobsAvailable, Queue: ins.Queue})
+		}
+	}
+}
+
+// enqueueStored records the batch in the store (deduplicated, within the
+// exact depth bound), then publishes it; what the broker did not take is
+// taken out of the store again.
+func (b *Backend) enqueueStored(ctx context.Context, p backends.EnqueueParams, need map[string]backends.DepthCheck) ([]backends.EnqueueResult, error) {
+	now := time.Now()
+	res := make([]backends.EnqueueResult, len(p.Jobs))
+	var fresh []*doc
+	var undo []func()
+	rollback := func() {
+		for _, u := range undo {
+			u()
+		}
+	}
+	for i, ins := range p.Jobs {
+		if d, _, err := b.st.get(ctx, ins.ID); err == nil {
+			res[i] = backends.EnqueueResult{ID: d.ID, State: d.State, Duplicate: true}
+			continue
+		} else if !errors.Is(err, job.ErrNotFound) {
+			rollback()
+			return nil, err
+		}
+		d := newDoc(ins, now)
+		if d.UniqueKey != "" {
+			holder, err := b.st.claimUnique(ctx, d, fresh)
+			if err != nil {
+				rollback()
+				return nil, err
+			}
+			if holder != "" {
+				res[i] = backends.EnqueueResult{ID: holder, State: b.stateOf(ctx, holder, fresh), Duplicate: true}
+				continue
+			}
+			undo = append(undo, func() { _ = b.st.unclaim(context.WithoutCancel(ctx), d) })
+		}
+		res[i] = backends.EnqueueResult{ID: d.ID, State: d.State}
+		fresh = append(fresh, d)
+	}
+	adding := map[string]int{}
+	for _, d := range fresh {
+		if d.Bounded {
+			adding[d.Queue]++
+		}
+	}
+	for q, n := range adding {
+		if err := b.st.addDepth(ctx, q, n, need[q].MaxDepth); err != nil {
+			rollback()
+			return nil, err
+		}
+		undo = append(undo, func() { _ = b.st.addDepth(context.WithoutCancel(ctx), q, -n, 0) })
+	}
+	msgs := make([]outgoing, len(fresh))
+	for i, d := range fresh {
+		if err := b.st.put(ctx, d, 0); err != nil {
+			rollback()
+			return nil, fmt.Errorf("amqpbackend: store job %s: %w", d.ID, err)
+		}
+		undo = append(undo, func() { _ = b.st.delete(context.WithoutCancel(ctx), d.ID) })
+		m, err := b.route(ctx, d, now)
+		if err != nil {
+			rollback()
+			return nil, err
+		}
+		msgs[i] = m
+	}
+	acked, err := b.publish(ctx, msgs...)
+	if err != nil {
+		rollback()
+		return nil, err
+	}
+	var refused []string
+	for i, ok := range acked {
+		if !ok {
+			// The broker's own bound refused it (its x-max-length counts
+			// ready messages, the store unfinished jobs): take the job back
+			// out of the store. Those it took stay.
+			d := fresh[i]
+			refused = append(refused, d.ID)
+			_ = b.st.delete(context.WithoutCancel(ctx), d.ID)
+			_ = b.st.unclaim(context.WithoutCancel(ctx), d)
+			if d.Bounded {
+				_ = b.st.addDepth(context.WithoutCancel(ctx), d.Queue, -1, 0)
+			}
+		}
+	}
+	if len(refused) > 0 {
+		return nil, fmt.Errorf("%w: the broker refused jobs %v: their queue holds its bound of ready messages", job.ErrQueueFull, refused)
+	}
+	b.announce(p.Jobs)
+	return res, nil
+}
+
+// stateOf returns the state of the job id, looking first among the jobs of
+// this batch not yet stored.
+func (b *Backend) stateOf(ctx context.Context, id string, batch []*doc) job.State {
+	for _, d := range batch {
+		if d.ID == id {
+			return d.State
+		}
+	}
+	if d, _, err := b.st.get(ctx, id); err == nil {
+		return d.State
+	}
+	return ""
+}

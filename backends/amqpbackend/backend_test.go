@@ -1,0 +1,103 @@
+package amqpbackend_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/amqpbackend"
+	"github.com/conveyorhq/conveyor/backends/backendtest"
+	"github.com/conveyorhq/conveyor/backends/sqlitebackend"
+	"github.com/conveyorhq/conveyor/internal/testenv"
+)
+
+// testPrefix names every exchange and queue of this test run, so runs on
+// a shared broker never see each other's messages (subtests use queues of
+// their own), and TestMain deletes them all at the end.
+var testPrefix = "test-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if url := os.Getenv("CONVEYOR_RABBITMQ_URL"); url != "" {
+		if err := deleteTopology(url, testPrefix); err != nil {
+			fmt.Fprintln(os.Stderr, "cleanup:", err)
+		}
+	}
+	os.Exit(code)
+}
+
+// deleteTopology deletes the queues and exchanges named with prefix. The
+// broker lists queues only through rabbitmqctl (or the management plugin).
+func deleteTopology(url, prefix string) error {
+	out, err := exec.Command("rabbitmqctl", "-q", "-n", os.Getenv("CONVEYOR_RABBITMQ_NODE"),
+		"list_queues", "name", "--no-table-headers").Output()
+	if err != nil {
+		return fmt.Errorf("rabbitmqctl list_queues: %w", err)
+	}
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	for _, name := range strings.Fields(string(out)) {
+		if strings.HasPrefix(name, prefix+".") {
+			if _, err := ch.QueueDelete(name, false, false, false); err != nil {
+				return err
+			}
+			_ = ch.ExchangeDelete(name, false, false) // delay levels have an exchange of the same name
+		}
+	}
+	for _, ex := range []string{prefix + ".work", prefix + ".dead"} {
+		if err := ch.ExchangeDelete(ex, false, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// open returns a Backend on the shared broker, paired with store if set.
+func open(t testing.TB, cfg amqpbackend.Config) backends.Backend {
+	t.Helper()
+	cfg.URL = testenv.RabbitMQURL(t)
+	if cfg.Prefix == "" {
+		cfg.Prefix = testPrefix
+	}
+	b, err := amqpbackend.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// sqliteStore returns a job-state store in a fresh SQLite file.
+func sqliteStore(t testing.TB) backends.KVStore {
+	t.Helper()
+	s, err := sqlitebackend.Open(context.Background(), sqlitebackend.Config{Path: filepath.Join(t.TempDir(), "state.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// TestConformance runs the whole suite on the broker paired with a store,
+// every subtest with a fresh SQLite store and names of its own.
+func TestConformance(t *testing.T) {
+	backendtest.Run(t, func(t *testing.T) backends.Backend {
+		return open(t, amqpbackend.Config{Store: sqliteStore(t)})
+	})
+}

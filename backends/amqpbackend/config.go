@@ -1,0 +1,61 @@
+package amqpbackend
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/conveyorhq/conveyor/backends"
+)
+
+// Config configures a Backend. Zero values mean the stated default.
+type Config struct {
+	// URL of the broker, amqp:// or amqps://. Required.
+	URL string
+	// Store keeps job state for lookup by ID, cancel, unique keys and an
+	// exact depth bound (see the package documentation). Optional: any
+	// backend's KVStore, for example a pgbackend, redisbackend or
+	// sqlitebackend Backend. The caller owns it: Close does not close it.
+	Store backends.KVStore
+	// Prefix starts every exchange, queue and store key name, so several
+	// apps can share one broker (and one store). Default "conveyor".
+	Prefix string
+	// Prefetch is how many deliveries each queue's consumer may hold
+	// unacknowledged, running jobs included. Set it to at least the worker
+	// concurrency on that queue: past it, Reserve falls back to one
+	// basic.get per job. Default 256.
+	Prefetch int
+	// Heartbeat is the AMQP heartbeat: how soon the broker notices a frozen
+	// or unplugged process and requeues its deliveries. Default 10s.
+	Heartbeat time.Duration
+	// ReconnectWait bounds how long an Enqueue waits for a lost broker
+	// connection to come back before it fails. Default 5s.
+	ReconnectWait time.Duration
+	// TransitWait bounds how long Reserve waits for a message this process
+	// just published to arrive from the broker, so that a Reserve right
+	// after an Enqueue sees the job. Default 500ms.
+	TransitWait time.Duration
+	// Logger receives reports of malformed messages and reconnects.
+	// Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.Prefix == "" {
+		c.Prefix = "conveyor"
+	}
+	if c.Prefetch <= 0 {
+		c.Prefetch = 256
+	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = 10 * time.Second
+	}
+	if c.ReconnectWait <= 0 {
+		c.ReconnectWait = 5 * time.Second
+	}
+	if c.TransitWait <= 0 {
+		c.TransitWait = 500 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}

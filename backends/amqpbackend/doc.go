@@ -1,0 +1,72 @@
+// Package amqpbackend runs Conveyor jobs through an AMQP 0-9-1 broker
+// (RabbitMQ 3.10 or newer), through github.com/rabbitmq/amqp091-go.
+//
+// # The broker
+//
+// Every queue is a durable quorum queue ("<prefix>.q.<queue>"). An enqueue
+// returns only once the broker confirmed the publish (publisher confirms);
+// Reserve hands out deliveries that stay unacknowledged while their job
+// runs, so a worker that dies, or loses its connection, gives its jobs back
+// to the broker, which delivers them again: at-least-once.
+//
+// A consumer per queue and Backend prefetches Config.Prefetch deliveries
+// into a local buffer ordered by priority, run-at and arrival, so Reserve
+// usually takes jobs without a round trip. Priority therefore orders the
+// jobs this process holds, not the whole queue (quorum queues on 3.10 have
+// no priorities): within the prefetch window.
+//
+// Leases are the process's own: a delivery whose lease passes without an
+// Extend is returned to the broker (nack, requeue), and the broker counts
+// the return in x-delivery-count, which is how poison messages are found.
+// A process that stops without returning them (killed, frozen) loses its
+// connection, at once or after the AMQP heartbeat (Config.Heartbeat), and
+// the broker requeues them then.
+//
+// Bounded backlogs: a queue enqueued with MaxDepth is declared with
+// x-max-length and x-overflow=reject-publish, so the broker itself nacks a
+// publish past the bound and Enqueue returns job.ErrQueueFull. The broker
+// counts ready messages only (not running or delayed ones), and a quorum
+// queue may admit a message or two past the bound under concurrent
+// publishers; with a store (below) the bound is exact.
+//
+// Delays, retry-at and snoozes use no plugin: a message waits in per-delay
+// level queues ("<prefix>.delay.<ms>", one per power of two milliseconds),
+// each with a fixed x-message-ttl and a dead-letter exchange back to the
+// work queues. A job due in d waits in the largest level not above the rest
+// of d, and hops down the levels until it is due, so it runs at most a few
+// milliseconds late (one hop per level, log2 of d hops) and never early.
+//
+// Dead letters are published through the exchange "<prefix>.dead" into
+// "<prefix>.dead.<queue>", where they can be inspected and replayed
+// (ReplayDead); the work queues name that exchange as their dead-letter
+// exchange, so messages the broker itself dead-letters land there too.
+//
+// # The store
+//
+// A broker cannot look a message up by ID. Paired with a job-state store
+// (Config.Store: any backend's backends.KVStore, such as PostgreSQL, Redis
+// or SQLite), as Celery pairs a broker with a result backend, the Backend
+// records every job and its state there and gains:
+//
+//   - status, result and inspection by ID (backends.Inspector), which the
+//     task API's Wait, Result and the CLI's inspect need;
+//   - Cancel of a waiting or running job by ID;
+//   - unique keys and duplicate IDs (a retried Enqueue is idempotent);
+//   - an exact MaxDepth over unfinished jobs, all or nothing per batch;
+//   - the store's KVStore itself, so the scheduler and the worker registry
+//     work.
+//
+// Without a store Enqueue refuses unique keys with job.ErrUnsupported,
+// Cancel works only for the worker holding the lease, duplicate IDs are
+// not detected, and the depth bound is the broker's.
+//
+// # Faults
+//
+// When the connection drops, the Backend reconnects with exponential
+// backoff (avast/retry-go), declares its topology again and resumes its
+// consumers. Deliveries held when it dropped are returned by the broker;
+// their leases are lost (Complete fails with job.ErrLeaseLost), so the job
+// runs again. An Enqueue during the outage waits up to Config.ReconnectWait
+// for the broker, then fails; a publish the broker did not confirm is
+// never reported as done.
+package amqpbackend

@@ -1,0 +1,100 @@
+package amqpbackend
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+// GetJob implements backends.Inspector from the store. A running job's
+// lease expiry is the one it was reserved with: Extend does not write to
+// the store.
+func (b *StoredBackend) GetJob(ctx context.Context, p backends.GetJobParams) (*job.Record, error) {
+	d, _, err := b.st.get(ctx, p.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &d.Record, nil
+}
+
+// ListJobs implements backends.Inspector. It reads every job the store
+// holds under the prefix: fine for the retention a dashboard shows, not
+// for millions of jobs (see the package documentation).
+func (b *StoredBackend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*backends.JobPage, error) {
+	limit, after, err := p.Page()
+	if err != nil {
+		return nil, err
+	}
+	docs, err := b.scan(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var match []*job.Record
+	for _, d := range docs {
+		if d.State == p.State && (p.Queue == "" || d.Queue == p.Queue) {
+			match = append(match, &d.Record)
+		}
+	}
+	slices.SortStableFunc(match, func(x, y *job.Record) int {
+		if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(x.ID, y.ID)
+	})
+	page := &backends.JobPage{Jobs: match[min(int(after), len(match)):]}
+	if len(page.Jobs) > limit {
+		page.Jobs = page.Jobs[:limit]
+		page.Next = strconv.Itoa(int(after) + limit)
+	}
+	return page, nil
+}
+
+// QueueStats implements backends.Inspector by counting the stored jobs.
+func (b *StoredBackend) QueueStats(ctx context.Context, p backends.QueueStatsParams) ([]backends.QueueStats, error) {
+	docs, err := b.scan(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byQueue := map[string]*backends.QueueStats{}
+	var out []backends.QueueStats
+	for _, d := range docs {
+		if p.Queue != "" && d.Queue != p.Queue {
+			continue
+		}
+		s := byQueue[d.Queue]
+		if s == nil {
+			s = &backends.QueueStats{Queue: d.Queue, Counts: map[job.State]int{}}
+			byQueue[d.Queue] = s
+		}
+		s.Counts[d.State]++
+	}
+	for _, s := range byQueue {
+		out = append(out, *s)
+	}
+	slices.SortFunc(out, func(x, y backends.QueueStats) int { return strings.Compare(x.Queue, y.Queue) })
+	return out, nil
+}
+
+// scan reads every stored job.
+func (b *StoredBackend) scan(ctx context.Context) ([]*doc, error) {
+	kvs, err := b.st.kv.ListKV(ctx, backends.ListKVParams{Prefix: b.st.jobPrefix()})
+	if err != nil {
+		return nil, fmt.Errorf("amqpbackend: list jobs: %w", err)
+	}
+	out := make([]*doc, 0, len(kvs))
+	for _, kv := range kvs {
+		var d doc
+		if err := json.Unmarshal(kv.Value, &d); err != nil {
+			b.cfg.Logger.Warn("amqpbackend: unreadable job in the store", "key", kv.Key, "err", err)
+			continue
+		}
+		out = append(out, &d)
+	}
+	return out, nil
+}

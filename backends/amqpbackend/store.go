@@ -1,0 +1,179 @@
+package amqpbackend
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+// store keeps job state in a KVStore: one key per job (its doc), one per
+// held unique key (the holder's ID) and one depth counter per bounded
+// queue. Every change is a compare-and-set on the job's key, so two
+// processes never both move a job.
+type store struct {
+	kv     backends.KVStore
+	prefix string
+}
+
+func (s store) jobKey(id string) string        { return s.prefix + "/job/" + id }
+func (s store) jobPrefix() string              { return s.prefix + "/job/" }
+func (s store) uniqueKey(q, key string) string { return s.prefix + "/unique/" + q + "/" + key }
+func (s store) depthKey(q string) string       { return s.prefix + "/depth/" + q }
+
+// get returns the job and its version, or an error wrapping job.ErrNotFound.
+func (s store) get(ctx context.Context, id string) (*doc, int64, error) {
+	kv, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: s.jobKey(id)})
+	if err != nil {
+		return nil, 0, fmt.Errorf("amqpbackend: job %s: %w", id, err)
+	}
+	var d doc
+	if err := json.Unmarshal(kv.Value, &d); err != nil {
+		return nil, 0, fmt.Errorf("amqpbackend: stored job %s: %w: %w", id, job.ErrMalformedPayload, err)
+	}
+	return &d, kv.Version, nil
+}
+
+// put writes d if its key is at version v (0: absent).
+func (s store) put(ctx context.Context, d *doc, v int64) error {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("amqpbackend: encode job %s: %w", d.ID, err)
+	}
+	_, err = s.kv.PutKV(ctx, backends.PutKVParams{Key: s.jobKey(d.ID), Value: b, IfVersion: v})
+	return err
+}
+
+// update applies fn to the stored job and writes it back, again from a
+// fresh read when another writer came first. An error from fn is returned
+// as is and writes nothing.
+func (s store) update(ctx context.Context, id string, fn func(*doc) error) (*doc, error) {
+	for {
+		d, v, err := s.get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := fn(d); err != nil {
+			return d, err
+		}
+		err = s.put(ctx, d, v)
+		if errors.Is(err, job.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("amqpbackend: store job %s: %w", id, err)
+		}
+		return d, nil
+	}
+}
+
+// claimUnique takes d's unique key for d, or returns the ID of the job
+// that holds it. A key held until its job finishes has no expiry and is
+// released by release; one with a window expires at UniqueUntil. A key
+// whose holder is neither stored nor among batch (the jobs being enqueued
+// with d) was left by a deleted job and is taken over.
+func (s store) claimUnique(ctx context.Context, d *doc, batch []*doc) (string, error) {
+	key := s.uniqueKey(d.Queue, d.UniqueKey)
+	for {
+		_, err := s.kv.PutKV(ctx, backends.PutKVParams{Key: key, Value: []byte(d.ID), ExpiresAt: d.UniqueUntil})
+		if err == nil {
+			return "", nil
+		}
+		if !errors.Is(err, job.ErrConflict) {
+			return "", fmt.Errorf("amqpbackend: unique key: %w", err)
+		}
+		kv, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: key})
+		if errors.Is(err, job.ErrNotFound) {
+			continue // released or expired meanwhile
+		}
+		if err != nil {
+			return "", fmt.Errorf("amqpbackend: unique key: %w", err)
+		}
+		holder := string(kv.Value)
+		inBatch := slices.ContainsFunc(batch, func(o *doc) bool { return o.ID == holder })
+		if _, _, err := s.get(ctx, holder); !inBatch && errors.Is(err, job.ErrNotFound) {
+			// The holder was deleted without releasing the key: take it over.
+			if err := s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: key, IfVersion: kv.Version}); err != nil && !errors.Is(err, job.ErrConflict) {
+				return "", fmt.Errorf("amqpbackend: unique key: %w", err)
+			}
+			continue
+		}
+		return holder, nil
+	}
+}
+
+// release gives back what a job held while unfinished: its unique key
+// (unless it has a window, which outlives the job) and its place in the
+// depth counter. It runs once per job, after the change that finished it.
+func (s store) release(ctx context.Context, d *doc) error {
+	if d.UniqueKey != "" && d.UniqueUntil.IsZero() {
+		if err := s.unclaim(ctx, d); err != nil {
+			return err
+		}
+	}
+	if d.Bounded {
+		return s.addDepth(ctx, d.Queue, -1, 0)
+	}
+	return nil
+}
+
+// unclaim deletes d's unique key if d holds it.
+func (s store) unclaim(ctx context.Context, d *doc) error {
+	key := s.uniqueKey(d.Queue, d.UniqueKey)
+	kv, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: key})
+	switch {
+	case errors.Is(err, job.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("amqpbackend: release unique key: %w", err)
+	case string(kv.Value) != d.ID:
+		return nil
+	}
+	err = s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: key, IfVersion: kv.Version})
+	if err != nil && !errors.Is(err, job.ErrConflict) {
+		return fmt.Errorf("amqpbackend: release unique key: %w", err)
+	}
+	return nil
+}
+
+// delete removes the job's key.
+func (s store) delete(ctx context.Context, id string) error {
+	return s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: s.jobKey(id)})
+}
+
+// addDepth adds delta to queue q's count of unfinished bounded jobs,
+// failing with job.ErrQueueFull, and changing nothing, when an increase
+// would pass bound.
+func (s store) addDepth(ctx context.Context, q string, delta, bound int) error {
+	key := s.depthKey(q)
+	for {
+		var n int
+		var v int64
+		kv, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: key})
+		switch {
+		case err == nil:
+			if n, err = strconv.Atoi(string(kv.Value)); err != nil {
+				return fmt.Errorf("amqpbackend: depth counter of %s: %w", q, err)
+			}
+			v = kv.Version
+		case !errors.Is(err, job.ErrNotFound):
+			return fmt.Errorf("amqpbackend: depth counter of %s: %w", q, err)
+		}
+		if delta > 0 && bound > 0 && n+delta > bound {
+			return backends.QueueFullError(q, n, delta, bound)
+		}
+		_, err = s.kv.PutKV(ctx, backends.PutKVParams{Key: key, Value: []byte(strconv.Itoa(max(n+delta, 0))), IfVersion: v})
+		if errors.Is(err, job.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("amqpbackend: depth counter of %s: %w", q, err)
+		}
+		return nil
+	}
+}
