@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -42,6 +44,7 @@ type Backend struct {
 	leases  map[string]*lease // by lease token
 
 	transit transit
+	bounded sync.Map // queue name -> *sync.Mutex serializing its publishes without a store
 	hub     notify.Hub
 }
 
@@ -165,6 +168,16 @@ func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]back
 			return nil, err
 		}
 		msgs[i], res[i] = m, backends.EnqueueResult{ID: d.ID, State: d.State}
+	}
+	// A quorum queue learns it is full asynchronously and admits publishes
+	// racing in meanwhile; one publish at a time per bounded queue in this
+	// process keeps that to the one the broker documents.
+	for _, q := range slices.Sorted(maps.Keys(need)) { // in one order: no deadlock
+		if need[q].MaxDepth > 0 {
+			mu, _ := b.bounded.LoadOrStore(q, new(sync.Mutex))
+			mu.(*sync.Mutex).Lock()
+			defer mu.(*sync.Mutex).Unlock()
+		}
 	}
 	acked, err := b.publish(ctx, msgs...)
 	if err != nil {

@@ -19,6 +19,13 @@ type Config struct {
 	// Prefix starts every exchange, queue and store key name, so several
 	// apps can share one broker (and one store). Default "conveyor".
 	Prefix string
+	// QueueType is the x-queue-type of the work queues: "quorum" (durable
+	// and replicated across a cluster; the default) or "classic". A classic
+	// queue enforces x-max-length exactly under concurrent publishers,
+	// where a quorum queue may admit several past it, but it counts no
+	// deliveries (x-delivery-count), so MaxDeliveries sees only "delivered
+	// before". Delay and dead-letter queues are quorum queues either way.
+	QueueType string
 	// Prefetch is how many deliveries each queue's consumer may hold
 	// unacknowledged, running jobs included. Set it to at least the worker
 	// concurrency on that queue: past it, Reserve falls back to one
@@ -42,6 +49,9 @@ type Config struct {
 func (c *Config) defaults() {
 	if c.Prefix == "" {
 		c.Prefix = "conveyor"
+	}
+	if c.QueueType == "" {
+		c.QueueType = "quorum"
 	}
 	if c.Prefetch <= 0 {
 		c.Prefetch = 256

@@ -182,7 +182,7 @@ func (b *Backend) ensure(ctx context.Context, name string, declare func(*amqp.Ch
 // (rabbitmqctl set_policy ... '{"max-length": N}').
 func (b *Backend) ensureQueue(ctx context.Context, q string, bound int) error {
 	return b.ensure(ctx, b.names.work(q), func(ch *amqp.Channel) error {
-		err := declareQueue(ch, b.names, q, bound)
+		err := declareQueue(ch, b.names, q, b.cfg.QueueType, bound)
 		if isPrecondition(err) {
 			b.cfg.Logger.Warn("amqpbackend: queue exists with other arguments; keeping them", "queue", b.names.work(q), "bound", bound, "err", err)
 			return nil

@@ -43,11 +43,11 @@ func declareBase(ch *amqp.Channel, n names) error {
 	return nil
 }
 
-// declareQueue declares queue q's work queue, bounded by x-max-length
-// when bound > 0.
-func declareQueue(ch *amqp.Channel, n names, q string, bound int) error {
+// declareQueue declares queue q's work queue of the given type, bounded by
+// x-max-length when bound > 0.
+func declareQueue(ch *amqp.Channel, n names, q, kind string, bound int) error {
 	args := amqp.Table{
-		"x-queue-type":              "quorum",
+		"x-queue-type":              kind,
 		"x-dead-letter-exchange":    n.deadExchange(),
 		"x-dead-letter-routing-key": q,
 	}

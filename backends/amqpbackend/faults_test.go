@@ -1,0 +1,182 @@
+package amqpbackend_test
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/amqpbackend"
+	"github.com/conveyorhq/conveyor/internal/faulttest"
+	"github.com/conveyorhq/conveyor/internal/testenv"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rabbit restarts the shared node's RabbitMQ application (the Erlang VM
+// stays up): every connection drops, queues and messages survive.
+type rabbit struct {
+	t    testing.TB
+	node string
+}
+
+func (r rabbit) ctl(args ...string) {
+	r.t.Helper()
+	out, err := exec.Command("rabbitmqctl", append([]string{"-q", "-n", r.node}, args...)...).CombinedOutput()
+	if err != nil {
+		r.t.Fatalf("rabbitmqctl %v: %v: %s", args, err, out)
+	}
+}
+
+func (r rabbit) Stop()  { r.ctl("stop_app") }
+func (r rabbit) Start() { r.ctl("start_app"); r.ctl("await_startup") }
+
+// RabbitMQ is restarted while a worker runs and an enqueuer keeps
+// enqueuing: the Backend reconnects, declares its topology again and its
+// consumers resume; every job whose enqueue the broker confirmed runs.
+// Not parallel: it restarts the broker the other tests of this package use.
+func TestWorkerRidesOutBrokerRestart(t *testing.T) {
+	srv := rabbit{t: t, node: testenv.RabbitMQNode(t)}
+	t.Cleanup(func() { _ = exec.Command("rabbitmqctl", "-q", "-n", srv.node, "start_app").Run() })
+	b := open(t, amqpbackend.Config{Store: sqliteStore(t), ReconnectWait: 200 * time.Millisecond})
+	faulttest.RideOutRestart(t, b, srv, faulttest.RestartParams{Server: "RabbitMQ", Queue: "restart", Poll: 100 * time.Millisecond,
+		Jobs: 100, After: 60 * time.Second})
+}
+
+// rawChannel returns a channel of a plain amqp091 connection to the
+// shared broker, for tests that write or read the broker directly.
+func rawChannel(t testing.TB) *amqp.Channel {
+	t.Helper()
+	conn, err := amqp.Dial(testenv.RabbitMQURL(t))
+	must(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	ch, err := conn.Channel()
+	must(t, err)
+	return ch
+}
+
+// Messages that are no job (not JSON, or JSON without a task) do not stop
+// the consumer: they move, as they are and with the reason, to the queue's
+// dead-letter queue, and the jobs around them run.
+func TestMalformedMessagesGoToDeadLetter(t *testing.T) {
+	b := open(t, amqpbackend.Config{})
+	ctx := context.Background()
+	q := "malformed"
+	ins := func(id string) *backends.JobInsert { return &backends.JobInsert{ID: id, Queue: q, Task: "t"} }
+	_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{ins("before")}})
+	must(t, err)
+	ch := rawChannel(t)
+	bad := []string{"not json at all", `{"ID":"x","Queue":"malformed"}`}
+	for _, body := range bad {
+		must(t, ch.PublishWithContext(ctx, "", testPrefix+".q."+q, false, false, amqp.Publishing{Body: []byte(body)}))
+	}
+	_, err = b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{ins("after")}})
+	must(t, err)
+
+	var got []string
+	testenv.WaitFor(t, 10*time.Second, "both jobs", func() bool {
+		recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 10, Lease: time.Minute})
+		must(t, err)
+		for _, r := range recs {
+			got = append(got, r.ID)
+			must(t, b.Complete(ctx, backends.CompleteParams{Lease: r.Lease}))
+		}
+		return len(got) == 2
+	})
+	if got[0] != "before" || got[1] != "after" {
+		t.Fatalf("ran %v, want before, after", got)
+	}
+	var dead []amqp.Delivery
+	testenv.WaitFor(t, 10*time.Second, "the malformed messages in dead letter", func() bool {
+		d, ok, err := ch.Get(testPrefix+".dead."+q, true)
+		if isNotFound(err) { // declared with the first dead letter
+			ch = rawChannel(t)
+			return false
+		}
+		must(t, err)
+		if ok {
+			dead = append(dead, d)
+		}
+		return len(dead) == len(bad)
+	})
+	for _, d := range dead {
+		if !slices.Contains(bad, string(d.Body)) || d.Headers["x-conveyor-reason"] == nil {
+			t.Fatalf("dead letter: body %q headers %v; want one of %q with a reason", d.Body, d.Headers, bad)
+		}
+		t.Logf("dead letter %q: %v", d.Body, d.Headers["x-conveyor-reason"])
+	}
+}
+
+func isNotFound(err error) bool {
+	var ae *amqp.Error
+	return errors.As(err, &ae) && ae.Code == amqp.NotFound
+}
+
+// Without a store the broker itself bounds the queue: concurrent
+// publishers get at most the bound accepted on a classic queue, and at
+// most one more on a quorum queue (it learns it is full asynchronously;
+// the Backend publishes one at a time per bounded queue to keep the race to
+// that one). The rest fail with job.ErrQueueFull, and the queue holds
+// exactly what was accepted.
+func TestBrokerBoundsConcurrentPublishers(t *testing.T) {
+	for _, kind := range []string{"quorum", "classic"} {
+		t.Run(kind, func(t *testing.T) { testBrokerBound(t, kind) })
+	}
+}
+
+func testBrokerBound(t *testing.T, kind string) {
+	b := open(t, amqpbackend.Config{QueueType: kind})
+	q := "bounded-" + kind + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	ctx := context.Background()
+	const bound, publishers, each = 20, 16, 10
+	var mu sync.Mutex
+	ok, full := 0, 0
+	var wg sync.WaitGroup
+	for p := range publishers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{
+					ID: string(rune('a'+p)) + "-" + string(rune('a'+i)), Queue: q, Task: "t", MaxDepth: bound}}})
+				mu.Lock()
+				switch {
+				case err == nil:
+					ok++
+				case errors.Is(err, job.ErrQueueFull):
+					full++
+				default:
+					t.Errorf("Enqueue: %v", err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	most := bound
+	if kind == "quorum" {
+		most++
+	}
+	if ok < bound || ok > most || ok+full != publishers*each {
+		t.Fatalf("%d accepted, %d refused as full; want %d to %d accepted of %d", ok, full, bound, most, publishers*each)
+	}
+	held, err := rawChannel(t).QueueDeclarePassive(testPrefix+".q."+q, true, false, false, false, nil)
+	must(t, err)
+	if held.Messages != ok {
+		t.Fatalf("the queue holds %d messages, %d were accepted", held.Messages, ok)
+	}
+	t.Logf("%d accepted, %d refused", ok, full)
+}
