@@ -2,6 +2,7 @@ package amqpbackend_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 	"github.com/conveyorhq/conveyor/backends/backendtest"
 	"github.com/conveyorhq/conveyor/backends/sqlitebackend"
 	"github.com/conveyorhq/conveyor/internal/testenv"
+	"github.com/conveyorhq/conveyor/job"
 )
 
 // testPrefix names every exchange and queue of this test run, so runs on
@@ -100,4 +102,41 @@ func TestConformance(t *testing.T) {
 	backendtest.Run(t, func(t *testing.T) backends.Backend {
 		return open(t, amqpbackend.Config{Store: sqliteStore(t)})
 	})
+}
+
+// TestConformanceWithoutStore runs what a broker alone can keep: the
+// stateless core and whatever capabilities it has (the capability check
+// skips the rest). TestWithoutStoreRefusesLookups covers the calls it
+// answers with job.ErrUnsupported.
+func TestConformanceWithoutStore(t *testing.T) {
+	f := func(t *testing.T) backends.Backend { return open(t, amqpbackend.Config{}) }
+	t.Run("Core", func(t *testing.T) { backendtest.RunStateless(t, f) })
+	t.Run("Capabilities", func(t *testing.T) { backendtest.RunCapabilities(t, f) })
+}
+
+func TestWithoutStoreRefusesLookups(t *testing.T) {
+	b := open(t, amqpbackend.Config{})
+	ctx := context.Background()
+	_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: "u", Queue: "nostore", Task: "t", UniqueKey: "k"}}})
+	if !errors.Is(err, job.ErrUnsupported) {
+		t.Fatalf("Enqueue with a unique key = %v, want ErrUnsupported", err)
+	}
+	_, err = b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: "c", Queue: "nostore", Task: "t"}}})
+	must(t, err)
+	if _, err := b.Cancel(ctx, backends.CancelParams{JobID: "c"}); !errors.Is(err, job.ErrUnsupported) {
+		t.Fatalf("Cancel by ID = %v, want ErrUnsupported", err)
+	}
+	// The worker holding the lease can still cancel.
+	recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: "nostore", Limit: 1, Lease: time.Minute})
+	must(t, err)
+	if len(recs) != 1 {
+		t.Fatalf("reserved %d jobs, want 1", len(recs))
+	}
+	lease := recs[0].Lease
+	if st, err := b.Cancel(ctx, backends.CancelParams{JobID: "c", Lease: &lease}); err != nil || st != job.Cancelled {
+		t.Fatalf("Cancel with the lease = %s, %v", st, err)
+	}
+	if recs, _ := b.Reserve(ctx, backends.ReserveParams{Queue: "nostore", Limit: 1, Lease: time.Minute}); len(recs) != 0 {
+		t.Fatal("a cancelled job was delivered again")
+	}
 }
