@@ -261,7 +261,7 @@ func (b *Backend) enqueueStored(ctx context.Context, p backends.EnqueueParams, n
 			rollback()
 			return nil, fmt.Errorf("amqpbackend: store job %s: %w", d.ID, err)
 		}
-		undo = append(undo, func() { _ = b.st.delete(context.WithoutCancel(ctx), d.ID) })
+		undo = append(undo, func() { _ = b.st.delete(context.WithoutCancel(ctx), d.ID, 0) })
 		m, err := b.route(ctx, d, now)
 		if err != nil {
 			rollback()
@@ -282,7 +282,7 @@ func (b *Backend) enqueueStored(ctx context.Context, p backends.EnqueueParams, n
 			// out of the store. Those it took stay.
 			d := fresh[i]
 			refused = append(refused, d.ID)
-			_ = b.st.delete(context.WithoutCancel(ctx), d.ID)
+			_ = b.st.delete(context.WithoutCancel(ctx), d.ID, 0)
 			_ = b.st.unclaim(context.WithoutCancel(ctx), d)
 			if d.Bounded {
 				_ = b.st.addDepth(context.WithoutCancel(ctx), d.Queue, -1, 0)

@@ -27,6 +27,9 @@ import (
 // their own), and TestMain deletes them all at the end.
 var testPrefix = "test-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 
+// fresh returns a queue name no earlier test of this run used.
+func fresh(name string) string { return name + "-" + strconv.FormatInt(time.Now().UnixNano(), 36) }
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if url := os.Getenv("CONVEYOR_RABBITMQ_URL"); url != "" {
@@ -117,17 +120,18 @@ func TestConformanceWithoutStore(t *testing.T) {
 func TestWithoutStoreRefusesLookups(t *testing.T) {
 	b := open(t, amqpbackend.Config{})
 	ctx := context.Background()
-	_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: "u", Queue: "nostore", Task: "t", UniqueKey: "k"}}})
+	q := fresh("nostore")
+	_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: "u", Queue: q, Task: "t", UniqueKey: "k"}}})
 	if !errors.Is(err, job.ErrUnsupported) {
 		t.Fatalf("Enqueue with a unique key = %v, want ErrUnsupported", err)
 	}
-	_, err = b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: "c", Queue: "nostore", Task: "t"}}})
+	_, err = b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: "c", Queue: q, Task: "t"}}})
 	must(t, err)
 	if _, err := b.Cancel(ctx, backends.CancelParams{JobID: "c"}); !errors.Is(err, job.ErrUnsupported) {
 		t.Fatalf("Cancel by ID = %v, want ErrUnsupported", err)
 	}
 	// The worker holding the lease can still cancel.
-	recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: "nostore", Limit: 1, Lease: time.Minute})
+	recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 1, Lease: time.Minute})
 	must(t, err)
 	if len(recs) != 1 {
 		t.Fatalf("reserved %d jobs, want 1", len(recs))
@@ -136,7 +140,7 @@ func TestWithoutStoreRefusesLookups(t *testing.T) {
 	if st, err := b.Cancel(ctx, backends.CancelParams{JobID: "c", Lease: &lease}); err != nil || st != job.Cancelled {
 		t.Fatalf("Cancel with the lease = %s, %v", st, err)
 	}
-	if recs, _ := b.Reserve(ctx, backends.ReserveParams{Queue: "nostore", Limit: 1, Lease: time.Minute}); len(recs) != 0 {
+	if recs, _ := b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 1, Lease: time.Minute}); len(recs) != 0 {
 		t.Fatal("a cancelled job was delivered again")
 	}
 }

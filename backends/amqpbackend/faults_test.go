@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os/exec"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -52,7 +51,7 @@ func TestWorkerRidesOutBrokerRestart(t *testing.T) {
 	srv := rabbit{t: t, node: testenv.RabbitMQNode(t)}
 	t.Cleanup(func() { _ = exec.Command("rabbitmqctl", "-q", "-n", srv.node, "start_app").Run() })
 	b := open(t, amqpbackend.Config{Store: sqliteStore(t), ReconnectWait: 200 * time.Millisecond})
-	faulttest.RideOutRestart(t, b, srv, faulttest.RestartParams{Server: "RabbitMQ", Queue: "restart", Poll: 100 * time.Millisecond,
+	faulttest.RideOutRestart(t, b, srv, faulttest.RestartParams{Server: "RabbitMQ", Queue: fresh("restart"), Poll: 100 * time.Millisecond,
 		Jobs: 100, After: 60 * time.Second})
 }
 
@@ -74,12 +73,12 @@ func rawChannel(t testing.TB) *amqp.Channel {
 func TestMalformedMessagesGoToDeadLetter(t *testing.T) {
 	b := open(t, amqpbackend.Config{})
 	ctx := context.Background()
-	q := "malformed"
+	q := fresh("malformed")
 	ins := func(id string) *backends.JobInsert { return &backends.JobInsert{ID: id, Queue: q, Task: "t"} }
 	_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{ins("before")}})
 	must(t, err)
 	ch := rawChannel(t)
-	bad := []string{"not json at all", `{"ID":"x","Queue":"malformed"}`}
+	bad := []string{"not json at all", `{"ID":"x","Queue":"` + q + `"}`}
 	for _, body := range bad {
 		must(t, ch.PublishWithContext(ctx, "", testPrefix+".q."+q, false, false, amqp.Publishing{Body: []byte(body)}))
 	}
@@ -139,7 +138,7 @@ func TestBrokerBoundsConcurrentPublishers(t *testing.T) {
 
 func testBrokerBound(t *testing.T, kind string) {
 	b := open(t, amqpbackend.Config{QueueType: kind})
-	q := "bounded-" + kind + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	q := fresh("bounded-" + kind)
 	ctx := context.Background()
 	const bound, publishers, each = 20, 16, 10
 	var mu sync.Mutex
@@ -179,4 +178,49 @@ func testBrokerBound(t *testing.T, kind string) {
 		t.Fatalf("the queue holds %d messages, %d were accepted", held.Messages, ok)
 	}
 	t.Logf("%d accepted, %d refused", ok, full)
+}
+
+// Dead letters can be read and replayed from the broker alone: the job
+// comes back with a fresh delivery count and its attempt history, and a
+// message that is no job stays in the dead-letter queue.
+func TestReplayDeadWithoutStore(t *testing.T) {
+	b, err := amqpbackend.New(context.Background(), amqpbackend.Config{URL: testenv.RabbitMQURL(t), Prefix: testPrefix})
+	must(t, err)
+	defer b.Close()
+	ctx := context.Background()
+	q := fresh("replay-dead")
+	_, err = b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: "d1", Queue: q, Task: "t", Payload: []byte("p")}}})
+	must(t, err)
+	recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 1, Lease: time.Minute})
+	must(t, err)
+	must(t, b.DeadLetter(ctx, backends.DeadLetterParams{Lease: recs[0].Lease, Error: job.AttemptError{Attempt: 1, Error: "card declined"}}))
+	must(t, rawChannel(t).PublishWithContext(ctx, testPrefix+".dead", q, false, false, amqp.Publishing{Body: []byte("garbage")}))
+
+	var dead []*job.Record
+	testenv.WaitFor(t, 10*time.Second, "two dead letters", func() bool {
+		dead, err = b.ListDead(ctx, amqpbackend.DeadParams{Queue: q})
+		must(t, err)
+		return len(dead) == 2
+	})
+	if dead[0].ID != "d1" || dead[0].LastError() == nil || dead[0].LastError().Error != "card declined" {
+		t.Fatalf("first dead letter = %+v", dead[0])
+	}
+	n, err := b.ReplayDead(ctx, amqpbackend.DeadParams{Queue: q})
+	if err != nil || n != 1 {
+		t.Fatalf("ReplayDead = %d, %v; want 1", n, err)
+	}
+	var again []*job.Record
+	testenv.WaitFor(t, 10*time.Second, "the replayed job", func() bool {
+		again, err = b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 1, Lease: time.Minute})
+		must(t, err)
+		return len(again) == 1
+	})
+	if r := again[0]; r.ID != "d1" || r.Deliveries != 1 || r.Attempts() != 1 || string(r.Payload) != "p" {
+		t.Fatalf("replayed job: %+v", r)
+	}
+	left, err := b.ListDead(ctx, amqpbackend.DeadParams{Queue: q})
+	must(t, err)
+	if len(left) != 1 || string(left[0].Payload) != "garbage" {
+		t.Fatalf("left in dead letter: %+v, want the garbage message", left)
+	}
 }

@@ -81,7 +81,7 @@ func (b *StoredBackend) QueueStats(ctx context.Context, p backends.QueueStatsPar
 	return out, nil
 }
 
-// scan reads every stored job.
+// scan reads every stored job, with its version in the store.
 func (b *StoredBackend) scan(ctx context.Context) ([]*doc, error) {
 	kvs, err := b.st.kv.ListKV(ctx, backends.ListKVParams{Prefix: b.st.jobPrefix()})
 	if err != nil {
@@ -94,6 +94,7 @@ func (b *StoredBackend) scan(ctx context.Context) ([]*doc, error) {
 			b.cfg.Logger.Warn("amqpbackend: unreadable job in the store", "key", kv.Key, "err", err)
 			continue
 		}
+		d.version = kv.Version
 		out = append(out, &d)
 	}
 	return out, nil

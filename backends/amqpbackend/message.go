@@ -24,6 +24,8 @@ type doc struct {
 	// Incarnation grows with every message published for the job, so a
 	// message superseded by a retry is told from the current one.
 	Incarnation int `json:",omitempty"`
+
+	version int64 // its version in the store, where it was read from there
 }
 
 func newDoc(ins *backends.JobInsert, now time.Time) *doc {

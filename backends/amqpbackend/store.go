@@ -36,6 +36,7 @@ func (s store) get(ctx context.Context, id string) (*doc, int64, error) {
 	if err := json.Unmarshal(kv.Value, &d); err != nil {
 		return nil, 0, fmt.Errorf("amqpbackend: stored job %s: %w: %w", id, job.ErrMalformedPayload, err)
 	}
+	d.version = kv.Version
 	return &d, kv.Version, nil
 }
 
@@ -141,9 +142,10 @@ func (s store) unclaim(ctx context.Context, d *doc) error {
 	return nil
 }
 
-// delete removes the job's key.
-func (s store) delete(ctx context.Context, id string) error {
-	return s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: s.jobKey(id)})
+// delete removes the job's key if it is at version v (0: whatever its
+// version).
+func (s store) delete(ctx context.Context, id string, v int64) error {
+	return s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: s.jobKey(id), IfVersion: v})
 }
 
 // addDepth adds delta to queue q's count of unfinished bounded jobs,

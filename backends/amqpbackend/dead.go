@@ -1,0 +1,139 @@
+package amqpbackend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/conveyorhq/conveyor/job"
+)
+
+// DeadParams selects dead letters of one queue.
+type DeadParams struct {
+	Queue string
+	Limit int // how many at most; 0 means 100 for ListDead, all for ReplayDead
+}
+
+// ListDead reads up to p.Limit messages of the queue's dead-letter queue,
+// oldest first, and leaves them there. A message whose body is no job comes
+// back with its body as Payload and no task name.
+func (b *Backend) ListDead(ctx context.Context, p DeadParams) ([]*job.Record, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	var out []*job.Record
+	err := b.onDead(ctx, p.Queue, func(ch *amqp.Channel, ready int) error {
+		for range min(limit, ready) {
+			d, ok, err := ch.Get(b.names.dead(p.Queue), false) // unacked: closing the channel puts them back
+			if err != nil || !ok {
+				return err
+			}
+			out = append(out, deadRecord(d, p.Queue))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ReplayDead moves up to p.Limit of the queue's dead letters back into its
+// work queue with a fresh delivery count, keeping their attempt history.
+// With a store, a dead letter whose job was replayed or deleted since is
+// dropped instead. Messages whose body is no job stay where they are.
+func (b *Backend) ReplayDead(ctx context.Context, p DeadParams) (int, error) {
+	n := 0
+	err := b.onDead(ctx, p.Queue, func(ch *amqp.Channel, ready int) error {
+		if p.Limit > 0 {
+			ready = min(ready, p.Limit)
+		}
+		for range ready { // only what is there now: a replayed job may die again
+			d, ok, err := ch.Get(b.names.dead(p.Queue), false)
+			if err != nil || !ok {
+				return err
+			}
+			dc, err := decodeDoc(d.Body)
+			if err != nil {
+				continue // held unacked: it goes back when the channel closes
+			}
+			replayed, err := b.replay(ctx, dc)
+			if err != nil {
+				return err
+			}
+			if err := d.Ack(false); err != nil {
+				return fmt.Errorf("amqpbackend: ack dead letter: %w", err)
+			}
+			if replayed {
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
+// replay publishes a dead letter's job again as a new job run, and reports
+// false for one the store says is no longer dead.
+func (b *Backend) replay(ctx context.Context, dc *doc) (bool, error) {
+	now := time.Now()
+	dc.State, dc.RunAt, dc.FinishedAt, dc.Deliveries = job.Pending, now, time.Time{}, 0
+	dc.Incarnation++
+	if b.st != nil {
+		_, err := b.st.update(ctx, dc.ID, func(cur *doc) error {
+			if cur.State != job.Dead || cur.Incarnation >= dc.Incarnation {
+				return errStale
+			}
+			cur.State, cur.RunAt, cur.FinishedAt, cur.Deliveries, cur.Incarnation = dc.State, now, time.Time{}, 0, dc.Incarnation
+			return nil
+		})
+		if errors.Is(err, errStale) || errors.Is(err, job.ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+	if err := b.ensureQueue(ctx, dc.Queue, 0); err != nil {
+		return false, err
+	}
+	m, err := b.route(ctx, dc, now)
+	if err == nil {
+		err = b.publishAll(ctx, m)
+	}
+	return err == nil, err
+}
+
+// onDead runs fn on a channel of its own with the number of messages ready
+// in queue q's dead-letter queue (none if it was never declared). Closing
+// the channel returns whatever fn got and did not ack.
+func (b *Backend) onDead(ctx context.Context, q string, fn func(ch *amqp.Channel, ready int) error) error {
+	s, err := b.session(ctx)
+	if err != nil {
+		return err
+	}
+	return onChannel(s.conn, func(ch *amqp.Channel) error {
+		dq, err := ch.QueueDeclarePassive(b.names.dead(q), true, false, false, false, nil)
+		var ae *amqp.Error
+		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("amqpbackend: dead-letter queue of %s: %w", q, err)
+		}
+		return fn(ch, dq.Messages)
+	})
+}
+
+// deadRecord turns a dead letter into a record for inspection.
+func deadRecord(d amqp.Delivery, q string) *job.Record {
+	reason, _ := d.Headers[reasonHeader].(string)
+	dc, err := decodeDoc(d.Body)
+	if err != nil {
+		return &job.Record{ID: d.MessageId, Queue: q, Payload: d.Body, State: job.Dead,
+			Errors: []job.AttemptError{{At: d.Timestamp, Error: reason}}}
+	}
+	dc.State = job.Dead
+	return &dc.Record
+}
