@@ -44,6 +44,7 @@ type Backend struct {
 	leases  map[string]*lease // by lease token
 
 	transit transit
+	pauses  pauses
 	bounded sync.Map // queue name -> *sync.Mutex serializing its publishes without a store
 	hub     notify.Hub
 }

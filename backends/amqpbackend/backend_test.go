@@ -76,7 +76,9 @@ func deleteTopology(url, prefix string) error {
 // open returns a Backend on the shared broker, paired with store if set.
 func open(t testing.TB, cfg amqpbackend.Config) backends.Backend {
 	t.Helper()
-	cfg.URL = testenv.RabbitMQURL(t)
+	if cfg.URL == "" {
+		cfg.URL = testenv.RabbitMQURL(t)
+	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = testPrefix
 	}

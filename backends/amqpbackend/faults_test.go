@@ -3,7 +3,6 @@ package amqpbackend_test
 import (
 	"context"
 	"errors"
-	"os/exec"
 	"slices"
 	"sync"
 	"testing"
@@ -25,33 +24,13 @@ func must(t testing.TB, err error) {
 	}
 }
 
-// rabbit restarts the shared node's RabbitMQ application (the Erlang VM
-// stays up): every connection drops, queues and messages survive.
-type rabbit struct {
-	t    testing.TB
-	node string
-}
-
-func (r rabbit) ctl(args ...string) {
-	r.t.Helper()
-	out, err := exec.Command("rabbitmqctl", append([]string{"-q", "-n", r.node}, args...)...).CombinedOutput()
-	if err != nil {
-		r.t.Fatalf("rabbitmqctl %v: %v: %s", args, err, out)
-	}
-}
-
-func (r rabbit) Stop()  { r.ctl("stop_app") }
-func (r rabbit) Start() { r.ctl("start_app"); r.ctl("await_startup") }
-
 // RabbitMQ is restarted while a worker runs and an enqueuer keeps
 // enqueuing: the Backend reconnects, declares its topology again and its
 // consumers resume; every job whose enqueue the broker confirmed runs.
-// Not parallel: it restarts the broker the other tests of this package use.
 func TestWorkerRidesOutBrokerRestart(t *testing.T) {
-	srv := rabbit{t: t, node: testenv.RabbitMQNode(t)}
-	t.Cleanup(func() { _ = exec.Command("rabbitmqctl", "-q", "-n", srv.node, "start_app").Run() })
-	b := open(t, amqpbackend.Config{Store: sqliteStore(t), ReconnectWait: 200 * time.Millisecond})
-	faulttest.RideOutRestart(t, b, srv, faulttest.RestartParams{Server: "RabbitMQ", Queue: fresh("restart"), Poll: 100 * time.Millisecond,
+	srv := testenv.StartRabbitMQ(t)
+	b := open(t, amqpbackend.Config{URL: srv.URL, Store: sqliteStore(t), ReconnectWait: 200 * time.Millisecond})
+	faulttest.RideOutRestart(t, b, srv, faulttest.RestartParams{Server: "RabbitMQ", Queue: "restart", Poll: 100 * time.Millisecond,
 		Jobs: 100, After: 60 * time.Second})
 }
 

@@ -61,19 +61,30 @@ func (b *StoredBackend) QueueStats(ctx context.Context, p backends.QueueStatsPar
 	if err != nil {
 		return nil, err
 	}
-	byQueue := map[string]*backends.QueueStats{}
-	var out []backends.QueueStats
-	for _, d := range docs {
-		if p.Queue != "" && d.Queue != p.Queue {
-			continue
-		}
-		s := byQueue[d.Queue]
-		if s == nil {
-			s = &backends.QueueStats{Queue: d.Queue, Counts: map[job.State]int{}}
-			byQueue[d.Queue] = s
-		}
-		s.Counts[d.State]++
+	paused, err := b.pausedQueues(ctx)
+	if err != nil {
+		return nil, err
 	}
+	byQueue := map[string]*backends.QueueStats{}
+	stats := func(q string) *backends.QueueStats {
+		s := byQueue[q]
+		if s == nil {
+			s = &backends.QueueStats{Queue: q, Paused: paused[q], Counts: map[job.State]int{}}
+			byQueue[q] = s
+		}
+		return s
+	}
+	for q := range paused {
+		if p.Queue == "" || q == p.Queue {
+			stats(q)
+		}
+	}
+	for _, d := range docs {
+		if p.Queue == "" || d.Queue == p.Queue {
+			stats(d.Queue).Counts[d.State]++
+		}
+	}
+	var out []backends.QueueStats
 	for _, s := range byQueue {
 		out = append(out, *s)
 	}

@@ -26,6 +26,9 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 	if err := b.closed(); err != nil {
 		return nil, err
 	}
+	if paused, err := b.paused(ctx, p.Queue); paused || err != nil {
+		return []*job.Record{}, err
+	}
 	c, err := b.consumer(ctx, p.Queue)
 	if err != nil || c == nil {
 		return []*job.Record{}, err

@@ -72,5 +72,5 @@ func dbFlag(fs *flag.FlagSet) *string {
 	if def == "" {
 		def = "conveyor.db"
 	}
-	return fs.String("db", def, "SQLite database file, or a postgres://, redis:// or redis+cluster://host:port,... URL (env CONVEYOR_DB)")
+	return fs.String("db", def, "SQLite database file, or a postgres://, redis://, redis+cluster://host:port,... or amqp://...?store=<db> URL (env CONVEYOR_DB)")
 }

@@ -131,6 +131,7 @@ start_rabbitmq() {
 NODENAME=$RABBIT_NODE
 NODE_IP_ADDRESS=127.0.0.1
 ERL_EPMD_ADDRESS=127.0.0.1
+SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
 MNESIA_BASE=$SERVERS_DIR/rabbitmq/mnesia
 LOG_BASE=$SERVERS_DIR/rabbitmq/log
 CONF
