@@ -2,7 +2,8 @@
 // in one run on one machine and the same servers, and prints each figure
 // with its ratio to the row it is compared with: sqlite to memory, Conveyor
 // on Redis to raw asynq on the same Redis, Conveyor on PostgreSQL to River on
-// the same server.
+// the same server, Conveyor on RabbitMQ to a raw amqp091-go publisher and
+// consumer on the same broker.
 //
 //	go run ./bench                        # every row whose server answers
 //	go run ./bench -backends redis,asynq  # some rows
@@ -47,6 +48,7 @@ type config struct {
 	soak                   int
 	duration               time.Duration
 	redisAddr, postgresURL string
+	rabbitURL              string
 }
 
 // target is one row of the table: a Conveyor backend, or the peer it is
@@ -91,6 +93,8 @@ var targets = []target{
 	conveyor("redis", "asynq", needRedis, openRedis),
 	{name: "river", needs: needPostgres, run: runRiver},
 	conveyor("postgres", "river", needPostgres, openPostgres),
+	{name: "amqp091", needs: needRabbit, run: runRawAMQP},
+	conveyor("amqp", "amqp091", needRabbit, openAMQP),
 }
 
 func main() {
@@ -107,6 +111,7 @@ func main() {
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of the latency run")
 	flag.StringVar(&cfg.redisAddr, "redis", envOr("CONVEYOR_REDIS_ADDR", "127.0.0.1:6379"), "Redis host:port for the redis and asynq rows (its database 5 is flushed)")
 	flag.StringVar(&cfg.postgresURL, "postgres", envOr("CONVEYOR_POSTGRES_URL", "postgres://localhost:5432/postgres"), "PostgreSQL URL for the postgres and river rows (schemas bench_conveyor and bench_river are dropped)")
+	flag.StringVar(&cfg.rabbitURL, "rabbitmq", envOr("CONVEYOR_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ URL for the amqp and amqp091 rows (their queues are deleted after each workload)")
 	only := flag.String("backends", "", "comma-separated rows to run (default all whose server answers)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()

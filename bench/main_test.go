@@ -14,7 +14,7 @@ import (
 // ran all its jobs.
 func TestBenchRunsEveryWorkload(t *testing.T) {
 	cfg := config{n: 500, batch: 100, single: 100, concurrency: []int{8, 16}, rate: 500,
-		duration: 200 * time.Millisecond, redisAddr: testenv.RedisAddr(t), postgresURL: testenv.PostgresURL(t)}
+		duration: 200 * time.Millisecond, redisAddr: testenv.RedisAddr(t), postgresURL: testenv.PostgresURL(t), rabbitURL: testenv.RabbitMQURL(t)}
 	var rows []row
 	for _, target := range targets {
 		if why := target.needs(cfg); why != "" {
@@ -32,7 +32,7 @@ func TestBenchRunsEveryWorkload(t *testing.T) {
 	}
 	var out bytes.Buffer
 	printTable(&out, rows, cfg)
-	for _, want := range []string{"sqlite", "asynq", "redis", "river", "postgres", "x)"} {
+	for _, want := range []string{"sqlite", "asynq", "redis", "river", "postgres", "amqp091", "amqp", "x)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("table lacks %q:\n%s", want, out.String())
 		}

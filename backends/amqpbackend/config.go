@@ -54,7 +54,7 @@ func (c *Config) defaults() {
 		c.QueueType = "quorum"
 	}
 	if c.Prefetch <= 0 {
-		c.Prefetch = 256
+		c.Prefetch = 1000
 	}
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = 10 * time.Second

@@ -171,7 +171,7 @@ func (c *consumer) drop(gen uint64) {
 // later goes back to the delay levels, a body that is no job goes to dead
 // letter.
 func (c *consumer) arrive(d amqp.Delivery, gen uint64) {
-	dc, err := decodeDoc(d.Body)
+	dc, err := decode(d)
 	due := err == nil && !dc.RunAt.After(time.Now())
 	switch {
 	case err != nil:
@@ -286,7 +286,7 @@ func (c *consumer) get() (*item, error) {
 			return nil, nil
 		}
 		c.b.transit.arrived(c.queue, d.MessageId)
-		dc, err := decodeDoc(d.Body)
+		dc, err := decode(d)
 		if err != nil {
 			c.b.rejectMalformed(d, c.queue, err)
 			continue

@@ -26,8 +26,8 @@ func (b *Backend) ListDead(ctx context.Context, p DeadParams) ([]*job.Record, er
 		limit = 100
 	}
 	var out []*job.Record
-	err := b.onDead(ctx, p.Queue, func(ch *amqp.Channel, ready int) error {
-		for range min(limit, ready) {
+	err := b.onDead(ctx, p.Queue, func(ch *amqp.Channel) error {
+		for range limit {
 			d, ok, err := ch.Get(b.names.dead(p.Queue), false) // unacked: closing the channel puts them back
 			if err != nil || !ok {
 				return err
@@ -45,18 +45,16 @@ func (b *Backend) ListDead(ctx context.Context, p DeadParams) ([]*job.Record, er
 // dropped instead. Messages whose body is no job stay where they are.
 func (b *Backend) ReplayDead(ctx context.Context, p DeadParams) (int, error) {
 	n := 0
-	err := b.onDead(ctx, p.Queue, func(ch *amqp.Channel, ready int) error {
-		if p.Limit > 0 {
-			ready = min(ready, p.Limit)
-		}
-		for range ready { // only what is there now: a replayed job may die again
+	err := b.onDead(ctx, p.Queue, func(ch *amqp.Channel) error {
+		for p.Limit <= 0 || n < p.Limit {
+			// Held unacked until the channel closes, a message is got once.
 			d, ok, err := ch.Get(b.names.dead(p.Queue), false)
 			if err != nil || !ok {
 				return err
 			}
-			dc, err := decodeDoc(d.Body)
+			dc, err := decode(d)
 			if err != nil {
-				continue // held unacked: it goes back when the channel closes
+				continue // no job: it goes back when the channel closes
 			}
 			replayed, err := b.replay(ctx, dc)
 			if err != nil {
@@ -105,16 +103,15 @@ func (b *Backend) replay(ctx context.Context, dc *doc) (bool, error) {
 	return err == nil, err
 }
 
-// onDead runs fn on a channel of its own with the number of messages ready
-// in queue q's dead-letter queue (none if it was never declared). Closing
-// the channel returns whatever fn got and did not ack.
-func (b *Backend) onDead(ctx context.Context, q string, fn func(ch *amqp.Channel, ready int) error) error {
+// onDead runs fn on a channel of its own if queue q's dead-letter queue
+// exists. Closing the channel returns whatever fn got and did not ack.
+func (b *Backend) onDead(ctx context.Context, q string, fn func(ch *amqp.Channel) error) error {
 	s, err := b.session(ctx)
 	if err != nil {
 		return err
 	}
 	return onChannel(s.conn, func(ch *amqp.Channel) error {
-		dq, err := ch.QueueDeclarePassive(b.names.dead(q), true, false, false, false, nil)
+		_, err := ch.QueueDeclarePassive(b.names.dead(q), true, false, false, false, nil)
 		var ae *amqp.Error
 		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
 			return nil
@@ -122,14 +119,14 @@ func (b *Backend) onDead(ctx context.Context, q string, fn func(ch *amqp.Channel
 		if err != nil {
 			return fmt.Errorf("amqpbackend: dead-letter queue of %s: %w", q, err)
 		}
-		return fn(ch, dq.Messages)
+		return fn(ch)
 	})
 }
 
 // deadRecord turns a dead letter into a record for inspection.
 func deadRecord(d amqp.Delivery, q string) *job.Record {
 	reason, _ := d.Headers[reasonHeader].(string)
-	dc, err := decodeDoc(d.Body)
+	dc, err := decode(d)
 	if err != nil {
 		return &job.Record{ID: d.MessageId, Queue: q, Payload: d.Body, State: job.Dead,
 			Errors: []job.AttemptError{{At: d.Timestamp, Error: reason}}}

@@ -2,7 +2,6 @@ package amqpbackend
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -13,10 +12,10 @@ import (
 	"github.com/conveyorhq/conveyor/job"
 )
 
-// doc is a job as a message body carries it and as the store keeps it.
-// In a message, Deliveries counts the deliveries of earlier messages of the
-// same job (a retry or snooze publishes a new message, whose broker
-// delivery count starts again at zero).
+// doc is a job as a message carries it (see wire.go) and as the store
+// keeps it (JSON). In a message, Deliveries counts the deliveries of
+// earlier messages of the same job (a retry or snooze publishes a new
+// message, whose broker delivery count starts again at zero).
 type doc struct {
 	job.Record
 	// Bounded: the job counts in its queue's depth counter in the store.
@@ -43,18 +42,6 @@ func newDoc(ins *backends.JobInsert, now time.Time) *doc {
 		d.State = job.Pending
 	}
 	return d
-}
-
-// decodeDoc parses a message body, rejecting one that cannot be a job.
-func decodeDoc(body []byte) (*doc, error) {
-	var d doc
-	if err := json.Unmarshal(body, &d); err != nil {
-		return nil, fmt.Errorf("%w: message body is not a job: %w", job.ErrMalformedPayload, err)
-	}
-	if d.ID == "" || d.Queue == "" || d.Task == "" {
-		return nil, fmt.Errorf("%w: message body lacks the job ID, queue or task name", job.ErrMalformedPayload)
-	}
-	return &d, nil
 }
 
 // outgoing is one message to publish.
@@ -118,15 +105,17 @@ func (b *Backend) publish(ctx context.Context, msgs ...outgoing) ([]bool, error)
 	}()
 	confs := make([]*amqp.DeferredConfirmation, len(msgs))
 	for i, m := range msgs {
-		pub := amqp.Publishing{DeliveryMode: amqp.Persistent, ContentType: "application/json", Timestamp: now, Body: m.body}
+		pub := amqp.Publishing{DeliveryMode: amqp.Persistent, Body: m.body}
 		if m.doc != nil {
-			pub.MessageId, pub.Type = m.doc.ID, m.doc.Task
-			if pub.Body, err = json.Marshal(m.doc); err != nil {
-				return nil, fmt.Errorf("amqpbackend: encode job %s: %w", m.doc.ID, err)
+			if pub, err = encode(m.doc); err != nil {
+				return nil, err
 			}
 		}
 		if m.reason != "" {
-			pub.Headers = amqp.Table{reasonHeader: m.reason}
+			if pub.Headers == nil {
+				pub.Headers = amqp.Table{}
+			}
+			pub.Headers[reasonHeader] = m.reason
 		}
 		confs[i], err = s.pub.PublishWithDeferredConfirmWithContext(ctx, m.exchange, m.key, false, false, pub)
 		if err != nil {
@@ -164,7 +153,3 @@ func (b *Backend) publishAll(ctx context.Context, msgs ...outgoing) error {
 	}
 	return nil
 }
-
-// reasonHeader carries a dead letter's reason on the message, for
-// operators reading the dead-letter queue with other tools.
-const reasonHeader = "x-conveyor-reason"
