@@ -238,11 +238,13 @@ func (c *consumer) creditLocked() int {
 	return c.b.cfg.Prefetch - len(c.items) - c.held
 }
 
-// awaitTransit waits, up to Config.TransitWait, for messages this process
-// published into the queue to arrive, while they will: when nothing is
-// waiting here, or when all of them fit in the prefetch window (so that
-// Reserve picks by priority among them too). A saturated consumer does not
-// wait: it has jobs, and the rest arrive as it acks.
+// awaitTransit waits, up to Config.TransitWait, for the messages this
+// process published into the queue before the call to arrive, while they
+// will: when nothing is waiting here, or when all of them fit in the
+// prefetch window (so that Reserve picks by priority among them too). A
+// saturated consumer does not wait: it has jobs, and the rest arrive as it
+// acks. Messages published during the call are not waited for, or a steady
+// stream would hold Reserve for the whole TransitWait.
 func (c *consumer) awaitTransit(ctx context.Context) {
 	start := time.Now()
 	deadline := time.NewTimer(c.b.cfg.TransitWait)
@@ -250,7 +252,7 @@ func (c *consumer) awaitTransit(ctx context.Context) {
 	for {
 		c.mu.Lock() // arrive files and counts under c.mu: one consistent view
 		waiting, arrived, credit := len(c.items), c.arrived, c.creditLocked()
-		n := c.b.transit.pending(c.queue, start.Add(-c.b.cfg.TransitWait))
+		n := c.b.transit.pending(c.queue, start.Add(-c.b.cfg.TransitWait), start, credit)
 		c.mu.Unlock()
 		if n == 0 || credit <= 0 || (waiting > 0 && n > credit) {
 			return

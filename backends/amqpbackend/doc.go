@@ -3,7 +3,10 @@
 //
 // # The broker
 //
-// Every queue is a durable quorum queue ("<prefix>.q.<queue>"). An enqueue
+// Every queue is a durable quorum queue ("<prefix>.q.<queue>"; classic
+// with Config.QueueType). A job is a plain message: its payload is the
+// body, its ID the message-id, its task name the type, and the rest of the
+// job is in x-conveyor-* headers. An enqueue
 // returns only once the broker confirmed the publish (publisher confirms);
 // Reserve hands out deliveries that stay unacknowledged while their job
 // runs, so a worker that dies, or loses its connection, gives its jobs back
@@ -25,9 +28,11 @@
 // Bounded backlogs: a queue enqueued with MaxDepth is declared with
 // x-max-length and x-overflow=reject-publish, so the broker itself nacks a
 // publish past the bound and Enqueue returns job.ErrQueueFull. The broker
-// counts ready messages only (not running or delayed ones), and a quorum
-// queue may admit a message or two past the bound under concurrent
-// publishers; with a store (below) the bound is exact.
+// counts ready messages only (not running or delayed ones). A classic
+// queue holds the bound exactly; a quorum queue learns it is full
+// asynchronously and may admit one message past it per publishing process
+// (each process publishes to a bounded queue one message at a time to keep
+// it to one). With a store (below) the bound is exact.
 //
 // Delays, retry-at and snoozes use no plugin: a message waits in per-delay
 // level queues ("<prefix>.delay.<ms>", one per power of two milliseconds),

@@ -17,18 +17,17 @@ type transit struct {
 	byQueue map[string]*sent
 }
 
-// sent is one queue's messages in transit: a count per message ID (a
-// retried job publishes its ID again), and the IDs in publish order so
-// that forgetting old ones costs no scan.
+// sent is one queue's messages in transit, in publish order, and the
+// latest of each ID (a retried job publishes its ID again).
 type sent struct {
-	ids   map[string]int
-	total int
-	order []sentMsg
+	byID  map[string]*sentMsg
+	order []*sentMsg
 }
 
 type sentMsg struct {
-	id string
-	at time.Time
+	id      string
+	at      time.Time
+	arrived bool
 }
 
 func (t *transit) add(q, id string, at time.Time) {
@@ -39,52 +38,57 @@ func (t *transit) add(q, id string, at time.Time) {
 	}
 	s := t.byQueue[q]
 	if s == nil {
-		s = &sent{ids: map[string]int{}}
+		s = &sent{byID: map[string]*sentMsg{}}
 		t.byQueue[q] = s
 	}
-	s.ids[id]++
-	s.total++
-	s.order = append(s.order, sentMsg{id, at})
+	m := &sentMsg{id: id, at: at}
+	s.byID[id] = m
+	s.order = append(s.order, m)
 }
 
-// arrived forgets one message with that ID: it arrived, or its publish
-// failed.
+// arrived marks the latest message with that ID arrived (or its publish
+// failed).
 func (t *transit) arrived(q, id string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if s := t.byQueue[q]; s != nil {
-		s.forget(id)
-	}
-}
-
-func (s *sent) forget(id string) {
-	if n := s.ids[id]; n > 0 {
-		s.total--
-		if n == 1 {
-			delete(s.ids, id)
-		} else {
-			s.ids[id] = n - 1
+		if m := s.byID[id]; m != nil {
+			m.arrived = true
+			delete(s.byID, id)
 		}
 	}
 }
 
-// pending counts the messages for q published since then that have not
-// arrived, forgetting older ones.
-func (t *transit) pending(q string, since time.Time) int {
+// pending counts, up to limit+1, the messages for q published between
+// since and before that have not arrived, and forgets those older than
+// since or arrived at the front.
+func (t *transit) pending(q string, since, before time.Time, limit int) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := t.byQueue[q]
 	if s == nil {
 		return 0
 	}
+	drop := 0
+	for drop < len(s.order) && (s.order[drop].arrived || s.order[drop].at.Before(since)) {
+		if m := s.order[drop]; s.byID[m.id] == m {
+			delete(s.byID, m.id)
+		}
+		s.order[drop] = nil
+		drop++
+	}
+	s.order = s.order[drop:]
+	if len(s.order) == 0 {
+		s.order = nil // let the backing array go
+	}
 	n := 0
-	for n < len(s.order) && s.order[n].at.Before(since) {
-		s.forget(s.order[n].id)
-		n++
+	for _, m := range s.order {
+		if !m.at.Before(before) || n > limit {
+			break
+		}
+		if !m.arrived {
+			n++
+		}
 	}
-	s.order = s.order[n:]
-	if s.total == 0 {
-		s.order = nil // all arrived: let the backing array go
-	}
-	return s.total
+	return n
 }
