@@ -89,10 +89,19 @@ func runRawAMQP(ctx context.Context, cfg config) (row, error) {
 	if err != nil {
 		return r, err
 	}
+	// pub only publishes; a declare the broker refuses closes the channel
+	// it ran on, so each has its own.
 	fresh := func() (string, func(), error) {
 		q := benchName("raw")
-		_, err := pub.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
-		return q, func() { deleteQueues(cfg.rabbitURL, []string{q}, nil) }, err
+		ch, err := conn.Channel()
+		if err != nil {
+			return "", nil, err
+		}
+		defer ch.Close()
+		if _, err := ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+			return "", nil, fmt.Errorf("declare %s: %w", q, err)
+		}
+		return q, func() { deleteQueues(cfg.rabbitURL, []string{q}, nil) }, nil
 	}
 	publish := func(q string, args noopArgs) (*amqp.DeferredConfirmation, error) {
 		body, _ := json.Marshal(args)

@@ -127,8 +127,11 @@ func (w *Worker) start(ctx context.Context) error {
 		}()
 	}
 	if n, ok := w.b.(backends.Notifier); ok {
+		// Subscribe before Start returns, so that a job enqueued right
+		// after Start wakes the worker instead of waiting for a poll.
+		events, _ := n.Listen(fetchCtx, backends.ListenParams{Queues: w.queueNames()}) // on failure the loop retries
 		w.fetching.Add(1)
-		go w.listenLoop(fetchCtx, n)
+		go w.listenLoop(fetchCtx, n, events)
 	}
 	go func() {
 		select {
@@ -345,28 +348,35 @@ func (w *Worker) behindOpenBreakers(q string) bool {
 }
 
 // listenLoop turns backend notifications into wake-ups.
-func (w *Worker) listenLoop(ctx context.Context, n backends.Notifier) {
+func (w *Worker) listenLoop(ctx context.Context, n backends.Notifier, events <-chan backends.Event) {
 	defer w.fetching.Done()
-	queues := make([]string, len(w.cfg.Queues))
-	for i, q := range w.cfg.Queues {
-		queues[i] = q.Name
-	}
 	for ctx.Err() == nil {
-		events, err := n.Listen(ctx, backends.ListenParams{Queues: queues})
-		if err != nil {
-			w.log.Warn("listen failed; relying on polling", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(w.cfg.PollInterval):
+		if events == nil {
+			var err error
+			if events, err = n.Listen(ctx, backends.ListenParams{Queues: w.queueNames()}); err != nil {
+				w.log.Warn("listen failed; relying on polling", "err", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(w.cfg.PollInterval):
+				}
+				continue
 			}
-			continue
 		}
 		for ev := range events {
 			if ev.Kind == backends.JobsAvailable || ev.Kind == backends.Changed {
 				w.signal()
 			}
 		}
+		events = nil // closed: the backend dropped us, or ctx ended
 	}
+}
+
+func (w *Worker) queueNames() []string {
+	queues := make([]string, len(w.cfg.Queues))
+	for i, q := range w.cfg.Queues {
+		queues[i] = q.Name
+	}
+	return queues
 }
 
 // heartbeatLoop extends the leases of running jobs every third of the lease

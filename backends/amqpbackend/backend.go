@@ -63,8 +63,9 @@ var (
 	_ backends.KVStore   = (*StoredBackend)(nil)
 )
 
-// Open connects to the broker and starts keeping the connection. With
-// cfg.Store it returns a *StoredBackend, else a *Backend.
+// Open connects to the broker (giving up when ctx ends) and keeps the
+// connection until Close. With cfg.Store it returns a *StoredBackend, else
+// a *Backend.
 func Open(ctx context.Context, cfg Config) (backends.Backend, error) {
 	b, err := New(ctx, cfg)
 	if err != nil {
@@ -76,8 +77,9 @@ func Open(ctx context.Context, cfg Config) (backends.Backend, error) {
 	return b, nil
 }
 
-// New connects to the broker and returns the Backend itself, for callers
-// that want its own methods (ReplayDead) with or without a store.
+// New connects to the broker (giving up when ctx ends) and returns the
+// Backend itself, for callers that want its own methods (ListDead,
+// ReplayDead) with or without a store.
 func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("amqpbackend: Config.URL is required")
@@ -94,8 +96,9 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.closing = b.ctx.Done()
-	s, err := b.dial(1)
+	s, err := b.dial(ctx, 1)
 	if err != nil {
+		b.cancel()
 		return nil, err
 	}
 	b.cur = s
@@ -103,7 +106,6 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	b.bg.Add(2)
 	go b.keep(s)
 	go b.reapLeases()
-	_ = ctx // the first dial is bounded by the dialer's own timeout
 	return b, nil
 }
 
@@ -146,6 +148,11 @@ func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]back
 	}
 	if len(p.Jobs) == 0 {
 		return []backends.EnqueueResult{}, nil
+	}
+	for _, ins := range p.Jobs {
+		if len(ins.Payload) > b.cfg.MaxMessageBytes {
+			return nil, fmt.Errorf("%w: job %s has %d bytes, more than the broker's %d", job.ErrPayloadTooLarge, ins.ID, len(ins.Payload), b.cfg.MaxMessageBytes)
+		}
 	}
 	need := p.DepthNeeded()
 	for q, c := range need {

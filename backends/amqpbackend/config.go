@@ -31,6 +31,12 @@ type Config struct {
 	// concurrency on that queue: past it, Reserve falls back to one
 	// basic.get per job. Default 256.
 	Prefetch int
+	// MaxMessageBytes refuses, with job.ErrPayloadTooLarge, a job whose
+	// payload is larger, before it reaches the broker: the broker would
+	// close the publishing channel instead (its max_message_size). Default
+	// 128 MiB, RabbitMQ's default; the task API's own bound (1 MiB) is
+	// usually met first.
+	MaxMessageBytes int
 	// Heartbeat is the AMQP heartbeat: how soon the broker notices a frozen
 	// or unplugged process and requeues its deliveries. Default 10s.
 	Heartbeat time.Duration
@@ -55,6 +61,9 @@ func (c *Config) defaults() {
 	}
 	if c.Prefetch <= 0 {
 		c.Prefetch = 1000
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 128 << 20
 	}
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = 10 * time.Second

@@ -203,3 +203,25 @@ func TestReplayDeadWithoutStore(t *testing.T) {
 		t.Fatalf("left in dead letter: %+v, want the garbage message", left)
 	}
 }
+
+// A payload past the broker's size limit is refused before it reaches the
+// broker (which would close the channel), and the backend carries on.
+func TestOversizedPayloadIsRefused(t *testing.T) {
+	b := open(t, amqpbackend.Config{MaxMessageBytes: 1024})
+	ctx := context.Background()
+	q := fresh("oversized")
+	_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{
+		{ID: "small", Queue: q, Task: "t", Payload: make([]byte, 10)},
+		{ID: "big", Queue: q, Task: "t", Payload: make([]byte, 2048)},
+	}})
+	if !errors.Is(err, job.ErrPayloadTooLarge) {
+		t.Fatalf("Enqueue of 2 KiB = %v, want ErrPayloadTooLarge", err)
+	}
+	_, err = b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: "ok", Queue: q, Task: "t", Payload: make([]byte, 1024)}}})
+	must(t, err)
+	recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 10, Lease: time.Minute})
+	must(t, err)
+	if len(recs) != 1 || recs[0].ID != "ok" {
+		t.Fatalf("reserved %v, want only the job that fit (nothing of the refused batch)", recs)
+	}
+}

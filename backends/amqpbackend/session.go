@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"time"
 
@@ -27,14 +28,27 @@ type session struct {
 	lost chan struct{} // closed once this session is gone
 }
 
-// dial opens a session and declares every queue and delay level this
-// Backend has declared before, so a restarted broker (or a new node) has
-// the topology again before anything is published.
-func (b *Backend) dial(gen uint64) (*session, error) {
+// dialTimeout bounds a connection attempt, the handshake included.
+const dialTimeout = 30 * time.Second
+
+// dial opens a session, until ctx ends, and declares every queue and delay
+// level this Backend has declared before, so a restarted broker (or a new
+// node) has the topology again before anything is published.
+func (b *Backend) dial(ctx context.Context, gen uint64) (*session, error) {
 	props := amqp.NewConnectionProperties()
 	host, _ := os.Hostname()
 	props.SetClientConnectionName(fmt.Sprintf("conveyor %s/%d", host, os.Getpid()))
-	conn, err := amqp.DialConfig(b.cfg.URL, amqp.Config{Heartbeat: b.cfg.Heartbeat, Properties: props})
+	conn, err := amqp.DialConfig(b.cfg.URL, amqp.Config{Heartbeat: b.cfg.Heartbeat, Properties: props,
+		Dial: func(network, addr string) (net.Conn, error) {
+			d := net.Dialer{Timeout: dialTimeout}
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			// As amqp.DefaultDial: a deadline for the handshake, which
+			// amqp091 clears once the connection is open.
+			return c, c.SetDeadline(time.Now().Add(dialTimeout))
+		}})
 	if err != nil {
 		return nil, fmt.Errorf("amqpbackend: dial: %w", err)
 	}
@@ -106,7 +120,7 @@ func (b *Backend) keep(s *session) {
 
 		var next *session
 		err := retry.Do(func() (err error) {
-			next, err = b.dial(s.gen + 1)
+			next, err = b.dial(b.ctx, s.gen+1)
 			return err
 		}, retry.Context(b.ctx), retry.Attempts(0), retry.DelayType(retry.BackOffDelay),
 			retry.Delay(50*time.Millisecond), retry.MaxDelay(2*time.Second), retry.LastErrorOnly(true),
