@@ -38,8 +38,12 @@
 // level queues ("<prefix>.delay.<ms>", one per power of two milliseconds),
 // each with a fixed x-message-ttl and a dead-letter exchange back to the
 // work queues. A job due in d waits in the largest level not above the rest
-// of d, and hops down the levels until it is due, so it runs at most a few
-// milliseconds late (one hop per level, log2 of d hops) and never early.
+// of d, and hops down the levels (one hop per set bit of d in
+// milliseconds); once it is due within 64ms, the consumer that receives it
+// holds it in memory and files it when due. It never runs early;
+// TestDelaysNeverRunEarly measured it due well under a millisecond late
+// when a consumer was running (tens of milliseconds when the first Reserve
+// has to start one).
 //
 // Dead letters are published through the exchange "<prefix>.dead" into
 // "<prefix>.dead.<queue>", where they can be inspected and replayed

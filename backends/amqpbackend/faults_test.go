@@ -3,6 +3,7 @@ package amqpbackend_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -223,5 +224,47 @@ func TestOversizedPayloadIsRefused(t *testing.T) {
 	must(t, err)
 	if len(recs) != 1 || recs[0].ID != "ok" {
 		t.Fatalf("reserved %v, want only the job that fit (nothing of the refused batch)", recs)
+	}
+}
+
+// Delays hop down the power-of-two TTL queues: a job never becomes due
+// before its run-at, and the lateness each delay got, from its run-at to
+// the Reserve its announcement triggered, is logged (it depends on the
+// machine, so it is reported, not asserted).
+func TestDelaysNeverRunEarly(t *testing.T) {
+	b := open(t, amqpbackend.Config{})
+	ctx := context.Background()
+	q := fresh("delays")
+	delays := []time.Duration{10 * time.Millisecond, 100 * time.Millisecond, 333 * time.Millisecond, 1500 * time.Millisecond}
+	runAt := map[string]time.Time{}
+	now := time.Now()
+	var batch []*backends.JobInsert
+	for i, d := range delays {
+		id := fmt.Sprint("delay-", i)
+		runAt[id] = now.Add(d)
+		batch = append(batch, &backends.JobInsert{ID: id, Queue: q, Task: "t", RunAt: runAt[id]})
+	}
+	events, err := b.(backends.Notifier).Listen(ctx, backends.ListenParams{Queues: []string{q}})
+	must(t, err)
+	_, err = b.Enqueue(ctx, backends.EnqueueParams{Jobs: batch})
+	must(t, err)
+	deadline := time.After(20 * time.Second)
+	for got := 0; got < len(delays); {
+		select { // a job that becomes due is announced; reserve then
+		case <-events:
+		case <-deadline:
+			t.Fatalf("%d of %d delayed jobs became due", got, len(delays))
+		}
+		recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 10, Lease: time.Minute})
+		must(t, err)
+		at := time.Now()
+		for _, r := range recs {
+			if at.Before(runAt[r.ID]) {
+				t.Fatalf("job %s reserved %s before its run-at", r.ID, runAt[r.ID].Sub(at))
+			}
+			t.Logf("%s (delay %s) reserved %s late", r.ID, runAt[r.ID].Sub(now).Round(time.Millisecond), at.Sub(runAt[r.ID]).Round(100*time.Microsecond))
+			must(t, b.Complete(ctx, backends.CompleteParams{Lease: r.Lease}))
+			got++
+		}
 	}
 }

@@ -54,10 +54,11 @@ type outgoing struct {
 }
 
 // route returns the message that puts d where it waits until d.RunAt: its
-// work queue if due, else the delay level that fits the time left.
+// work queue if due within holdLate (a consumer holds it until due), else
+// the delay level that fits the time left.
 func (b *Backend) route(ctx context.Context, d *doc, now time.Time) (outgoing, error) {
 	left := d.RunAt.Sub(now)
-	if left <= 0 {
+	if left <= holdLate {
 		return outgoing{exchange: b.names.workExchange(), key: d.Queue, doc: d, work: true}, nil
 	}
 	level := delayLevel(left)
