@@ -206,7 +206,7 @@ func rawConsume(conn *amqp.Connection, q string, c int, fn func(noopArgs)) (stop
 	if err := ch.Qos(rawPrefetch, 0, false); err != nil {
 		return nil, err
 	}
-	deliveries, err := ch.Consume(q, "", false, false, false, false, nil)
+	deliveries, err := ch.Consume(q, "bench", false, false, false, false, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -226,5 +226,8 @@ func rawConsume(conn *amqp.Connection, q string, c int, fn func(noopArgs)) (stop
 			}
 		}()
 	}
-	return func() { ch.Close(); wg.Wait() }, nil
+	// Cancel, let the goroutines ack what they hold, then close: an ack
+	// racing a closing channel is a connection error for the broker when
+	// the channel number is already reused.
+	return func() { _ = ch.Cancel("bench", false); wg.Wait(); ch.Close() }, nil
 }
