@@ -50,14 +50,7 @@ func (b *StoredBackend) ReplayJobs(ctx context.Context, p backends.ReplayJobsPar
 		case err != nil:
 			return n, err
 		}
-		if err := b.ensureQueue(ctx, d.Queue, 0); err != nil {
-			return n, err
-		}
-		m, err := b.route(ctx, d, now)
-		if err == nil {
-			err = b.publishAll(ctx, m)
-		}
-		if err != nil {
+		if err := b.republish(ctx, d, now); err != nil {
 			return n, fmt.Errorf("amqpbackend: replay %s: %w", id, err)
 		}
 		n++
@@ -68,24 +61,18 @@ func (b *StoredBackend) ReplayJobs(ctx context.Context, p backends.ReplayJobsPar
 // DeleteJobs implements backends.Admin. A deleted waiting job's message
 // is dropped when it is delivered.
 func (b *StoredBackend) DeleteJobs(ctx context.Context, p backends.DeleteJobsParams) (int, error) {
-	n := 0
+	var docs []*doc
 	for _, id := range p.IDs {
 		d, _, err := b.st.get(ctx, id)
 		if errors.Is(err, job.ErrNotFound) {
 			continue
 		}
 		if err != nil {
-			return n, err
+			return 0, err
 		}
-		ok, err := b.delete(ctx, d)
-		if err != nil {
-			return n, err
-		}
-		if ok {
-			n++
-		}
+		docs = append(docs, d)
 	}
-	return n, nil
+	return b.deleteAll(ctx, docs)
 }
 
 // PurgeQueue implements backends.Admin.
@@ -94,11 +81,14 @@ func (b *StoredBackend) PurgeQueue(ctx context.Context, p backends.PurgeQueuePar
 	if err != nil {
 		return 0, err
 	}
+	docs = slices.DeleteFunc(docs, func(d *doc) bool { return d.Queue != p.Queue || !slices.Contains(p.States, d.State) })
+	return b.deleteAll(ctx, docs)
+}
+
+// deleteAll deletes the jobs that are not running and counts them.
+func (b *StoredBackend) deleteAll(ctx context.Context, docs []*doc) (int, error) {
 	n := 0
 	for _, d := range docs {
-		if d.Queue != p.Queue || !slices.Contains(p.States, d.State) {
-			continue
-		}
 		ok, err := b.delete(ctx, d)
 		if err != nil {
 			return n, err

@@ -93,14 +93,19 @@ func (b *Backend) replay(ctx context.Context, dc *doc) (bool, error) {
 			return false, err
 		}
 	}
-	if err := b.ensureQueue(ctx, dc.Queue, 0); err != nil {
+	if err := b.republish(ctx, dc, now); err != nil {
 		return false, err
 	}
-	m, err := b.route(ctx, dc, now)
-	if err == nil {
-		err = b.publishAll(ctx, m)
+	return true, nil
+}
+
+// republish puts a replayed job back into its work queue, declaring it
+// first: this process may never have enqueued to it.
+func (b *Backend) republish(ctx context.Context, d *doc, now time.Time) error {
+	if err := b.ensureQueue(ctx, d.Queue, 0); err != nil {
+		return err
 	}
-	return err == nil, err
+	return b.send(ctx, d, now)
 }
 
 // onDead runs fn on a channel of its own if queue q's dead-letter queue

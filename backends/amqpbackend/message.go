@@ -68,6 +68,16 @@ func (b *Backend) route(ctx context.Context, d *doc, now time.Time) (outgoing, e
 	return outgoing{exchange: b.names.delay(level), key: d.Queue, doc: d}, nil
 }
 
+// send publishes d to where it waits until d.RunAt (see route) and waits
+// for the broker's confirm.
+func (b *Backend) send(ctx context.Context, d *doc, now time.Time) error {
+	m, err := b.route(ctx, d, now)
+	if err != nil {
+		return err
+	}
+	return b.publishAll(ctx, m)
+}
+
 // deadLetter returns the message that puts d (or a raw body, if d is nil)
 // in queue q's dead-letter queue.
 func (b *Backend) deadLetter(ctx context.Context, q string, d *doc, body []byte, reason string) (outgoing, error) {

@@ -234,11 +234,7 @@ func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
 			return err
 		}
 	}
-	m, err := b.route(ctx, &next, now)
-	if err == nil {
-		err = b.publishAll(ctx, m)
-	}
-	if err != nil {
+	if err := b.send(ctx, &next, now); err != nil {
 		b.restoreLease(p.Lease.Token, l)
 		return err
 	}
@@ -367,11 +363,7 @@ func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.Stat
 // hop sends a delivery that is not due yet back to the delay level that
 // fits the time it has left, then acks it.
 func (b *Backend) hop(d amqp.Delivery, dc *doc) {
-	m, err := b.route(b.ctx, dc, time.Now())
-	if err == nil {
-		err = b.publishAll(b.ctx, m)
-	}
-	if err != nil {
+	if err := b.send(b.ctx, dc, time.Now()); err != nil {
 		b.cfg.Logger.Warn("amqpbackend: could not delay a job; the broker will deliver it again", "job", dc.ID, "err", err)
 		_ = d.Nack(false, true)
 		return
