@@ -123,7 +123,8 @@ func recovering(fn HandlerFunc) HandlerFunc {
 func (w *Worker) finish(ctx context.Context, rec *job.Record, h *handler, res []byte, err error) {
 	now := time.Now()
 	cause := context.Cause(ctx)
-	log := w.log.With("job", rec.ID, "task", rec.Task, "queue", rec.Queue)
+	// Built only when something is logged: a job that succeeds logs nothing.
+	log := func() *slog.Logger { return w.log.With("job", rec.ID, "task", rec.Task, "queue", rec.Queue) }
 	var op func(context.Context) error
 	switch {
 	case err == nil:
@@ -135,7 +136,7 @@ func (w *Worker) finish(ctx context.Context, rec *job.Record, h *handler, res []
 			return w.b.Complete(c, p)
 		}
 	case errors.Is(cause, job.ErrLeaseLost):
-		log.Warn("lease lost while running; the job's new owner will finish it", "err", err)
+		log().Warn("lease lost while running; the job's new owner will finish it", "err", err)
 		return
 	case errors.Is(cause, ErrShutdown):
 		op = w.retryAt(rec, now, nil) // released: no attempt used
@@ -145,19 +146,23 @@ func (w *Worker) finish(ctx context.Context, rec *job.Record, h *handler, res []
 			return err
 		}
 	default:
-		op = w.failure(rec, h, now, err, log)
+		op = w.failure(rec, h, now, err, log())
 	}
 	w.release(rec)
 	// The backend may blip; a few quick retries keep the outcome. If they
 	// fail the lease expires and the job runs again: at least once.
 	fctx, cancel := context.WithTimeout(context.Background(), w.cfg.LeaseDuration)
 	defer cancel()
-	ferr := retry.Do(func() error { return op(fctx) },
-		retry.Context(fctx), retry.Attempts(3), retry.Delay(50*time.Millisecond), retry.LastErrorOnly(true),
-		retry.RetryIf(func(err error) bool { return !errors.Is(err, job.ErrLeaseLost) && !errors.Is(err, job.ErrFinished) }),
-	)
+	retryable := func(err error) bool { return !errors.Is(err, job.ErrLeaseLost) && !errors.Is(err, job.ErrFinished) }
+	ferr := op(fctx) // the common case, without setting up retries
+	if ferr != nil && retryable(ferr) {
+		ferr = retry.Do(func() error { return op(fctx) },
+			retry.Context(fctx), retry.Attempts(2), retry.Delay(50*time.Millisecond), retry.LastErrorOnly(true),
+			retry.RetryIf(retryable),
+		)
+	}
 	if ferr != nil {
-		log.Error("recording the job's outcome failed; it will be redelivered after its lease", "err", ferr)
+		log().Error("recording the job's outcome failed; it will be redelivered after its lease", "err", ferr)
 	}
 }
 
