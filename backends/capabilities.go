@@ -161,6 +161,11 @@ type PauseQueueParams struct {
 // ListenParams is the input of Notifier.Listen.
 type ListenParams struct {
 	Queues []string // empty: every queue
+	// Kinds, when set, are the kinds of event the listener wants (Changed
+	// always comes): a worker that only fetches need not be woken for every
+	// finished job. A filter to save work, not a promise: listeners still
+	// look at each event's kind.
+	Kinds []EventKind
 }
 
 // EventKind says what an Event announces.

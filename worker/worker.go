@@ -129,7 +129,7 @@ func (w *Worker) start(ctx context.Context) error {
 	if n, ok := w.b.(backends.Notifier); ok {
 		// Subscribe before Start returns, so that a job enqueued right
 		// after Start wakes the worker instead of waiting for a poll.
-		events, _ := n.Listen(fetchCtx, backends.ListenParams{Queues: w.queueNames()}) // on failure the loop retries
+		events, _ := n.Listen(fetchCtx, w.listenParams()) // on failure the loop retries
 		w.fetching.Add(1)
 		go w.listenLoop(fetchCtx, n, events)
 	}
@@ -353,7 +353,7 @@ func (w *Worker) listenLoop(ctx context.Context, n backends.Notifier, events <-c
 	for ctx.Err() == nil {
 		if events == nil {
 			var err error
-			if events, err = n.Listen(ctx, backends.ListenParams{Queues: w.queueNames()}); err != nil {
+			if events, err = n.Listen(ctx, w.listenParams()); err != nil {
 				w.log.Warn("listen failed; relying on polling", "err", err)
 				select {
 				case <-ctx.Done():
@@ -371,12 +371,14 @@ func (w *Worker) listenLoop(ctx context.Context, n backends.Notifier, events <-c
 	}
 }
 
-func (w *Worker) queueNames() []string {
+// listenParams asks for what wakes the fetch loop: jobs available in the
+// worker's queues (and Changed, which always comes).
+func (w *Worker) listenParams() backends.ListenParams {
 	queues := make([]string, len(w.cfg.Queues))
 	for i, q := range w.cfg.Queues {
 		queues[i] = q.Name
 	}
-	return queues
+	return backends.ListenParams{Queues: queues, Kinds: []backends.EventKind{backends.JobsAvailable}}
 }
 
 // heartbeatLoop extends the leases of running jobs every third of the lease

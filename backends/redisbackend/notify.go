@@ -3,6 +3,7 @@ package redisbackend
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,19 +21,28 @@ func (b *Backend) Listen(ctx context.Context, p backends.ListenParams) (<-chan b
 	if err := b.closed(); err != nil {
 		return nil, err
 	}
+	// A listener that does not want finished jobs (a worker) does not
+	// subscribe to them: one message less per completion for Redis to send.
+	suffixes := []string{":avail", ":fin"}
+	if len(p.Kinds) > 0 && !slices.Contains(p.Kinds, backends.JobFinished) {
+		suffixes = suffixes[:1]
+	}
 	var ps *redis.PubSub
-	var subs int
+	var chans []string
 	if len(p.Queues) == 0 {
-		ps = b.rdb.PSubscribe(ctx, b.cfg.Prefix+":{*}:avail", b.cfg.Prefix+":{*}:fin")
-		subs = 2
+		for _, s := range suffixes {
+			chans = append(chans, b.cfg.Prefix+":{*}"+s)
+		}
+		ps = b.rdb.PSubscribe(ctx, chans...)
 	} else {
-		var chans []string
 		for _, q := range p.Queues {
-			chans = append(chans, b.base(q)+":avail", b.base(q)+":fin")
+			for _, s := range suffixes {
+				chans = append(chans, b.base(q)+s)
+			}
 		}
 		ps = b.rdb.Subscribe(ctx, chans...)
-		subs = len(chans)
 	}
+	subs := len(chans)
 	// Wait for the subscription itself, so an event published after Listen
 	// returns is never missed.
 	for confirmed := 0; confirmed < subs; {

@@ -16,12 +16,19 @@ type Hub struct {
 
 type listener struct {
 	queues map[string]bool // nil: all
+	kinds  map[backends.EventKind]bool
 	ch     chan backends.Event
 }
 
 // Listen implements backends.Notifier.
 func (h *Hub) Listen(ctx context.Context, p backends.ListenParams) (<-chan backends.Event, error) {
 	l := &listener{ch: make(chan backends.Event, 64)}
+	if len(p.Kinds) > 0 {
+		l.kinds = map[backends.EventKind]bool{backends.Changed: true}
+		for _, k := range p.Kinds {
+			l.kinds[k] = true
+		}
+	}
 	if len(p.Queues) > 0 {
 		l.queues = map[string]bool{}
 		for _, q := range p.Queues {
@@ -50,6 +57,9 @@ func (h *Hub) Publish(ev backends.Event) {
 	defer h.mu.Unlock()
 	for l := range h.listeners {
 		if l.queues != nil && ev.Kind != backends.Changed && !l.queues[ev.Queue] {
+			continue
+		}
+		if l.kinds != nil && !l.kinds[ev.Kind] {
 			continue
 		}
 		select {
