@@ -176,10 +176,9 @@ const holdLate = 64 * time.Millisecond
 // within holdLate is filed when due, one due later goes back to the delay
 // levels, a body that is no job goes to dead letter.
 func (c *consumer) arrive(d amqp.Delivery, gen uint64) {
-	dc, err := decode(d)
+	dc, err := decode(d, c.queue)
 	var left time.Duration
 	if err == nil {
-		dc.Queue = c.queue // where it was, whatever the message says
 		left = time.Until(dc.RunAt)
 	}
 	switch {
@@ -302,12 +301,11 @@ func (c *consumer) get() (*item, error) {
 			return nil, nil
 		}
 		c.b.transit.arrived(c.queue, d.MessageId)
-		dc, err := decode(d)
+		dc, err := decode(d, c.queue)
 		if err != nil {
 			c.b.rejectMalformed(d, c.queue, err)
 			continue
 		}
-		dc.Queue = c.queue
 		switch left := time.Until(dc.RunAt); {
 		case left > holdLate:
 			c.b.hop(d, dc)

@@ -52,7 +52,7 @@ func (b *Backend) ReplayDead(ctx context.Context, p DeadParams) (int, error) {
 			if err != nil || !ok {
 				return err
 			}
-			dc, err := decode(d)
+			dc, err := decode(d, p.Queue)
 			if err != nil {
 				continue // no job: it goes back when the channel closes
 			}
@@ -131,7 +131,7 @@ func (b *Backend) onDead(ctx context.Context, q string, fn func(ch *amqp.Channel
 // deadRecord turns a dead letter into a record for inspection.
 func deadRecord(d amqp.Delivery, q string) *job.Record {
 	reason, _ := d.Headers[reasonHeader].(string)
-	dc, err := decode(d)
+	dc, err := decode(d, q)
 	if err != nil {
 		return &job.Record{ID: d.MessageId, Queue: q, Payload: d.Body, State: job.Dead,
 			Errors: []job.AttemptError{{At: d.Timestamp, Error: reason}}}

@@ -19,22 +19,22 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add("", "t", []byte("x"), "", int64(0), int64(0), "", "", false)
 	f.Add("id", "t", []byte(nil), "q", int64(-5), int64(-1), "not json", "", false)
 	f.Fuzz(func(t *testing.T, id, task string, body []byte, queue string, runAt, deliveries int64, errs, header string, bounded bool) {
-		h := amqp.Table{hQueue: queue, hRunAt: runAt, hDeliveries: deliveries, hBounded: bounded, hErrors: errs}
+		h := amqp.Table{hCreatedAt: runAt / 2, hRunAt: runAt, hDeliveries: deliveries, hBounded: bounded, hErrors: errs}
 		if header != "" {
 			h[hHeaders] = amqp.Table{"traceparent": header}
 		}
-		d, err := decode(amqp.Delivery{MessageId: id, Type: task, Body: body, Headers: h})
+		d, err := decode(amqp.Delivery{MessageId: id, Type: task, Body: body, Headers: h}, queue)
 		if err != nil {
 			return
 		}
-		if d.ID != id || d.Task != task || d.State != job.Pending {
+		if d.ID != id || d.Task != task || d.Queue != queue || d.State != job.Pending {
 			t.Fatalf("decoded %+v from id %q task %q", d, id, task)
 		}
 		pub, err := encode(d)
 		if err != nil {
 			t.Fatalf("encode(decoded): %v", err)
 		}
-		again, err := decode(amqp.Delivery{MessageId: pub.MessageId, Type: pub.Type, Body: pub.Body, Headers: pub.Headers})
+		again, err := decode(amqp.Delivery{MessageId: pub.MessageId, Type: pub.Type, Body: pub.Body, Headers: pub.Headers}, queue)
 		if err != nil {
 			t.Fatalf("decode(encode(decoded)): %v", err)
 		}

@@ -13,9 +13,10 @@ import (
 // A job travels as an ordinary AMQP message: its payload is the body, its
 // ID the message-id and its task name the type, so other AMQP tools see
 // what it is; the rest of the job is in headers named x-conveyor-*, each
-// left out when it is zero. Times are Unix nanoseconds.
+// left out when it is zero (run-at, when it is the creation time). Times
+// are Unix nanoseconds. The queue is where the message is: it is not
+// carried.
 const (
-	hQueue         = "x-conveyor-queue"
 	hHeaders       = "x-conveyor-headers"
 	hPriority      = "x-conveyor-priority"
 	hRunAt         = "x-conveyor-run-at"
@@ -36,7 +37,7 @@ const (
 
 // encode returns the message that carries d.
 func encode(d *doc) (amqp.Publishing, error) {
-	h := amqp.Table{hQueue: d.Queue}
+	h := amqp.Table{}
 	setInt := func(k string, v int64) {
 		if v != 0 {
 			h[k] = v
@@ -60,7 +61,9 @@ func encode(d *doc) (amqp.Publishing, error) {
 		h[hHeaders] = t
 	}
 	setInt(hPriority, int64(d.Priority))
-	setTime(hRunAt, d.RunAt)
+	if !d.RunAt.Equal(d.CreatedAt) {
+		setTime(hRunAt, d.RunAt)
+	}
 	setTime(hCreatedAt, d.CreatedAt)
 	setInt(hDeliveries, int64(d.Deliveries))
 	setInt(hMaxDeliveries, int64(d.MaxDeliveries))
@@ -82,13 +85,13 @@ func encode(d *doc) (amqp.Publishing, error) {
 	return amqp.Publishing{MessageId: d.ID, Type: d.Task, Headers: h, Body: d.Payload, DeliveryMode: amqp.Persistent}, nil
 }
 
-// decode reads the job a message carries, rejecting one that cannot be a
-// job (no ID or task name, or a header of the wrong type).
-func decode(m amqp.Delivery) (*doc, error) {
+// decode reads the job a message of queue q carries, rejecting one that
+// cannot be a job (no ID or task name, or a header of the wrong type).
+func decode(m amqp.Delivery, q string) (*doc, error) {
 	if m.MessageId == "" || m.Type == "" {
 		return nil, fmt.Errorf("%w: message has no job ID (message-id) or task name (type)", job.ErrMalformedPayload)
 	}
-	d := &doc{Record: job.Record{ID: m.MessageId, Task: m.Type, Payload: m.Body, State: job.Pending}}
+	d := &doc{Record: job.Record{ID: m.MessageId, Queue: q, Task: m.Type, Payload: m.Body, State: job.Pending}}
 	var bad string
 	num := func(k string) int64 {
 		switch v := m.Headers[k].(type) {
@@ -118,7 +121,6 @@ func decode(m amqp.Delivery) (*doc, error) {
 		}
 		return time.Time{}
 	}
-	d.Queue = str(hQueue)
 	if t, ok := m.Headers[hHeaders].(amqp.Table); ok {
 		d.Headers = make(map[string]string, len(t))
 		for k, v := range t {
@@ -133,6 +135,9 @@ func decode(m amqp.Delivery) (*doc, error) {
 	}
 	d.Priority = int(num(hPriority))
 	d.RunAt, d.CreatedAt, d.UniqueUntil = at(hRunAt), at(hCreatedAt), at(hUniqueUntil)
+	if d.RunAt.IsZero() {
+		d.RunAt = d.CreatedAt
+	}
 	d.Deliveries, d.MaxDeliveries = int(num(hDeliveries)), int(num(hMaxDeliveries))
 	d.Timeout = time.Duration(num(hTimeout))
 	d.RetryPolicy, d.UniqueKey = str(hRetryPolicy), str(hUniqueKey)
