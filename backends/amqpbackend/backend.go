@@ -92,7 +92,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		up: make(chan struct{}),
 	}
 	if cfg.Store != nil {
-		b.st = &store{kv: cfg.Store, prefix: cfg.Prefix + "/amqp"}
+		b.st = &store{kv: cfg.Store, prefix: cfg.Prefix + "/amqp", keepDone: cfg.KeepDone, keepDead: cfg.KeepDead}
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.closing = b.ctx.Done()

@@ -16,6 +16,11 @@ type Config struct {
 	// backend's KVStore, for example a pgbackend, redisbackend or
 	// sqlitebackend Backend. The caller owns it: Close does not close it.
 	Store backends.KVStore
+	// KeepDone is how long the store keeps done and cancelled jobs (and
+	// their results) for lookup; KeepDead, dead ones. Defaults 24h and 7
+	// days; negative keeps them forever. Without a store they do nothing:
+	// the broker forgets a job once it is acked.
+	KeepDone, KeepDead time.Duration
 	// Prefix starts every exchange, queue and store key name, so several
 	// apps can share one broker (and one store). Default "conveyor".
 	Prefix string
@@ -56,6 +61,7 @@ func (c *Config) defaults() {
 	if c.Prefix == "" {
 		c.Prefix = "conveyor"
 	}
+	backends.DefaultRetention(&c.KeepDone, &c.KeepDead)
 	if c.QueueType == "" {
 		c.QueueType = "quorum"
 	}

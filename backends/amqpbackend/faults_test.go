@@ -268,3 +268,31 @@ func TestDelaysNeverRunEarly(t *testing.T) {
 		}
 	}
 }
+
+// With a store, a finished job is kept for KeepDone (KeepDead if dead),
+// then forgotten, as the other backends prune theirs.
+func TestStoreForgetsFinishedJobsAfterRetention(t *testing.T) {
+	b := open(t, amqpbackend.Config{Store: sqliteStore(t), KeepDone: 300 * time.Millisecond, KeepDead: time.Hour})
+	in := b.(backends.Inspector)
+	ctx := context.Background()
+	q := fresh("retention")
+	_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: "done", Queue: q, Task: "t"}, {ID: "dead", Queue: q, Task: "t"}}})
+	must(t, err)
+	recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 2, Lease: time.Minute})
+	must(t, err)
+	if len(recs) != 2 {
+		t.Fatalf("reserved %d jobs, want 2", len(recs))
+	}
+	must(t, b.Complete(ctx, backends.CompleteParams{Lease: recs[0].Lease}))
+	must(t, b.DeadLetter(ctx, backends.DeadLetterParams{Lease: recs[1].Lease, Error: job.AttemptError{Error: "x"}}))
+	if r, err := in.GetJob(ctx, backends.GetJobParams{ID: "done"}); err != nil || r.State != job.Done {
+		t.Fatalf("GetJob(done) right after = %+v, %v", r, err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the done job to be forgotten", func() bool {
+		_, err := in.GetJob(ctx, backends.GetJobParams{ID: "done"})
+		return errors.Is(err, job.ErrNotFound)
+	})
+	if r, err := in.GetJob(ctx, backends.GetJobParams{ID: "dead"}); err != nil || r.State != job.Dead {
+		t.Fatalf("the dead job, kept for an hour: %+v, %v", r, err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/job"
@@ -17,8 +18,9 @@ import (
 // queue. Every change is a compare-and-set on the job's key, so two
 // processes never both move a job.
 type store struct {
-	kv     backends.KVStore
-	prefix string
+	kv                 backends.KVStore
+	prefix             string
+	keepDone, keepDead time.Duration
 }
 
 func (s store) jobKey(id string) string        { return s.prefix + "/job/" + id }
@@ -46,8 +48,20 @@ func (s store) put(ctx context.Context, d *doc, v int64) error {
 	if err != nil {
 		return fmt.Errorf("amqpbackend: encode job %s: %w", d.ID, err)
 	}
-	_, err = s.kv.PutKV(ctx, backends.PutKVParams{Key: s.jobKey(d.ID), Value: b, IfVersion: v})
+	_, err = s.kv.PutKV(ctx, backends.PutKVParams{Key: s.jobKey(d.ID), Value: b, IfVersion: v, ExpiresAt: s.expiry(d)})
 	return err
+}
+
+// expiry is when a finished job is forgotten (zero: never).
+func (s store) expiry(d *doc) time.Time {
+	keep := s.keepDone
+	if d.State == job.Dead {
+		keep = s.keepDead
+	}
+	if !d.State.Finished() || keep < 0 {
+		return time.Time{}
+	}
+	return d.FinishedAt.Add(keep)
 }
 
 // update applies fn to the stored job and writes it back, again from a
