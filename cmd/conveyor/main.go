@@ -5,6 +5,7 @@
 //	conveyor worker  [-queues a,b] ...   run the sample tasks until SIGINT/SIGTERM
 //	conveyor enqueue TASK JSON           enqueue one job by task name
 //	conveyor inspect queues|job ID|dead|replay ID...|pause Q|resume Q
+//	conveyor dashboard [-addr 127.0.0.1:8080]  the dashboard's JSON API
 //
 // Every command takes -db PATH-OR-URL (default $CONVEYOR_DB, else conveyor.db).
 // The stock worker knows the sample tasks of internal/demo; an app builds its
@@ -37,6 +38,7 @@ var commands = []command{
 	{"schedule", "manage periodic tasks: schedule add [-misfire skip|once|catchup] NAME SCHEDULE TASK JSON | list | remove NAME | pause NAME | resume NAME", runSchedule},
 	{"migrate", "apply the PostgreSQL schema migrations: migrate [-to N] [-schema S]", runMigrate},
 	{"inspect", "inspect queues and jobs: inspect queues|workers|job ID|dead|replay ID...|replay-all QUEUE|pause QUEUE|resume QUEUE", runInspect},
+	{"dashboard", "serve the dashboard API: dashboard [-addr 127.0.0.1:8080] [-read-only] [-user U]", runDashboard},
 }
 
 func main() {

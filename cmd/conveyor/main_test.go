@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -336,5 +339,35 @@ func TestSchedulerLeaderKilled(t *testing.T) {
 	}
 	if err := run(ctx, []string{"schedule", "add", "-db", db, "bad", "61 * * * *", "demo.greet", `{}`}, &out); !errors.Is(err, job.ErrInvalid) {
 		t.Fatalf("schedule add with a bad expression = %v, want ErrInvalid", err)
+	}
+}
+
+// The dashboard command serves the API on the address it prints, and
+// stops cleanly when its context ends.
+func TestDashboardCommand(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"dashboard", "-db", filepath.Join(t.TempDir(), "dash.db"), "-addr", "127.0.0.1:0"}, pw)
+		pw.Close()
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := strings.Fields(line)[3] // "dashboard API on http://127.0.0.1:PORT/api/queues ..."
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s = %s", url, res.Status)
+	}
+	go io.Copy(io.Discard, pr)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("dashboard did not stop cleanly: %v", err)
 	}
 }

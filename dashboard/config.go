@@ -1,0 +1,43 @@
+package dashboard
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/conveyorhq/conveyor/backends"
+)
+
+// Config configures the dashboard. Zero values mean the stated default.
+type Config struct {
+	// Backend is what the dashboard shows and steers. Required. Routes
+	// that need a capability it lacks answer 501 Not Implemented.
+	Backend backends.Backend
+	// BasicAuth, when set, is the one user and password every route but
+	// /healthz and /readyz requires.
+	BasicAuth *BasicAuth
+	// BearerToken, when set, is accepted as "Authorization: Bearer <token>"
+	// on every route but /healthz and /readyz (as well as BasicAuth, if
+	// both are set).
+	BearerToken string
+	// ReadOnly refuses every state-changing route with 403 Forbidden.
+	ReadOnly bool
+	// ReadyTimeout bounds the backend round trip of /readyz. Default 2s.
+	ReadyTimeout time.Duration
+	// Logger receives failed requests' backend errors. Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// BasicAuth is a user and password for HTTP basic authentication.
+type BasicAuth struct {
+	User, Password string
+}
+
+func (c *Config) defaults() {
+	if c.ReadyTimeout <= 0 {
+		c.ReadyTimeout = 2 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}

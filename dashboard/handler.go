@@ -1,0 +1,101 @@
+package dashboard
+
+import (
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"strings"
+)
+
+// New returns the dashboard's handler. Its routes, relative to where it is
+// mounted:
+//
+//	GET  /healthz                      200 while the process serves
+//	GET  /readyz                       200 once a backend round trip works, else 503
+//	GET  /api/queues                   counts per queue and state, depth, paused
+//	GET  /api/jobs?queue=&state=&limit=&cursor=
+//	                                   a page of jobs (state required; queue empty: all)
+//	GET  /api/jobs/{id}                one job: args, headers, attempts, result, times
+//	GET  /api/workers                  live worker processes
+//	POST /api/queues/{queue}/pause     pause a queue cluster-wide
+//	POST /api/queues/{queue}/resume    resume it
+//	POST /api/queues/{queue}/replay    replay every dead job of the queue
+//	POST /api/jobs/{id}/cancel         cancel a waiting or running job
+//	POST /api/jobs/{id}/replay         replay a dead or cancelled job; a JSON
+//	                                   body {"args": ...} replaces its arguments
+//	POST /api/jobs/{id}/delete         delete a job that is not running
+//
+// Errors are {"error": "..."} with a status that says why: 400 bad input,
+// 401 no credentials, 403 read-only or cross-site, 404 no such job, 409 the
+// job's state forbids it, 501 the backend lacks the capability.
+func New(cfg Config) (http.Handler, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("dashboard: Config.Backend is required")
+	}
+	cfg.defaults()
+	a := &api{cfg: cfg}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", a.healthz)
+	mux.HandleFunc("GET /readyz", a.readyz)
+	api := http.NewServeMux()
+	api.HandleFunc("GET /api/queues", a.queues)
+	api.HandleFunc("GET /api/jobs", a.jobs)
+	api.HandleFunc("GET /api/jobs/{id}", a.job)
+	api.HandleFunc("GET /api/workers", a.workers)
+	api.HandleFunc("POST /api/queues/{queue}/pause", a.pause)
+	api.HandleFunc("POST /api/queues/{queue}/resume", a.resume)
+	api.HandleFunc("POST /api/queues/{queue}/replay", a.replayQueue)
+	api.HandleFunc("POST /api/jobs/{id}/cancel", a.cancel)
+	api.HandleFunc("POST /api/jobs/{id}/replay", a.replayJob)
+	api.HandleFunc("POST /api/jobs/{id}/delete", a.deleteJob)
+	var h http.Handler = api
+	h = a.readOnly(h)
+	h = http.NewCrossOriginProtection().Handler(h)
+	h = a.authenticate(h)
+	mux.Handle("/", h)
+	return mux, nil
+}
+
+// authenticate asks for the configured credentials, if any.
+func (a *api) authenticate(next http.Handler) http.Handler {
+	if a.cfg.BasicAuth == nil && a.cfg.BearerToken == "" {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.authorized(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if a.cfg.BasicAuth != nil {
+			w.Header().Set("WWW-Authenticate", `Basic realm="conveyor", charset="UTF-8"`)
+		}
+		writeError(w, http.StatusUnauthorized, errors.New("credentials required"))
+	})
+}
+
+func (a *api) authorized(r *http.Request) bool {
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && a.cfg.BearerToken != "" {
+		return subtle.ConstantTimeCompare([]byte(tok), []byte(a.cfg.BearerToken)) == 1
+	}
+	if u, p, ok := r.BasicAuth(); ok && a.cfg.BasicAuth != nil {
+		// Both compared, in constant time, so timing tells nothing.
+		uok := subtle.ConstantTimeCompare([]byte(u), []byte(a.cfg.BasicAuth.User))
+		pok := subtle.ConstantTimeCompare([]byte(p), []byte(a.cfg.BasicAuth.Password))
+		return uok&pok == 1
+	}
+	return false
+}
+
+// readOnly refuses state-changing requests in read-only mode.
+func (a *api) readOnly(next http.Handler) http.Handler {
+	if !a.cfg.ReadOnly {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			writeError(w, http.StatusForbidden, errors.New("the dashboard is read-only"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
