@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/sqlitebackend"
 	"github.com/conveyorhq/conveyor/dashboard"
@@ -192,7 +194,7 @@ func TestSecurity(t *testing.T) {
 	srv := serve(t, dashboard.Config{Backend: b, BasicAuth: &dashboard.BasicAuth{User: "ops", Password: "s3cret"}, BearerToken: "tok"})
 	call(t, srv, "GET", "/api/queues", "", http.StatusUnauthorized, nil)
 	call(t, srv, "GET", "/api/queues", "", http.StatusUnauthorized, nil, "Authorization", "Basic b3BzOndyb25n") // ops:wrong
-	call(t, srv, "GET", "/api/queues", "", http.StatusOK, nil, "Authorization", "Basic b3BzOnMzY3JldA==")    // ops:s3cret
+	call(t, srv, "GET", "/api/queues", "", http.StatusOK, nil, "Authorization", "Basic b3BzOnMzY3JldA==")       // ops:s3cret
 	call(t, srv, "GET", "/api/queues", "", http.StatusOK, nil, "Authorization", "Bearer tok")
 	call(t, srv, "GET", "/api/queues", "", http.StatusUnauthorized, nil, "Authorization", "Bearer nope")
 	call(t, srv, "GET", "/healthz", "", http.StatusOK, nil)
@@ -206,4 +208,50 @@ func TestSecurity(t *testing.T) {
 	ro := serve(t, dashboard.Config{Backend: b, ReadOnly: true})
 	call(t, ro, "POST", "/api/queues/mail/resume", "", http.StatusForbidden, nil)
 	call(t, ro, "GET", "/api/queues", "", http.StatusOK, nil)
+}
+
+// /metrics exports the queues' counts and the live workers, with names
+// that pass Prometheus's own lint.
+func TestMetrics(t *testing.T) {
+	ctx := context.Background()
+	b := openSQLite(t)
+	c := queue.NewClient(b, queue.Config{})
+	for range 2 {
+		if _, err := sendMail.Enqueue(ctx, c, mailArgs{To: "x@example.com"}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := worker.New(b, worker.Config{Queues: []worker.QueueConfig{{Name: "other"}}, Concurrency: 4})
+	worker.Register(w, queue.NewTask[mailArgs, queue.None]("other.task", queue.TaskOptions{Queue: "other"}),
+		func(context.Context, mailArgs) (queue.None, error) { return queue.None{}, nil })
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop(ctx)
+	srv := serve(t, dashboard.Config{Backend: b})
+	res, err := srv.Client().Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	data, _ := io.ReadAll(res.Body)
+	for _, want := range []string{
+		`conveyor_queue_jobs{queue="mail",state="pending"} 2`,
+		`conveyor_queue_depth{queue="mail"} 2`,
+		`conveyor_queue_paused{queue="mail"} 0`,
+		`conveyor_workers 1`,
+		`conveyor_worker_concurrency{worker="` + w.ID() + `"} 4`,
+		`conveyor_backend_up 1`,
+	} {
+		if !strings.Contains(string(data), want) {
+			t.Fatalf("/metrics lacks %s:\n%s", want, data)
+		}
+	}
+	problems, err := promlint.New(strings.NewReader(string(data))).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("metric %s: %s", p.Metric, p.Text)
+	}
 }

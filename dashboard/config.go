@@ -21,6 +21,9 @@ type Config struct {
 	BearerToken string
 	// ReadOnly refuses every state-changing route with 403 Forbidden.
 	ReadOnly bool
+	// MetricsTTL is how old the backend readings behind /metrics may be, so
+	// that scrapes cost the backend one read per TTL. Default 5s.
+	MetricsTTL time.Duration
 	// ReadyTimeout bounds the backend round trip of /readyz. Default 2s.
 	ReadyTimeout time.Duration
 	// Logger receives failed requests' backend errors. Default
@@ -34,6 +37,9 @@ type BasicAuth struct {
 }
 
 func (c *Config) defaults() {
+	if c.MetricsTTL <= 0 {
+		c.MetricsTTL = 5 * time.Second
+	}
 	if c.ReadyTimeout <= 0 {
 		c.ReadyTimeout = 2 * time.Second
 	}

@@ -28,7 +28,11 @@ func ExampleNew() {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	res, _ := http.Get(srv.URL + "/conveyor/api/queues")
+	res, err := http.Get(srv.URL + "/conveyor/api/queues")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer res.Body.Close()
 	body, _ := io.ReadAll(res.Body)
 	fmt.Print(res.Status, " ", string(body))

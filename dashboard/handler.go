@@ -5,6 +5,9 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // New returns the dashboard's handler. Its routes, relative to where it is
@@ -12,6 +15,8 @@ import (
 //
 //	GET  /healthz                      200 while the process serves
 //	GET  /readyz                       200 once a backend round trip works, else 503
+//	GET  /metrics                      Prometheus: jobs per queue and state, depth,
+//	                                   paused, live workers, running jobs, breakers
 //	GET  /api/queues                   counts per queue and state, depth, paused
 //	GET  /api/jobs?queue=&state=&limit=&cursor=
 //	                                   a page of jobs (state required; queue empty: all)
@@ -37,7 +42,10 @@ func New(cfg Config) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", a.healthz)
 	mux.HandleFunc("GET /readyz", a.readyz)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&collector{b: cfg.Backend, ttl: cfg.MetricsTTL})
 	api := http.NewServeMux()
+	api.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	api.HandleFunc("GET /api/queues", a.queues)
 	api.HandleFunc("GET /api/jobs", a.jobs)
 	api.HandleFunc("GET /api/jobs/{id}", a.job)
