@@ -2,7 +2,9 @@ package dashboard
 
 import (
 	"crypto/subtle"
+	"embed"
 	"errors"
+	"io/fs"
 	"net/http"
 	"strings"
 
@@ -10,9 +12,25 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// ui holds the web page: a static HTML file and a script that reads the
+// JSON API, so no build step stands between the module and the page.
+//
+//go:embed ui
+var ui embed.FS
+
+// page serves the web page's files.
+var page = func() http.Handler {
+	sub, err := fs.Sub(ui, "ui")
+	if err != nil {
+		panic(err) // the embedded tree is fixed at build time
+	}
+	return http.FileServerFS(sub)
+}()
+
 // New returns the dashboard's handler. Its routes, relative to where it is
 // mounted:
 //
+//	GET  /                             the web page (live tables; actions ask for confirmation)
 //	GET  /healthz                      200 while the process serves
 //	GET  /readyz                       200 once a backend round trip works, else 503
 //	GET  /metrics                      Prometheus: jobs per queue and state, depth,
@@ -45,6 +63,8 @@ func New(cfg Config) (http.Handler, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&collector{b: cfg.Backend, ttl: cfg.MetricsTTL})
 	api := http.NewServeMux()
+	api.Handle("GET /{$}", page)
+	api.Handle("GET /app.js", page)
 	api.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	api.HandleFunc("GET /api/queues", a.queues)
 	api.HandleFunc("GET /api/jobs", a.jobs)

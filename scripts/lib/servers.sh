@@ -150,3 +150,11 @@ CONF
   export CONVEYOR_RABBITMQ_NODE="$RABBIT_NODE"
   echo "rabbitmq: $CONVEYOR_RABBITMQ_URL"
 }
+
+# need_chromium installs Debian's Chromium for the dashboard's browser test.
+need_chromium() {
+  need_pkg chromium chromium
+  export CONVEYOR_CHROMIUM
+  CONVEYOR_CHROMIUM=$(command -v chromium)
+  echo "chromium: $CONVEYOR_CHROMIUM"
+}

@@ -1,0 +1,117 @@
+package dashboard_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/dashboard"
+	"github.com/conveyorhq/conveyor/internal/testenv"
+	"github.com/conveyorhq/conveyor/job"
+	"github.com/conveyorhq/conveyor/queue"
+	"github.com/conveyorhq/conveyor/worker"
+)
+
+// The page in a real headless Chromium: it shows a queue's counts change
+// as a worker runs its jobs, pauses the queue on a click, and replays a
+// dead letter on a click. The screenshot is kept in $CONVEYOR_ARTIFACTS
+// (or the temporary directory) as dashboard.png.
+func TestPageInBrowser(t *testing.T) {
+	chromium := testenv.Chromium(t)
+	ctx := context.Background()
+	b := openSQLite(t)
+	c := queue.NewClient(b, queue.Config{})
+	dead, err := sendMail.Enqueue(ctx, c, mailArgs{To: "bounced@example.com"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: "mail", Limit: 1, Lease: time.Minute})
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("Reserve = %v, %v", recs, err)
+	}
+	if err := b.DeadLetter(ctx, backends.DeadLetterParams{Lease: recs[0].Lease, Error: job.AttemptError{Attempt: 1, At: time.Now(), Error: "mailbox <full>"}}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := sendMail.Enqueue(ctx, c, mailArgs{To: "x@example.com"}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gate := make(chan struct{}) // the jobs run once the page has shown them waiting
+	w := worker.New(b, worker.Config{Queues: []worker.QueueConfig{{Name: "mail"}}, Concurrency: 3, PollInterval: 50 * time.Millisecond})
+	worker.Register(w, sendMail, func(ctx context.Context, _ mailArgs) (queue.None, error) {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+		}
+		return queue.None{}, nil
+	})
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop(ctx)
+	srv := serve(t, dashboard.Config{Backend: b})
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
+		chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true))
+	actx, cancel := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancel()
+	bctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	bctx, cancel = context.WithTimeout(bctx, 60*time.Second)
+	defer cancel()
+
+	row := `#queues tr[data-queue="mail"]`
+	count := func(state string) string {
+		return `document.querySelector('` + row + ` td[data-state="` + state + `"]').textContent`
+	}
+	type step = chromedp.Action[chromedp.Void]
+	poll := func(expr string) step { return chromedp.Poll[chromedp.Void](expr) }
+	var shot []byte
+	err = chromedp.Do(bctx,
+		chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(row),
+		// Three jobs running (held at the gate), none done yet.
+		poll(count("running")+` === "3" && `+count("done")+` === "0"`),
+		step(func(context.Context, *chromedp.Target) (chromedp.Void, error) { close(gate); return chromedp.Void{}, nil }),
+		// The page updates by itself as the worker finishes them.
+		poll(count("done")+` === "3"`),
+		chromedp.Click(row+` button:nth-of-type(1)`), // Pause
+		poll(`document.querySelector('`+row+` td').textContent === "mail (paused)"`),
+		chromedp.Click(row+` button:nth-of-type(2)`), // Dead letters
+		chromedp.WaitVisible(`#dead tr[data-job="`+dead.ID+`"]`),
+		step(func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+			var err error
+			shot, err = chromedp.FullScreenshot(100)(ctx, t) // 100: PNG
+			return chromedp.Void{}, err
+		}),
+		chromedp.Click(`#dead tr[data-job="`+dead.ID+`"] button:nth-of-type(1)`), // Replay
+		poll(count("dead")+` === "0" && `+count("pending")+` === "1"`),
+	)
+	if err != nil {
+		t.Fatalf("in the browser: %v", err)
+	}
+	st, err := b.QueueStats(ctx, backends.QueueStatsParams{Queue: "mail"})
+	if err != nil || len(st) != 1 || !st[0].Paused {
+		t.Fatalf("the click did not pause the queue: %+v, %v", st, err)
+	}
+	r, err := b.GetJob(ctx, backends.GetJobParams{ID: dead.ID})
+	if err != nil || r.State != job.Pending { // paused: the replayed job waits
+		t.Fatalf("replayed job: %+v, %v", r, err)
+	}
+	dir := os.Getenv("CONVEYOR_ARTIFACTS")
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	out := filepath.Join(dir, "dashboard.png")
+	if err := os.WriteFile(out, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", out)
+}
