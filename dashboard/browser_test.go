@@ -79,7 +79,10 @@ func TestPageInBrowser(t *testing.T) {
 		chromedp.WaitVisible(row),
 		// Three jobs running (held at the gate), none done yet.
 		poll(count("running")+` === "3" && `+count("done")+` === "0"`),
-		step(func(context.Context, *chromedp.Target) (chromedp.Void, error) { close(gate); return chromedp.Void{}, nil }),
+		step(func(context.Context, *chromedp.Target) (chromedp.Void, error) {
+			close(gate)
+			return chromedp.Void{}, nil
+		}),
 		// The page updates by itself as the worker finishes them.
 		poll(count("done")+` === "3"`),
 		chromedp.Click(row+` button:nth-of-type(1)`), // Pause

@@ -39,7 +39,9 @@ func RedisCluster(t testing.TB) []string {
 func PostgresURL(t testing.TB) string { return need(t, "CONVEYOR_POSTGRES_URL", "a PostgreSQL server") }
 
 // Chromium is the path of the Chromium binary browser tests drive.
-func Chromium(t testing.TB) string { return need(t, "CONVEYOR_CHROMIUM", "Chromium (Debian package chromium)") }
+func Chromium(t testing.TB) string {
+	return need(t, "CONVEYOR_CHROMIUM", "Chromium (Debian package chromium)")
+}
 
 // RabbitMQURL is the amqp:// URL of the shared RabbitMQ node.
 func RabbitMQURL(t testing.TB) string { return need(t, "CONVEYOR_RABBITMQ_URL", "a RabbitMQ server") }
