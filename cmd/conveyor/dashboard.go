@@ -14,7 +14,7 @@ import (
 	"github.com/conveyorhq/conveyor/dashboard"
 )
 
-// runDashboard serves the dashboard's API until ctx ends (SIGINT/SIGTERM).
+// runDashboard serves the dashboard until ctx ends (SIGINT/SIGTERM).
 // It binds to loopback unless -addr says otherwise: the dashboard steers
 // jobs, so it is off the network by default.
 func runDashboard(ctx context.Context, args []string, out io.Writer) error {
@@ -40,24 +40,38 @@ func runDashboard(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer b.Close()
 	cfg.Backend = b
+	stop, err := serveDashboard(cfg, *addr, out)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return stop()
+}
+
+// serveDashboard serves the dashboard for cfg on addr in the background
+// and prints its URL; stop shuts it down gracefully.
+func serveDashboard(cfg dashboard.Config, addr string, out io.Writer) (stop func() error, err error) {
 	h, err := dashboard.New(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(out, "dashboard API on http://%s/api/queues (health: /healthz, /readyz)\n", ln.Addr())
+	fmt.Fprintf(out, "dashboard on http://%s/ (API: /api/queues, metrics: /metrics, health: /healthz, /readyz)\n", ln.Addr())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
+	return func() error {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return srv.Shutdown(sctx)
-	}
+		if err := srv.Shutdown(sctx); err != nil {
+			return err
+		}
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}, nil
 }

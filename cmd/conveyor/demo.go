@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/conveyorhq/conveyor/dashboard"
 	"github.com/conveyorhq/conveyor/internal/demo"
 )
 
@@ -19,6 +20,8 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	flaky := fs.Int("flaky", 10, "jobs that fail twice, then succeed")
 	charges := fs.Int("charges", 15, "jobs behind the payments circuit breaker")
 	outage := fs.Duration("outage", 3*time.Second, "how long the payment API is down")
+	dash := fs.String("dashboard", "127.0.0.1:0", "serve the dashboard here while the demo runs (empty: don't)")
+	stay := fs.Bool("stay", false, "keep serving the dashboard after the jobs finish, until SIGINT/SIGTERM")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -37,5 +40,19 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer b.Close()
 	fmt.Fprintf(out, "conveyor demo on the embedded SQLite backend (%s)\n", path)
-	return demo.Run(ctx, b, demo.Scenario{Greetings: *greetings, Flaky: *flaky, Charges: *charges, Outage: *outage}, out)
+	if *dash != "" {
+		stop, err := serveDashboard(dashboard.Config{Backend: b}, *dash, out)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	if err := demo.Run(ctx, b, demo.Scenario{Greetings: *greetings, Flaky: *flaky, Charges: *charges, Outage: *outage}, out); err != nil {
+		return err
+	}
+	if *stay && *dash != "" {
+		fmt.Fprintln(out, "the dashboard stays up until SIGINT/SIGTERM")
+		<-ctx.Done()
+	}
+	return nil
 }

@@ -202,7 +202,8 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "all jobs finished: 16 done, 2 dead") || !strings.Contains(out.String(), "breaker payments: open") {
+	if !strings.Contains(out.String(), "all jobs finished: 16 done, 2 dead") || !strings.Contains(out.String(), "breaker payments: open") ||
+		!strings.Contains(out.String(), "dashboard on http://127.0.0.1:") {
 		t.Fatalf("demo output:\n%s", out.String())
 	}
 }
@@ -356,7 +357,7 @@ func TestDashboardCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := strings.Fields(line)[3] // "dashboard API on http://127.0.0.1:PORT/api/queues ..."
+	url := strings.Fields(line)[2] + "api/queues" // "dashboard on http://127.0.0.1:PORT/ ..."
 	res, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
