@@ -131,13 +131,36 @@ func (c *Client) enqueue(ctx context.Context, p backends.EnqueueParams) ([]JobRe
 			retry.RetryIf(transient),
 		)
 		if err == nil {
+			c.observe(p, res, nil)
 			return refs(res), nil
 		}
+		c.observe(p, nil, err)
 		if !errors.Is(err, job.ErrQueueFull) || !c.blocks(p) {
 			return nil, fmt.Errorf("enqueue: %w", err)
 		}
 		if werr := c.waitForRoom(ctx, p); werr != nil {
 			return nil, fmt.Errorf("enqueue: %w: %w", err, werr)
+		}
+	}
+}
+
+// observe tells the Observer, if any, what an enqueue did, per queue.
+func (c *Client) observe(p backends.EnqueueParams, res []backends.EnqueueResult, err error) {
+	o := c.cfg.Observer
+	if o == nil || (err != nil && !errors.Is(err, job.ErrQueueFull)) {
+		return
+	}
+	counts := map[string]int{}
+	for i, ins := range p.Jobs {
+		if err != nil || !res[i].Duplicate {
+			counts[ins.Queue]++
+		}
+	}
+	for q, n := range counts {
+		if err != nil {
+			o.Rejected(q, n)
+		} else {
+			o.Enqueued(q, n)
 		}
 	}
 }

@@ -47,6 +47,18 @@ type Config struct {
 	// immediate backend, for tests. A *worker.Worker with the tasks
 	// registered is an InlineRunner. Default nil: jobs wait for workers.
 	Inline InlineRunner
+	// Observer hears every enqueue and every refusal by a full queue, for
+	// metrics (see package metrics). Default nil.
+	Observer Observer
+}
+
+// Observer hears what a Client enqueues. Its methods must be quick and
+// safe for concurrent use: they run on the enqueuing goroutine.
+type Observer interface {
+	// Enqueued reports n new jobs in queue (duplicates not counted).
+	Enqueued(queue string, n int)
+	// Rejected reports an enqueue of n jobs refused because queue was full.
+	Rejected(queue string, n int)
 }
 
 // InlineRunner runs the jobs that are due now; see Config.Inline.

@@ -44,6 +44,9 @@ type Config struct {
 	Breakers map[string]BreakerConfig
 	// Middleware wraps every handler, the first outermost. Default none.
 	Middleware []Middleware
+	// Observer hears every job the worker starts and what became of it,
+	// for metrics (see package metrics). Default nil.
+	Observer Observer
 	// Logger receives the worker's own logs. Default slog.Default().
 	Logger *slog.Logger
 }

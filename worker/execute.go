@@ -68,7 +68,7 @@ func (w *Worker) execute(ctx context.Context, rec *job.Record) {
 	w.mu.Unlock()
 	if h == nil {
 		err := fmt.Errorf("%w: %q has no handler on worker %s", job.ErrUnknownTask, rec.Task, w.cfg.ID)
-		w.finish(ctx, rec, nil, nil, err)
+		w.finish(ctx, rec, nil, nil, err, 0)
 		return
 	}
 	opts := h.def.Options()
@@ -79,6 +79,10 @@ func (w *Worker) execute(ctx context.Context, rec *job.Record) {
 	if timeout <= 0 {
 		timeout = w.cfg.JobTimeout
 	}
+	if w.cfg.Observer != nil {
+		w.cfg.Observer.Started(rec)
+	}
+	start := time.Now()
 	jctx, cancel := context.WithTimeoutCause(ctx, timeout, ErrTimeout)
 	jctx = context.WithValue(jctx, jobKey{}, rec)
 	// h.fn recovers handler panics inside the middleware; this recovers
@@ -92,7 +96,7 @@ func (w *Worker) execute(ctx context.Context, rec *job.Record) {
 		res, err = call()
 	}
 	cancel()
-	w.finish(ctx, rec, h, res, err)
+	w.finish(ctx, rec, h, res, err, time.Since(start))
 }
 
 // safeCall turns a panic into a PanicError.
@@ -119,15 +123,23 @@ func recovering(fn HandlerFunc) HandlerFunc {
 	return func(ctx context.Context, j *job.Record) ([]byte, error) { return safeCall(ctx, fn, j) }
 }
 
-// finish records the outcome of one delivery with the backend.
-func (w *Worker) finish(ctx context.Context, rec *job.Record, h *handler, res []byte, err error) {
+// finish records the outcome of one delivery with the backend and tells
+// the Observer, if any.
+func (w *Worker) finish(ctx context.Context, rec *job.Record, h *handler, res []byte, err error, ran time.Duration) {
 	now := time.Now()
 	cause := context.Cause(ctx)
 	// Built only when something is logged: a job that succeeds logs nothing.
 	log := func() *slog.Logger { return w.log.With("job", rec.ID, "task", rec.Task, "queue", rec.Queue) }
 	var op func(context.Context) error
+	var outcome Outcome
+	defer func() {
+		if w.cfg.Observer != nil {
+			w.cfg.Observer.Finished(rec, outcome, ran)
+		}
+	}()
 	switch {
 	case err == nil:
+		outcome = Succeeded
 		p := backends.CompleteParams{Lease: rec.Lease, Result: res}
 		op = func(c context.Context) error {
 			if w.cmp != nil {
@@ -136,17 +148,19 @@ func (w *Worker) finish(ctx context.Context, rec *job.Record, h *handler, res []
 			return w.b.Complete(c, p)
 		}
 	case errors.Is(cause, job.ErrLeaseLost):
+		outcome = LeaseLost
 		log().Warn("lease lost while running; the job's new owner will finish it", "err", err)
 		return
 	case errors.Is(cause, ErrShutdown):
-		op = w.retryAt(rec, now, nil) // released: no attempt used
+		outcome, op = Released, w.retryAt(rec, now, nil) // no attempt used
 	case errors.Is(cause, ErrCancelRequested):
+		outcome = Cancelled
 		op = func(c context.Context) error {
 			_, err := w.b.Cancel(c, backends.CancelParams{JobID: rec.ID, Lease: &rec.Lease})
 			return err
 		}
 	default:
-		op = w.failure(rec, h, now, err, log())
+		outcome, op = w.failure(rec, h, now, err, log())
 	}
 	w.release(rec)
 	// The backend may blip; a few quick retries keep the outcome. If they
@@ -168,13 +182,13 @@ func (w *Worker) finish(ctx context.Context, rec *job.Record, h *handler, res []
 
 // failure decides what a failed attempt leads to: a postponement that uses
 // no attempt, a retry, or dead letter.
-func (w *Worker) failure(rec *job.Record, h *handler, now time.Time, err error, log *slog.Logger) func(context.Context) error {
+func (w *Worker) failure(rec *job.Record, h *handler, now time.Time, err error, log *slog.Logger) (Outcome, func(context.Context) error) {
 	var be *errBreakerOpen
 	if errors.As(err, &be) {
-		return w.retryAt(rec, be.until, nil)
+		return Postponed, w.retryAt(rec, be.until, nil)
 	}
 	if d, ok := conveyorretry.SnoozeDelay(err); ok {
-		return w.retryAt(rec, now.Add(d), nil)
+		return Postponed, w.retryAt(rec, now.Add(d), nil)
 	}
 	ae := job.AttemptError{Attempt: rec.Attempts() + 1, At: now, Error: err.Error()}
 	var pe *PanicError
@@ -182,7 +196,7 @@ func (w *Worker) failure(rec *job.Record, h *handler, now time.Time, err error, 
 		ae.Stack = pe.Stack
 	}
 	if errors.Is(err, job.ErrUnknownTask) || errors.Is(err, job.ErrMalformedPayload) {
-		return w.deadLetter(rec, ae)
+		return DeadLettered, w.deadLetter(rec, ae)
 	}
 	first := rec.StartedAt
 	if len(rec.Errors) > 0 {
@@ -194,9 +208,9 @@ func (w *Worker) failure(rec *job.Record, h *handler, now time.Time, err error, 
 			ae.Error = d.Reason + ": " + ae.Error
 		}
 		log.Info("job dead-lettered", "reason", d.Reason, "err", err)
-		return w.deadLetter(rec, ae)
+		return DeadLettered, w.deadLetter(rec, ae)
 	}
-	return w.retryAt(rec, now.Add(d.Delay), &ae)
+	return Retried, w.retryAt(rec, now.Add(d.Delay), &ae)
 }
 
 func (w *Worker) policy(rec *job.Record, h *handler) conveyorretry.Policy {

@@ -6,11 +6,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/conveyorhq/conveyor/internal/demo"
+	"github.com/conveyorhq/conveyor/metrics"
 	"github.com/conveyorhq/conveyor/scheduler"
 	"github.com/conveyorhq/conveyor/worker"
 )
@@ -25,6 +32,7 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 	drain := fs.Duration("drain", 30*time.Second, "on SIGTERM, how long running jobs may take to finish")
 	schedPoll := fs.Duration("schedule-poll", time.Second, "how often the scheduler checks for due ticks")
 	schedLease := fs.Duration("schedule-lease", 15*time.Second, "scheduler leader lease: a dead leader is replaced within it")
+	metricsAddr := fs.String("metrics", "", "serve this process's Prometheus metrics on this address, at /metrics (empty: don't)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -38,10 +46,26 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 		qs = append(qs, worker.QueueConfig{Name: strings.TrimSpace(q)})
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	w := worker.New(b, worker.Config{
+	cfg := worker.Config{
 		Queues: qs, StrictPriority: *strict, Concurrency: *concurrency, LeaseDuration: *lease,
 		Breakers: demo.Breakers, Logger: log, Middleware: []worker.Middleware{worker.Logging(log)},
-	})
+	}
+	if *metricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		cfg.Observer = metrics.New(reg)
+		ln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+		fmt.Fprintf(out, "metrics on http://%s/metrics\n", ln.Addr())
+	}
+	w := worker.New(b, cfg)
 	demo.Register(w, nil)
 	// Every worker process runs the scheduler; one leads at a time.
 	sched, err := newScheduler(b, scheduler.Config{Poll: *schedPoll, LeaseFor: *schedLease, Logger: log})
