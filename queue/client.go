@@ -62,7 +62,9 @@ func (c *Client) EnqueueMany(ctx context.Context, reqs ...Request) ([]JobRef, er
 	if err != nil {
 		return nil, err
 	}
+	end := c.trace(ctx, p)
 	out, err := c.enqueue(ctx, p)
+	end(err)
 	if err == nil && c.cfg.Inline != nil {
 		if _, ierr := c.cfg.Inline.WorkDue(ctx); ierr != nil {
 			return out, fmt.Errorf("enqueued, but running inline failed: %w", ierr)
@@ -85,11 +87,21 @@ func (c *Client) EnqueueTx(ctx context.Context, tx any, reqs ...Request) ([]JobR
 		return nil, err
 	}
 	// No retry or blocking here: the transaction is the caller's to retry.
+	end := c.trace(ctx, p)
 	res, err := txb.EnqueueTx(ctx, tx, p)
+	end(err)
 	if err != nil {
 		return nil, fmt.Errorf("enqueue: %w", err)
 	}
 	return refs(res), nil
+}
+
+// trace starts the Tracer's span for an enqueue, if there is a Tracer.
+func (c *Client) trace(ctx context.Context, p backends.EnqueueParams) (end func(error)) {
+	if c.cfg.Tracer == nil {
+		return func(error) {}
+	}
+	return c.cfg.Tracer.StartEnqueue(ctx, p.Jobs)
 }
 
 func (c *Client) params(reqs []Request) (backends.EnqueueParams, error) {

@@ -3,6 +3,8 @@ package queue
 import (
 	"context"
 	"time"
+
+	"github.com/conveyorhq/conveyor/backends"
 )
 
 // EnqueueOptions override a task's defaults for one enqueue. Zero values
@@ -50,6 +52,17 @@ type Config struct {
 	// Observer hears every enqueue and every refusal by a full queue, for
 	// metrics (see package metrics). Default nil.
 	Observer Observer
+	// Tracer traces every enqueue and may add trace context to the jobs'
+	// headers (see package tracing). Default nil.
+	Tracer EnqueueTracer
+}
+
+// EnqueueTracer traces enqueues. StartEnqueue runs before the backend call
+// with the jobs about to be inserted, whose Headers it may replace (with a
+// copy holding the trace context the worker's span continues from); the
+// function it returns is called with the enqueue's outcome.
+type EnqueueTracer interface {
+	StartEnqueue(ctx context.Context, jobs []*backends.JobInsert) (end func(error))
 }
 
 // Observer hears what a Client enqueues. Its methods must be quick and
