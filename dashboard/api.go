@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,10 +9,13 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/job"
+	"github.com/conveyorhq/conveyor/queue"
+	"github.com/conveyorhq/conveyor/scheduler"
 	"github.com/conveyorhq/conveyor/worker"
 )
 
@@ -141,8 +145,12 @@ func (a *api) jobs(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	page, err := in.ListJobs(r.Context(), backends.ListJobsParams{
-		Queue: q.Get("queue"), State: job.State(q.Get("state")), Limit: limit, Cursor: q.Get("cursor")})
+	p := backends.ListJobsParams{Queue: q.Get("queue"), State: job.State(q.Get("state")), Limit: limit, Cursor: q.Get("cursor")}
+	if text := q.Get("q"); text != "" {
+		a.search(w, r, in, p, text)
+		return
+	}
+	page, err := in.ListJobs(r.Context(), p)
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -152,6 +160,72 @@ func (a *api) jobs(w http.ResponseWriter, r *http.Request) {
 		out.Jobs[i] = view(rec)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// searchScan bounds how many jobs a search reads: a dashboard search, not
+// a query engine.
+const searchScan = 1000
+
+// search returns the jobs among the first searchScan of p whose ID, task
+// name or arguments contain text.
+func (a *api) search(w http.ResponseWriter, r *http.Request, in backends.Inspector, p backends.ListJobsParams, text string) {
+	out := JobPage{Jobs: []JobView{}}
+	for scanned := 0; scanned < searchScan; {
+		p.Limit = min(200, searchScan-scanned)
+		page, err := in.ListJobs(r.Context(), p)
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		for _, rec := range page.Jobs {
+			if strings.Contains(rec.ID, text) || strings.Contains(rec.Task, text) || bytes.Contains(rec.Payload, []byte(text)) {
+				out.Jobs = append(out.Jobs, view(rec))
+			}
+		}
+		scanned += len(page.Jobs)
+		if page.Next == "" {
+			break
+		}
+		p.Cursor = page.Next
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *api) schedules(w http.ResponseWriter, r *http.Request) {
+	s, ok := a.scheduler(w)
+	if !ok {
+		return
+	}
+	entries, err := s.List(r.Context())
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, entries)
+}
+
+func (a *api) pauseSchedule(w http.ResponseWriter, r *http.Request) {
+	s, ok := a.scheduler(w)
+	if !ok {
+		return
+	}
+	paused := strings.HasSuffix(r.URL.Path, "/pause")
+	if err := s.Pause(r.Context(), r.PathValue("name"), paused); err != nil {
+		a.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// scheduler reads and pauses the entries stored in the backend; it fires
+// nothing (workers do).
+func (a *api) scheduler(w http.ResponseWriter) (*scheduler.Scheduler, bool) {
+	s, err := scheduler.New(queue.NewClient(a.cfg.Backend, queue.Config{}), scheduler.Config{})
+	if err != nil {
+		writeError(w, http.StatusNotImplemented, err)
+		return nil, false
+	}
+	return s, true
 }
 
 func (a *api) job(w http.ResponseWriter, r *http.Request) {

@@ -18,6 +18,7 @@ import (
 	"github.com/conveyorhq/conveyor/dashboard"
 	"github.com/conveyorhq/conveyor/job"
 	"github.com/conveyorhq/conveyor/queue"
+	"github.com/conveyorhq/conveyor/scheduler"
 	"github.com/conveyorhq/conveyor/worker"
 )
 
@@ -254,4 +255,51 @@ func TestMetrics(t *testing.T) {
 	for _, p := range problems {
 		t.Errorf("metric %s: %s", p.Metric, p.Text)
 	}
+}
+
+// Search finds jobs by ID, task name or argument text; schedules are
+// listed and paused.
+func TestSearchAndSchedules(t *testing.T) {
+	ctx := context.Background()
+	b := openSQLite(t)
+	c := queue.NewClient(b, queue.Config{})
+	for _, to := range []string{"ada@example.com", "bob@example.com"} {
+		if _, err := sendMail.Enqueue(ctx, c, mailArgs{To: to}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := serve(t, dashboard.Config{Backend: b})
+	var page dashboard.JobPage
+	call(t, srv, "GET", "/api/jobs?state=pending&q=bob%40", "", http.StatusOK, &page)
+	if len(page.Jobs) != 1 || !strings.Contains(string(page.Jobs[0].Args), "bob@") {
+		t.Fatalf("search bob@ = %+v", page)
+	}
+	call(t, srv, "GET", "/api/jobs?state=pending&q=mail.send", "", http.StatusOK, &page)
+	if len(page.Jobs) != 2 {
+		t.Fatalf("search by task = %d jobs, want 2", len(page.Jobs))
+	}
+
+	s, err := scheduler.New(c, scheduler.Config{Tasks: []queue.Definition{sendMail}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := scheduler.NewEntry("digest", "0 7 * * *", sendMail, mailArgs{To: "team@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Add(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	var entries []scheduler.State
+	call(t, srv, "GET", "/api/schedules", "", http.StatusOK, &entries)
+	if len(entries) != 1 || entries[0].Name != "digest" || entries[0].Schedule != "0 7 * * *" || entries[0].Paused {
+		t.Fatalf("schedules = %+v", entries)
+	}
+	call(t, srv, "POST", "/api/schedules/digest/pause", "", http.StatusNoContent, nil)
+	call(t, srv, "GET", "/api/schedules", "", http.StatusOK, &entries)
+	if !entries[0].Paused {
+		t.Fatal("entry not paused")
+	}
+	call(t, srv, "POST", "/api/schedules/digest/resume", "", http.StatusNoContent, nil)
+	call(t, srv, "POST", "/api/schedules/nope/pause", "", http.StatusNotFound, nil)
 }

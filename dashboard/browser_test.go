@@ -18,8 +18,9 @@ import (
 )
 
 // The page in a real headless Chromium: it shows a queue's counts change
-// as a worker runs its jobs, pauses the queue on a click, and replays a
-// dead letter on a click. The screenshot is kept in $CONVEYOR_ARTIFACTS
+// as a worker runs its jobs, pauses the queue on a click, lists its dead
+// letters, finds one by search, and replays it with arguments edited on
+// the page. The screenshot is kept in $CONVEYOR_ARTIFACTS
 // (or the temporary directory) as dashboard.png.
 func TestPageInBrowser(t *testing.T) {
 	chromium := testenv.Chromium(t)
@@ -89,12 +90,19 @@ func TestPageInBrowser(t *testing.T) {
 		poll(`document.querySelector('`+row+` td').textContent === "mail (paused)"`),
 		chromedp.Click(row+` button:nth-of-type(2)`), // Dead letters
 		chromedp.WaitVisible(`#dead tr[data-job="`+dead.ID+`"]`),
+		// Find the dead job by its arguments, open it, fix them, replay it.
+		chromedp.SetValue(`#job-text`, "bounced"),
+		chromedp.Click(`#search button`),
+		chromedp.Click(`#jobs tr[data-job="`+dead.ID+`"]`),
+		poll(`document.getElementById("detail-state").textContent === "(dead)"`),
 		step(func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
 			var err error
 			shot, err = chromedp.FullScreenshot(100)(ctx, t) // 100: PNG
 			return chromedp.Void{}, err
 		}),
-		chromedp.Click(`#dead tr[data-job="`+dead.ID+`"] button:nth-of-type(1)`), // Replay
+		chromedp.SetValue(`#detail-args`, `{"to": "fixed@example.com"}`),
+		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`), // the browser's own dialog
+		chromedp.Click(`#detail-replay`),
 		poll(count("dead")+` === "0" && `+count("pending")+` === "1"`),
 	)
 	if err != nil {
@@ -105,7 +113,7 @@ func TestPageInBrowser(t *testing.T) {
 		t.Fatalf("the click did not pause the queue: %+v, %v", st, err)
 	}
 	r, err := b.GetJob(ctx, backends.GetJobParams{ID: dead.ID})
-	if err != nil || r.State != job.Pending { // paused: the replayed job waits
+	if err != nil || r.State != job.Pending || string(r.Payload) != `{"to":"fixed@example.com"}` { // paused: it waits
 		t.Fatalf("replayed job: %+v, %v", r, err)
 	}
 	dir := os.Getenv("CONVEYOR_ARTIFACTS")

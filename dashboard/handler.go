@@ -36,8 +36,10 @@ var page = func() http.Handler {
 //	GET  /metrics                      Prometheus: jobs per queue and state, depth,
 //	                                   paused, live workers, running jobs, breakers
 //	GET  /api/queues                   counts per queue and state, depth, paused
-//	GET  /api/jobs?queue=&state=&limit=&cursor=
-//	                                   a page of jobs (state required; queue empty: all)
+//	GET  /api/jobs?queue=&state=&limit=&cursor=&q=
+//	                                   a page of jobs (state required; queue empty: all);
+//	                                   with q, the jobs among the first 1000 whose ID,
+//	                                   task name or arguments contain q (no cursor)
 //	GET  /api/jobs/{id}                one job: args, headers, attempts, result, times
 //	GET  /api/workers                  live worker processes
 //	POST /api/queues/{queue}/pause     pause a queue cluster-wide
@@ -47,6 +49,8 @@ var page = func() http.Handler {
 //	POST /api/jobs/{id}/replay         replay a dead or cancelled job; a JSON
 //	                                   body {"args": ...} replaces its arguments
 //	POST /api/jobs/{id}/delete         delete a job that is not running
+//	GET  /api/schedules                periodic entries: schedule, task, last and next tick
+//	POST /api/schedules/{name}/pause   pause an entry (resume: .../resume)
 //
 // Errors are {"error": "..."} with a status that says why: 400 bad input,
 // 401 no credentials, 403 read-only or cross-site, 404 no such job, 409 the
@@ -76,6 +80,9 @@ func New(cfg Config) (http.Handler, error) {
 	api.HandleFunc("POST /api/jobs/{id}/cancel", a.cancel)
 	api.HandleFunc("POST /api/jobs/{id}/replay", a.replayJob)
 	api.HandleFunc("POST /api/jobs/{id}/delete", a.deleteJob)
+	api.HandleFunc("GET /api/schedules", a.schedules)
+	api.HandleFunc("POST /api/schedules/{name}/pause", a.pauseSchedule)
+	api.HandleFunc("POST /api/schedules/{name}/resume", a.pauseSchedule)
 	var h http.Handler = api
 	h = a.readOnly(h)
 	h = http.NewCrossOriginProtection().Handler(h)

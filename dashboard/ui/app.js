@@ -95,6 +95,121 @@ function renderWorkers(workers) {
   }
 }
 
+function time(t) {
+  return t ? new Date(t).toLocaleString() : "";
+}
+
+function renderSchedules(entries) {
+  const body = document.querySelector("#schedules tbody");
+  body.replaceChildren();
+  for (const e of entries) {
+    const row = body.insertRow();
+    row.dataset.entry = e.Name;
+    cell(row, e.Name + (e.paused ? " (paused)" : ""), e.paused ? "paused" : "");
+    cell(row, e.Schedule);
+    cell(row, e.Task);
+    cell(row, time(e.last && !e.last.startsWith("0001") ? e.last : null));
+    cell(row, time(e.next && !e.next.startsWith("0001") ? e.next : null));
+    const actions = row.insertCell();
+    const n = encodeURIComponent(e.Name);
+    if (e.paused) button(actions, "Resume", () => post("api/schedules/" + n + "/resume"));
+    else button(actions, "Pause", () => post("api/schedules/" + n + "/pause"));
+  }
+}
+
+// Jobs: a search by state, queue and text; a click shows a job in full.
+let detailID = "";
+
+async function search(ev) {
+  if (ev) ev.preventDefault();
+  const params = new URLSearchParams({ state: document.getElementById("job-state").value, limit: "100" });
+  const q = document.getElementById("job-queue").value.trim();
+  const text = document.getElementById("job-text").value.trim();
+  if (q) params.set("queue", q);
+  if (text) params.set("q", text);
+  const body = document.querySelector("#jobs tbody");
+  try {
+    const page = await getJSON("api/jobs?" + params);
+    body.replaceChildren();
+    for (const j of page.jobs) {
+      const row = body.insertRow();
+      row.dataset.job = j.id;
+      cell(row, j.id);
+      cell(row, j.queue);
+      cell(row, j.task);
+      cell(row, j.state);
+      cell(row, String((j.attempts || []).length));
+      cell(row, time(j.created_at));
+      row.addEventListener("click", () => { detailID = j.id; showDetail(); });
+    }
+  } catch (e) {
+    window.alert(String(e));
+  }
+}
+
+async function showDetail() {
+  if (!detailID) return;
+  const box = document.getElementById("detail");
+  let j;
+  try {
+    j = await getJSON("api/jobs/" + encodeURIComponent(detailID));
+  } catch (e) {
+    box.hidden = true;
+    return;
+  }
+  box.hidden = false;
+  document.getElementById("detail-id").textContent = j.id;
+  document.getElementById("detail-state").textContent = "(" + j.state + ")";
+  document.getElementById("detail-meta").textContent = j.task + " in " + j.queue + ", " + j.deliveries +
+    " deliveries, created " + time(j.created_at) + (j.finished_at ? ", finished " + time(j.finished_at) : "");
+  const args = document.getElementById("detail-args");
+  if (document.activeElement !== args) args.value = j.args ? JSON.stringify(j.args, null, 2) : "";
+  const attempts = document.querySelector("#detail-attempts tbody");
+  attempts.replaceChildren();
+  for (const a of j.attempts || []) {
+    const row = attempts.insertRow();
+    cell(row, String(a.attempt));
+    cell(row, time(a.at));
+    cell(row, a.error + (a.stack ? "\n" + a.stack : ""));
+  }
+  document.getElementById("detail-result").textContent = j.result ? "result: " + JSON.stringify(j.result) : "";
+  const finished = ["dead", "cancelled"].includes(j.state);
+  document.getElementById("detail-replay").disabled = !finished;
+  document.getElementById("detail-cancel").disabled = !["pending", "scheduled", "retrying", "running"].includes(j.state);
+  document.getElementById("detail-delete").disabled = j.state === "running";
+}
+
+function detailAction(verb, confirmText) {
+  return () => {
+    const id = encodeURIComponent(detailID);
+    let body = null;
+    if (verb === "replay") {
+      try {
+        const text = document.getElementById("detail-args").value.trim();
+        body = text ? { args: JSON.parse(text) } : null;
+      } catch (e) {
+        window.alert("the arguments are not JSON: " + e.message);
+        return;
+      }
+    }
+    post("api/jobs/" + id + "/" + verb, body, confirmText);
+  };
+}
+
+function setupJobs() {
+  const sel = document.getElementById("job-state");
+  for (const s of states) {
+    const o = document.createElement("option");
+    o.value = o.textContent = s;
+    sel.appendChild(o);
+  }
+  sel.value = "dead";
+  document.getElementById("search").addEventListener("submit", search);
+  document.getElementById("detail-replay").addEventListener("click", detailAction("replay", "Replay this job?"));
+  document.getElementById("detail-cancel").addEventListener("click", detailAction("cancel", "Cancel this job?"));
+  document.getElementById("detail-delete").addEventListener("click", detailAction("delete", "Delete this job for good?"));
+}
+
 async function refresh() {
   const status = document.getElementById("status");
   try {
@@ -103,6 +218,8 @@ async function refresh() {
       ? await getJSON("api/jobs?state=dead&limit=100&queue=" + encodeURIComponent(deadQueue))
       : { jobs: [] });
     renderWorkers(await getJSON("api/workers").catch(() => []));
+    renderSchedules(await getJSON("api/schedules").catch(() => []));
+    await showDetail();
     status.textContent = "updated " + new Date().toLocaleTimeString();
     status.className = "";
   } catch (e) {
@@ -111,5 +228,6 @@ async function refresh() {
   }
 }
 
+setupJobs();
 refresh();
 setInterval(refresh, 1000);
