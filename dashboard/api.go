@@ -20,7 +20,8 @@ import (
 )
 
 type api struct {
-	cfg Config
+	cfg  Config
+	hist history
 }
 
 // QueueView is one queue in GET /api/queues.
@@ -123,11 +124,17 @@ func (a *api) queues(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
+	a.hist.sample(stats)
 	out := make([]QueueView, len(stats))
 	for i, s := range stats {
 		out[i] = QueueView{Queue: s.Queue, Paused: s.Paused, Depth: s.Depth(), Counts: s.Counts}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// historyView answers GET /api/history.
+func (a *api) historyView(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, a.hist.snapshot())
 }
 
 func (a *api) jobs(w http.ResponseWriter, r *http.Request) {

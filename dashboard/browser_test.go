@@ -56,7 +56,7 @@ func TestPageInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Stop(ctx)
-	srv := serve(t, dashboard.Config{Backend: b})
+	srv := serve(t, dashboard.Config{Backend: b, HistoryEvery: 100 * time.Millisecond})
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
 		chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()), chromedp.Flag("disable-background-networking", true),
@@ -86,6 +86,8 @@ func TestPageInBrowser(t *testing.T) {
 		}),
 		// The page updates by itself as the worker finishes them.
 		poll(count("done")+` === "3"`),
+		// The chart of the last hour has the queue's line.
+		poll(`document.querySelector('#charts .chart[data-queue="mail"] polyline') !== null`),
 		chromedp.Click(row+` button:nth-of-type(1)`), // Pause
 		poll(`document.querySelector('`+row+` td').textContent === "mail (paused)"`),
 		chromedp.Click(row+` button:nth-of-type(2)`), // Dead letters

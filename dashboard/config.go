@@ -24,6 +24,8 @@ type Config struct {
 	// MetricsTTL is how old the backend readings behind /metrics may be, so
 	// that scrapes cost the backend one read per TTL. Default 5s.
 	MetricsTTL time.Duration
+	// HistoryEvery is the sampling interval of /api/history. Default 10s.
+	HistoryEvery time.Duration
 	// ReadyTimeout bounds the backend round trip of /readyz. Default 2s.
 	ReadyTimeout time.Duration
 	// Logger receives failed requests' backend errors. Default
@@ -39,6 +41,9 @@ type BasicAuth struct {
 func (c *Config) defaults() {
 	if c.MetricsTTL <= 0 {
 		c.MetricsTTL = 5 * time.Second
+	}
+	if c.HistoryEvery <= 0 {
+		c.HistoryEvery = 10 * time.Second
 	}
 	if c.ReadyTimeout <= 0 {
 		c.ReadyTimeout = 2 * time.Second

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -36,6 +37,8 @@ var page = func() http.Handler {
 //	GET  /metrics                      Prometheus: jobs per queue and state, depth,
 //	                                   paused, live workers, running jobs, breakers
 //	GET  /api/queues                   counts per queue and state, depth, paused
+//	GET  /api/history                  jobs done and dead per second, per queue, over
+//	                                   the last hour (sampled while the API is used)
 //	GET  /api/jobs?queue=&state=&limit=&cursor=&q=
 //	                                   a page of jobs (state required; queue empty: all);
 //	                                   with q, the jobs among the first 1000 whose ID,
@@ -60,7 +63,7 @@ func New(cfg Config) (http.Handler, error) {
 		return nil, errors.New("dashboard: Config.Backend is required")
 	}
 	cfg.defaults()
-	a := &api{cfg: cfg}
+	a := &api{cfg: cfg, hist: history{every: cfg.HistoryEvery, keep: time.Hour}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", a.healthz)
 	mux.HandleFunc("GET /readyz", a.readyz)
@@ -71,6 +74,7 @@ func New(cfg Config) (http.Handler, error) {
 	api.Handle("GET /app.js", page)
 	api.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	api.HandleFunc("GET /api/queues", a.queues)
+	api.HandleFunc("GET /api/history", a.historyView)
 	api.HandleFunc("GET /api/jobs", a.jobs)
 	api.HandleFunc("GET /api/jobs/{id}", a.job)
 	api.HandleFunc("GET /api/workers", a.workers)
