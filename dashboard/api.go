@@ -124,7 +124,10 @@ func (a *api) queues(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	a.hist.sample(stats)
+	a.hist.sample(stats, func() []worker.Info {
+		ws, _ := worker.Workers(r.Context(), a.cfg.Backend) // none: no latency point
+		return ws
+	})
 	out := make([]QueueView, len(stats))
 	for i, s := range stats {
 		out[i] = QueueView{Queue: s.Queue, Paused: s.Paused, Depth: s.Depth(), Counts: s.Counts}

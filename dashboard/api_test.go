@@ -330,13 +330,13 @@ func TestHistory(t *testing.T) {
 	if err := b.DeadLetter(ctx, backends.DeadLetterParams{Lease: recs[3].Lease, Error: job.AttemptError{Error: "x"}}); err != nil {
 		t.Fatal(err)
 	}
-	var points []dashboard.Point
+	var h dashboard.History
 	testenv.WaitFor(t, 5*time.Second, "a history point", func() bool {
 		call(t, srv, "GET", "/api/queues", "", http.StatusOK, nil)
-		call(t, srv, "GET", "/api/history", "", http.StatusOK, &points)
-		return len(points) > 0
+		call(t, srv, "GET", "/api/history", "", http.StatusOK, &h)
+		return len(h.Rates) > 0
 	})
-	p := points[0]
+	p := h.Rates[0]
 	if p.Queue != "mail" || p.DonePerSec <= 0 || p.DeadPerSec <= 0 || p.DonePerSec < 2*p.DeadPerSec {
 		t.Fatalf("history point %+v: want 3 done and 1 dead over the interval", p)
 	}

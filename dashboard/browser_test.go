@@ -87,7 +87,7 @@ func TestPageInBrowser(t *testing.T) {
 		// The page updates by itself as the worker finishes them.
 		poll(count("done")+` === "3"`),
 		// The chart of the last hour has the queue's line.
-		poll(`document.querySelector('#charts .chart[data-queue="mail"] polyline') !== null`),
+		poll(`document.querySelector('#charts .chart[data-chart="queue-mail"] polyline') !== null`),
 		chromedp.Click(row+` button:nth-of-type(1)`), // Pause
 		poll(`document.querySelector('`+row+` td').textContent === "mail (paused)"`),
 		chromedp.Click(row+` button:nth-of-type(2)`), // Dead letters

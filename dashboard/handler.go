@@ -37,8 +37,9 @@ var page = func() http.Handler {
 //	GET  /metrics                      Prometheus: jobs per queue and state, depth,
 //	                                   paused, live workers, running jobs, breakers
 //	GET  /api/queues                   counts per queue and state, depth, paused
-//	GET  /api/history                  jobs done and dead per second, per queue, over
-//	                                   the last hour (sampled while the API is used)
+//	GET  /api/history                  jobs done and dead per second, per queue, and the
+//	                                   workers' pickup latency p50/p99, over the last hour
+//	                                   (sampled while the API is used)
 //	GET  /api/jobs?queue=&state=&limit=&cursor=&q=
 //	                                   a page of jobs (state required; queue empty: all);
 //	                                   with q, the jobs among the first 1000 whose ID,

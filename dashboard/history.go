@@ -7,6 +7,7 @@ import (
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/job"
+	"github.com/conveyorhq/conveyor/worker"
 )
 
 // Point is one queue's figures over one sampling interval of GET
@@ -16,6 +17,22 @@ type Point struct {
 	Queue      string    `json:"queue"`
 	DonePerSec float64   `json:"done_per_s"`
 	DeadPerSec float64   `json:"dead_per_s"`
+}
+
+// PickupPoint is the enqueue-to-start latency over one sampling interval
+// of GET /api/history: the highest p50 and p99 that any live worker
+// reported for the jobs it started since its previous heartbeat (the
+// slowest worker's view, which is the one to watch).
+type PickupPoint struct {
+	At  time.Time `json:"at"`
+	P50 float64   `json:"p50_ms"`
+	P99 float64   `json:"p99_ms"`
+}
+
+// History is GET /api/history.
+type History struct {
+	Rates  []Point       `json:"rates"`
+	Pickup []PickupPoint `json:"pickup"`
 }
 
 // history samples the queues at most every interval while the dashboard
@@ -30,10 +47,12 @@ type history struct {
 	at     time.Time
 	last   map[string]map[job.State]int
 	points []Point
+	pickup []PickupPoint
 }
 
-// sample records a point per queue if the last sample is older than every.
-func (h *history) sample(stats []backends.QueueStats) {
+// sample records a point per queue, and one of pickup latency from the
+// live workers (read only then), if the last sample is older than every.
+func (h *history) sample(stats []backends.QueueStats, workers func() []worker.Info) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := time.Now()
@@ -55,16 +74,27 @@ func (h *history) sample(stats []backends.QueueStats) {
 			DeadPerSec: max(float64(s.Counts[job.Dead]-prev[s.Queue][job.Dead]), 0) / secs}
 		h.points = append(h.points, p)
 	}
-	cut := 0
-	for cut < len(h.points) && now.Sub(h.points[cut].At) > h.keep {
-		cut++
+	pp := PickupPoint{At: now}
+	for _, w := range workers() {
+		pp.P50, pp.P99 = max(pp.P50, w.PickupP50), max(pp.P99, w.PickupP99)
 	}
-	h.points = slices.Delete(h.points, 0, cut)
+	h.pickup = append(h.pickup, pp)
+	h.points = dropOlder(h.points, now.Add(-h.keep), func(p Point) time.Time { return p.At })
+	h.pickup = dropOlder(h.pickup, now.Add(-h.keep), func(p PickupPoint) time.Time { return p.At })
 }
 
-// points returns the kept points, oldest first.
-func (h *history) snapshot() []Point {
+// dropOlder drops the points, oldest first, taken before cut.
+func dropOlder[P any](ps []P, cut time.Time, at func(P) time.Time) []P {
+	n := 0
+	for n < len(ps) && at(ps[n]).Before(cut) {
+		n++
+	}
+	return slices.Delete(ps, 0, n)
+}
+
+// snapshot returns the kept points, oldest first.
+func (h *history) snapshot() History {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return slices.Clone(h.points)
+	return History{Rates: slices.Clone(h.points), Pickup: slices.Clone(h.pickup)}
 }

@@ -82,6 +82,9 @@ func (w *Worker) execute(ctx context.Context, rec *job.Record) {
 	if w.cfg.Observer != nil {
 		w.cfg.Observer.Started(rec)
 	}
+	if w.reg.kv != nil && !rec.StartedAt.IsZero() {
+		w.reg.pickups.add(rec.StartedAt.Sub(rec.RunAt))
+	}
 	start := time.Now()
 	jctx, cancel := context.WithTimeoutCause(ctx, timeout, ErrTimeout)
 	jctx = context.WithValue(jctx, jobKey{}, rec)

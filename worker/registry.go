@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,6 +26,11 @@ type Info struct {
 	Started     time.Time      `json:"started"`
 	Heartbeat   time.Time      `json:"heartbeat"`
 	Breakers    []BreakerState `json:"breakers,omitempty"`
+	// PickupP50 and PickupP99 are the enqueue-to-start latency (from when
+	// a job was due to when this worker started it) of the jobs it started
+	// since its previous heartbeat, in milliseconds; zero when none.
+	PickupP50 float64 `json:"pickup_p50_ms,omitempty"`
+	PickupP99 float64 `json:"pickup_p99_ms,omitempty"`
 }
 
 // workersPrefix starts the KVStore key of each worker's Info.
@@ -39,6 +45,41 @@ type registry struct {
 	mu      sync.Mutex
 	version int64
 	started time.Time
+	pickups pickups
+}
+
+// pickups collects the pickup latencies of the jobs started between two
+// heartbeats, the last pickupWindow of them.
+type pickups struct {
+	mu   sync.Mutex
+	vals []time.Duration
+}
+
+const pickupWindow = 1024
+
+func (p *pickups) add(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.vals) == pickupWindow {
+		p.vals = p.vals[1:]
+	}
+	p.vals = append(p.vals, max(d, 0))
+}
+
+// take returns the p50 and p99 in milliseconds and starts a new window.
+func (p *pickups) take() (p50, p99 float64) {
+	p.mu.Lock()
+	vals := p.vals
+	p.vals = nil
+	p.mu.Unlock()
+	if len(vals) == 0 {
+		return 0, 0
+	}
+	slices.Sort(vals)
+	at := func(q float64) float64 {
+		return float64(vals[min(int(q*float64(len(vals))), len(vals)-1)]) / float64(time.Millisecond)
+	}
+	return at(0.50), at(0.99)
 }
 
 func (w *Worker) announce(ctx context.Context) {
@@ -51,8 +92,9 @@ func (w *Worker) announce(ctx context.Context) {
 		qs[i] = q.Name
 	}
 	now := time.Now()
+	p50, p99 := r.pickups.take()
 	info, _ := json.Marshal(Info{ID: w.cfg.ID, Host: r.host, PID: os.Getpid(), Queues: qs, Concurrency: w.cfg.Concurrency,
-		Running: w.Running(), Started: r.started, Heartbeat: now, Breakers: w.Breakers()})
+		Running: w.Running(), Started: r.started, Heartbeat: now, Breakers: w.Breakers(), PickupP50: p50, PickupP99: p99})
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p := backends.PutKVParams{Key: workersPrefix + w.cfg.ID, Value: info, IfVersion: r.version,

@@ -95,41 +95,51 @@ function renderWorkers(workers) {
   }
 }
 
-// renderCharts draws, per queue, the done and dead rates of the last hour
-// as two lines scaled to the busiest point.
-function renderCharts(points) {
+// chart draws lines of points over the last hour, scaled to the highest.
+function chart(name, title, points, lines) {
+  const ns = "http://www.w3.org/2000/svg", w = 360, h = 80;
+  const end = Date.now(), start = end - 3600e3;
+  const top = Math.max(1, ...points.flatMap(p => lines.map(([key]) => p[key])));
+  const div = document.createElement("div");
+  div.className = "chart";
+  div.dataset.chart = name;
+  const head = document.createElement("div");
+  head.textContent = title + " (peak " + top.toFixed(1) + ")";
+  div.appendChild(head);
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("width", w);
+  svg.setAttribute("height", h);
+  for (const [key, color] of lines) {
+    const line = document.createElementNS(ns, "polyline");
+    line.setAttribute("fill", "none");
+    line.setAttribute("stroke", color);
+    line.setAttribute("points", points.map(p =>
+      ((new Date(p.at) - start) / 3600e3 * w).toFixed(1) + "," + (h - 2 - p[key] / top * (h - 4)).toFixed(1)).join(" "));
+    svg.appendChild(line);
+  }
+  div.appendChild(svg);
+  return div;
+}
+
+// renderCharts draws, per queue, the done and dead rates of the last hour,
+// and the slowest worker's pickup latency.
+function renderCharts(history) {
   const box = document.getElementById("charts");
   box.replaceChildren();
   const byQueue = new Map();
-  for (const p of points) {
+  for (const p of history.rates) {
     if (!byQueue.has(p.queue)) byQueue.set(p.queue, []);
     byQueue.get(p.queue).push(p);
   }
-  const ns = "http://www.w3.org/2000/svg", w = 360, h = 80;
-  const end = Date.now(), start = end - 3600e3;
   for (const [queue, ps] of byQueue) {
-    const div = document.createElement("div");
-    div.className = "chart";
-    div.dataset.queue = queue;
-    const top = Math.max(1, ...ps.map(p => Math.max(p.done_per_s, p.dead_per_s)));
-    const title = document.createElement("div");
     const last = ps[ps.length - 1];
-    title.textContent = queue + ": " + last.done_per_s.toFixed(1) + " done/s, " + last.dead_per_s.toFixed(1) +
-      " dead/s (peak " + top.toFixed(1) + "/s)";
-    div.appendChild(title);
-    const svg = document.createElementNS(ns, "svg");
-    svg.setAttribute("width", w);
-    svg.setAttribute("height", h);
-    for (const [key, color] of [["done_per_s", "#2a7"], ["dead_per_s", "#c33"]]) {
-      const line = document.createElementNS(ns, "polyline");
-      line.setAttribute("fill", "none");
-      line.setAttribute("stroke", color);
-      line.setAttribute("points", ps.map(p =>
-        ((new Date(p.at) - start) / 3600e3 * w).toFixed(1) + "," + (h - 2 - p[key] / top * (h - 4)).toFixed(1)).join(" "));
-      svg.appendChild(line);
-    }
-    div.appendChild(svg);
-    box.appendChild(div);
+    box.appendChild(chart("queue-" + queue, queue + ": " + last.done_per_s.toFixed(1) + " done/s, " +
+      last.dead_per_s.toFixed(1) + " dead/s", ps, [["done_per_s", "#2a7"], ["dead_per_s", "#c33"]]));
+  }
+  if (history.pickup.length) {
+    const last = history.pickup[history.pickup.length - 1];
+    box.appendChild(chart("pickup", "pickup: p50 " + last.p50_ms.toFixed(1) + " ms, p99 " + last.p99_ms.toFixed(1) + " ms",
+      history.pickup, [["p50_ms", "#36c"], ["p99_ms", "#c80"]]));
   }
 }
 
