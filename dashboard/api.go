@@ -28,7 +28,8 @@ type api struct {
 type QueueView struct {
 	Queue  string            `json:"queue"`
 	Paused bool              `json:"paused"`
-	Depth  int               `json:"depth"` // unfinished jobs, the figure MaxDepth bounds
+	Depth  int               `json:"depth"`           // unfinished jobs, the figure MaxDepth bounds
+	Bound  int               `json:"bound,omitempty"` // the queue's MaxDepth, from Config.Bounds
 	Counts map[job.State]int `json:"counts"`
 }
 
@@ -130,7 +131,7 @@ func (a *api) queues(w http.ResponseWriter, r *http.Request) {
 	})
 	out := make([]QueueView, len(stats))
 	for i, s := range stats {
-		out[i] = QueueView{Queue: s.Queue, Paused: s.Paused, Depth: s.Depth(), Counts: s.Counts}
+		out[i] = QueueView{Queue: s.Queue, Paused: s.Paused, Depth: s.Depth(), Bound: a.cfg.Bounds[s.Queue], Counts: s.Counts}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

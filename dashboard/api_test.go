@@ -110,11 +110,11 @@ func TestOperatorActions(t *testing.T) {
 	if err := b.DeadLetter(ctx, backends.DeadLetterParams{Lease: recs[0].Lease, Error: job.AttemptError{Attempt: 1, At: time.Now(), Error: "mailbox unavailable"}}); err != nil {
 		t.Fatal(err)
 	}
-	srv := serve(t, dashboard.Config{Backend: b})
+	srv := serve(t, dashboard.Config{Backend: b, Bounds: map[string]int{"mail": 10}})
 
 	var qs []dashboard.QueueView
 	call(t, srv, "GET", "/api/queues", "", http.StatusOK, &qs)
-	if len(qs) != 1 || qs[0].Queue != "mail" || qs[0].Counts[job.Pending] != 2 || qs[0].Counts[job.Dead] != 1 || qs[0].Depth != 2 {
+	if len(qs) != 1 || qs[0].Queue != "mail" || qs[0].Counts[job.Pending] != 2 || qs[0].Counts[job.Dead] != 1 || qs[0].Depth != 2 || qs[0].Bound != 10 {
 		t.Fatalf("queues = %+v", qs)
 	}
 	var page dashboard.JobPage

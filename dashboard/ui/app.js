@@ -44,7 +44,7 @@ function renderQueues(queues) {
     row.dataset.queue = q.queue;
     cell(row, q.queue + (q.paused ? " (paused)" : ""), q.paused ? "paused" : "");
     for (const s of states) cell(row, String(q.counts[s] || 0)).dataset.state = s;
-    cell(row, String(q.depth));
+    cell(row, q.bound ? q.depth + " / " + q.bound + " (" + Math.round(100 * q.depth / q.bound) + "%)" : String(q.depth));
     const actions = row.insertCell();
     const qp = encodeURIComponent(q.queue);
     if (q.paused) button(actions, "Resume", () => post("api/queues/" + qp + "/resume"));
@@ -168,17 +168,24 @@ function renderSchedules(entries) {
 // Jobs: a search by state, queue and text; a click shows a job in full.
 let detailID = "";
 
+let nextCursor = "";
+
+// search lists the jobs that match the form; "more" shows the next page.
 async function search(ev) {
-  if (ev) ev.preventDefault();
+  if (ev && ev.preventDefault) ev.preventDefault();
   const params = new URLSearchParams({ state: document.getElementById("job-state").value, limit: "100" });
   const q = document.getElementById("job-queue").value.trim();
   const text = document.getElementById("job-text").value.trim();
   if (q) params.set("queue", q);
   if (text) params.set("q", text);
   const body = document.querySelector("#jobs tbody");
+  if (ev !== "more") nextCursor = "";
+  if (nextCursor) params.set("cursor", nextCursor);
   try {
     const page = await getJSON("api/jobs?" + params);
     body.replaceChildren();
+    nextCursor = page.next || "";
+    document.getElementById("jobs-more").hidden = !nextCursor;
     for (const j of page.jobs) {
       const row = body.insertRow();
       row.dataset.job = j.id;
@@ -209,7 +216,8 @@ async function showDetail() {
   document.getElementById("detail-id").textContent = j.id;
   document.getElementById("detail-state").textContent = "(" + j.state + ")";
   document.getElementById("detail-meta").textContent = j.task + " in " + j.queue + ", " + j.deliveries +
-    " deliveries, created " + time(j.created_at) + (j.finished_at ? ", finished " + time(j.finished_at) : "");
+    " deliveries, created " + time(j.created_at) + (j.finished_at ? ", finished " + time(j.finished_at) : "") +
+    (j.headers ? ", headers " + JSON.stringify(j.headers) : "");
   const args = document.getElementById("detail-args");
   if (document.activeElement !== args) args.value = j.args ? JSON.stringify(j.args, null, 2) : "";
   const attempts = document.querySelector("#detail-attempts tbody");
@@ -253,6 +261,7 @@ function setupJobs() {
   }
   sel.value = "dead";
   document.getElementById("search").addEventListener("submit", search);
+  document.getElementById("jobs-more").addEventListener("click", () => search("more"));
   document.getElementById("detail-replay").addEventListener("click", detailAction("replay", "Replay this job?"));
   document.getElementById("detail-cancel").addEventListener("click", detailAction("cancel", "Cancel this job?"));
   document.getElementById("detail-delete").addEventListener("click", detailAction("delete", "Delete this job for good?"));
