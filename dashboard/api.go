@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -14,83 +13,12 @@ import (
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/job"
-	"github.com/conveyorhq/conveyor/queue"
-	"github.com/conveyorhq/conveyor/scheduler"
 	"github.com/conveyorhq/conveyor/worker"
 )
 
 type api struct {
 	cfg  Config
 	hist history
-}
-
-// QueueView is one queue in GET /api/queues.
-type QueueView struct {
-	Queue  string            `json:"queue"`
-	Paused bool              `json:"paused"`
-	Depth  int               `json:"depth"`           // unfinished jobs, the figure MaxDepth bounds
-	Bound  int               `json:"bound,omitempty"` // the queue's MaxDepth, from Config.Bounds
-	Counts map[job.State]int `json:"counts"`
-}
-
-// JobView is a job as the API shows it. Args and Result are the stored
-// JSON when they are JSON, else a string of the bytes.
-type JobView struct {
-	ID              string             `json:"id"`
-	Queue           string             `json:"queue"`
-	Task            string             `json:"task"`
-	State           job.State          `json:"state"`
-	Priority        int                `json:"priority"`
-	Args            json.RawMessage    `json:"args,omitempty"`
-	Headers         map[string]string  `json:"headers,omitempty"`
-	Deliveries      int                `json:"deliveries"`
-	MaxDeliveries   int                `json:"max_deliveries,omitempty"`
-	Attempts        []job.AttemptError `json:"attempts,omitempty"`
-	Result          json.RawMessage    `json:"result,omitempty"`
-	CreatedAt       time.Time          `json:"created_at"`
-	RunAt           time.Time          `json:"run_at"`
-	StartedAt       *time.Time         `json:"started_at,omitempty"`
-	FinishedAt      *time.Time         `json:"finished_at,omitempty"`
-	LeaseExpiresAt  *time.Time         `json:"lease_expires_at,omitempty"`
-	CancelRequested bool               `json:"cancel_requested,omitempty"`
-}
-
-// JobPage is GET /api/jobs.
-type JobPage struct {
-	Jobs []JobView `json:"jobs"`
-	Next string    `json:"next,omitempty"` // the cursor of the next page
-}
-
-func view(r *job.Record) JobView {
-	v := JobView{
-		ID: r.ID, Queue: r.Queue, Task: r.Task, State: r.State, Priority: r.Priority,
-		Args: raw(r.Payload), Headers: r.Headers, Deliveries: r.Deliveries, MaxDeliveries: r.MaxDeliveries,
-		Attempts: r.Errors, Result: raw(r.Result), CreatedAt: r.CreatedAt, RunAt: r.RunAt,
-		StartedAt: when(r.StartedAt), FinishedAt: when(r.FinishedAt), CancelRequested: r.CancelRequested,
-	}
-	if r.State == job.Running {
-		v.LeaseExpiresAt = when(r.Lease.ExpiresAt)
-	}
-	return v
-}
-
-// raw returns b as JSON: itself if it is JSON, else a JSON string.
-func raw(b []byte) json.RawMessage {
-	if len(b) == 0 {
-		return nil
-	}
-	if json.Valid(b) {
-		return b
-	}
-	s, _ := json.Marshal(string(b))
-	return s
-}
-
-func when(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	return &t
 }
 
 func (a *api) healthz(w http.ResponseWriter, _ *http.Request) {
@@ -202,43 +130,6 @@ func (a *api) search(w http.ResponseWriter, r *http.Request, in backends.Inspect
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (a *api) schedules(w http.ResponseWriter, r *http.Request) {
-	s, ok := a.scheduler(w)
-	if !ok {
-		return
-	}
-	entries, err := s.List(r.Context())
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, entries)
-}
-
-func (a *api) pauseSchedule(w http.ResponseWriter, r *http.Request) {
-	s, ok := a.scheduler(w)
-	if !ok {
-		return
-	}
-	paused := strings.HasSuffix(r.URL.Path, "/pause")
-	if err := s.Pause(r.Context(), r.PathValue("name"), paused); err != nil {
-		a.fail(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// scheduler reads and pauses the entries stored in the backend; it fires
-// nothing (workers do).
-func (a *api) scheduler(w http.ResponseWriter) (*scheduler.Scheduler, bool) {
-	s, err := scheduler.New(queue.NewClient(a.cfg.Backend, queue.Config{}), scheduler.Config{})
-	if err != nil {
-		writeError(w, http.StatusNotImplemented, err)
-		return nil, false
-	}
-	return s, true
-}
-
 func (a *api) job(w http.ResponseWriter, r *http.Request) {
 	in, ok := inspector(w, a.cfg.Backend)
 	if !ok {
@@ -259,114 +150,6 @@ func (a *api) workers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, ws)
-}
-
-func (a *api) pause(w http.ResponseWriter, r *http.Request) {
-	a.pauser(w, r, backends.Pauser.PauseQueue)
-}
-
-func (a *api) resume(w http.ResponseWriter, r *http.Request) {
-	a.pauser(w, r, backends.Pauser.ResumeQueue)
-}
-
-func (a *api) pauser(w http.ResponseWriter, r *http.Request, op func(backends.Pauser, context.Context, backends.PauseQueueParams) error) {
-	p, ok := a.cfg.Backend.(backends.Pauser)
-	if !ok {
-		writeError(w, http.StatusNotImplemented, fmt.Errorf("%w: pausing", job.ErrUnsupported))
-		return
-	}
-	if err := op(p, r.Context(), backends.PauseQueueParams{Queue: r.PathValue("queue")}); err != nil {
-		a.fail(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (a *api) replayQueue(w http.ResponseWriter, r *http.Request) {
-	ad, ok := admin(w, a.cfg.Backend)
-	if !ok {
-		return
-	}
-	n, err := ad.ReplayJobs(r.Context(), backends.ReplayJobsParams{Queue: r.PathValue("queue")})
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]int{"replayed": n})
-}
-
-func (a *api) cancel(w http.ResponseWriter, r *http.Request) {
-	st, err := a.cfg.Backend.Cancel(r.Context(), backends.CancelParams{JobID: r.PathValue("id")})
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]job.State{"state": st})
-}
-
-// replayJob replays one dead or cancelled job, with the arguments of the
-// body's "args" if it has one (an operator's fix to a bad payload).
-func (a *api) replayJob(w http.ResponseWriter, r *http.Request) {
-	ad, ok := admin(w, a.cfg.Backend)
-	if !ok {
-		return
-	}
-	id := r.PathValue("id")
-	var body struct {
-		Args json.RawMessage `json:"args"`
-	}
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&body); err != nil && !errors.Is(err, io.EOF) {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("body: %w", err))
-		return
-	}
-	p := backends.ReplayJobsParams{IDs: []string{id}}
-	if len(body.Args) > 0 {
-		p.Payloads = map[string][]byte{id: body.Args}
-	}
-	n, err := ad.ReplayJobs(r.Context(), p)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	if n == 0 {
-		a.notReplayed(w, r, id)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]int{"replayed": n})
-}
-
-// notReplayed says why a job was not replayed: it does not exist, or it
-// is not dead or cancelled.
-func (a *api) notReplayed(w http.ResponseWriter, r *http.Request, id string) {
-	in, ok := a.cfg.Backend.(backends.Inspector)
-	if !ok {
-		writeError(w, http.StatusConflict, fmt.Errorf("job %s was not replayed", id))
-		return
-	}
-	rec, err := in.GetJob(r.Context(), backends.GetJobParams{ID: id})
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	writeError(w, http.StatusConflict, fmt.Errorf("job %s is %s: only dead or cancelled jobs are replayed", id, rec.State))
-}
-
-func (a *api) deleteJob(w http.ResponseWriter, r *http.Request) {
-	ad, ok := admin(w, a.cfg.Backend)
-	if !ok {
-		return
-	}
-	id := r.PathValue("id")
-	n, err := ad.DeleteJobs(r.Context(), backends.DeleteJobsParams{IDs: []string{id}})
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	if n == 0 {
-		writeError(w, http.StatusConflict, fmt.Errorf("job %s was not deleted: it is running (cancel it first) or does not exist", id))
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]int{"deleted": n})
 }
 
 func inspector(w http.ResponseWriter, b backends.Backend) (backends.Inspector, bool) {

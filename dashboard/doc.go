@@ -1,13 +1,16 @@
-// Package dashboard serves Conveyor's operator API over HTTP: queue counts,
-// jobs by queue and state, job detail, live workers, and the actions an
-// operator takes (pause and resume a queue; cancel, delete or replay a
-// job; replay a queue's dead letters), plus health endpoints for load
-// balancers. New returns an http.Handler an app mounts under a prefix of
-// its own (http.StripPrefix), or that `conveyor dashboard` serves alone.
+// Package dashboard lets operators see and steer Conveyor from a browser:
+// a web page (embedded, no build step) over a JSON API with queue counts
+// and rates, jobs by queue and state with search, job detail, live workers
+// and periodic tasks, and the actions an operator takes (pause and resume a
+// queue or a periodic task; cancel, delete or replay a job, with edited
+// arguments; replay a queue's dead letters); plus /metrics for Prometheus
+// and health endpoints for load balancers. New returns an http.Handler an
+// app mounts under a prefix of its own (http.StripPrefix), or that
+// `conveyor dashboard` serves alone. The routes are listed on New.
 //
-// Every response is JSON (encoding/json escapes <, > and & in strings, so
-// nothing it returns is markup). The API is documented route by route on
-// New.
+// API responses are JSON (encoding/json escapes <, > and & in strings) and
+// the page builds its DOM with textContent only, so nothing a job carries
+// is ever rendered as markup.
 //
 // Security: `conveyor dashboard` binds to loopback unless told otherwise.
 // With Config.BasicAuth or Config.BearerToken set, every route but the two

@@ -6,6 +6,13 @@
 const states = ["pending", "scheduled", "running", "retrying", "done", "dead", "cancelled"];
 let deadQueue = "";
 
+// tbody empties a table's body and returns it.
+function tbody(table) {
+  const body = document.querySelector(table + " tbody");
+  body.replaceChildren();
+  return body;
+}
+
 function cell(row, text, cls) {
   const td = row.insertCell();
   td.textContent = text;
@@ -37,8 +44,7 @@ async function post(path, body, confirmText) {
 }
 
 function renderQueues(queues) {
-  const body = document.querySelector("#queues tbody");
-  body.replaceChildren();
+  const body = tbody("#queues");
   for (const q of queues) {
     const row = body.insertRow();
     row.dataset.queue = q.queue;
@@ -55,8 +61,7 @@ function renderQueues(queues) {
 
 function renderDead(page) {
   document.getElementById("dead-queue").textContent = deadQueue ? "in " + deadQueue : "(pick a queue)";
-  const body = document.querySelector("#dead tbody");
-  body.replaceChildren();
+  const body = tbody("#dead");
   for (const j of page.jobs) {
     const row = body.insertRow();
     row.dataset.job = j.id;
@@ -80,8 +85,7 @@ function renderDead(page) {
 }
 
 function renderWorkers(workers) {
-  const body = document.querySelector("#workers tbody");
-  body.replaceChildren();
+  const body = tbody("#workers");
   for (const w of workers) {
     const row = body.insertRow();
     cell(row, w.id);
@@ -148,8 +152,7 @@ function time(t) {
 }
 
 function renderSchedules(entries) {
-  const body = document.querySelector("#schedules tbody");
-  body.replaceChildren();
+  const body = tbody("#schedules");
   for (const e of entries) {
     const row = body.insertRow();
     row.dataset.entry = e.Name;
@@ -220,8 +223,7 @@ async function showDetail() {
     (j.headers ? ", headers " + JSON.stringify(j.headers) : "");
   const args = document.getElementById("detail-args");
   if (document.activeElement !== args) args.value = j.args ? JSON.stringify(j.args, null, 2) : "";
-  const attempts = document.querySelector("#detail-attempts tbody");
-  attempts.replaceChildren();
+  const attempts = tbody("#detail-attempts");
   for (const a of j.attempts || []) {
     const row = attempts.insertRow();
     cell(row, String(a.attempt));
