@@ -1,6 +1,7 @@
 // Command web is an app's web process: it enqueues from an HTTP handler and
 // answers 503 when the email queue is full, so overload pushes back on
-// clients instead of burying the backend.
+// clients instead of burying the backend. It mounts the Conveyor dashboard
+// under /conveyor/, behind a bearer token, with its own enqueue metrics.
 package main
 
 import (
@@ -12,8 +13,13 @@ import (
 	"os"
 	"strconv"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/conveyorhq/conveyor/backends/sqlitebackend"
+	"github.com/conveyorhq/conveyor/dashboard"
 	"github.com/conveyorhq/conveyor/examples/app/tasks"
+	"github.com/conveyorhq/conveyor/metrics"
 	"github.com/conveyorhq/conveyor/queue"
 )
 
@@ -23,9 +29,15 @@ func main() {
 		log.Fatal(err)
 	}
 	defer b.Close()
-	client := queue.NewClient(b, queue.Config{
-		Queues: map[string]queue.QueueConfig{"email": {MaxDepth: 10_000}},
-	})
+	queues := map[string]queue.QueueConfig{"email": {MaxDepth: 10_000}}
+	client := queue.NewClient(b, queue.Config{Queues: queues, Observer: metrics.New(prometheus.DefaultRegisterer)})
+	dash, err := dashboard.New(dashboard.Config{Backend: b, Bounds: map[string]int{"email": queues["email"].MaxDepth},
+		BearerToken: os.Getenv("CONVEYOR_DASHBOARD_TOKEN")})
+	if err != nil {
+		log.Fatal(err)
+	}
+	http.Handle("/conveyor/", http.StripPrefix("/conveyor", dash))
+	http.Handle("GET /metrics", promhttp.Handler()) // this process's enqueue counters
 	http.HandleFunc("POST /signup", func(w http.ResponseWriter, r *http.Request) {
 		id, _ := strconv.Atoi(r.FormValue("user_id"))
 		h, err := tasks.SendWelcome.Enqueue(r.Context(), client, tasks.WelcomeArgs{UserID: id, Email: r.FormValue("email")}, nil)
