@@ -90,6 +90,7 @@ func (c *Client) EnqueueTx(ctx context.Context, tx any, reqs ...Request) ([]JobR
 	end := c.trace(ctx, p)
 	res, err := txb.EnqueueTx(ctx, tx, p)
 	end(err)
+	c.observe(p, res, err) // counted when enqueued, though the caller may roll back
 	if err != nil {
 		return nil, fmt.Errorf("enqueue: %w", err)
 	}
