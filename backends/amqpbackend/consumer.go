@@ -282,41 +282,22 @@ func (c *consumer) awaitTransit(ctx context.Context) {
 	}
 }
 
-// get pulls one message with basic.get, for when the consumer's prefetch
-// is all in use and the broker pushes nothing more. It returns nil when
-// the queue has no ready message.
-func (c *consumer) get() (*item, error) {
+// pull fetches one message with basic.get and files it as arrive does, for
+// when the consumer's prefetch is all in use and the broker pushes nothing
+// more. It reports whether the queue had a message.
+func (c *consumer) pull() (bool, error) {
 	c.mu.Lock()
 	ch, gen := c.ch, c.gen
 	c.mu.Unlock()
 	if ch == nil {
-		return nil, nil
+		return false, nil
 	}
-	for {
-		d, ok, err := ch.Get(c.b.names.work(c.queue), false)
-		if err != nil {
-			return nil, fmt.Errorf("amqpbackend: basic.get %s: %w", c.queue, err)
-		}
-		if !ok {
-			return nil, nil
-		}
-		c.b.transit.arrived(c.queue, d.MessageId)
-		dc, err := decode(d, c.queue)
-		if err != nil {
-			c.b.rejectMalformed(d, c.queue, err)
-			continue
-		}
-		switch left := time.Until(dc.RunAt); {
-		case left > holdLate:
-			c.b.hop(d, dc)
-			continue
-		case left > 0:
-			time.AfterFunc(left, func() { c.file(d, dc, gen, true) })
-			continue
-		}
-		c.mu.Lock()
-		c.held++
-		c.mu.Unlock()
-		return &item{d: d, doc: dc, gen: gen}, nil
+	d, ok, err := ch.Get(c.b.names.work(c.queue), false)
+	if err != nil {
+		return false, fmt.Errorf("amqpbackend: basic.get %s: %w", c.queue, err)
 	}
+	if ok {
+		c.arrive(d, gen)
+	}
+	return ok, nil
 }

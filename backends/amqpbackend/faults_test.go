@@ -296,3 +296,30 @@ func TestStoreForgetsFinishedJobsAfterRetention(t *testing.T) {
 		t.Fatalf("the dead job, kept for an hour: %+v, %v", r, err)
 	}
 }
+
+// Once running jobs hold the whole prefetch, the broker pushes nothing
+// more: Reserve pulls with basic.get, so a worker still gets every job.
+func TestReservePastThePrefetch(t *testing.T) {
+	b := open(t, amqpbackend.Config{Prefetch: 2})
+	ctx := context.Background()
+	q := fresh("prefetch")
+	var batch []*backends.JobInsert
+	for i := range 5 {
+		batch = append(batch, &backends.JobInsert{ID: fmt.Sprint("p-", i), Queue: q, Task: "t"})
+	}
+	_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: batch})
+	must(t, err)
+	var held []*job.Record
+	testenv.WaitFor(t, 10*time.Second, "all five jobs held at once", func() bool {
+		recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 1, Lease: time.Minute})
+		must(t, err)
+		held = append(held, recs...)
+		return len(held) == 5
+	})
+	for i, r := range held {
+		if r.ID != fmt.Sprint("p-", i) {
+			t.Fatalf("reserved %s at %d, want enqueue order", r.ID, i)
+		}
+		must(t, b.Complete(ctx, backends.CompleteParams{Lease: r.Lease}))
+	}
+}

@@ -26,6 +26,8 @@ func newToken() string {
 	return hex.EncodeToString(b[:])
 }
 
+// addLease files a lease: a new one, or one whose operation failed before
+// its delivery was settled, so the caller may try again or let it expire.
 func (b *Backend) addLease(token string, l *lease) {
 	b.leaseMu.Lock()
 	b.leases[token] = l
@@ -46,10 +48,6 @@ func (b *Backend) claimLease(jl job.Lease) (*lease, error) {
 	delete(b.leases, jl.Token)
 	return l, nil
 }
-
-// restoreLease puts back a lease whose operation failed before the
-// delivery was settled, so the caller may try again or let it expire.
-func (b *Backend) restoreLease(token string, l *lease) { b.addLease(token, l) }
 
 // settle acks (done) or requeues (not done) the lease's delivery and gives
 // its prefetch back. It reports whether the broker got the ack: a delivery

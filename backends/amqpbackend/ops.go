@@ -55,14 +55,16 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 		}
 	}
 	for len(out) < p.Limit && firstErr == nil && c.credit() <= 0 {
-		it, err := c.get()
+		ok, err := c.pull()
 		if err != nil {
 			firstErr = err
 		}
-		if it == nil {
+		if !ok {
 			break
 		}
-		lease(it)
+		for _, it := range c.take(p.Limit - len(out)) {
+			lease(it)
+		}
 	}
 	if len(out) == 0 && firstErr != nil {
 		return nil, firstErr
@@ -173,7 +175,7 @@ func (b *Backend) finish(ctx context.Context, jl job.Lease, fn func(*doc)) (*doc
 			return nil, fmt.Errorf("amqpbackend: job %s: %w", jl.JobID, err)
 		}
 		if err != nil {
-			b.restoreLease(jl.Token, l)
+			b.addLease(jl.Token, l)
 			return nil, err
 		}
 	} else {
@@ -182,13 +184,19 @@ func (b *Backend) finish(ctx context.Context, jl job.Lease, fn func(*doc)) (*doc
 	if !b.settle(l, true) && b.st == nil {
 		return nil, fmt.Errorf("amqpbackend: job %s: connection lost before the ack: %w", jl.JobID, job.ErrLeaseLost)
 	}
+	b.finished(ctx, d)
+	return d, nil
+}
+
+// finished gives back what the finished job d held in the store (its
+// unique key, its depth slot) and announces it to this process.
+func (b *Backend) finished(ctx context.Context, d *doc) {
 	if b.st != nil {
 		if err := b.st.release(context.WithoutCancel(ctx), d); err != nil {
-			b.cfg.Logger.Warn("amqpbackend: job finished but its unique key or depth slot was not released", "job", d.ID, "err", err)
+			b.cfg.Logger.Warn("amqpbackend: job finished but its unique key or depth slot was not released", "job", d.ID, "state", d.State, "err", err)
 		}
 	}
 	b.hub.Publish(backends.Event{Kind: backends.JobFinished, Queue: d.Queue, JobID: d.ID})
-	return d, nil
 }
 
 // Complete implements backends.Backend.
@@ -230,12 +238,12 @@ func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
 			return fmt.Errorf("amqpbackend: job %s: %w", next.ID, job.ErrLeaseLost)
 		}
 		if err != nil {
-			b.restoreLease(p.Lease.Token, l)
+			b.addLease(p.Lease.Token, l)
 			return err
 		}
 	}
 	if err := b.send(ctx, &next, now); err != nil {
-		b.restoreLease(p.Lease.Token, l)
+		b.addLease(p.Lease.Token, l)
 		return err
 	}
 	if b.st != nil {
@@ -268,7 +276,7 @@ func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) e
 		if errors.Is(err, job.ErrLeaseLost) {
 			b.settle(l, true)
 		} else {
-			b.restoreLease(p.Lease.Token, l)
+			b.addLease(p.Lease.Token, l)
 		}
 		return err
 	}
@@ -305,12 +313,7 @@ func (b *Backend) bury(ctx context.Context, l *lease, token string, ae job.Attem
 		return err
 	}
 	b.settle(l, true)
-	if b.st != nil {
-		if err := b.st.release(context.WithoutCancel(ctx), &dead); err != nil {
-			b.cfg.Logger.Warn("amqpbackend: job dead but its unique key or depth slot was not released", "job", dead.ID, "err", err)
-		}
-	}
-	b.hub.Publish(backends.Event{Kind: backends.JobFinished, Queue: dead.Queue, JobID: dead.ID})
+	b.finished(ctx, &dead)
 	return nil
 }
 
@@ -352,10 +355,7 @@ func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.Stat
 		return "", err
 	}
 	if d.State == job.Cancelled {
-		if err := b.st.release(context.WithoutCancel(ctx), d); err != nil {
-			b.cfg.Logger.Warn("amqpbackend: job cancelled but its unique key or depth slot was not released", "job", d.ID, "err", err)
-		}
-		b.hub.Publish(backends.Event{Kind: backends.JobFinished, Queue: d.Queue, JobID: d.ID})
+		b.finished(ctx, d)
 	}
 	return d.State, nil
 }
