@@ -55,15 +55,25 @@ func serveDashboard(cfg dashboard.Config, addr string, out io.Writer) (stop func
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", addr)
+	at, stop, err := serveHTTP(h, addr)
 	if err != nil {
 		return nil, err
 	}
+	fmt.Fprintf(out, "dashboard on http://%s/ (API: /api/queues, metrics: /metrics, health: /healthz, /readyz)\n", at)
+	return stop, nil
+}
+
+// serveHTTP serves h on addr in the background and returns the address it
+// listens on; stop shuts it down gracefully.
+func serveHTTP(h http.Handler, addr string) (net.Addr, func() error, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(out, "dashboard on http://%s/ (API: /api/queues, metrics: /metrics, health: /healthz, /readyz)\n", ln.Addr())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
-	return func() error {
+	return ln.Addr(), func() error {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(sctx); err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -54,16 +53,14 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		cfg.Observer = metrics.New(reg)
-		ln, err := net.Listen("tcp", *metricsAddr)
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		at, stop, err := serveHTTP(mux, *metricsAddr)
 		if err != nil {
 			return err
 		}
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = srv.Serve(ln) }()
-		defer srv.Close()
-		fmt.Fprintf(out, "metrics on http://%s/metrics\n", ln.Addr())
+		defer stop()
+		fmt.Fprintf(out, "metrics on http://%s/metrics\n", at)
 	}
 	w := worker.New(b, cfg)
 	demo.Register(w, nil)
