@@ -63,6 +63,14 @@ func (w *Worker) release(rec *job.Record) {
 // cancelled, with a cause, when the lease is lost, the job is cancelled or
 // the worker shuts down.
 func (w *Worker) execute(ctx context.Context, rec *job.Record) {
+	// Every delivery counts as started, also one no handler can run, so
+	// that each Finished has its Started.
+	if w.cfg.Observer != nil {
+		w.cfg.Observer.Started(rec)
+	}
+	if w.reg.kv != nil && !rec.StartedAt.IsZero() {
+		w.reg.pickups.add(rec.StartedAt.Sub(rec.RunAt))
+	}
 	w.mu.Lock()
 	h := w.handlers[rec.Task]
 	w.mu.Unlock()
@@ -78,12 +86,6 @@ func (w *Worker) execute(ctx context.Context, rec *job.Record) {
 	}
 	if timeout <= 0 {
 		timeout = w.cfg.JobTimeout
-	}
-	if w.cfg.Observer != nil {
-		w.cfg.Observer.Started(rec)
-	}
-	if w.reg.kv != nil && !rec.StartedAt.IsZero() {
-		w.reg.pickups.add(rec.StartedAt.Sub(rec.RunAt))
 	}
 	start := time.Now()
 	jctx, cancel := context.WithTimeoutCause(ctx, timeout, ErrTimeout)
