@@ -24,7 +24,10 @@ type Config struct {
 	StrictPriority bool
 	// Concurrency is the most jobs running at once. Default 10.
 	Concurrency int
-	// FetchLimit is the most jobs reserved in one backend call. Default 50.
+	// FetchLimit is the most jobs reserved in one backend call; a worker
+	// never reserves more than it has free slots. Default 200: on a
+	// database a reserve costs a statement plus a little per job, so
+	// bigger batches let a busy worker spend its time on jobs.
 	FetchLimit int
 	// LeaseDuration is how long a reservation lasts without a heartbeat; a
 	// crashed worker's jobs come back after it. Heartbeats run every third
@@ -79,7 +82,7 @@ func (c Config) withDefaults() Config {
 		c.Concurrency = 10
 	}
 	if c.FetchLimit <= 0 {
-		c.FetchLimit = 50
+		c.FetchLimit = 200
 	}
 	if c.LeaseDuration <= 0 {
 		c.LeaseDuration = 30 * time.Second

@@ -3,9 +3,11 @@ package pgbackend_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/conveyorhq/conveyor/backends/pgbackend"
 	"github.com/conveyorhq/conveyor/internal/faulttest"
 	"github.com/conveyorhq/conveyor/internal/testenv"
+	"github.com/conveyorhq/conveyor/job"
 )
 
 // newPool connects to the test server and gives the test a schema of its
@@ -62,4 +65,115 @@ func TestTidyPrunesFinishedJobs(t *testing.T) {
 	pool, schema := newPool(t)
 	b := open(t, pool, pgbackend.Config{Schema: schema, KeepDone: time.Millisecond, JanitorEvery: -1})
 	faulttest.PruneAfterRetention(t, b, b.Tidy)
+}
+
+// The maintained counts equal a count of the rows while workers reserve,
+// complete, retry and dead-letter concurrently, both with deltas still in
+// the log and after the janitor has folded them; and a migration from
+// version 2 (sharded counters) to the log keeps them.
+func TestCountsMatchTheRows(t *testing.T) {
+	ctx := context.Background()
+	pool, schema := newPool(t)
+	if _, err := pgbackend.Migrate(ctx, pool, pgbackend.MigrateParams{Schema: schema, To: 2}); err != nil {
+		t.Fatal(err)
+	}
+	b := open(t, pool, pgbackend.Config{Schema: schema, JanitorEvery: -1})
+	check := func(when string) {
+		t.Helper()
+		want := map[job.State]int{}
+		rows, err := pool.Query(ctx, "SELECT state, count(*) FROM "+pgx.Identifier{schema}.Sanitize()+".jobs WHERE queue = 'q' GROUP BY state")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var st string
+			var n int
+			if err := rows.Scan(&st, &n); err != nil {
+				t.Fatal(err)
+			}
+			want[job.State(st)] = n
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		st, err := b.QueueStats(ctx, backends.QueueStatsParams{Queue: "q"})
+		if err != nil || len(st) != 1 {
+			t.Fatalf("%s: QueueStats = %v, %v", when, st, err)
+		}
+		for s, n := range st[0].Counts {
+			if n != want[s] {
+				t.Fatalf("%s: counts %v; the rows say %v", when, st[0].Counts, want)
+			}
+		}
+		for s, n := range want {
+			if st[0].Counts[s] != n {
+				t.Fatalf("%s: counts %v; the rows say %v", when, st[0].Counts, want)
+			}
+		}
+	}
+	enqueue := func(n int) {
+		t.Helper()
+		p := backends.EnqueueParams{}
+		for range n {
+			p.Jobs = append(p.Jobs, &backends.JobInsert{ID: uuid.NewString(), Queue: "q", Task: "t", Payload: []byte("{}")})
+		}
+		if _, err := b.Enqueue(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enqueue(50)
+	check("before migrating")
+	if _, err := pgbackend.Migrate(ctx, pool, pgbackend.MigrateParams{Schema: schema}); err != nil {
+		t.Fatal(err)
+	}
+	check("after migrating")
+
+	enqueue(400)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: "q", Limit: 7, Lease: time.Minute, Worker: "w"})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(recs) == 0 {
+					return
+				}
+				for j, r := range recs {
+					switch {
+					case (i+j)%5 == 0:
+						err = b.DeadLetter(ctx, backends.DeadLetterParams{Lease: r.Lease, Error: job.AttemptError{Attempt: 1, At: time.Now(), Error: "x"}})
+					case (i+j)%5 == 1 && r.Attempts() == 0:
+						err = b.Retry(ctx, backends.RetryParams{Lease: r.Lease, At: time.Now(), Error: &job.AttemptError{Attempt: 1, At: time.Now(), Error: "y"}})
+					default:
+						err = b.Complete(ctx, backends.CompleteParams{Lease: r.Lease})
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() { // the janitor, folding while the workers write
+		defer wg.Done()
+		for range 20 {
+			if err := b.Tidy(ctx); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	check("with deltas in the log")
+	if err := b.Tidy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("after a fold")
 }

@@ -15,11 +15,11 @@
 // depth bound or unique key, one transaction holding the queue's row lock
 // and the key's advisory lock.
 //
-// Statement triggers keep per-queue, per-state counts in sharded counter
-// rows and NOTIFY when jobs become due or finish, so statistics never scan
-// the table and idle workers wake within milliseconds. Finished jobs are
-// pruned after KeepDone/KeepDead by a janitor that one process runs at a
-// time.
+// Statement triggers log per-queue, per-state count deltas, which the
+// janitor folds into one counter row per queue and state, and NOTIFY when
+// jobs become due or finish, so statistics never scan the jobs table and
+// idle workers wake within milliseconds. The janitor, which one process
+// runs at a time, also prunes finished jobs after KeepDone/KeepDead.
 //
 // Transactions: EnqueueTx takes the caller's pgx.Tx or *sql.Tx, so a job
 // exists if and only if the caller's rows commit; CompleteTx finishes a job

@@ -56,7 +56,8 @@ func (b *Backend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*bac
 }
 
 // QueueStats implements backends.Inspector from the maintained counts: a
-// read of at most 16 rows per queue and state, whatever the table's size.
+// read of one row per queue and state plus the deltas logged since the
+// janitor last folded them, whatever the table's size.
 func (b *Backend) QueueStats(ctx context.Context, p backends.QueueStatsParams) ([]backends.QueueStats, error) {
 	rows, err := b.pool.Query(ctx, b.q.stats, p.Queue)
 	if err != nil {

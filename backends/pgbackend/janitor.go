@@ -21,14 +21,14 @@ func (b *Backend) janitorLoop() {
 	})
 }
 
-// Tidy recovers expired leases in every queue and deletes finished jobs
-// past their retention, a thousand rows per statement, if no other process
-// is doing it right now.
+// Tidy folds the logged count deltas into the counts, recovers expired
+// leases in every queue and deletes finished jobs past their retention, a
+// thousand rows per statement, if no other process is doing it right now.
 func (b *Backend) Tidy(ctx context.Context) error {
-	return pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
-		var got bool
+	tidied := false
+	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))",
-			"conveyor-janitor:"+b.cfg.Schema).Scan(&got); err != nil || !got {
+			"conveyor-janitor:"+b.cfg.Schema).Scan(&tidied); err != nil || !tidied {
 			return err
 		}
 		now := time.Now()
@@ -36,7 +36,7 @@ func (b *Backend) Tidy(ctx context.Context) error {
 			sql  string
 			args []any
 		}
-		steps := []step{{b.q.recoverAll, []any{now}}}
+		steps := []step{{b.q.foldCounts, nil}, {b.q.recoverAll, []any{now}}}
 		if b.cfg.KeepDone >= 0 {
 			steps = append(steps, step{b.q.pruneDone, []any{now.Add(-b.cfg.KeepDone), now}})
 		}
@@ -56,4 +56,16 @@ func (b *Backend) Tidy(ctx context.Context) error {
 		}
 		return nil
 	})
+	if err != nil || !tidied || b.tidies.Add(1)%vacuumLogEvery != 0 {
+		return err
+	}
+	// Every fold leaves the log's rows dead, and autovacuum visits at most
+	// once a minute; readers of the counts scan the log, so keep it small.
+	if _, err := b.pool.Exec(ctx, "VACUUM "+b.q.schema+".job_count_log"); err != nil {
+		return fmt.Errorf("pgbackend: janitor: vacuum: %w", err)
+	}
+	return nil
 }
+
+// vacuumLogEvery is how many folds pass between two vacuums of the log.
+const vacuumLogEvery = 10

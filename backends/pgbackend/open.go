@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -43,9 +44,11 @@ type Config struct {
 	// keeps them forever.
 	KeepDead time.Duration
 	// JanitorEvery is how often one process (under an advisory lock)
-	// recovers expired leases of every queue and prunes finished jobs.
-	// Reserve recovers its own queue's leases anyway. Default 1s; negative
-	// turns it off in this process.
+	// folds the logged count deltas into the counts, recovers expired
+	// leases of every queue and prunes finished jobs. Reserve recovers its
+	// own queue's leases anyway. Default 1s; negative turns it off in this
+	// process (some process should run it: reading counts costs more as
+	// the log grows).
 	JanitorEvery time.Duration
 	// Logger receives janitor and listener failures. Default slog.Default().
 	Logger *slog.Logger
@@ -59,6 +62,7 @@ type Backend struct {
 	q         queries
 	hub       notify.Hub
 	listening sync.Once
+	tidies    atomic.Int64 // Tidy calls that did the work, for the log's vacuum
 
 	closing chan struct{}
 	once    sync.Once

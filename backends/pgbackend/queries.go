@@ -9,7 +9,7 @@ type queries struct {
 	lockQueues, lockKeys, holders, existing, depth, selectJob                string
 	cancelRow, cancelRequest, cancelJob, getJob, listJobs, stats             string
 	replay, replayQueue, deleteJobs, purge, pause, resume, recoverAll        string
-	pruneDone, pruneDead                                                     string
+	pruneDone, pruneDead, foldCounts                                         string
 }
 
 // recordCols are the columns scanRecord reads, in order.
@@ -49,17 +49,21 @@ func newQueries(schema string) queries {
 		holders: t(`SELECT DISTINCT ON (unique_key) unique_key, id, state, unique_until FROM S.jobs
 			WHERE unique_key = ANY($1) ORDER BY unique_key, seq DESC`),
 		existing: t(`SELECT id, state FROM S.jobs WHERE id = ANY($1)`),
-		depth: t(`SELECT queue, coalesce(sum(n), 0)::bigint FROM S.job_counts
+		depth: t(`SELECT queue, coalesce(sum(n), 0)::bigint FROM S.job_totals
 			WHERE queue = ANY($1) AND state IN ('pending', 'scheduled', 'running', 'retrying') GROUP BY queue`),
 		recoverQueue: t(`UPDATE S.jobs SET state = 'pending', lease_token = NULL, lease_expires_at = NULL
 			WHERE queue = $1 AND state = 'running' AND lease_expires_at <= $2`),
+		// The batch statements repeat their subquery's conditions outside
+		// it: a row changed between the subquery and the update is checked
+		// again in its new version, and the subquery's result is not.
 		recoverAll: t(`UPDATE S.jobs SET state = 'pending', lease_token = NULL, lease_expires_at = NULL
-			WHERE seq IN (SELECT seq FROM S.jobs WHERE state = 'running' AND lease_expires_at <= $1 LIMIT 1000)`),
+			WHERE id IN (SELECT id FROM S.jobs WHERE state = 'running' AND lease_expires_at <= $1 LIMIT 1000)
+				AND state = 'running' AND lease_expires_at <= $1`),
 		// One statement: pick due jobs in reserve order, skipping rows other
 		// reservers hold, and lease them; a job already delivered
 		// max_deliveries times goes to dead instead, with the reason.
 		reserve: t(`WITH due AS (
-				SELECT seq, (max_deliveries > 0 AND deliveries >= max_deliveries) AS poison FROM S.jobs
+				SELECT ctid, (max_deliveries > 0 AND deliveries >= max_deliveries) AS poison FROM S.jobs
 				WHERE queue = $1 AND state IN {waiting} AND run_at <= $2
 					AND NOT EXISTS (SELECT 1 FROM S.queues WHERE name = $1 AND paused)
 				ORDER BY priority DESC, run_at, seq
@@ -77,7 +81,7 @@ func newQueries(schema string) queries {
 				lease_expires_at = CASE WHEN due.poison THEN NULL ELSE $2 + $5 * interval '1 millisecond' END,
 				cancel_requested = false,
 				worker = $7
-			FROM due WHERE j.seq = due.seq
+			FROM due WHERE j.ctid = due.ctid
 			RETURNING {jcols}`),
 		extend: t(`UPDATE S.jobs j SET lease_expires_at = $2 + $3 * interval '1 millisecond'
 			FROM unnest($1::text[], $4::text[]) AS l(id, token)
@@ -85,14 +89,16 @@ func newQueries(schema string) queries {
 			RETURNING j.id, l.token, j.lease_expires_at, j.cancel_requested`),
 		// A job completed by CompleteTx in the handler's own transaction
 		// carries "<token>#tx": the worker's completion afterwards matches
-		// it once and succeeds without changing the outcome.
+		// it once and succeeds without changing the outcome. (The state
+		// test is not an OR of the two cases, which would let the planner
+		// reach rows through the state indexes instead of the key.)
 		complete: t(`UPDATE S.jobs j SET state = 'done',
 				finished_at = CASE WHEN j.state = 'running' THEN $2 ELSE j.finished_at END,
 				result = CASE WHEN j.state = 'running' THEN c.result ELSE j.result END,
 				lease_token = NULL, lease_expires_at = NULL
 			FROM unnest($1::text[], $3::text[], $4::bytea[]) AS c(id, token, result)
-			WHERE j.id = c.id AND ((j.state = 'running' AND j.lease_token = c.token)
-				OR (j.state = 'done' AND j.lease_token = c.token || '#tx'))
+			WHERE j.id = c.id AND j.lease_token IN (c.token, c.token || '#tx')
+				AND j.state = CASE WHEN j.lease_token = c.token THEN 'running' ELSE 'done' END
 			RETURNING j.id`),
 		completeTx: t(`UPDATE S.jobs j SET state = 'done', finished_at = $2, result = c.result,
 				lease_token = c.token || '#tx', lease_expires_at = NULL
@@ -119,22 +125,30 @@ func newQueries(schema string) queries {
 		getJob:   t(`SELECT {cols} FROM S.jobs WHERE id = $1`),
 		listJobs: t(`SELECT {cols} FROM S.jobs WHERE ($1 = '' OR queue = $1) AND state = $2 AND seq > $3 ORDER BY seq LIMIT $4`),
 		stats: t(`SELECT coalesce(c.queue, q.name), coalesce(c.state, ''), coalesce(c.n, 0), coalesce(q.paused, false)
-			FROM (SELECT queue, state, sum(n)::bigint AS n FROM S.job_counts WHERE $1 = '' OR queue = $1 GROUP BY queue, state) c
+			FROM (SELECT queue, state, n FROM S.job_totals WHERE $1 = '' OR queue = $1) c
 			FULL JOIN (SELECT name, paused FROM S.queues WHERE $1 = '' OR name = $1) q ON q.name = c.queue`),
 		replay: t(`UPDATE S.jobs j SET state = 'pending', deliveries = 0, run_at = $2, finished_at = NULL,
 				payload = coalesce(r.payload, j.payload)
 			FROM unnest($1::text[], $3::bytea[]) AS r(id, payload)
 			WHERE j.id = r.id AND j.state IN ('dead', 'cancelled')`),
 		replayQueue: t(`UPDATE S.jobs SET state = 'pending', deliveries = 0, run_at = $2, finished_at = NULL
-			WHERE seq IN (SELECT seq FROM S.jobs WHERE queue = $1 AND state = 'dead' LIMIT 1000)`),
+			WHERE id IN (SELECT id FROM S.jobs WHERE queue = $1 AND state = 'dead' LIMIT 1000) AND state = 'dead'`),
 		deleteJobs: t(`DELETE FROM S.jobs WHERE id = ANY($1) AND state <> 'running'`),
-		purge: t(`DELETE FROM S.jobs WHERE seq IN (SELECT seq FROM S.jobs WHERE queue = $1 AND state = ANY($2)
-			AND state <> 'running' LIMIT 1000)`),
+		purge: t(`DELETE FROM S.jobs WHERE id IN (SELECT id FROM S.jobs WHERE queue = $1 AND state = ANY($2)
+			AND state <> 'running' LIMIT 1000) AND state = ANY($2) AND state <> 'running'`),
 		pause:  t(`INSERT INTO S.queues (name, paused) VALUES ($1, true) ON CONFLICT (name) DO UPDATE SET paused = true`),
 		resume: t(`INSERT INTO S.queues (name, paused) VALUES ($1, false) ON CONFLICT (name) DO UPDATE SET paused = false`),
-		pruneDone: t(`DELETE FROM S.jobs WHERE seq IN (SELECT seq FROM S.jobs WHERE state IN ('done', 'cancelled')
-			AND finished_at < $1 AND (unique_until IS NULL OR unique_until < $2) LIMIT 1000)`),
-		pruneDead: t(`DELETE FROM S.jobs WHERE seq IN (SELECT seq FROM S.jobs WHERE state = 'dead'
-			AND finished_at < $1 AND (unique_until IS NULL OR unique_until < $2) LIMIT 1000)`),
+		pruneDone: t(`DELETE FROM S.jobs WHERE id IN (SELECT id FROM S.jobs WHERE state IN ('done', 'cancelled')
+			AND finished_at < $1 AND (unique_until IS NULL OR unique_until < $2) LIMIT 1000)
+			AND state IN ('done', 'cancelled')`),
+		pruneDead: t(`DELETE FROM S.jobs WHERE id IN (SELECT id FROM S.jobs WHERE state = 'dead'
+			AND finished_at < $1 AND (unique_until IS NULL OR unique_until < $2) LIMIT 1000) AND state = 'dead'`),
+		// Moves the count deltas the triggers logged into job_counts. Two
+		// folds at once cannot both take a row: the second's DELETE skips
+		// rows the first deleted.
+		foldCounts: t(`WITH d AS (DELETE FROM S.job_count_log RETURNING queue, state, n)
+			INSERT INTO S.job_counts AS c (queue, state, n)
+			SELECT queue, state, sum(n) FROM d GROUP BY queue, state ORDER BY queue, state
+			ON CONFLICT (queue, state) DO UPDATE SET n = c.n + excluded.n`),
 	}
 }
