@@ -17,6 +17,10 @@
 //     once per concurrency in -c
 //   - latency: a steady -rate jobs/s for -duration while a worker runs;
 //     enqueue-to-start p50, p99 and max
+//
+// With -rounds N every row runs N times, the rows taking turns, and each
+// figure is the median of its N: a noisy neighbour or a slow minute then
+// weighs on a row and its peer alike instead of deciding a ratio.
 package main
 
 import (
@@ -29,6 +33,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -43,6 +48,7 @@ import (
 
 type config struct {
 	n, batch, single, rate int
+	rounds                 int
 	concurrency            []int // burn-down runs once per value; latency uses the first
 	sleepJobs, bigJobs     int
 	soak                   int
@@ -102,6 +108,7 @@ func main() {
 	flag.IntVar(&cfg.n, "n", 100_000, "jobs for the batch enqueue and burn-down")
 	flag.IntVar(&cfg.batch, "batch", 1000, "jobs per batch")
 	flag.IntVar(&cfg.single, "single", 5000, "jobs for the single enqueue")
+	flag.IntVar(&cfg.rounds, "rounds", 1, "times to run every row, taking turns; figures are the medians")
 	conc := flag.String("c", "50,200", "worker concurrency for the burn-down, comma-separated; latency uses the first")
 	flag.IntVar(&cfg.rate, "rate", 2000, "jobs per second for the latency run")
 	flag.IntVar(&cfg.sleepJobs, "sleepjobs", 10_000, "jobs that sleep 10ms each, run at concurrency 200 (0: skip)")
@@ -137,9 +144,10 @@ func main() {
 	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	redis.SetLogger(quietRedis{})
 
-	fmt.Printf("conveyor bench: %s %s/%s, %d CPUs; n=%d batch=%d c=%v rate=%d/s for %s\n",
-		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cfg.n, cfg.batch, cfg.concurrency, cfg.rate, cfg.duration)
-	var rows []row
+	cfg.rounds = max(cfg.rounds, 1)
+	fmt.Printf("conveyor bench: %s %s/%s, %d CPUs; n=%d batch=%d c=%v rate=%d/s for %s, %d round(s)\n",
+		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cfg.n, cfg.batch, cfg.concurrency, cfg.rate, cfg.duration, cfg.rounds)
+	var run []target
 	for _, t := range targets {
 		asked := *only != "" && strings.Contains(","+*only+",", ","+t.name+",")
 		if *only != "" && !asked {
@@ -153,15 +161,25 @@ func main() {
 			fmt.Fprintf(os.Stderr, "skipping %s: %s\n", t.name, why)
 			continue
 		}
-		fmt.Fprintf(os.Stderr, "running %s...\n", t.name)
-		r, err := t.run(context.Background(), cfg)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "bench %s: %v\n", t.name, err)
-			pprof.StopCPUProfile()
-			os.Exit(1)
+		run = append(run, t)
+	}
+	rounds := make([][]row, len(run)) // by target, one per round
+	for round := range cfg.rounds {
+		for i, t := range run {
+			fmt.Fprintf(os.Stderr, "running %s (round %d of %d)...\n", t.name, round+1, cfg.rounds)
+			r, err := t.run(context.Background(), cfg)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "bench %s: %v\n", t.name, err)
+				pprof.StopCPUProfile()
+				os.Exit(1)
+			}
+			r.vs = t.vs
+			rounds[i] = append(rounds[i], r)
 		}
-		r.vs = t.vs
-		rows = append(rows, r)
+	}
+	var rows []row
+	for _, rs := range rounds {
+		rows = append(rows, median(rs))
 	}
 	printTable(os.Stdout, rows, cfg)
 	if *svg != "" {
@@ -190,6 +208,36 @@ type row struct {
 	series        []point // the latency run, for the plot
 	rssStart      int64   // bytes, after a tenth of the soak; 0 without one
 	rssEnd        int64
+}
+
+// median is a row whose every figure is the median of that figure in rs
+// (the upper one of an even count); the latency series, for the plot, and
+// the soak's memory come from the last round.
+func median(rs []row) row {
+	out := rs[len(rs)-1]
+	mid := func(get func(row) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = get(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	dur := func(get func(row) time.Duration) time.Duration {
+		return time.Duration(mid(func(r row) float64 { return float64(get(r)) }))
+	}
+	out.single = mid(func(r row) float64 { return r.single })
+	out.batch = mid(func(r row) float64 { return r.batch })
+	out.burn = slices.Clone(out.burn)
+	for i := range out.burn {
+		out.burn[i] = mid(func(r row) float64 { return r.burn[i] })
+	}
+	out.sleep = mid(func(r row) float64 { return r.sleep })
+	out.big = mid(func(r row) float64 { return r.big })
+	out.p50 = dur(func(r row) time.Duration { return r.p50 })
+	out.p99 = dur(func(r row) time.Duration { return r.p99 })
+	out.max = dur(func(r row) time.Duration { return r.max })
+	return out
 }
 
 func runConveyor(ctx context.Context, cfg config, name string, open func(context.Context, config) (backends.Backend, func(), error)) (row, error) {

@@ -38,3 +38,19 @@ func TestBenchRunsEveryWorkload(t *testing.T) {
 		}
 	}
 }
+
+// Each figure of several rounds is the median of that figure.
+func TestMedianOfRounds(t *testing.T) {
+	rs := []row{
+		{name: "x", single: 3, batch: 10, burn: []float64{5, 1}, p50: 3, p99: 9, max: 30},
+		{name: "x", single: 1, batch: 30, burn: []float64{4, 3}, p50: 1, p99: 7, max: 10},
+		{name: "x", single: 2, batch: 20, burn: []float64{6, 2}, p50: 2, p99: 8, max: 20},
+	}
+	m := median(rs)
+	if m.single != 2 || m.batch != 20 || m.burn[0] != 5 || m.burn[1] != 2 || m.p50 != 2 || m.p99 != 8 || m.max != 20 {
+		t.Fatalf("median = %+v", m)
+	}
+	if rs[2].burn[0] != 6 {
+		t.Fatalf("median changed its input: %+v", rs[2])
+	}
+}
