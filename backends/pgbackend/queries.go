@@ -53,12 +53,12 @@ func newQueries(schema string) queries {
 			WHERE queue = ANY($1) AND state IN ('pending', 'scheduled', 'running', 'retrying') GROUP BY queue`),
 		recoverQueue: t(`UPDATE S.jobs SET state = 'pending', lease_token = NULL, lease_expires_at = NULL
 			WHERE queue = $1 AND state = 'running' AND lease_expires_at <= $2`),
-		// The batch statements repeat their subquery's conditions outside
-		// it: a row changed between the subquery and the update is checked
-		// again in its new version, and the subquery's result is not.
+		// The batch statements lock the rows their subquery picks: a row
+		// changed in between is checked again in its new version, and one
+		// another transaction holds is left for the next batch.
 		recoverAll: t(`UPDATE S.jobs SET state = 'pending', lease_token = NULL, lease_expires_at = NULL
-			WHERE id IN (SELECT id FROM S.jobs WHERE state = 'running' AND lease_expires_at <= $1 LIMIT 1000)
-				AND state = 'running' AND lease_expires_at <= $1`),
+			WHERE id IN (SELECT id FROM S.jobs WHERE state = 'running' AND lease_expires_at <= $1
+				LIMIT 1000 FOR UPDATE SKIP LOCKED)`),
 		// One statement: pick due jobs in reserve order, skipping rows other
 		// reservers hold, and lease them; a job already delivered
 		// max_deliveries times goes to dead instead, with the reason.
@@ -132,17 +132,16 @@ func newQueries(schema string) queries {
 			FROM unnest($1::text[], $3::bytea[]) AS r(id, payload)
 			WHERE j.id = r.id AND j.state IN ('dead', 'cancelled')`),
 		replayQueue: t(`UPDATE S.jobs SET state = 'pending', deliveries = 0, run_at = $2, finished_at = NULL
-			WHERE id IN (SELECT id FROM S.jobs WHERE queue = $1 AND state = 'dead' LIMIT 1000) AND state = 'dead'`),
+			WHERE id IN (SELECT id FROM S.jobs WHERE queue = $1 AND state = 'dead' LIMIT 1000 FOR UPDATE SKIP LOCKED)`),
 		deleteJobs: t(`DELETE FROM S.jobs WHERE id = ANY($1) AND state <> 'running'`),
 		purge: t(`DELETE FROM S.jobs WHERE id IN (SELECT id FROM S.jobs WHERE queue = $1 AND state = ANY($2)
-			AND state <> 'running' LIMIT 1000) AND state = ANY($2) AND state <> 'running'`),
+			AND state <> 'running' LIMIT 1000 FOR UPDATE SKIP LOCKED)`),
 		pause:  t(`INSERT INTO S.queues (name, paused) VALUES ($1, true) ON CONFLICT (name) DO UPDATE SET paused = true`),
 		resume: t(`INSERT INTO S.queues (name, paused) VALUES ($1, false) ON CONFLICT (name) DO UPDATE SET paused = false`),
 		pruneDone: t(`DELETE FROM S.jobs WHERE id IN (SELECT id FROM S.jobs WHERE state IN ('done', 'cancelled')
-			AND finished_at < $1 AND (unique_until IS NULL OR unique_until < $2) LIMIT 1000)
-			AND state IN ('done', 'cancelled')`),
+			AND finished_at < $1 AND (unique_until IS NULL OR unique_until < $2) LIMIT 1000 FOR UPDATE SKIP LOCKED)`),
 		pruneDead: t(`DELETE FROM S.jobs WHERE id IN (SELECT id FROM S.jobs WHERE state = 'dead'
-			AND finished_at < $1 AND (unique_until IS NULL OR unique_until < $2) LIMIT 1000) AND state = 'dead'`),
+			AND finished_at < $1 AND (unique_until IS NULL OR unique_until < $2) LIMIT 1000 FOR UPDATE SKIP LOCKED)`),
 		// Moves the count deltas the triggers logged into job_counts. Two
 		// folds at once cannot both take a row: the second's DELETE skips
 		// rows the first deleted.
