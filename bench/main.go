@@ -175,6 +175,10 @@ func main() {
 			}
 			r.vs = t.vs
 			rounds[i] = append(rounds[i], r)
+			if cfg.rounds > 1 { // each round's figures, to see the spread behind the medians
+				fmt.Fprintf(os.Stderr, "  %s round %d: single %.0f/s, batch %.0f/s, burn-down %.0f/s, p99 %s\n",
+					t.name, round+1, r.single, r.batch, r.burn, ms(r.p99))
+			}
 		}
 	}
 	var rows []row
