@@ -2,6 +2,7 @@ package pgbackend_test
 
 import (
 	"context"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -100,15 +101,10 @@ func TestCountsMatchTheRows(t *testing.T) {
 		if err != nil || len(st) != 1 {
 			t.Fatalf("%s: QueueStats = %v, %v", when, st, err)
 		}
-		for s, n := range st[0].Counts {
-			if n != want[s] {
-				t.Fatalf("%s: counts %v; the rows say %v", when, st[0].Counts, want)
-			}
-		}
-		for s, n := range want {
-			if st[0].Counts[s] != n {
-				t.Fatalf("%s: counts %v; the rows say %v", when, st[0].Counts, want)
-			}
+		got := maps.Clone(st[0].Counts)
+		maps.DeleteFunc(got, func(_ job.State, n int) bool { return n == 0 })
+		if !maps.Equal(got, want) {
+			t.Fatalf("%s: counts %v; the rows say %v", when, st[0].Counts, want)
 		}
 	}
 	enqueue := func(n int) {
