@@ -61,7 +61,7 @@ BEGIN
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO {{schema}}.job_count_log (queue, state, n)
             SELECT queue, state, -count(*) FROM old_rows GROUP BY queue, state;
-        RETURN NULL;
+        RETURN NULL; -- a delete has no new_rows, so nothing to announce below
     ELSE
         INSERT INTO {{schema}}.job_count_log (queue, state, n)
             SELECT queue, state, sum(d) FROM (
@@ -75,6 +75,7 @@ BEGIN
             FROM new_rows WHERE state IN ('done', 'dead', 'cancelled')) f
             GROUP BY queue, chunk;
     END IF;
+    -- Inserts and updates: jobs that are due now.
     PERFORM pg_notify({{channel}}, 'a:' || queue)
         FROM (SELECT DISTINCT queue FROM new_rows WHERE state = 'pending') q;
     RETURN NULL;
