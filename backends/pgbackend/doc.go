@@ -4,7 +4,9 @@
 // The schema is versioned, embedded migrations with up and down steps
 // (Migrate, `conveyor migrate`, or Config.Migrate at start), in a schema of
 // its own (Config.Schema, default "conveyor"), so several apps can share a
-// database.
+// database. The jobs table refuses a state outside job.States (a CHECK,
+// migration 4, which dead-letters rows already holding one, with the
+// reason), so no row can sit in a state no query ever looks at.
 //
 // Reserve is one statement that picks due jobs with FOR UPDATE SKIP LOCKED
 // on a partial index of waiting jobs and leases them, sent in the same

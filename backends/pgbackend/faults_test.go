@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
@@ -219,4 +220,67 @@ func TestWorkerRidesOutPostgresRestart(t *testing.T) {
 	b := open(t, pool, pgbackend.Config{})
 	faulttest.RideOutRestart(t, b, srv, faulttest.RestartParams{Server: "PostgreSQL", Queue: "q", Poll: 100 * time.Millisecond,
 		Jobs: 100, After: 60 * time.Second})
+}
+
+// Migration 4 refuses a state Conveyor does not know, and a row written
+// with one before it (here: by going down to version 3) becomes a dead
+// letter with the reason when it runs: counted as dead, readable, and the
+// queue's other jobs still run.
+func TestUnknownStateIsRefusedOrDeadLettered(t *testing.T) {
+	ctx := context.Background()
+	pool, schema := newPool(t)
+	b := open(t, pool, pgbackend.Config{Schema: schema, JanitorEvery: -1})
+	c := queue.NewClient(b, queue.Config{})
+	bad, err := numTask.Enqueue(ctx, c, numArgs{N: 1}, nil)
+	must(t, err)
+	good, err := numTask.Enqueue(ctx, c, numArgs{N: 2}, nil)
+	must(t, err)
+	corrupt := "UPDATE " + pgx.Identifier{schema}.Sanitize() + ".jobs SET state = 'bogus' WHERE id = $1"
+	var pgErr *pgconn.PgError
+	if _, err := pool.Exec(ctx, corrupt, bad.ID); !errors.As(err, &pgErr) || pgErr.Code != "23514" {
+		t.Fatalf("setting state 'bogus' = %v, want a check violation", err)
+	}
+
+	v, err := pgbackend.Migrate(ctx, pool, pgbackend.MigrateParams{Schema: schema, To: 3})
+	if err != nil || v != 3 {
+		t.Fatalf("Migrate(to 3) = %d, %v", v, err)
+	}
+	_, err = pool.Exec(ctx, corrupt, bad.ID)
+	must(t, err)
+	if n := counts(t, b, "q")["bogus"]; n != 1 {
+		t.Fatalf("counts before migrating up: %v, want the bogus row counted", counts(t, b, "q"))
+	}
+	_, err = pgbackend.Migrate(ctx, pool, pgbackend.MigrateParams{Schema: schema})
+	must(t, err)
+
+	r, err := b.GetJob(ctx, backends.GetJobParams{ID: bad.ID})
+	must(t, err)
+	last := r.LastError()
+	if r.State != job.Dead || last == nil || last.Error != `corrupt job record: state "bogus" is not a job state` ||
+		last.Attempt != 1 || r.FinishedAt.IsZero() {
+		t.Fatalf("job with state 'bogus' after migrating: %+v, last error %+v", r, last)
+	}
+	must(t, b.Tidy(ctx)) // fold the logged deltas too
+	for st := range counts(t, b, "q") {
+		if !st.Valid() {
+			t.Fatalf("counts %v hold state %q", counts(t, b, "q"), st)
+		}
+	}
+	var ran atomic.Int64
+	w := worker.New(b, worker.Config{Queues: []worker.QueueConfig{{Name: "q"}}})
+	worker.Register(w, numTask, func(ctx context.Context, a numArgs) (queue.None, error) {
+		ran.Add(1)
+		return queue.None{}, nil
+	})
+	_, err = w.WorkDue(ctx)
+	must(t, err)
+	r, err = b.GetJob(ctx, backends.GetJobParams{ID: good.ID})
+	must(t, err)
+	if n := counts(t, b, "q"); ran.Load() != 1 || r.State != job.Done || n[job.Done] != 1 || n[job.Dead] != 1 {
+		t.Fatalf("ran %d, good job %s, counts %v; want the good job done and the bogus one dead", ran.Load(), r.State, n)
+	}
+	page, err := b.ListJobs(ctx, backends.ListJobsParams{Queue: "q", State: job.Dead})
+	if err != nil || len(page.Jobs) != 1 || page.Jobs[0].ID != bad.ID {
+		t.Fatalf("dead jobs: %v, %v", page, err)
+	}
 }
