@@ -30,6 +30,12 @@ var (
 	ErrClosed = errors.New("conveyor: closed")
 	// ErrConflict: a compare-and-set found another version than expected.
 	ErrConflict = errors.New("conveyor: version conflict")
+	// ErrOutcomeUnknown: a write failed in a way that leaves open whether
+	// the backend applied it (the connection broke after the request was
+	// sent, the server restarted before it answered). The caller looks the
+	// job up, or sends the same write again with the same job ID, which
+	// the backend takes as a duplicate rather than a second job.
+	ErrOutcomeUnknown = errors.New("conveyor: outcome unknown")
 )
 
 // Outcomes of waiting for a job, for callers of Wait and Result.

@@ -13,14 +13,6 @@ import (
 	"github.com/conveyorhq/conveyor/job"
 )
 
-// Sentinels re-exported from package job for callers of this package.
-var (
-	ErrQueueFull       = job.ErrQueueFull
-	ErrNotFound        = job.ErrNotFound
-	ErrPayloadTooLarge = job.ErrPayloadTooLarge
-	ErrUnsupported     = job.ErrUnsupported
-)
-
 // Client enqueues and inspects jobs on one backend. It is safe for
 // concurrent use; make one per process and share it.
 type Client struct {
@@ -56,14 +48,20 @@ type JobRef struct {
 // EnqueueMany enqueues a batch in one backend call where the backend allows.
 // The batch is all or nothing: any bad request (an argument that did not
 // encode, an oversized payload) or a full queue fails it whole. Refs are in
-// the order of reqs.
+// the order of reqs. An error that leaves open whether the batch was
+// stored (the backend went away mid-call) wraps ErrOutcomeUnknown and is an
+// *OutcomeUnknownError naming the jobs' IDs.
 func (c *Client) EnqueueMany(ctx context.Context, reqs ...Request) ([]JobRef, error) {
 	p, err := c.params(reqs)
 	if err != nil {
 		return nil, err
 	}
+	own := make([]bool, len(reqs)) // IDs this client made up, not the caller's
+	for i, r := range reqs {
+		own[i] = r.ins.ID == ""
+	}
 	end := c.trace(ctx, p)
-	out, err := c.enqueue(ctx, p)
+	out, err := c.enqueue(ctx, p, own)
 	end(err)
 	if err == nil && c.cfg.Inline != nil {
 		if _, ierr := c.cfg.Inline.WorkDue(ctx); ierr != nil {
@@ -119,7 +117,9 @@ func (c *Client) params(reqs []Request) (backends.EnqueueParams, error) {
 				i, job.ErrPayloadTooLarge, r.ins.Task, len(r.ins.Payload), c.cfg.MaxPayloadBytes)
 		}
 		ins := *r.ins // a Request may be enqueued twice; each gets its own ID
-		ins.ID = newID()
+		if ins.ID == "" {
+			ins.ID = newID()
+		}
 		ins.MaxDepth = c.cfg.Queues[ins.Queue].MaxDepth
 		p.Jobs[i] = &ins
 	}
@@ -128,12 +128,15 @@ func (c *Client) params(reqs []Request) (backends.EnqueueParams, error) {
 
 // enqueue runs one insert with retries of transient backend errors (safe
 // because a re-sent ID is a duplicate, not a second job) and, for queues set
-// to Block, waits for room.
-func (c *Client) enqueue(ctx context.Context, p backends.EnqueueParams) ([]JobRef, error) {
+// to Block, waits for room. A failure that is not a refusal may have been
+// stored all the same, so it becomes an OutcomeUnknownError.
+func (c *Client) enqueue(ctx context.Context, p backends.EnqueueParams, own []bool) ([]JobRef, error) {
 	for {
 		var res []backends.EnqueueResult
+		sent := 0
 		err := retry.Do(func() error {
 			var err error
+			sent++
 			res, err = c.b.Enqueue(ctx, p)
 			return err
 		},
@@ -144,10 +147,14 @@ func (c *Client) enqueue(ctx context.Context, p backends.EnqueueParams) ([]JobRe
 			retry.RetryIf(transient),
 		)
 		if err == nil {
+			ourOwnDuplicates(p, res, own)
 			c.observe(p, res, nil)
 			return refs(res), nil
 		}
 		c.observe(p, nil, err)
+		if sent > 0 && !refused(err) {
+			return nil, fmt.Errorf("enqueue: %w", &OutcomeUnknownError{IDs: ids(p), Err: err})
+		}
 		if !errors.Is(err, job.ErrQueueFull) || !c.blocks(p) {
 			return nil, fmt.Errorf("enqueue: %w", err)
 		}
@@ -155,6 +162,26 @@ func (c *Client) enqueue(ctx context.Context, p backends.EnqueueParams) ([]JobRe
 			return nil, fmt.Errorf("enqueue: %w: %w", err, werr)
 		}
 	}
+}
+
+// ourOwnDuplicates clears Duplicate on the jobs whose fresh ID this client
+// made up and got back: nobody else knows that ID, so the "duplicate" is the
+// job an earlier attempt (ours, or the driver's own resend) stored without
+// its reply reaching us.
+func ourOwnDuplicates(p backends.EnqueueParams, res []backends.EnqueueResult, own []bool) {
+	for i, ins := range p.Jobs {
+		if own[i] && res[i].Duplicate && res[i].ID == ins.ID {
+			res[i].Duplicate = false
+		}
+	}
+}
+
+func ids(p backends.EnqueueParams) []string {
+	out := make([]string, len(p.Jobs))
+	for i, ins := range p.Jobs {
+		out[i] = ins.ID
+	}
+	return out
 }
 
 // observe tells the Observer, if any, what an enqueue did, per queue.
@@ -178,15 +205,21 @@ func (c *Client) observe(p backends.EnqueueParams, res []backends.EnqueueResult,
 	}
 }
 
-// transient reports whether an enqueue error may pass if tried again.
-func transient(err error) bool {
-	for _, permanent := range []error{job.ErrQueueFull, job.ErrInvalid, job.ErrClosed,
-		job.ErrUnsupported, context.Canceled, context.DeadlineExceeded} {
-		if errors.Is(err, permanent) {
-			return false
+// refused reports whether an enqueue error is the backend's answer that it
+// stored nothing: a full queue, a bad or unsupported request, a closed
+// backend. Any other error may have come after the write.
+func refused(err error) bool {
+	for _, no := range []error{job.ErrQueueFull, job.ErrInvalid, job.ErrClosed, job.ErrUnsupported, job.ErrPayloadTooLarge} {
+		if errors.Is(err, no) {
+			return true
 		}
 	}
-	return true
+	return false
+}
+
+// transient reports whether an enqueue error may pass if tried again.
+func transient(err error) bool {
+	return !refused(err) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
 func (c *Client) blocks(p backends.EnqueueParams) bool {

@@ -10,6 +10,13 @@ import (
 // EnqueueOptions override a task's defaults for one enqueue. Zero values
 // keep the task's default.
 type EnqueueOptions struct {
+	// ID is the job's ID, chosen by the caller so that enqueueing again
+	// after an error whose outcome is unknown (ErrOutcomeUnknown), even
+	// from another process, cannot make a second job: while a job with
+	// this ID exists, the enqueue returns it with Duplicate set. At most
+	// 128 printable ASCII characters, no spaces. Default: a new
+	// time-ordered UUID.
+	ID string
 	// Queue overrides TaskOptions.Queue.
 	Queue string
 	// Priority overrides TaskOptions.Priority when non-zero.

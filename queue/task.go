@@ -137,8 +137,11 @@ func (t *Task[A, R]) request(payload []byte, opts *EnqueueOptions) Request {
 	if opts != nil {
 		o = *opts
 	}
+	if err := validID(o.ID); err != nil {
+		return Request{err: fmt.Errorf("task %s: %w", t.name, err)}
+	}
 	ins := &backends.JobInsert{
-		Task: t.name, Payload: payload, Headers: o.Headers,
+		ID: o.ID, Task: t.name, Payload: payload, Headers: o.Headers,
 		Queue: or(o.Queue, t.opts.Queue), Priority: or(o.Priority, t.opts.Priority),
 		Timeout: or(o.Timeout, t.opts.Timeout), MaxDeliveries: t.opts.MaxDeliveries,
 		RetryPolicy: o.RetryPolicy,
