@@ -202,8 +202,16 @@ func (w *Worker) finish(ctx context.Context, rec *job.Record, h *handler, res []
 			retry.RetryIf(retryable),
 		)
 	}
-	if ferr != nil {
-		log().Error("recording the job's outcome failed; it will be redelivered after its lease", "err", ferr)
+	switch {
+	case ferr == nil:
+	case errors.Is(ferr, job.ErrLeaseLost), errors.Is(ferr, job.ErrFinished):
+		// Another delivery owns or already finished the job: what this one
+		// did is discarded, whatever it was.
+		log().Warn("lease lost before the outcome was recorded; outcome discarded", "outcome", outcome, "err", ferr)
+		outcome = LeaseLost
+	default:
+		log().Error("recording the job's outcome failed; it will be redelivered after its lease", "outcome", outcome, "err", ferr)
+		outcome = Unrecorded
 	}
 }
 

@@ -27,5 +27,6 @@ const (
 	Postponed    Outcome = "postponed"     // an open breaker or a snooze: no attempt used
 	Cancelled    Outcome = "cancelled"     // someone asked it to stop
 	Released     Outcome = "released"      // the worker shut down: another will run it
-	LeaseLost    Outcome = "lease_lost"    // its lease expired: another worker owns it
+	LeaseLost    Outcome = "lease_lost"    // its lease expired, while it ran or before its outcome was recorded: another worker owns it, this outcome is discarded
+	Unrecorded   Outcome = "unrecorded"    // the backend failed to record the outcome: it runs again after its lease
 )
