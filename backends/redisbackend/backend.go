@@ -134,14 +134,11 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 	if err != nil {
 		return nil, 0, fmt.Errorf("redisbackend: reserve from %s: %w", p.Queue, err)
 	}
-	if len(v) != 2 {
+	if len(v) != 3 {
 		return nil, 0, fmt.Errorf("redisbackend: reserve: unexpected reply of %d values", len(v))
 	}
 	got, _ := v[0].([]any)
-	if bad, _ := v[1].([]any); len(bad) > 0 {
-		b.cfg.Logger.Warn("redisbackend: dropped ready entries with no job hash behind them",
-			"queue", p.Queue, "entries", bad)
-	}
+	b.reportBroken(p.Queue, v[1], v[2])
 	out := make([]*job.Record, 0, len(got)/3)
 	for i := 0; i+2 < len(got); i += 3 {
 		r, err := decode(str(got[i]), p.Queue, got[i+2])

@@ -2,6 +2,7 @@ package redisbackend
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends/internal/tick"
@@ -9,6 +10,12 @@ import (
 
 // janitorBatch bounds the jobs one janitor script run touches per queue.
 const janitorBatch = 1000
+
+// reconcileBatch bounds the state-set members one Tidy checks against their
+// job hashes per queue. The walk resumes where the last one stopped, so a
+// queue of n jobs is covered every n/reconcileBatch runs while each run
+// stays cheap at millions of jobs.
+const reconcileBatch = 500
 
 // janitorLoop runs the janitor every JanitorEvery while it holds a lock
 // that expires with the interval, so one client in the cluster does it per
@@ -28,7 +35,9 @@ func (b *Backend) janitorLoop() {
 }
 
 // Tidy runs the janitor's work once on every queue: recover expired
-// leases, promote due jobs, prune finished jobs past their retention.
+// leases, promote due jobs, prune finished jobs past their retention, and
+// check the next reconcileBatch members of the state sets against the job
+// hashes, fixing (and logging) what drifted.
 func (b *Backend) Tidy(ctx context.Context) error {
 	queues, err := b.queues(ctx)
 	if err != nil {
@@ -36,15 +45,41 @@ func (b *Backend) Tidy(ctx context.Context) error {
 	}
 	now := time.Now().UnixMilli()
 	for _, q := range queues {
+		budget := reconcileBatch
 		for {
-			v, err := b.s.janitor.Run(ctx, b.rdb, []string{b.base(q)}, now, janitorBatch).Int64Slice()
+			v, err := b.s.janitor.Run(ctx, b.rdb, []string{b.base(q)}, now, janitorBatch, keepMS(b.cfg.KeepDead), budget).Slice()
 			if err != nil {
-				return err
+				return fmt.Errorf("redisbackend: janitor of %s: %w", q, err)
 			}
-			if v[0] < janitorBatch && v[1] < janitorBatch {
+			if len(v) != 5 {
+				return fmt.Errorf("redisbackend: janitor: unexpected reply of %d values", len(v))
+			}
+			b.reportBroken(q, v[2], v[3])
+			moved, _ := v[4].([]any)
+			for i := 0; i+2 < len(moved); i += 3 {
+				b.cfg.Logger.Warn("redisbackend: job was in the wrong state set; moved to its state's",
+					"queue", q, "id", moved[i], "set", moved[i+1], "state", moved[i+2])
+			}
+			budget = 0 // once per Tidy, however many rounds the rest takes
+			if integer(v[0]) < janitorBatch && integer(v[1]) < janitorBatch {
 				break
 			}
 		}
 	}
 	return nil
+}
+
+// reportBroken logs what a script found with no usable job hash behind it
+// (see usable in lua/prelude.lua): strays, IDs whose hash is missing and
+// whose index entries it removed, and corrupt, IDs whose hash names an
+// unknown state and which it dead-lettered.
+func (b *Backend) reportBroken(queue string, strays, corrupt any) {
+	s, _ := strays.([]any)
+	for _, id := range s {
+		b.cfg.Logger.Warn("redisbackend: removed index entries of a job with no job hash", "queue", queue, "id", id)
+	}
+	c, _ := corrupt.([]any)
+	for _, id := range c {
+		b.cfg.Logger.Error("redisbackend: job with an unknown state dead-lettered", "queue", queue, "id", id)
+	}
 }

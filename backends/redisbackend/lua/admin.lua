@@ -31,13 +31,24 @@ elseif action == 'delete' then
     end
   end
 elseif action == 'purge' then
-  local limit = tonumber(ARGV[3])
+  -- A member whose hash names another state is drift, not a job in this
+  -- state: it leaves the set and its job stays (it may be running). seen
+  -- bounds the run when the set holds many such members.
+  local limit, seen = tonumber(ARGV[3]), 0
   for i = 4, #ARGV do
-    if ARGV[i] ~= 'running' and n < limit then
-      for _, id in ipairs(redis.call('ZRANGE', sk(ARGV[i]), 0, limit - n - 1)) do
-        local f = fields(id, 'rk', 'uk') or {}
-        remove(id, ARGV[i], f[1], f[2])
-        n = n + 1
+    local st = ARGV[i]
+    while st ~= 'running' and n < limit and seen < 2 * limit do
+      local ids = redis.call('ZRANGE', sk(st), 0, limit - n - 1)
+      if #ids == 0 then break end
+      for _, id in ipairs(ids) do
+        seen = seen + 1
+        local f = fields(id, 's', 'rk', 'uk') or {}
+        if KNOWN[f[1]] and f[1] ~= st then
+          redis.call('ZREM', sk(st), id)
+        else
+          remove(id, f[1], f[2], f[3])
+          n = n + 1
+        end
       end
     end
   end

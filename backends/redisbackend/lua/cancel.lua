@@ -5,6 +5,10 @@ local f = fields(id, 's', 'tk', 'seq', 'rk', 'uu')
 if not f or not f[1] then return {'notfound', ''} end
 local s = f[1]
 if finished(s) then return {'finished', s} end
+if not KNOWN[s] then
+  unindex(id, f[4]) -- a corrupt state names no set to leave: leave them all
+  s = ''
+end
 if s == 'running' then
   if ARGV[3] == '' then
     redis.call('HSET', jk(id), 'c', '1')

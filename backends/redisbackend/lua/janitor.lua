@@ -1,18 +1,65 @@
 -- Housekeeping for one queue, run by any client every few seconds under a
 -- cluster-wide lock: recover expired leases, promote due jobs, prune
--- finished jobs past their retention. ARGV: now, limit.
--- Returns {made due, pruned}.
-local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
-local due = promote(now, limit)
-local pruned = 0
+-- finished jobs past their retention, reconcile the state sets with the job
+-- hashes. ARGV: now, limit, keep-dead ms, members to reconcile.
+-- Returns {made due, fin entries handled, STRAYS, CORRUPT, moved} where
+-- moved holds (id, set it was in, state it has) triples.
+local now, limit, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local due = promote(now, limit, keep)
+local handled = 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', FIN, '-inf', now, 'LIMIT', 0, limit)) do
-  local f = fields(id, 's', 'rk', 'uk') or {}
-  if f[1] and not finished(f[1]) then
+  handled = handled + 1
+  local f = fields(id, 's', 'rk', 'uk')
+  if not usable(id, f, now, keep) then
+    -- cleared or dead-lettered (and filed again for pruning), to be reported
+  elseif not finished(f[1]) then
     redis.call('ZREM', FIN, id) -- replayed since; not ours to prune
   else
     remove(id, f[1], f[2], f[3])
-    pruned = pruned + 1
   end
 end
+flushz()
+
+-- reconcile checks up to budget state-set members against their hashes, so
+-- drift from whatever wrote to Redis besides these scripts heals: a member
+-- without a usable hash goes through usable; one whose hash names another
+-- state leaves this set for that one. The walk goes set by set in seq order
+-- from the cursor in <base>:rc, so each run costs O(budget log n) and
+-- successive runs cover every set. Members sharing a score (seqs are
+-- unique; hand-written entries may not be) can be passed over when a run
+-- stops between them, until a run starts before them.
+local function reconcile(budget)
+  local moved = {}
+  local si, after = string.match(redis.call('GET', base .. ':rc') or '', '^(%d+) ?(%S*)$')
+  si = tonumber(si)
+  if after == '' then after = nil end
+  if not si or si < 1 or si > #STATES then si, after = 1, nil end
+  for _ = 1, #STATES do
+    if budget <= 0 then break end
+    local st = STATES[si]
+    local page = redis.call('ZRANGEBYSCORE', sk(st), after and '(' .. after or '-inf', '+inf',
+      'WITHSCORES', 'LIMIT', 0, budget)
+    for i = 1, #page, 2 do
+      local id = page[i]
+      after = page[i + 1]
+      local f = fields(id, 's', 'seq')
+      if usable(id, f, now, keep) and f[1] ~= st then
+        redis.call('ZREM', sk(st), id)
+        redis.call('ZADD', sk(f[1]), num(f[2]), id)
+        table.insert(moved, id)
+        table.insert(moved, st)
+        table.insert(moved, f[1])
+      end
+    end
+    budget = budget - #page / 2
+    if budget > 0 then -- this set is done: on to the next, wrapping around
+      si, after = si % #STATES + 1, nil
+    end
+  end
+  redis.call('SET', base .. ':rc', si .. ' ' .. (after or ''))
+  return moved
+end
+
+local moved = reconcile(tonumber(ARGV[4]))
 announce(due > 0)
-return {due, pruned}
+return {due, handled, STRAYS, CORRUPT, moved}

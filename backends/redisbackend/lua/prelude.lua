@@ -14,6 +14,7 @@
 --   <base>:uniq     hash, unique key -> job ID that took it
 --   <base>:seq      enqueue sequence counter
 --   <base>:paused   exists while the queue is paused
+--   <base>:rc       the janitor's reconcile cursor, "<state index> <seq>"
 local base, READY, LATER, LEASED, FIN
 local function use(b)
   base = b
@@ -43,6 +44,10 @@ end
 local function sk(state) return base .. ':s:' .. state end
 local function num(v) return tonumber(v) or 0 end
 local function finished(s) return s == 'done' or s == 'dead' or s == 'cancelled' end
+-- STATES are the states a job hash may name, each with its set <base>:s:<st>.
+local STATES = {'pending', 'scheduled', 'retrying', 'running', 'done', 'dead', 'cancelled'}
+local KNOWN = {}
+for _, st in ipairs(STATES) do KNOWN[st] = true end
 
 -- fields reads a job's hash fields; nil when the key is not a hash (a
 -- malformed entry must not abort the script and wedge the queue).
@@ -123,10 +128,47 @@ local function announce(avail)
   if avail then redis.call('PUBLISH', base .. ':avail', '') end
 end
 
+-- unindex removes id from the state sets named (every one when states is
+-- nil), from the ready set by its member rk, and from later, leased and fin.
+local function unindex(id, rk, states)
+  for _, st in ipairs(states or STATES) do redis.call('ZREM', sk(st), id) end
+  if rk and rk ~= '' then redis.call('ZREM', READY, rk) end
+  redis.call('ZREM', LATER, id)
+  redis.call('ZREM', LEASED, id)
+  redis.call('ZREM', FIN, id)
+end
+
+-- What the scripts met with no usable job hash behind it, for Go to log:
+-- STRAYS are IDs whose hash is missing (or not a hash), now out of every
+-- index; CORRUPT are IDs whose hash names an unknown state, now dead.
+local STRAYS, CORRUPT = {}, {}
+
+-- usable tells whether f, a job's fields read with 's' first, name a known
+-- state. If not, the job can never leave the sets that hold its ID, so they
+-- would count it forever (depth, QueueStats): a missing hash has its ID
+-- taken out of every index; a hash with an unknown state or none is
+-- dead-lettered, with the reason, for an operator to see. Only this bad
+-- path costs more than the table lookup.
+local function usable(id, f, now, keep)
+  if f and KNOWN[f[1]] then return true end
+  if not f or (not f[1] and redis.call('EXISTS', jk(id)) == 0) then
+    unindex(id)
+    table.insert(STRAYS, id)
+    return false
+  end
+  local g = fields(id, 'rk', 'seq', 'uu') or {}
+  unindex(id, g[1])
+  local why = 'corrupt job record: unknown state "' .. (f[1] or '') .. '"'
+  appenderr(id, cjson.encode({n = attempts(id) + 1, at = now, err = why}))
+  finish(id, nil, 'dead', num(g[2]), now, keep, num(g[3]))
+  table.insert(CORRUPT, id)
+  return false
+end
+
 -- promote makes due what became due: expired leases go back to pending (the
 -- reaper; any client running any script may do it), scheduled and retrying
 -- jobs whose time came join the ready set. Returns how many.
-local function promote(now, limit)
+local function promote(now, limit, keep)
   local n = 0
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', LEASED, '-inf', now, 'LIMIT', 0, limit)) do
     redis.call('ZREM', LEASED, id)
@@ -136,12 +178,14 @@ local function promote(now, limit)
       redis.call('HSET', jk(id), 's', 'pending')
       makeready(id, num(f[2]), num(f[3]), num(f[4]))
       n = n + 1
+    else
+      usable(id, f, now, keep) -- a stale entry of a job in another state is just dropped
     end
   end
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', LATER, '-inf', now, 'LIMIT', 0, limit)) do
     redis.call('ZREM', LATER, id)
     local f = fields(id, 's', 'pr', 'ra', 'seq')
-    if f and f[1] and f[1] ~= 'running' and not finished(f[1]) then
+    if usable(id, f, now, keep) and f[1] ~= 'running' and not finished(f[1]) then
       makeready(id, num(f[2]), num(f[3]), num(f[4]))
       n = n + 1
     end
@@ -150,13 +194,11 @@ local function promote(now, limit)
   return n
 end
 
--- remove deletes a job and every index entry pointing at it.
+-- remove deletes a job and every index entry pointing at it. A state that
+-- is not known (a corrupt or missing hash) says nothing about which state
+-- set holds the ID, so then every one is cleared.
 local function remove(id, state, rk, ukey)
-  if state then redis.call('ZREM', sk(state), id) end
-  if rk and rk ~= '' then redis.call('ZREM', READY, rk) end
-  redis.call('ZREM', LATER, id)
-  redis.call('ZREM', LEASED, id)
-  redis.call('ZREM', FIN, id)
+  unindex(id, rk, KNOWN[state] and {state} or nil)
   if ukey and ukey ~= '' and redis.call('HGET', base .. ':uniq', ukey) == id then
     redis.call('HDEL', base .. ':uniq', ukey)
   end

@@ -1,11 +1,12 @@
 -- ARGV: now, limit, lease ms, worker, token prefix, keep-dead ms, poison
 -- reason format (one %d: the delivery count).
--- Returns {{id, token, record as it was before this reserve}..., malformed
--- ready entries dropped}.
-local now, limit, lease = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-if redis.call('EXISTS', base .. ':paused') == 1 then return {{}, {}} end
-promote(now, 1000)
-local out, bad, n = {}, {}, 0
+-- Returns {{id, token, record as it was before this reserve}..., STRAYS,
+-- CORRUPT} (see usable in the prelude; a ready entry too short to name a
+-- job is a stray as it is).
+local now, limit, lease, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[6])
+if redis.call('EXISTS', base .. ':paused') == 1 then return {{}, {}, {}} end
+promote(now, 1000, keep)
+local out, n = {}, 0
 while #out < limit do
   local members = redis.call('ZRANGE', READY, 0, limit - #out - 1)
   if #members == 0 then break end
@@ -14,13 +15,15 @@ while #out < limit do
     local id = string.sub(m, 32)
     -- One read for the checks and the reply: record fields, then rk.
     local f = fields(id, unpack(READ))
-    if not f or not f[1] then
-      table.insert(bad, m)
+    if id == '' then
+      table.insert(STRAYS, m)
+    elseif not usable(id, f, now, keep) then
+      -- cleared or dead-lettered, to be reported
     elseif f[RK] == m and f[1] ~= 'running' and not finished(f[1]) then
       local d, md, seq = num(f[F.d]), num(f[F.md]), num(f[F.seq])
       if md > 0 and d >= md then
         appenderr(id, cjson.encode({n = attempts(id) + 1, at = now, err = string.format(ARGV[7], d)}))
-        finish(id, f[1], 'dead', seq, now, tonumber(ARGV[6]), num(f[F.uu]))
+        finish(id, f[1], 'dead', seq, now, keep, num(f[F.uu]))
       else
         n = n + 1
         local le, tk = now + lease, ARGV[5] .. n
@@ -37,4 +40,4 @@ while #out < limit do
   end
 end
 announce(false)
-return {out, bad}
+return {out, STRAYS, CORRUPT}
