@@ -60,8 +60,9 @@ type Scheduler struct {
 	stored   bool
 	leaseVer int64 // the version of our leader lease, 0 when not leading
 
-	stop chan struct{}
-	done chan struct{}
+	started bool
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 // KV keys.
@@ -225,9 +226,16 @@ func (s *Scheduler) List(ctx context.Context) ([]State, error) {
 	return out, nil
 }
 
-// Start runs rounds every Poll until Stop.
-func (s *Scheduler) Start(ctx context.Context) {
+// Start runs rounds every Poll until Stop or until ctx ends. A second Start
+// fails: one scheduler runs one loop (a second would hold a lease of its
+// own that Stop never gives up).
+func (s *Scheduler) Start(ctx context.Context) error {
 	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return errors.New("scheduler: already started")
+	}
+	s.started = true
 	stop, done := make(chan struct{}), make(chan struct{})
 	s.stop, s.done = stop, done
 	s.mu.Unlock()
@@ -248,6 +256,7 @@ func (s *Scheduler) Start(ctx context.Context) {
 			}
 		}
 	}()
+	return nil
 }
 
 // Stop ends the rounds and gives up the leader lease, so another process

@@ -26,7 +26,7 @@ func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
 
 // startJob runs rec in its own goroutine, tracked for heartbeats and drain.
 func (w *Worker) startJob(rec *job.Record) {
-	ctx, cancel := context.WithCancelCause(context.Background())
+	ctx, cancel := context.WithCancelCause(w.base)
 	w.mu.Lock()
 	w.running[rec.ID] = &runningJob{rec: rec, cancel: cancel}
 	w.perQueue[rec.Queue]++

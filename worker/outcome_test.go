@@ -57,3 +57,30 @@ func TestLateCompletionIsReportedAsLeaseLost(t *testing.T) {
 		t.Fatalf("job is %s, want the other owner's outcome (cancelled)", r.State)
 	}
 }
+
+type ctxKey struct{}
+
+// A handler's context carries the values of the context given to Start
+// (a logger, a trace set up by main).
+func TestHandlerContextDescendsFromStart(t *testing.T) {
+	task := queue.NewTask[Args, queue.None]("ctxvalue", queue.TaskOptions{})
+	e := newEnv(t, worker.Config{})
+	got := make(chan any, 1)
+	worker.Register(e.w, task, func(ctx context.Context, a Args) (queue.None, error) {
+		got <- ctx.Value(ctxKey{})
+		return queue.None{}, ctx.Err()
+	})
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), ctxKey{}, "from Start"))
+	defer cancel()
+	if err := e.w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.w.Stop(context.Background()) })
+	h := enqueue(t, e.c, task, Args{})
+	if v := <-got; v != "from Start" {
+		t.Fatalf("handler saw %v, want the value from Start's context", v)
+	}
+	if r := e.wait(h.ID); r.State != job.Done {
+		t.Fatalf("job is %s, want done", r.State)
+	}
+}

@@ -28,6 +28,7 @@ type Worker struct {
 	running  map[string]*runningJob // by job ID
 	perQueue map[string]int
 	started  bool
+	base     context.Context // handlers' contexts descend from it: Start's, without its cancellation
 
 	wake     chan struct{} // a slot freed or jobs may be due
 	stop     context.CancelFunc
@@ -70,6 +71,7 @@ func New(b backends.Backend, cfg Config) *Worker {
 		running:  map[string]*runningJob{},
 		perQueue: map[string]int{},
 		wake:     make(chan struct{}, 1),
+		base:     context.Background(),
 		idle:     make(chan struct{}),
 		stopped:  make(chan struct{}),
 	}
@@ -88,9 +90,11 @@ func (w *Worker) Running() int {
 	return len(w.running)
 }
 
-// Start begins fetching and running jobs and returns. Cancelling ctx is a
-// hard stop, like Stop with an expired context; prefer Stop for a graceful
-// drain.
+// Start begins fetching and running jobs and returns; a second Start
+// fails. Cancelling ctx stops fetching; use Stop to drain. Handlers'
+// contexts carry ctx's values (a logger, a trace) but not its cancellation,
+// so a job is cancelled only by Stop's deadline, a lost lease or a cancel
+// request.
 func (w *Worker) Start(ctx context.Context) error {
 	if err := w.start(ctx); err != nil {
 		return err
@@ -109,6 +113,9 @@ func (w *Worker) start(ctx context.Context) error {
 		return errors.New("worker: no handlers registered")
 	}
 	w.started = true
+	// Handlers see the values of Start's context (a logger, a trace) but
+	// not its end: stopping is Stop's drain, not a cancelled context.
+	w.base = context.WithoutCancel(ctx)
 	fetchCtx, cancel := context.WithCancel(ctx)
 	w.stop = cancel
 	w.fetching.Add(1)

@@ -74,7 +74,9 @@ func runWorker(ctx context.Context, args []string, out io.Writer) error {
 	if err := w.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
-	sched.Start(context.WithoutCancel(ctx))
+	if err := sched.Start(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "worker %s on %s: queues %s, concurrency %d\n", w.ID(), *db, *queues, *concurrency)
 	<-ctx.Done()
 	fmt.Fprintf(out, "draining (up to %s)...\n", *drain)
