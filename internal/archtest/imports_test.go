@@ -1,0 +1,87 @@
+package archtest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const mod = "github.com/conveyorhq/conveyor"
+
+type pkg struct {
+	ImportPath string
+	Name       string
+	Imports    []string
+}
+
+// packages lists the module's packages with their non-test imports.
+func packages(t *testing.T) []pkg {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-json=ImportPath,Name,Imports", mod+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	var ps []pkg
+	dec := json.NewDecoder(bufio.NewReader(bytes.NewReader(out)))
+	for dec.More() {
+		var p pkg
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	if len(ps) < 10 {
+		t.Fatalf("go list found %d packages; is the module path %s?", len(ps), mod)
+	}
+	return ps
+}
+
+// The rules of docs/architecture.md, checked on every package's imports.
+func TestImportRules(t *testing.T) {
+	rules := []struct {
+		name    string
+		applies func(pkg) bool
+		banned  func(imp string) bool
+	}{{
+		name:    "job is the leaf: it imports nothing of ours",
+		applies: func(p pkg) bool { return p.ImportPath == mod+"/job" },
+		banned:  func(imp string) bool { return strings.HasPrefix(imp, mod+"/") },
+	}, {
+		name:    "backends implement the contract and import neither the client nor the worker",
+		applies: func(p pkg) bool { return strings.HasPrefix(p.ImportPath, mod+"/backends") },
+		banned: func(imp string) bool {
+			return slices.Contains([]string{mod + "/queue", mod + "/worker", mod + "/scheduler", mod + "/dashboard"}, imp)
+		},
+	}, {
+		name:    "OS signals are handled only by binaries (package main) and the daemon package",
+		applies: func(p pkg) bool { return p.Name != "main" && p.ImportPath != mod+"/daemon" },
+		banned:  func(imp string) bool { return imp == "os/signal" },
+	}, {
+		// backendtest is the conformance suite, published for backends of
+		// other modules (as riverdrivertest is): a test package by design.
+		name: "production packages import no test helpers",
+		applies: func(p pkg) bool {
+			return !strings.HasPrefix(p.ImportPath, mod+"/internal/") && p.ImportPath != mod+"/backends/backendtest"
+		},
+		banned: func(imp string) bool {
+			return imp == "testing" || imp == mod+"/internal/testenv" || imp == mod+"/internal/faulttest" ||
+				imp == mod+"/backends/backendtest"
+		},
+	}}
+	for _, p := range packages(t) {
+		for _, r := range rules {
+			if !r.applies(p) {
+				continue
+			}
+			for _, imp := range p.Imports {
+				if r.banned(imp) {
+					t.Errorf("%s imports %s: %s", p.ImportPath, imp, r.name)
+				}
+			}
+		}
+	}
+}
