@@ -6,8 +6,9 @@ import (
 	"errors"
 	"log/slog"
 	"maps"
-	"strings"
-	"sync"
+	"os"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -20,46 +21,42 @@ import (
 	"github.com/conveyorhq/conveyor/queue"
 )
 
-// logBuffer holds what a backend logs; a backend may log from its own
-// goroutines, hence the lock.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // driftEnv is a backend without a background janitor (the test runs Tidy
-// when it means to), its raw client and key base for queue "d", its log,
-// and a queue client bounding "d" to one unfinished job.
+// when it means to), its raw client and key base for queue "d", the file
+// its log goes to (slog's handler serializes the writes, and reading the
+// file back races with none), and a queue client bounding "d" to bound
+// unfinished jobs (0: unbounded).
 type driftEnv struct {
 	b      *redisbackend.Backend
 	client *redis.Client
 	base   string
-	log    *logBuffer
+	log    string
 	c      *queue.Client
 	task   *queue.Task[numArgs, queue.None]
 }
 
-func newDriftEnv(t *testing.T) *driftEnv {
-	e := &driftEnv{client: newClient(t), log: &logBuffer{}}
-	prefix := "drift-" + time.Now().Format("150405.000000")
+func newDriftEnv(t *testing.T, bound int) *driftEnv {
+	e := &driftEnv{client: newClient(t), log: filepath.Join(t.TempDir(), "log")}
+	f, err := os.Create(e.log)
+	must(t, err)
+	t.Cleanup(func() { _ = f.Close() })
+	prefix := "drift-" + t.Name() + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	e.base = prefix + ":{d}"
 	e.b = open(t, e.client, redisbackend.Config{Prefix: prefix, JanitorEvery: -1,
-		Logger: slog.New(slog.NewTextHandler(e.log, nil))})
-	e.c = queue.NewClient(e.b, queue.Config{Queues: map[string]queue.QueueConfig{"d": {MaxDepth: 1}}})
+		Logger: slog.New(slog.NewTextHandler(f, nil))})
+	e.c = queue.NewClient(e.b, queue.Config{Queues: map[string]queue.QueueConfig{"d": {MaxDepth: bound}}})
 	e.task = queue.NewTask[numArgs, queue.None]("drift.job", queue.TaskOptions{Queue: "d"})
 	return e
+}
+
+// logged fails the test unless the log names id.
+func (e *driftEnv) logged(t *testing.T, id string) {
+	t.Helper()
+	b, err := os.ReadFile(e.log)
+	must(t, err)
+	if !bytes.Contains(b, []byte(id)) {
+		t.Fatalf("log does not name %s:\n%s", id, b)
+	}
 }
 
 func (e *driftEnv) enqueue(t *testing.T, delay time.Duration) string {
@@ -90,7 +87,7 @@ func TestBrokenDelayedJobLeavesNoPhantom(t *testing.T) {
 	for _, broken := range []string{"bogus state", "deleted hash"} {
 		for _, via := range []string{"reserve", "tidy"} {
 			t.Run(broken+" via "+via, func(t *testing.T) {
-				e := newDriftEnv(t)
+				e := newDriftEnv(t, 1)
 				// Reserve meets the job once it is due; the janitor's
 				// reconcile meets it whenever.
 				delay := time.Hour
@@ -133,9 +130,7 @@ func TestBrokenDelayedJobLeavesNoPhantom(t *testing.T) {
 				} else {
 					e.wantCounts(t, map[job.State]int{})
 				}
-				if !strings.Contains(e.log.String(), id) {
-					t.Fatalf("log does not name %s:\n%s", id, e.log.String())
-				}
+				e.logged(t, id)
 				for _, k := range []string{":later", ":leased"} {
 					if err := e.client.ZScore(ctx, e.base+k, id).Err(); !errors.Is(err, redis.Nil) {
 						t.Fatalf("%s still holds %s (%v)", k, id, err)
@@ -150,4 +145,91 @@ func TestBrokenDelayedJobLeavesNoPhantom(t *testing.T) {
 			})
 		}
 	}
+}
+
+func (e *driftEnv) inSet(t *testing.T, set, id string) bool {
+	t.Helper()
+	err := e.client.ZScore(context.Background(), e.base+":"+set, id).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
+
+// State sets drifted by hand, each way they can: a job's ID in a second,
+// wrong set; a job's ID only in a wrong set; an ID in a set with no job
+// hash at all. One Tidy heals each: the counts are the jobs' true states
+// again, the jobs still run, and the log names what was fixed.
+func TestTidyHealsStateSetDrift(t *testing.T) {
+	ctx := context.Background()
+	e := newDriftEnv(t, 0)
+	twice, moved := e.enqueue(t, 0), e.enqueue(t, 0)
+	must(t, e.client.ZAdd(ctx, e.base+":s:scheduled", redis.Z{Score: 1, Member: twice}).Err())
+	must(t, e.client.ZRem(ctx, e.base+":s:pending", moved).Err())
+	must(t, e.client.ZAdd(ctx, e.base+":s:done", redis.Z{Score: 2, Member: moved}).Err())
+	must(t, e.client.ZAdd(ctx, e.base+":s:running", redis.Z{Score: 3, Member: "ghost"}).Err())
+	e.wantCounts(t, map[job.State]int{job.Pending: 1, job.Scheduled: 1, job.Done: 1, job.Running: 1})
+
+	must(t, e.b.Tidy(ctx))
+	e.wantCounts(t, map[job.State]int{job.Pending: 2})
+	if !e.inSet(t, "s:pending", moved) {
+		t.Fatalf("%s is not back in the pending set", moved)
+	}
+	for _, id := range []string{twice, moved, "ghost"} {
+		e.logged(t, id)
+	}
+	got, err := e.b.Reserve(ctx, backends.ReserveParams{Queue: "d", Limit: 10, Lease: time.Minute, Worker: "w"})
+	if err != nil || len(got) != 2 {
+		t.Fatalf("reserve after healing = %d jobs, %v; want both", len(got), err)
+	}
+}
+
+// The reconcile walk checks a bounded number of members per Tidy and goes
+// on where it stopped, so a stray behind more than a batch of good members
+// outlives the first Tidy and is gone once the walk reaches it.
+func TestReconcileIsBoundedAndCoversTheQueue(t *testing.T) {
+	ctx := context.Background()
+	e := newDriftEnv(t, 0)
+	n := 2*redisbackend.ReconcileBatch + 1
+	reqs := make([]queue.Request, n)
+	for i := range reqs {
+		reqs[i] = e.task.Request(numArgs{N: i}, nil)
+	}
+	if _, err := e.c.EnqueueMany(ctx, reqs...); err != nil {
+		t.Fatal(err)
+	}
+	// Scored after every real job, so the walk meets it last.
+	must(t, e.client.ZAdd(ctx, e.base+":s:pending", redis.Z{Score: 1e12, Member: "ghost"}).Err())
+	runs := 0
+	for e.inSet(t, "s:pending", "ghost") {
+		if runs == n/redisbackend.ReconcileBatch+1 {
+			t.Fatalf("ghost still counted after %d Tidy runs over %d members", runs, n+1)
+		}
+		must(t, e.b.Tidy(ctx))
+		runs++
+	}
+	if runs == 1 {
+		t.Fatalf("one Tidy checked all %d members; the walk is not bounded by %d", n+1, redisbackend.ReconcileBatch)
+	}
+	e.wantCounts(t, map[job.State]int{job.Pending: n})
+}
+
+// A purge goes by set membership; a member whose hash names another state
+// is drift, and the job behind it, here a running one, must survive.
+func TestPurgeLeavesADriftedJobAlone(t *testing.T) {
+	ctx := context.Background()
+	e := newDriftEnv(t, 0)
+	id := e.enqueue(t, 0)
+	if got, err := e.b.Reserve(ctx, backends.ReserveParams{Queue: "d", Limit: 1, Lease: time.Minute, Worker: "w"}); err != nil || len(got) != 1 {
+		t.Fatalf("reserve = %v, %v", got, err)
+	}
+	must(t, e.client.ZAdd(ctx, e.base+":s:pending", redis.Z{Score: 1, Member: id}).Err())
+	n, err := e.b.PurgeQueue(ctx, backends.PurgeQueueParams{Queue: "d", States: []job.State{job.Pending}})
+	if err != nil || n != 0 {
+		t.Fatalf("PurgeQueue = %d, %v; want nothing purged", n, err)
+	}
+	if r, err := e.b.GetJob(ctx, backends.GetJobParams{ID: id}); err != nil || r.State != job.Running {
+		t.Fatalf("running job after the purge = %+v, %v", r, err)
+	}
+	e.wantCounts(t, map[job.State]int{job.Running: 1})
 }
