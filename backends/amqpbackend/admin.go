@@ -101,12 +101,13 @@ func (b *StoredBackend) deleteAll(ctx context.Context, docs []*doc) (int, error)
 }
 
 // delete deletes a job that is not running, unless it changed since it
-// was read, and gives back what an unfinished one held.
+// was read, and gives back what an unfinished one held. It leaves a
+// tombstone, so that the job's message, if one is left, is dropped.
 func (b *StoredBackend) delete(ctx context.Context, d *doc) (bool, error) {
 	if d.State == job.Running {
 		return false, nil
 	}
-	err := b.st.delete(ctx, d.ID, d.version)
+	err := b.st.remove(ctx, d)
 	if errors.Is(err, job.ErrConflict) {
 		return false, nil
 	}

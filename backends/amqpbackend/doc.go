@@ -65,6 +65,18 @@
 //   - the store's KVStore itself, so the scheduler and the worker registry
 //     work.
 //
+// The broker holds the job and the store its state, so the two can
+// disagree. A delivery whose record the store does not have is not taken
+// for a finished job: a job that finishes keeps its record until its
+// retention passes (a job cancelled while it waited, until its run-at
+// plus that retention), and a job deleted on purpose (DeleteJobs,
+// PurgeQueue) leaves a tombstone for as long, so the message of either is
+// acked without a run (logged at Debug). A record that is simply absent (a
+// store restarted without persistence, restored from an older backup or
+// cleaned by hand, or a message published by another producer) is restored
+// from the message, which carries the whole job, and the job runs, with a
+// warning naming it; a message that is no job goes to dead letter.
+//
 // Without a store Enqueue refuses unique keys with job.ErrUnsupported,
 // Cancel works only for the worker holding the lease, duplicate IDs are
 // not detected, and the depth bound is the broker's.

@@ -12,10 +12,6 @@ import (
 	"github.com/conveyorhq/conveyor/job"
 )
 
-// errStale: the store says the delivered message is not the job's current
-// one (it finished, was cancelled, or a retry superseded it).
-var errStale = errors.New("amqpbackend: stale message")
-
 // Reserve implements backends.Backend from this process's consumer of the
 // queue: the deliveries that arrived, in priority, run-at and arrival
 // order, or basic.get when the prefetch is all in use.
@@ -74,7 +70,7 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 
 // lease turns a delivery into a running job with a fresh lease. It returns
 // nil for a delivery it settled instead: a poison message, or one the
-// store says is stale. A failure requeues the delivery.
+// store says is stale (logged at Debug). A failure requeues the delivery.
 func (b *Backend) lease(ctx context.Context, c *consumer, it *item, d time.Duration) (*job.Record, error) {
 	now := time.Now()
 	n := it.doc.Deliveries + deliveryCount(it.d) + 1
@@ -84,7 +80,12 @@ func (b *Backend) lease(ctx context.Context, c *consumer, it *item, d time.Durat
 		dead.Deliveries = n - 1
 		l.doc = &dead
 		ae := job.AttemptError{Attempt: dead.Attempts() + 1, At: now, Error: backends.PoisonReason(n - 1)}
-		if err := b.bury(ctx, l, "", ae); err != nil {
+		err := b.bury(ctx, l, "", ae)
+		switch {
+		case errors.Is(err, errStale), errors.Is(err, job.ErrLeaseLost):
+			b.cfg.Logger.Debug("amqpbackend: message dropped", "queue", it.doc.Queue, "job", it.doc.ID, "why", err)
+			b.settle(l, true)
+		case err != nil:
 			b.settle(l, false)
 			return nil, err
 		}
@@ -93,16 +94,10 @@ func (b *Backend) lease(ctx context.Context, c *consumer, it *item, d time.Durat
 	jl := job.Lease{JobID: it.doc.ID, Token: newToken(), ExpiresAt: l.expires}
 	rec := it.doc.Record
 	if b.st != nil {
-		stored, err := b.st.update(ctx, it.doc.ID, func(cur *doc) error {
-			if cur.Incarnation > it.doc.Incarnation || cur.State.Finished() {
-				return errStale
-			}
-			cur.Incarnation = it.doc.Incarnation
-			cur.State, cur.Deliveries, cur.StartedAt, cur.Lease = job.Running, n, now, jl
-			return nil
-		})
+		stored, err := b.claim(ctx, it, n, now, jl)
 		switch {
-		case errors.Is(err, errStale), errors.Is(err, job.ErrNotFound): // finished, superseded or deleted
+		case errors.Is(err, errStale):
+			b.cfg.Logger.Debug("amqpbackend: message dropped", "queue", it.doc.Queue, "job", it.doc.ID, "why", err)
 			b.settle(l, true)
 			return nil, nil
 		case err != nil:
@@ -273,7 +268,7 @@ func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) e
 		return fmt.Errorf("amqpbackend: job %s: %w", p.Lease.JobID, err)
 	}
 	if err := b.bury(ctx, l, p.Lease.Token, p.Error); err != nil {
-		if errors.Is(err, job.ErrLeaseLost) {
+		if errors.Is(err, job.ErrLeaseLost) || errors.Is(err, errStale) {
 			b.settle(l, true)
 		} else {
 			b.addLease(p.Lease.Token, l)
@@ -284,24 +279,16 @@ func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) e
 }
 
 // bury records the job dead (checking token in the store, if given),
-// publishes it to the dead-letter queue and acks its delivery.
+// publishes it to the dead-letter queue and acks its delivery. An error
+// wrapping job.ErrLeaseLost or errStale means the store says the job is
+// not this delivery's to bury: the caller acks it without a dead letter.
 func (b *Backend) bury(ctx context.Context, l *lease, token string, ae job.AttemptError) error {
 	now := time.Now()
 	dead := *l.doc
 	dead.Errors = append(append([]job.AttemptError(nil), dead.Errors...), ae)
 	dead.State, dead.FinishedAt, dead.Lease = job.Dead, now, job.Lease{}
 	if b.st != nil {
-		_, err := b.st.update(ctx, dead.ID, func(cur *doc) error {
-			if cur.State.Finished() || (token != "" && cur.Lease.Token != token) {
-				return job.ErrLeaseLost
-			}
-			cur.Errors, cur.State, cur.FinishedAt, cur.Lease, cur.Deliveries = dead.Errors, job.Dead, now, job.Lease{}, dead.Deliveries
-			return nil
-		})
-		if errors.Is(err, job.ErrNotFound) {
-			err = job.ErrLeaseLost
-		}
-		if err != nil {
+		if err := b.recordDead(ctx, &dead, token); err != nil {
 			return fmt.Errorf("amqpbackend: job %s: %w", dead.ID, err)
 		}
 	}

@@ -14,9 +14,10 @@ import (
 )
 
 // store keeps job state in a KVStore: one key per job (its doc), one per
-// held unique key (the holder's ID) and one depth counter per bounded
-// queue. Every change is a compare-and-set on the job's key, so two
-// processes never both move a job.
+// held unique key (the holder's ID), one depth counter per bounded queue
+// and a tombstone per job deleted on purpose. Every change is a
+// compare-and-set on the job's key, so two processes never both move a
+// job.
 type store struct {
 	kv                 backends.KVStore
 	prefix             string
@@ -27,6 +28,7 @@ func (s store) jobKey(id string) string        { return s.prefix + "/job/" + id 
 func (s store) jobPrefix() string              { return s.prefix + "/job/" }
 func (s store) uniqueKey(q, key string) string { return s.prefix + "/unique/" + q + "/" + key }
 func (s store) depthKey(q string) string       { return s.prefix + "/depth/" + q }
+func (s store) goneKey(id string) string       { return s.prefix + "/gone/" + id }
 
 // get returns the job and its version, or an error wrapping job.ErrNotFound.
 func (s store) get(ctx context.Context, id string) (*doc, int64, error) {
@@ -52,7 +54,10 @@ func (s store) put(ctx context.Context, d *doc, v int64) error {
 	return err
 }
 
-// expiry is when a finished job is forgotten (zero: never).
+// expiry is when a finished job is forgotten (zero: never): its retention
+// after it finished, or after its run-at if that is later. A job
+// cancelled while it waited still has a message on its way, which must
+// find the record and be dropped, not find nothing and be restored.
 func (s store) expiry(d *doc) time.Time {
 	keep := s.keepDone
 	if d.State == job.Dead {
@@ -61,7 +66,11 @@ func (s store) expiry(d *doc) time.Time {
 	if !d.State.Finished() || keep < 0 {
 		return time.Time{}
 	}
-	return d.FinishedAt.Add(keep)
+	from := d.FinishedAt
+	if d.RunAt.After(from) {
+		from = d.RunAt
+	}
+	return from.Add(keep)
 }
 
 // update applies fn to the stored job and writes it back, again from a
@@ -157,9 +166,61 @@ func (s store) unclaim(ctx context.Context, d *doc) error {
 }
 
 // delete removes the job's key if it is at version v (0: whatever its
-// version).
+// version), leaving no tombstone: for a job whose enqueue failed, of which
+// no message may be left.
 func (s store) delete(ctx context.Context, id string, v int64) error {
 	return s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: s.jobKey(id), IfVersion: v})
+}
+
+// remove deletes the job d, as read at d.version, on purpose: it leaves a
+// tombstone first, so that a message of it still on its way is dropped
+// rather than taken for a job whose record the store lost. The error
+// wraps job.ErrConflict if the job changed since it was read.
+func (s store) remove(ctx context.Context, d *doc) error {
+	gone := s.goneKey(d.ID)
+	_, err := s.kv.PutKV(ctx, backends.PutKVParams{Key: gone, Value: []byte(d.State), ExpiresAt: s.tombExpiry(d)})
+	if errors.Is(err, job.ErrConflict) { // an older tombstone (the ID was used again): refresh it
+		if kv, gerr := s.kv.GetKV(ctx, backends.GetKVParams{Key: gone}); gerr == nil {
+			_, err = s.kv.PutKV(ctx, backends.PutKVParams{Key: gone, Value: []byte(d.State), IfVersion: kv.Version, ExpiresAt: s.tombExpiry(d)})
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("amqpbackend: tombstone of job %s: %w", d.ID, err)
+	}
+	if err := s.delete(ctx, d.ID, d.version); err != nil {
+		if errors.Is(err, job.ErrConflict) { // not deleted: no tombstone either
+			_ = s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: gone})
+		}
+		return err
+	}
+	return nil
+}
+
+// tombExpiry is how long a tombstone outlives the message it stands for:
+// the longer retention, counted from the job's run-at if that is later
+// than now (the message waits in a delay level until then). Zero (never)
+// if either retention is forever.
+func (s store) tombExpiry(d *doc) time.Time {
+	if s.keepDone < 0 || s.keepDead < 0 {
+		return time.Time{}
+	}
+	from := time.Now()
+	if d.RunAt.After(from) {
+		from = d.RunAt
+	}
+	return from.Add(max(s.keepDone, s.keepDead))
+}
+
+// tombstoned reports whether job id was deleted on purpose (see remove).
+func (s store) tombstoned(ctx context.Context, id string) (bool, error) {
+	_, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: s.goneKey(id)})
+	if errors.Is(err, job.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("amqpbackend: tombstone of job %s: %w", id, err)
+	}
+	return true, nil
 }
 
 // addDepth adds delta to queue q's count of unfinished bounded jobs,

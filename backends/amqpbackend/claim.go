@@ -1,0 +1,118 @@
+package amqpbackend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/conveyorhq/conveyor/job"
+)
+
+// errStale: the store says the delivered message is not the job's current
+// one (it finished, was cancelled or deleted, or a retry superseded it).
+var errStale = errors.New("amqpbackend: stale message")
+
+// claim moves the delivered job to Running in the store, with lease jl,
+// and returns the stored job. A message the store says is stale is
+// refused with an error wrapping errStale, saying why. A message whose
+// record the store does not have, and never deleted (no tombstone), is the
+// store's loss, not the job's end: a store restarted without persistence,
+// restored from an older backup or cleaned by hand, or a message another
+// producer published. The message carries the whole job, so the record is
+// restored from it and the job runs; a warning names it.
+func (b *Backend) claim(ctx context.Context, it *item, n int, now time.Time, jl job.Lease) (*doc, error) {
+	msg := it.doc
+	start := func(d *doc) {
+		d.State, d.Deliveries, d.StartedAt, d.Lease = job.Running, n, now, jl
+	}
+	for {
+		restored := false
+		stored, err := b.st.update(ctx, msg.ID, func(cur *doc) error {
+			switch {
+			case cur.Incarnation > msg.Incarnation:
+				return fmt.Errorf("%w: superseded by the job's message %d", errStale, cur.Incarnation)
+			case cur.State.Finished() && cur.Incarnation == msg.Incarnation:
+				return fmt.Errorf("%w: the job is %s", errStale, cur.State)
+			case cur.State.Finished():
+				// The message is newer than the record, which no process
+				// writes in this order (a replay writes the store first):
+				// the store went back in time.
+				v := cur.version
+				*cur = *msg
+				cur.version, restored = v, true
+			}
+			cur.Incarnation = msg.Incarnation
+			start(cur)
+			return nil
+		})
+		if errors.Is(err, job.ErrNotFound) {
+			stored, err = b.restore(ctx, msg, start)
+			if errors.Is(err, job.ErrConflict) {
+				continue // another consumer restored it meanwhile: claim that
+			}
+		} else if restored && err == nil {
+			if stored.Bounded { // its finish gave its place back: it holds one again
+				_ = b.st.addDepth(ctx, stored.Queue, 1, 0)
+			}
+			b.warnRestored(msg, "the record is older than the message")
+		}
+		return stored, err
+	}
+}
+
+// restore records a job the store does not have from its message, as
+// started by start, unless it has a tombstone (it was deleted on purpose:
+// errStale). The error wraps job.ErrConflict if another process recorded
+// it first.
+func (b *Backend) restore(ctx context.Context, msg *doc, start func(*doc)) (*doc, error) {
+	gone, err := b.st.tombstoned(ctx, msg.ID)
+	if err != nil {
+		return nil, err
+	}
+	if gone {
+		return nil, fmt.Errorf("%w: the job was deleted", errStale)
+	}
+	d := *msg
+	if d.CreatedAt.IsZero() { // a message from another producer
+		d.CreatedAt = time.Now()
+	}
+	start(&d)
+	if err := b.st.put(ctx, &d, 0); err != nil {
+		return nil, fmt.Errorf("amqpbackend: restore job %s: %w", d.ID, err)
+	}
+	if d.Bounded { // it holds a place in the queue until it finishes
+		if err := b.st.addDepth(ctx, d.Queue, 1, 0); err != nil {
+			b.cfg.Logger.Warn("amqpbackend: restored job not counted in its queue's depth", "queue", d.Queue, "job", d.ID, "err", err)
+		}
+	}
+	b.warnRestored(&d, "the store has no record of it")
+	return &d, nil
+}
+
+func (b *Backend) warnRestored(d *doc, why string) {
+	b.cfg.Logger.Warn("amqpbackend: store record missing; restored from the message",
+		"queue", d.Queue, "job", d.ID, "task", d.Task, "state", d.State, "why", why)
+}
+
+// recordDead moves the job to Dead in the store, as dead has it, if the
+// lease token (if given) is still the job's there. A job the store lost
+// is recorded dead from its message, unless it was deleted (errStale).
+func (b *Backend) recordDead(ctx context.Context, dead *doc, token string) error {
+	for {
+		_, err := b.st.update(ctx, dead.ID, func(cur *doc) error {
+			if cur.State.Finished() || (token != "" && cur.Lease.Token != token) {
+				return job.ErrLeaseLost
+			}
+			cur.Errors, cur.State, cur.FinishedAt, cur.Lease, cur.Deliveries = dead.Errors, job.Dead, dead.FinishedAt, job.Lease{}, dead.Deliveries
+			return nil
+		})
+		if !errors.Is(err, job.ErrNotFound) {
+			return err
+		}
+		_, err = b.restore(ctx, dead, func(*doc) {})
+		if !errors.Is(err, job.ErrConflict) {
+			return err
+		}
+	}
+}

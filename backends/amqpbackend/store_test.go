@@ -1,0 +1,141 @@
+package amqpbackend_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/amqpbackend"
+	"github.com/conveyorhq/conveyor/internal/testenv"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+// logBuffer is a slog destination tests read back.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// line returns the first logged line that contains every one of words.
+func (l *logBuffer) line(words ...string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for line := range strings.Lines(l.buf.String()) {
+		found := true
+		for _, w := range words {
+			found = found && strings.Contains(line, w)
+		}
+		if found {
+			return line
+		}
+	}
+	return ""
+}
+
+func logTo(l *logBuffer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// reserveOne reserves until the job id is handed out, and fails on any
+// other job.
+func reserveOne(t *testing.T, b backends.Backend, q, id string) *job.Record {
+	t.Helper()
+	var got *job.Record
+	testenv.WaitFor(t, 10*time.Second, "job "+id, func() bool {
+		recs, err := b.Reserve(context.Background(), backends.ReserveParams{Queue: q, Limit: 10, Lease: time.Minute})
+		must(t, err)
+		for _, r := range recs {
+			if r.ID != id {
+				t.Fatalf("reserved %s, want %s", r.ID, id)
+			}
+			got = r
+		}
+		return got != nil
+	})
+	return got
+}
+
+// A store that lost a waiting job's record (restarted without persistence,
+// restored from an older backup, cleaned by hand) does not make the job
+// vanish: its message carries the whole job, the record is restored from
+// it and the job runs, with a warning that names it. So does a job another
+// producer published straight into the queue, which never had a record.
+func TestStoreLossRestoresFromTheMessage(t *testing.T) {
+	st := sqliteStore(t)
+	var logs logBuffer
+	b := open(t, amqpbackend.Config{Store: st, Logger: logTo(&logs)})
+	in := b.(backends.Inspector)
+	ctx := context.Background()
+	q := fresh("lost")
+
+	_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: "lost-1", Queue: q, Task: "t", Payload: []byte(`{"n":1}`)}}})
+	must(t, err)
+	must(t, st.DeleteKV(ctx, backends.DeleteKVParams{Key: testPrefix + "/amqp/job/lost-1"}))
+	r := reserveOne(t, b, q, "lost-1")
+	if string(r.Payload) != `{"n":1}` || r.Task != "t" {
+		t.Fatalf("restored job = %+v", r)
+	}
+	if logs.line("WARN", "store record missing", "lost-1", q) == "" {
+		t.Fatalf("no warning names the restored job; log:\n%s", logs.buf.String())
+	}
+	must(t, b.Complete(ctx, backends.CompleteParams{Lease: r.Lease, Result: []byte("ok")}))
+	if got, err := in.GetJob(ctx, backends.GetJobParams{ID: "lost-1"}); err != nil || got.State != job.Done {
+		t.Fatalf("GetJob of the restored job = %+v, %v; want done", got, err)
+	}
+
+	must(t, rawChannel(t).PublishWithContext(ctx, testPrefix+".work", q, false, false, amqp.Publishing{
+		MessageId: "foreign-1", Type: "t", Body: []byte("from elsewhere")}))
+	r = reserveOne(t, b, q, "foreign-1")
+	if string(r.Payload) != "from elsewhere" || r.Deliveries != 1 {
+		t.Fatalf("foreign job = %+v", r)
+	}
+	if got, err := in.GetJob(ctx, backends.GetJobParams{ID: "foreign-1"}); err != nil || got.State != job.Running {
+		t.Fatalf("GetJob of the foreign job = %+v, %v; want running", got, err)
+	}
+	must(t, b.Complete(ctx, backends.CompleteParams{Lease: r.Lease}))
+	if logs.line("WARN", "store record missing", "foreign-1") == "" {
+		t.Fatalf("no warning names the foreign job; log:\n%s", logs.buf.String())
+	}
+}
+
+// A job deleted on purpose leaves a tombstone: its message, still in the
+// queue, is dropped without a run, and the drop is logged at Debug.
+func TestDeletedJobIsDroppedNotRestored(t *testing.T) {
+	var logs logBuffer
+	b := open(t, amqpbackend.Config{Store: sqliteStore(t), Logger: logTo(&logs)})
+	ctx := context.Background()
+	q := fresh("deleted")
+	_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{
+		{ID: "del-1", Queue: q, Task: "t"}, {ID: "keep-1", Queue: q, Task: "t"}}})
+	must(t, err)
+	n, err := b.(backends.Admin).DeleteJobs(ctx, backends.DeleteJobsParams{IDs: []string{"del-1"}})
+	if err != nil || n != 1 {
+		t.Fatalf("DeleteJobs = %d, %v", n, err)
+	}
+	r := reserveOne(t, b, q, "keep-1")
+	must(t, b.Complete(ctx, backends.CompleteParams{Lease: r.Lease}))
+	testenv.WaitFor(t, 10*time.Second, "the drop logged", func() bool {
+		recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 10, Lease: time.Minute})
+		must(t, err)
+		if len(recs) > 0 {
+			t.Fatalf("reserved %s after it was deleted", recs[0].ID)
+		}
+		return logs.line("DEBUG", "message dropped", "del-1", "deleted") != ""
+	})
+	if line := logs.line("store record missing", "del-1"); line != "" {
+		t.Fatalf("a deleted job was restored: %s", line)
+	}
+}
