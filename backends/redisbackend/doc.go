@@ -16,6 +16,14 @@
 // key) does the same for every queue and prunes finished jobs past their
 // retention; so a job whose worker died is never stuck running.
 //
+// Whatever else writes to Redis cannot leave a phantom in the counts (and
+// so fill a bounded queue for good): a script that meets a job ID whose hash
+// is missing takes the ID out of every set and reports it for the log, and
+// one whose hash names an unknown state dead-letters it with the reason.
+// The janitor also walks the state sets a few hundred members per queue
+// per run, from a cursor kept in Redis, checking each against its hash, so
+// any drift heals within a pass however large the queue.
+//
 // Counts come from the per-state sets (ZCARD), never from scanning keys, so
 // QueueStats is O(queues) however many jobs there are. Idle workers wake by
 // pub/sub within a round trip of an enqueue.

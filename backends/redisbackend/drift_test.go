@@ -233,3 +233,24 @@ func TestPurgeLeavesADriftedJobAlone(t *testing.T) {
 	}
 	e.wantCounts(t, map[job.State]int{job.Running: 1})
 }
+
+// Cancel and delete of a job whose hash names an unknown state cannot tell
+// which state set holds its ID, so they clear every one: no phantom stays.
+func TestCorruptJobCancelledOrDeletedLeavesNoPhantom(t *testing.T) {
+	ctx := context.Background()
+	e := newDriftEnv(t, 0)
+	cancelled, deleted := e.enqueue(t, 0), e.enqueue(t, time.Hour)
+	for _, id := range []string{cancelled, deleted} {
+		must(t, e.client.HSet(ctx, e.base+":j:"+id, "s", "bogus").Err())
+	}
+	if st, err := e.b.Cancel(ctx, backends.CancelParams{JobID: cancelled}); err != nil || st != job.Cancelled {
+		t.Fatalf("Cancel = %v, %v; want cancelled", st, err)
+	}
+	if n, err := e.b.DeleteJobs(ctx, backends.DeleteJobsParams{IDs: []string{deleted}}); err != nil || n != 1 {
+		t.Fatalf("DeleteJobs = %d, %v; want 1", n, err)
+	}
+	e.wantCounts(t, map[job.State]int{job.Cancelled: 1})
+	if e.inSet(t, "later", deleted) {
+		t.Fatalf("the deleted job is still in later")
+	}
+}

@@ -34,8 +34,10 @@ type Config struct {
 	KeepDead time.Duration
 	// JanitorEvery is how often some client (one at a time, cluster-wide)
 	// recovers expired leases, promotes due jobs and prunes finished ones in
-	// every queue. Reserve does the first two for its own queue anyway; the
-	// janitor keeps the counts of queues nobody is reserving from true.
+	// every queue, and reconciles a bounded part of each queue's state sets
+	// with the job hashes. Reserve does the first two for its own queue
+	// anyway; the janitor keeps the counts of queues nobody is reserving
+	// from true.
 	// Default 1s; negative turns it off in this process.
 	JanitorEvery time.Duration
 	// Logger receives reports of malformed entries found in Redis and
