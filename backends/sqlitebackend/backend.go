@@ -207,31 +207,32 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 			return err
 		}
 		var ids []string
-		poison := map[string]int{} // job ID -> deliveries so far
+		aside := map[string]string{} // job ID -> why it goes to dead letter; "" when its row does not decode
 		for rows.Next() {
 			var id string
-			var deliveries, maxDeliveries int
+			var deliveries, maxDeliveries intColumn
 			if err := rows.Scan(&id, &deliveries, &maxDeliveries); err != nil {
 				rows.Close()
 				return err
 			}
-			if maxDeliveries > 0 && deliveries >= maxDeliveries {
-				poison[id] = deliveries
-				continue
+			switch {
+			case deliveries.bad != nil || maxDeliveries.bad != nil:
+				aside[id] = ""
+			case maxDeliveries.n > 0 && deliveries.n >= maxDeliveries.n:
+				aside[id] = backends.PoisonReason(int(deliveries.n))
+			default:
+				ids = append(ids, id)
 			}
-			ids = append(ids, id)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		for id, deliveries := range poison {
-			dead = append(dead, id)
-			ae, _ := json.Marshal(job.AttemptError{At: now, Error: backends.PoisonReason(deliveries)})
-			if _, err := tx.ExecContext(ctx, `UPDATE conveyor_jobs SET state = 'dead', finished_at = ?, lease_token = NULL, `+appendError+`
-				WHERE id = ?`, micros(now), string(ae), id); err != nil {
+		for id, reason := range aside {
+			if _, _, err := setAside(ctx, tx, id, now, reason); err != nil {
 				return err
 			}
+			dead = append(dead, id)
 		}
 		if len(ids) == 0 {
 			return nil
@@ -248,12 +249,12 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 			return err
 		}
 		byID := map[string]*job.Record{}
-		corrupt := map[string]error{}
+		var corrupt []string
 		for rows.Next() {
 			r, err := scanRecord(rows)
 			switch {
 			case errors.Is(err, job.ErrMalformedPayload):
-				corrupt[r.ID] = err
+				corrupt = append(corrupt, r.ID)
 			case err != nil:
 				rows.Close()
 				return err
@@ -267,10 +268,8 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 		}
 		// A row no one can read goes to dead letter with the reason rather
 		// than failing every reserve of the queue from now on.
-		for id, cerr := range corrupt {
-			ae, _ := json.Marshal([]job.AttemptError{{At: now, Error: "corrupt job record: " + cerr.Error()}})
-			if _, err := tx.ExecContext(ctx, `UPDATE conveyor_jobs SET state = 'dead', finished_at = ?, lease_token = NULL,
-				headers = NULL, errors = ? WHERE id = ?`, micros(now), string(ae), id); err != nil {
+		for _, id := range corrupt {
+			if _, _, err := setAside(ctx, tx, id, now, ""); err != nil {
 				return err
 			}
 			dead = append(dead, id)

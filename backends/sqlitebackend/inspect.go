@@ -13,7 +13,9 @@ import (
 	"github.com/conveyorhq/conveyor/job"
 )
 
-// GetJob implements backends.Inspector.
+// GetJob implements backends.Inspector. A row that does not decode comes
+// back as far as it does, with an error wrapping job.ErrMalformedPayload
+// that names each bad column; the janitor dead-letters it (Tidy).
 func (b *Backend) GetJob(ctx context.Context, p backends.GetJobParams) (*job.Record, error) {
 	r, err := scanRecord(b.ro.QueryRowContext(ctx, `SELECT `+columns+` FROM conveyor_jobs WHERE id = ?`, p.ID))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -47,8 +49,10 @@ func (b *Backend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*bac
 			page.Next = strconv.FormatInt(lastSeq, 10)
 			break
 		}
+		// A row that does not decode is listed as far as it does, so one
+		// damaged job does not hide the page; GetJob reports what is wrong.
 		r, err := scanRecord(seqScanner{rows, &lastSeq})
-		if err != nil {
+		if err != nil && !errors.Is(err, job.ErrMalformedPayload) {
 			return nil, err
 		}
 		page.Jobs = append(page.Jobs, r)

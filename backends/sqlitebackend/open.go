@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/internal/notify"
+	"github.com/conveyorhq/conveyor/backends/internal/tick"
 )
 
 //go:embed schema.sql
@@ -40,9 +42,12 @@ type Config struct {
 	// KeepDead is how long dead letters are kept for inspection and replay.
 	// Default 7 days; negative keeps them forever.
 	KeepDead time.Duration
-	// PruneEvery is how often finished jobs past their retention are
-	// deleted. Default 1m.
+	// PruneEvery is how often the janitor runs (Tidy): it dead-letters rows
+	// that do not decode and deletes finished jobs past their retention.
+	// Default 1m.
 	PruneEvery time.Duration
+	// Logger receives janitor failures. Default slog.Default().
+	Logger *slog.Logger
 }
 
 // Backend stores jobs in one SQLite file.
@@ -88,6 +93,9 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.PruneEvery <= 0 {
 		cfg.PruneEvery = time.Minute
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
 	db, err := OpenDB(cfg.Path, cfg.BusyTimeout)
 	if err != nil {
 		return nil, err
@@ -122,24 +130,28 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 }
 
 // maintain runs the housekeeping every process with a Backend open shares:
-// checkpoints and pruning. Both are idempotent, so processes need not agree
-// on who does them.
+// checkpoints and the janitor. Both are idempotent, so processes need not
+// agree on who does them.
 func (b *Backend) maintain() {
 	defer b.polling.Done()
+	ctx, cancel := tick.Until(b.closing)
+	defer cancel()
 	checkpoint := time.NewTicker(b.cfg.CheckpointEvery)
 	defer checkpoint.Stop()
 	prune := time.NewTicker(b.cfg.PruneEvery)
 	defer prune.Stop()
 	for {
 		select {
-		case <-b.closing:
+		case <-ctx.Done():
 			return
 		case <-checkpoint.C:
 			// PASSIVE never waits for readers or writers: what it
 			// cannot copy now it copies next time.
-			_, _ = b.ro.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+			_, _ = b.ro.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`)
 		case <-prune.C:
-			_, _ = b.Prune(context.Background())
+			if err := b.Tidy(ctx); err != nil && ctx.Err() == nil {
+				b.cfg.Logger.Warn("sqlitebackend: janitor", "err", err)
+			}
 		}
 	}
 }

@@ -1,4 +1,9 @@
 -- Conveyor SQLite schema, version 1. Times are Unix microseconds; 0 means unset.
+-- The CHECKs refuse a state outside job.States and an INTEGER column holding
+-- anything else (SQLite would store text as text), which no query would ever
+-- find due or finished. SQLite cannot add a CHECK to an existing table, so
+-- files created before them have none: the janitor (Tidy) dead-letters such
+-- rows there.
 CREATE TABLE IF NOT EXISTS conveyor_jobs (
     seq              INTEGER PRIMARY KEY AUTOINCREMENT, -- enqueue order
     id               TEXT    NOT NULL UNIQUE,
@@ -6,23 +11,23 @@ CREATE TABLE IF NOT EXISTS conveyor_jobs (
     task             TEXT    NOT NULL,
     payload          BLOB    NOT NULL,
     headers          TEXT,                              -- JSON object
-    priority         INTEGER NOT NULL DEFAULT 0,
-    state            TEXT    NOT NULL,
-    run_at           INTEGER NOT NULL,
-    created_at       INTEGER NOT NULL,
-    started_at       INTEGER NOT NULL DEFAULT 0,
-    finished_at      INTEGER NOT NULL DEFAULT 0,
-    deliveries       INTEGER NOT NULL DEFAULT 0,
-    max_deliveries   INTEGER NOT NULL DEFAULT 0,
-    timeout_us       INTEGER NOT NULL DEFAULT 0,
+    priority         INTEGER NOT NULL DEFAULT 0 CHECK (typeof(priority) = 'integer'),
+    state            TEXT    NOT NULL CHECK (state IN ('pending', 'scheduled', 'running', 'retrying', 'done', 'dead', 'cancelled')),
+    run_at           INTEGER NOT NULL CHECK (typeof(run_at) = 'integer'),
+    created_at       INTEGER NOT NULL CHECK (typeof(created_at) = 'integer'),
+    started_at       INTEGER NOT NULL DEFAULT 0 CHECK (typeof(started_at) = 'integer'),
+    finished_at      INTEGER NOT NULL DEFAULT 0 CHECK (typeof(finished_at) = 'integer'),
+    deliveries       INTEGER NOT NULL DEFAULT 0 CHECK (typeof(deliveries) = 'integer'),
+    max_deliveries   INTEGER NOT NULL DEFAULT 0 CHECK (typeof(max_deliveries) = 'integer'),
+    timeout_us       INTEGER NOT NULL DEFAULT 0 CHECK (typeof(timeout_us) = 'integer'),
     retry_policy     TEXT    NOT NULL DEFAULT '',
     unique_key       TEXT,
-    unique_until     INTEGER NOT NULL DEFAULT 0,
+    unique_until     INTEGER NOT NULL DEFAULT 0 CHECK (typeof(unique_until) = 'integer'),
     errors           TEXT,                              -- JSON array of attempt errors
     result           BLOB,
     lease_token      TEXT,
-    lease_expires_at INTEGER NOT NULL DEFAULT 0,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    lease_expires_at INTEGER NOT NULL DEFAULT 0 CHECK (typeof(lease_expires_at) = 'integer'),
+    cancel_requested INTEGER NOT NULL DEFAULT 0 CHECK (typeof(cancel_requested) = 'integer'),
     worker           TEXT    NOT NULL DEFAULT ''
 );
 -- Reserve walks this index in order; finished jobs are not in it.
