@@ -5,10 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/conveyorhq/conveyor/backends/open"
 	"github.com/conveyorhq/conveyor/backends/pgbackend"
 )
 
@@ -22,7 +22,7 @@ func runMigrate(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if !isPostgres(*db) {
+	if !open.IsPostgres(*db) {
 		return fmt.Errorf("migrate works on PostgreSQL (-db postgres://...); %q needs none: %w", *db, flag.ErrHelp)
 	}
 	pool, err := pgxpool.New(ctx, *db)
@@ -38,6 +38,3 @@ func runMigrate(ctx context.Context, args []string, out io.Writer) error {
 	return nil
 }
 
-func isPostgres(db string) bool {
-	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
-}
