@@ -35,7 +35,8 @@ const Schemes = "a SQLite file path (or sqlite:PATH), memory:, postgres:// or po
 // URL opens the backend that u names; closing it closes everything it
 // opened. An amqp:// URL pairs the broker with the job-state store its
 // store parameter names, URL-encoded, as in
-// amqp://guest:guest@localhost:5672/?store=app.db.
+// amqp://guest:guest@localhost:5672/?store=app.db; its prefix parameter
+// sets amqpbackend.Config.Prefix, the namespace of its queues.
 func URL(ctx context.Context, u string, o Options) (backends.Backend, error) {
 	scheme, rest, hasScheme := strings.Cut(u, ":")
 	if !hasScheme || len(scheme) == 1 { // a path, or a Windows drive letter
@@ -67,11 +68,13 @@ func amqp(ctx context.Context, raw string, o Options) (backends.Backend, error) 
 		return nil, fmt.Errorf("%w: AMQP URL: %w", job.ErrInvalid, err)
 	}
 	q := u.Query()
-	storeURL := q.Get("store")
+	storeURL, prefix := q.Get("store"), q.Get("prefix")
 	q.Del("store")
+	q.Del("prefix")
 	u.RawQuery = q.Encode()
+	cfg := amqpbackend.Config{URL: u.String(), Prefix: prefix}
 	if storeURL == "" {
-		return amqpbackend.New(ctx, amqpbackend.Config{URL: u.String()})
+		return amqpbackend.New(ctx, cfg)
 	}
 	if strings.HasPrefix(storeURL, "amqp") {
 		return nil, fmt.Errorf("%w: the job-state store of %s cannot be a broker", job.ErrInvalid, raw)
@@ -85,7 +88,8 @@ func amqp(ctx context.Context, raw string, o Options) (backends.Backend, error) 
 		_ = state.Close()
 		return nil, fmt.Errorf("%s cannot store job state: %w", storeURL, job.ErrUnsupported)
 	}
-	b, err := amqpbackend.Open(ctx, amqpbackend.Config{URL: u.String(), Store: kv})
+	cfg.Store = kv
+	b, err := amqpbackend.Open(ctx, cfg)
 	if err != nil {
 		_ = state.Close()
 		return nil, err
