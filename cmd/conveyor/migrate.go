@@ -37,4 +37,3 @@ func runMigrate(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "schema %s is at version %d\n", *schema, v)
 	return nil
 }
-
