@@ -1,18 +1,22 @@
-// Command conveyor runs workers, enqueues and inspects jobs, and plays a demo,
-// on the embedded SQLite backend.
+// Command conveyor runs workers, enqueues and inspects jobs, manages
+// periodic tasks and the PostgreSQL schema, serves the dashboard, and plays
+// a demo, on any backend.
 //
 //	conveyor demo                        a worker, sample jobs and a live summary
 //	conveyor worker  [-queues a,b] ...   run the sample tasks until SIGINT/SIGTERM
 //	conveyor enqueue TASK JSON           enqueue one job by task name
-//	conveyor inspect queues|job ID|dead|replay ID...|pause Q|resume Q
-//	conveyor dashboard [-addr 127.0.0.1:8080]  the dashboard's JSON API
+//	conveyor inspect queues|workers|job ID|dead|replay ID...|pause Q|resume Q
+//	conveyor schedule add|list|remove|pause|resume ...
+//	conveyor migrate -db postgres://...  the PostgreSQL schema, up or down
+//	conveyor dashboard [-addr 127.0.0.1:8080]  the dashboard
 //
-// Every command takes -db PATH-OR-URL (default $CONVEYOR_DB, else conveyor.db).
-// The stock worker knows the sample tasks of internal/demo; an app builds its
-// own worker binary with its own tasks, as examples/appworker shows.
+// Every command takes -db PATH-OR-URL (default $CONVEYOR_DB, else
+// conveyor.db): a SQLite path or any URL of package backends/open. The
+// stock worker knows the sample tasks of internal/demo; an app builds its
+// own worker binary with its own tasks, as examples/app/cmd/worker shows.
 //
-// This is the only place Conveyor handles OS signals: SIGINT or SIGTERM
-// drains the worker gracefully.
+// Binaries are the only place Conveyor handles OS signals: SIGINT or
+// SIGTERM drains the worker gracefully.
 package main
 
 import (
