@@ -27,6 +27,7 @@ func (b *Backend) ListDead(ctx context.Context, p DeadParams) ([]*job.Record, er
 	}
 	var out []*job.Record
 	err := b.onDead(ctx, p.Queue, func(ch *amqp.Channel) error {
+		out = out[:0] // what a failed attempt got went back to the queue
 		for range limit {
 			d, ok, err := ch.Get(b.names.dead(p.Queue), false) // unacked: closing the channel puts them back
 			if err != nil || !ok {
@@ -108,14 +109,15 @@ func (b *Backend) republish(ctx context.Context, d *doc, now time.Time) error {
 	return b.send(ctx, d, now)
 }
 
-// onDead runs fn on a channel of its own if queue q's dead-letter queue
-// exists. Closing the channel returns whatever fn got and did not ack.
+// onDead runs fn on a channel of its own connection (see onOwnConnection:
+// a dead-letter queue is declared with the first dead letter, a moment
+// before it may be read) if queue q's dead-letter queue exists. Closing
+// the channel returns whatever fn got and did not ack.
 func (b *Backend) onDead(ctx context.Context, q string, fn func(ch *amqp.Channel) error) error {
-	s, err := b.session(ctx)
-	if err != nil {
+	if err := b.closed(); err != nil {
 		return err
 	}
-	return onChannel(s.conn, func(ch *amqp.Channel) error {
+	return b.onOwnConnection(ctx, func(ch *amqp.Channel) error {
 		_, err := ch.QueueDeclarePassive(b.names.dead(q), true, false, false, false, nil)
 		var ae *amqp.Error
 		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
@@ -128,14 +130,38 @@ func (b *Backend) onDead(ctx context.Context, q string, fn func(ch *amqp.Channel
 	})
 }
 
-// deadRecord turns a dead letter into a record for inspection.
+// deadRecord turns a dead letter into a record for inspection. One that
+// is no job shows what it has: its message-id as ID, its type as task,
+// its body as payload, its headers (but the reason) as headers, and the
+// reason as its one error.
 func deadRecord(d amqp.Delivery, q string) *job.Record {
-	reason, _ := d.Headers[reasonHeader].(string)
 	dc, err := decode(d, q)
-	if err != nil {
-		return &job.Record{ID: d.MessageId, Queue: q, Payload: d.Body, State: job.Dead,
-			Errors: []job.AttemptError{{At: d.Timestamp, Error: reason}}}
+	if err == nil {
+		dc.State = job.Dead
+		return &dc.Record
 	}
-	dc.State = job.Dead
-	return &dc.Record
+	reason, _ := d.Headers[reasonHeader].(string)
+	at := d.Timestamp
+	if n, ok := d.Headers[hDeadAt].(int64); ok {
+		at = time.Unix(0, n)
+	}
+	r := &job.Record{ID: d.MessageId, Queue: q, Task: d.Type, Payload: d.Body, State: job.Dead,
+		Errors: []job.AttemptError{{At: at, Error: reason}}}
+	for k, v := range d.Headers {
+		if k == reasonHeader || k == hDeadAt || k == "x-delivery-count" { // the broker's, not the message's
+			continue
+		}
+		if r.Headers == nil {
+			r.Headers = map[string]string{}
+		}
+		switch v := v.(type) {
+		case string:
+			r.Headers[k] = v
+		case []byte:
+			r.Headers[k] = string(v)
+		default:
+			r.Headers[k] = fmt.Sprint(v)
+		}
+	}
+	return r
 }

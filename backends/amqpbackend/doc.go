@@ -48,7 +48,19 @@
 // Dead letters are published through the exchange "<prefix>.dead" into
 // "<prefix>.dead.<queue>", where they can be inspected and replayed
 // (ReplayDead); the work queues name that exchange as their dead-letter
-// exchange, so messages the broker itself dead-letters land there too.
+// exchange, so messages the broker itself dead-letters land there too. A
+// dead letter (malformed, poison or dead-lettered by its handler) keeps
+// the properties and headers of the message that died (message-id,
+// correlation-id, content type, application headers...), all but its
+// expiration and user-id (kept in x-conveyor-user-id), with the reason in
+// x-conveyor-reason and the time in x-conveyor-dead-at.
+//
+// A quorum queue's Raft member starts a moment after its declare returns
+// (and after a node restart); a read before then fails with 541 noproc,
+// which closes the whole connection. After declaring a quorum queue the
+// Backend waits until a read on a connection of its own succeeds, and
+// ListDead and ReplayDead read on a connection of their own, retrying
+// noproc with backoff (up to 30s), so the race costs no leases.
 //
 // # The store
 //

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -47,9 +47,10 @@ func rawChannel(t testing.TB) *amqp.Channel {
 	return ch
 }
 
-// Messages that are no job (not JSON, or JSON without a task) do not stop
-// the consumer: they move, as they are and with the reason, to the queue's
-// dead-letter queue, and the jobs around them run.
+// Messages that are no job (no message-id, or no task name) do not stop
+// the consumer: they move, as they are (properties, headers and body) and
+// with the reason, to the queue's dead-letter queue, where ListDead shows
+// their message-id and headers, and the jobs around them run.
 func TestMalformedMessagesGoToDeadLetter(t *testing.T) {
 	b := open(t, amqpbackend.Config{})
 	ctx := context.Background()
@@ -58,9 +59,15 @@ func TestMalformedMessagesGoToDeadLetter(t *testing.T) {
 	_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{ins("before")}})
 	must(t, err)
 	ch := rawChannel(t)
-	bad := []string{"not json at all", `{"ID":"x","Queue":"` + q + `"}`}
-	for _, body := range bad {
-		must(t, ch.PublishWithContext(ctx, "", testPrefix+".q."+q, false, false, amqp.Publishing{Body: []byte(body)}))
+	bad := map[string]amqp.Publishing{
+		"bad-body": {MessageId: "bad-body", Body: []byte("not json at all"), CorrelationId: "corr-1",
+			ContentType: "text/plain", Headers: amqp.Table{"tenant": "acme", "attempt": int32(3)}},
+		"no-task": {MessageId: "no-task", Body: []byte(`{"ID":"x","Queue":"` + q + `"}`), CorrelationId: "corr-2",
+			ContentType: "application/json", Headers: amqp.Table{"tenant": "acme"}},
+		"": {Body: []byte("no id either")},
+	}
+	for _, m := range bad {
+		must(t, ch.PublishWithContext(ctx, "", testPrefix+".q."+q, false, false, m))
 	}
 	_, err = b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{ins("after")}})
 	must(t, err)
@@ -78,24 +85,100 @@ func TestMalformedMessagesGoToDeadLetter(t *testing.T) {
 	if got[0] != "before" || got[1] != "after" {
 		t.Fatalf("ran %v, want before, after", got)
 	}
-	var dead []amqp.Delivery
+	var dead []*job.Record
 	testenv.WaitFor(t, 10*time.Second, "the malformed messages in dead letter", func() bool {
+		dead, err = b.(*amqpbackend.Backend).ListDead(ctx, amqpbackend.DeadParams{Queue: q})
+		must(t, err)
+		return len(dead) == len(bad)
+	})
+	for _, r := range dead {
+		m, ok := bad[r.ID]
+		if !ok || string(r.Payload) != string(m.Body) || r.LastError() == nil || r.LastError().Error == "" {
+			t.Fatalf("dead letter %+v; want one of the malformed messages by ID, with a reason", r)
+		}
+		want := map[string]string{}
+		for k, v := range m.Headers {
+			want[k] = fmt.Sprint(v)
+		}
+		if !maps.Equal(r.Headers, want) {
+			t.Fatalf("dead letter %s has headers %v, want those published: %v", r.ID, r.Headers, m.Headers)
+		}
+		t.Logf("dead letter %q: %s", r.ID, r.LastError().Error)
+	}
+	// The dead-letter queue is up (ListDead read it): read the properties
+	// ListDead does not show straight from the broker.
+	for range bad {
 		d, ok, err := ch.Get(testPrefix+".dead."+q, true)
-		if isNotFound(err) { // declared with the first dead letter
+		must(t, err)
+		if !ok {
+			t.Fatal("dead letters gone after ListDead")
+		}
+		if m := bad[d.MessageId]; d.CorrelationId != m.CorrelationId || d.ContentType != m.ContentType {
+			t.Fatalf("dead letter %q has correlation-id %q, content-type %q; want %q, %q",
+				d.MessageId, d.CorrelationId, d.ContentType, m.CorrelationId, m.ContentType)
+		}
+	}
+}
+
+// A job dead-lettered by its handler, or as poison, keeps the properties
+// and headers of the message it came in, so an operator can correlate it.
+func TestDeadLettersKeepTheMessageProperties(t *testing.T) {
+	b := open(t, amqpbackend.Config{})
+	ctx := context.Background()
+	q := fresh("dead-props")
+	_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: "own", Queue: q, Task: "t"}}})
+	must(t, err)
+	ch := rawChannel(t)
+	props := func(id string, h amqp.Table) amqp.Publishing {
+		h["tenant"] = "acme"
+		return amqp.Publishing{MessageId: id, Type: "t", CorrelationId: "corr-" + id, ContentType: "application/json",
+			AppId: "billing", Headers: h, Body: []byte(`{}`)}
+	}
+	must(t, ch.PublishWithContext(ctx, testPrefix+".work", q, false, false, props("explicit", amqp.Table{})))
+	must(t, ch.PublishWithContext(ctx, testPrefix+".work", q, false, false, props("poison", amqp.Table{
+		"x-conveyor-deliveries": int64(1), "x-conveyor-max-deliveries": int64(1)}))) // delivered once already: this one is past the limit
+	var explicit *job.Record
+	testenv.WaitFor(t, 10*time.Second, "the explicit job", func() bool { // the poison one never runs
+		recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 10, Lease: time.Minute})
+		must(t, err)
+		for _, r := range recs {
+			if r.ID == "poison" {
+				t.Fatal("the poison message ran")
+			}
+			if r.ID == "explicit" {
+				explicit = r
+			}
+		}
+		return explicit != nil
+	})
+	must(t, b.DeadLetter(ctx, backends.DeadLetterParams{Lease: explicit.Lease, Error: job.AttemptError{Attempt: 1, Error: "declined"}}))
+	seen := map[string]amqp.Delivery{}
+	testenv.WaitFor(t, 10*time.Second, "both dead letters", func() bool {
+		// The poison message is found when a Reserve hands it out.
+		if recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 10, Lease: time.Minute}); err != nil || len(recs) > 0 {
+			t.Fatalf("Reserve = %v, %v; want nothing (the poison message is dead)", recs, err)
+		}
+		// Read through the backend first: the dead-letter queue was just declared.
+		_, err := b.(*amqpbackend.Backend).ListDead(ctx, amqpbackend.DeadParams{Queue: q})
+		must(t, err)
+		d, ok, err := ch.Get(testPrefix+".dead."+q, true)
+		if isNotFound(err) {
 			ch = rawChannel(t)
 			return false
 		}
 		must(t, err)
 		if ok {
-			dead = append(dead, d)
+			seen[d.MessageId] = d
 		}
-		return len(dead) == len(bad)
+		return len(seen) == 2
 	})
-	for _, d := range dead {
-		if !slices.Contains(bad, string(d.Body)) || d.Headers["x-conveyor-reason"] == nil {
-			t.Fatalf("dead letter: body %q headers %v; want one of %q with a reason", d.Body, d.Headers, bad)
+	for id, d := range seen {
+		if d.CorrelationId != "corr-"+id || d.AppId != "billing" || d.ContentType != "application/json" || d.Headers["tenant"] != "acme" || d.Type != "t" {
+			t.Fatalf("dead letter %s lost the message's properties: %+v", id, d)
 		}
-		t.Logf("dead letter %q: %v", d.Body, d.Headers["x-conveyor-reason"])
+		if d.Headers["x-conveyor-reason"] == nil || d.Headers["x-conveyor-errors"] == nil {
+			t.Fatalf("dead letter %s has no reason or errors: %v", id, d.Headers)
+		}
 	}
 }
 

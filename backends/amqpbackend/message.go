@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -48,9 +50,9 @@ func newDoc(ins *backends.JobInsert, now time.Time) *doc {
 type outgoing struct {
 	exchange, key string
 	doc           *doc
-	body          []byte // set instead of doc for a raw dead letter
-	reason        string // dead letters: why, as a header
-	work          bool   // straight into the work queue doc.Queue: Reserve waits for it
+	orig          *amqp.Delivery // dead letters: the message that died, whose properties and headers it keeps
+	reason        string         // dead letters: why, as a header
+	work          bool           // straight into the work queue doc.Queue: Reserve waits for it
 }
 
 // route returns the message that puts d where it waits until d.RunAt: its
@@ -78,13 +80,65 @@ func (b *Backend) send(ctx context.Context, d *doc, now time.Time) error {
 	return b.publishAll(ctx, m)
 }
 
-// deadLetter returns the message that puts d (or a raw body, if d is nil)
-// in queue q's dead-letter queue.
-func (b *Backend) deadLetter(ctx context.Context, q string, d *doc, body []byte, reason string) (outgoing, error) {
+// deadLetter returns the message that puts d in queue q's dead-letter
+// queue, keeping the properties and headers of orig, the message that
+// died (if not nil); without d, orig goes as it is.
+func (b *Backend) deadLetter(ctx context.Context, q string, d *doc, orig *amqp.Delivery, reason string) (outgoing, error) {
 	if err := b.ensureDead(ctx, q); err != nil {
 		return outgoing{}, err
 	}
-	return outgoing{exchange: b.names.deadExchange(), key: q, doc: d, body: body, reason: reason}, nil
+	return outgoing{exchange: b.names.deadExchange(), key: q, doc: d, orig: orig, reason: reason}, nil
+}
+
+// message returns what m publishes: the job it carries, over the
+// properties and headers of the message it stands for, if any.
+func (m outgoing) message(now time.Time) (amqp.Publishing, error) {
+	pub := amqp.Publishing{DeliveryMode: amqp.Persistent}
+	if m.orig != nil {
+		pub = kept(m.orig)
+	}
+	if m.doc != nil {
+		enc, err := encode(m.doc)
+		if err != nil {
+			return pub, err
+		}
+		if m.orig == nil {
+			pub = enc
+		} else {
+			pub.MessageId, pub.Type, pub.Body = enc.MessageId, enc.Type, enc.Body
+			maps.DeleteFunc(pub.Headers, func(k string, _ any) bool { return strings.HasPrefix(k, "x-conveyor-") })
+			maps.Copy(pub.Headers, enc.Headers)
+		}
+	}
+	if m.reason != "" {
+		if pub.Headers == nil {
+			pub.Headers = amqp.Table{}
+		}
+		pub.Headers[reasonHeader] = m.reason
+		pub.Headers[hDeadAt] = now.UnixNano()
+	}
+	return pub, nil
+}
+
+// kept returns a delivery's properties, headers and body to publish again
+// as its dead letter, so an operator can still correlate it (message-id,
+// correlation-id, headers) and replay it by ID. Not kept: the expiration,
+// which would let the dead letter expire, and the user-id, which the
+// broker checks against the publishing user (it moves to a header); nor
+// the broker's x-delivery-count. A dead letter is persistent.
+func kept(d *amqp.Delivery) amqp.Publishing {
+	h := amqp.Table{}
+	maps.Copy(h, d.Headers)
+	delete(h, "x-delivery-count")
+	if d.UserId != "" {
+		h[hUserID] = d.UserId
+	}
+	return amqp.Publishing{
+		Headers: h, ContentType: d.ContentType, ContentEncoding: d.ContentEncoding,
+		DeliveryMode: amqp.Persistent, Priority: d.Priority, CorrelationId: d.CorrelationId,
+		ReplyTo: d.ReplyTo, MessageId: d.MessageId, Timestamp: d.Timestamp, Type: d.Type,
+		AppId: d.AppId, Body: d.Body,
+	}
 }
 
 // errUnconfirmed: the broker nacked a publish (its queue is full).
@@ -116,17 +170,9 @@ func (b *Backend) publish(ctx context.Context, msgs ...outgoing) ([]bool, error)
 	}()
 	confs := make([]*amqp.DeferredConfirmation, len(msgs))
 	for i, m := range msgs {
-		pub := amqp.Publishing{DeliveryMode: amqp.Persistent, Body: m.body}
-		if m.doc != nil {
-			if pub, err = encode(m.doc); err != nil {
-				return nil, err
-			}
-		}
-		if m.reason != "" {
-			if pub.Headers == nil {
-				pub.Headers = amqp.Table{}
-			}
-			pub.Headers[reasonHeader] = m.reason
+		pub, err := m.message(now)
+		if err != nil {
+			return nil, err
 		}
 		confs[i], err = s.pub.PublishWithDeferredConfirmWithContext(ctx, m.exchange, m.key, false, false, pub)
 		if err != nil {

@@ -292,7 +292,7 @@ func (b *Backend) bury(ctx context.Context, l *lease, token string, ae job.Attem
 			return fmt.Errorf("amqpbackend: job %s: %w", dead.ID, err)
 		}
 	}
-	m, err := b.deadLetter(ctx, dead.Queue, &dead, nil, ae.Error)
+	m, err := b.deadLetter(ctx, dead.Queue, &dead, &l.d, ae.Error)
 	if err == nil {
 		err = b.publishAll(ctx, m)
 	}
@@ -358,12 +358,13 @@ func (b *Backend) hop(d amqp.Delivery, dc *doc) {
 	_ = d.Ack(false)
 }
 
-// rejectMalformed moves a message whose body is no job to the queue's
-// dead-letter queue as it is, with the reason in a header, and acks it, so
-// that it neither stops the consumer nor is lost.
+// rejectMalformed moves a message that is no job to the queue's
+// dead-letter queue as it is (properties, headers and body), with the
+// reason in a header, and acks it, so that it neither stops the consumer
+// nor is lost.
 func (b *Backend) rejectMalformed(d amqp.Delivery, q string, why error) {
 	b.cfg.Logger.Warn("amqpbackend: malformed message moved to dead letter", "queue", q, "message_id", d.MessageId, "err", why)
-	m, err := b.deadLetter(b.ctx, q, nil, d.Body, why.Error())
+	m, err := b.deadLetter(b.ctx, q, nil, &d, why.Error())
 	if err == nil {
 		err = b.publishAll(b.ctx, m)
 	}

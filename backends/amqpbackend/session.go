@@ -196,18 +196,40 @@ func (b *Backend) ensure(ctx context.Context, name string, declare func(*amqp.Ch
 // (rabbitmqctl set_policy ... '{"max-length": N}').
 func (b *Backend) ensureQueue(ctx context.Context, q string, bound int) error {
 	return b.ensure(ctx, b.names.work(q), func(ch *amqp.Channel) error {
-		err := declareQueue(ch, b.names, q, b.cfg.QueueType, bound)
+		st, err := declareQueue(ch, b.names, q, b.cfg.QueueType, bound)
 		if isPrecondition(err) {
 			b.cfg.Logger.Warn("amqpbackend: queue exists with other arguments; keeping them", "queue", b.names.work(q), "bound", bound, "err", err)
 			return nil
 		}
-		return err
+		if err != nil || b.cfg.QueueType != "quorum" {
+			return err
+		}
+		return b.readyAfterDeclare(st)
 	})
 }
 
 // ensureDead declares queue q's dead-letter queue.
 func (b *Backend) ensureDead(ctx context.Context, q string) error {
-	return b.ensure(ctx, b.names.dead(q), func(ch *amqp.Channel) error { return declareDead(ch, b.names, q) })
+	return b.ensure(ctx, b.names.dead(q), func(ch *amqp.Channel) error {
+		st, err := declareDead(ch, b.names, q)
+		if err != nil {
+			return err
+		}
+		return b.readyAfterDeclare(st)
+	})
+}
+
+// readyAfterDeclare waits for a quorum queue just declared (again, after a
+// reconnect) to serve reads, so that a consumer or a basic.get of this or
+// another process does not meet noproc (see ready.go). A queue the broker
+// reports messages or consumers of is up already: its count came from its
+// member. One it reports empty is new, empty, or not up (the broker
+// reports zero when it cannot ask the member).
+func (b *Backend) readyAfterDeclare(st amqp.Queue) error {
+	if st.Messages > 0 || st.Consumers > 0 {
+		return nil
+	}
+	return b.awaitReady(b.ctx, st.Name)
 }
 
 // ensureLevel declares a delay level.

@@ -44,8 +44,8 @@ func declareBase(ch *amqp.Channel, n names) error {
 }
 
 // declareQueue declares queue q's work queue of the given type, bounded by
-// x-max-length when bound > 0.
-func declareQueue(ch *amqp.Channel, n names, q, kind string, bound int) error {
+// x-max-length when bound > 0, and returns what the broker said of it.
+func declareQueue(ch *amqp.Channel, n names, q, kind string, bound int) (amqp.Queue, error) {
 	args := amqp.Table{
 		"x-queue-type":              kind,
 		"x-dead-letter-exchange":    n.deadExchange(),
@@ -55,27 +55,29 @@ func declareQueue(ch *amqp.Channel, n names, q, kind string, bound int) error {
 		args["x-max-length"] = int64(bound)
 		args["x-overflow"] = "reject-publish"
 	}
-	if _, err := ch.QueueDeclare(n.work(q), true, false, false, false, args); err != nil {
-		return fmt.Errorf("declare queue %s: %w", n.work(q), err)
+	st, err := ch.QueueDeclare(n.work(q), true, false, false, false, args)
+	if err != nil {
+		return st, fmt.Errorf("declare queue %s: %w", n.work(q), err)
 	}
 	if err := ch.QueueBind(n.work(q), q, n.workExchange(), false, nil); err != nil {
-		return fmt.Errorf("bind queue %s: %w", n.work(q), err)
+		return st, fmt.Errorf("bind queue %s: %w", n.work(q), err)
 	}
-	return nil
+	return st, nil
 }
 
 // declareDead declares queue q's dead-letter queue. It is declared with
 // the first dead letter, not with the queue: the broker dead-letters
 // nothing on its own (no TTL, no delivery limit, overflow rejects
 // publishes), and a quorum queue costs the broker a Raft group.
-func declareDead(ch *amqp.Channel, n names, q string) error {
-	if _, err := ch.QueueDeclare(n.dead(q), true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
-		return fmt.Errorf("declare queue %s: %w", n.dead(q), err)
+func declareDead(ch *amqp.Channel, n names, q string) (amqp.Queue, error) {
+	st, err := ch.QueueDeclare(n.dead(q), true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
+	if err != nil {
+		return st, fmt.Errorf("declare queue %s: %w", n.dead(q), err)
 	}
 	if err := ch.QueueBind(n.dead(q), q, n.deadExchange(), false, nil); err != nil {
-		return fmt.Errorf("bind queue %s: %w", n.dead(q), err)
+		return st, fmt.Errorf("bind queue %s: %w", n.dead(q), err)
 	}
-	return nil
+	return st, nil
 }
 
 // declareDelay declares one delay level: a fanout exchange into a queue

@@ -31,8 +31,12 @@ const (
 	hIncarnation   = "x-conveyor-incarnation"
 	hBounded       = "x-conveyor-bounded"
 	// reasonHeader carries a dead letter's reason, for operators reading
-	// the dead-letter queue with other tools.
+	// the dead-letter queue with other tools; hDeadAt when it died; hUserID
+	// the user-id of the message that died, which the broker would refuse
+	// in a publish of another user.
 	reasonHeader = "x-conveyor-reason"
+	hDeadAt      = "x-conveyor-dead-at"
+	hUserID      = "x-conveyor-user-id"
 )
 
 // encode returns the message that carries d.

@@ -1,0 +1,67 @@
+package amqpbackend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/avast/retry-go/v4"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// A quorum queue is a Raft group, whose member on a node starts shortly
+// after the declare returns (or after the node restarts). Until it has,
+// basic.get and basic.consume fail with 541 INTERNAL_ERROR "noproc", an
+// error the broker answers by closing the whole connection: on the
+// Backend's own connection it would cost every lease this process holds.
+// So what reads a queue it did not just wait for (ListDead, ReplayDead)
+// does so on a connection of its own, and retries.
+
+// readyWait bounds how long a read waits for a quorum queue's member to
+// start: seconds under load, normally milliseconds.
+const readyWait = 30 * time.Second
+
+// isNoproc reports whether err is the broker saying the queue's process is
+// not running (yet): 541 INTERNAL_ERROR.
+func isNoproc(err error) bool {
+	var ae *amqp.Error
+	return errors.As(err, &ae) && ae.Code == amqp.InternalError
+}
+
+// onOwnConnection runs fn on a channel of a connection of its own, and
+// runs it again on a new one, with backoff, while it fails with noproc, up
+// to readyWait. fn must leave nothing half done when it fails: whatever it
+// got unacknowledged goes back when the connection closes.
+func (b *Backend) onOwnConnection(ctx context.Context, fn func(*amqp.Channel) error) error {
+	ctx, cancel := context.WithTimeout(ctx, readyWait)
+	defer cancel()
+	return retry.Do(func() error {
+		conn, err := amqp.DialConfig(b.cfg.URL, amqp.Config{Heartbeat: b.cfg.Heartbeat})
+		if err != nil {
+			return fmt.Errorf("amqpbackend: dial: %w", err)
+		}
+		defer conn.Close()
+		return onChannel(conn, fn)
+	}, retry.RetryIf(isNoproc), retry.Context(ctx), retry.WrapContextErrorWithLastError(true),
+		retry.Attempts(0), retry.DelayType(retry.BackOffDelay),
+		retry.Delay(20*time.Millisecond), retry.MaxDelay(time.Second), retry.LastErrorOnly(true),
+		retry.OnRetry(func(n uint, err error) {
+			b.cfg.Logger.Debug("amqpbackend: queue not ready; retrying", "attempt", n+1, "err", err)
+		}))
+}
+
+// awaitReady waits until the quorum queue name, just declared, serves
+// reads: a basic.get on a connection of its own no longer fails with
+// noproc. The queue is new, so the get normally finds nothing; a message
+// another process published meanwhile goes back unacknowledged.
+func (b *Backend) awaitReady(ctx context.Context, name string) error {
+	err := b.onOwnConnection(ctx, func(ch *amqp.Channel) error {
+		_, _, err := ch.Get(name, false)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("amqpbackend: queue %s not ready: %w", name, err)
+	}
+	return nil
+}
