@@ -291,7 +291,7 @@ func TestSearchAndSchedules(t *testing.T) {
 	if err := s.Add(ctx, e); err != nil {
 		t.Fatal(err)
 	}
-	var entries []scheduler.State
+	var entries []scheduler.EntryState
 	call(t, srv, "GET", "/api/schedules", "", http.StatusOK, &entries)
 	if len(entries) != 1 || entries[0].Name != "digest" || entries[0].Schedule != "0 7 * * *" || entries[0].Paused {
 		t.Fatalf("schedules = %+v", entries)

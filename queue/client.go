@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/avast/retry-go/v4"
+	retrygo "github.com/avast/retry-go/v4"
 	"github.com/google/uuid"
 
 	"github.com/conveyorhq/conveyor/backends"
@@ -134,17 +134,17 @@ func (c *Client) enqueue(ctx context.Context, p backends.EnqueueParams, own []bo
 	for {
 		var res []backends.EnqueueResult
 		sent := 0
-		err := retry.Do(func() error {
+		err := retrygo.Do(func() error {
 			var err error
 			sent++
 			res, err = c.b.Enqueue(ctx, p)
 			return err
 		},
-			retry.Context(ctx),
-			retry.Attempts(3),
-			retry.Delay(20*time.Millisecond),
-			retry.LastErrorOnly(true),
-			retry.RetryIf(transient),
+			retrygo.Context(ctx),
+			retrygo.Attempts(3),
+			retrygo.Delay(20*time.Millisecond),
+			retrygo.LastErrorOnly(true),
+			retrygo.RetryIf(transient),
 		)
 		if err == nil {
 			ourOwnDuplicates(p, res, own)

@@ -17,8 +17,8 @@ const (
 	// Skip fires only ticks that are on time (within a few polls); missed
 	// ones are dropped. The default, as with cron.
 	Skip Misfire = "skip"
-	// RunOnce fires one job for all the missed ticks.
-	RunOnce Misfire = "once"
+	// FireOnce fires one job for all the missed ticks.
+	FireOnce Misfire = "once"
 	// CatchUp fires every missed tick, oldest first, up to CatchUpLimit.
 	CatchUp Misfire = "catchup"
 )
@@ -44,7 +44,7 @@ type Entry struct {
 }
 
 // State is an entry with what the scheduler keeps of it.
-type State struct {
+type EntryState struct {
 	Entry
 	Paused bool      `json:"paused,omitempty"`
 	Last   time.Time `json:"last"` // the latest tick handled; zero if none
@@ -63,8 +63,15 @@ func NewEntry[A, R any](name, schedule string, task *queue.Task[A, R], args A) (
 
 var parser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
+// Schedule is a parsed cron schedule.
+type Schedule interface {
+	// Next returns the first fire time after t, or the zero time if
+	// there is none.
+	Next(t time.Time) time.Time
+}
+
 // Parse checks a schedule and returns it.
-func Parse(schedule string) (s cron.Schedule, err error) {
+func Parse(schedule string) (s Schedule, err error) {
 	// robfig/cron v3.0.1 panics on some malformed input ("TZ=" with
 	// nothing after it, found by FuzzParse); that is bad input too.
 	defer func() {
@@ -80,7 +87,7 @@ func Parse(schedule string) (s cron.Schedule, err error) {
 }
 
 // check validates an entry and fills its defaults.
-func (e *Entry) check() (cron.Schedule, error) {
+func (e *Entry) check() (Schedule, error) {
 	switch {
 	case e.Name == "":
 		return nil, fmt.Errorf("%w: an entry needs a name", job.ErrInvalid)
@@ -90,7 +97,7 @@ func (e *Entry) check() (cron.Schedule, error) {
 	switch e.Misfire {
 	case "":
 		e.Misfire = Skip
-	case Skip, RunOnce, CatchUp:
+	case Skip, FireOnce, CatchUp:
 	default:
 		return nil, fmt.Errorf("%w: entry %s: misfire policy %q is not skip, once or catchup", job.ErrInvalid, e.Name, e.Misfire)
 	}

@@ -144,7 +144,7 @@ func (s *Scheduler) Add(ctx context.Context, e Entry) error {
 // upsert stores e's definition, keeping the stored state unless the
 // schedule changed.
 func (s *Scheduler) upsert(ctx context.Context, e Entry) error {
-	return s.update(ctx, e.Name, true, func(st *State) bool {
+	return s.update(ctx, e.Name, true, func(st *EntryState) bool {
 		if st.Schedule != e.Schedule {
 			st.Next = time.Time{} // recomputed from now
 		}
@@ -157,14 +157,14 @@ func (s *Scheduler) upsert(ctx context.Context, e Entry) error {
 // update reads an entry's state, applies fn and writes it back with a
 // compare-and-set, retrying on conflict. With create, an absent entry
 // starts empty; without, it is job.ErrNotFound.
-func (s *Scheduler) update(ctx context.Context, name string, create bool, fn func(*State) bool) error {
+func (s *Scheduler) update(ctx context.Context, name string, create bool, fn func(*EntryState) bool) error {
 	return s.updateFrom(ctx, name, nil, create, fn)
 }
 
 // updateFrom is update starting from kv, the entry as just listed, when
 // given; it reads the entry afresh only when there is none or the write
 // finds a newer version.
-func (s *Scheduler) updateFrom(ctx context.Context, name string, kv *backends.KV, create bool, fn func(*State) bool) error {
+func (s *Scheduler) updateFrom(ctx context.Context, name string, kv *backends.KV, create bool, fn func(*EntryState) bool) error {
 	for ; ; kv = nil {
 		if kv == nil {
 			got, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: entryPrefix + name, Now: s.cfg.Clock.Now()})
@@ -175,7 +175,7 @@ func (s *Scheduler) updateFrom(ctx context.Context, name string, kv *backends.KV
 			}
 			kv = &got
 		}
-		var st State
+		var st EntryState
 		if kv.Version != 0 {
 			if err := json.Unmarshal(kv.Value, &st); err != nil {
 				return fmt.Errorf("%w: scheduler entry %s: %w", job.ErrMalformedPayload, name, err)
@@ -203,21 +203,21 @@ func (s *Scheduler) Remove(ctx context.Context, name string) error {
 // Pause stops (or, with paused false, resumes) an entry's ticks. Ticks
 // that pass while paused are skipped.
 func (s *Scheduler) Pause(ctx context.Context, name string, paused bool) error {
-	return s.update(ctx, name, false, func(st *State) bool {
+	return s.update(ctx, name, false, func(st *EntryState) bool {
 		st.Paused = paused
 		return true
 	})
 }
 
 // List returns every stored entry with its state.
-func (s *Scheduler) List(ctx context.Context) ([]State, error) {
+func (s *Scheduler) List(ctx context.Context) ([]EntryState, error) {
 	kvs, err := s.kv.ListKV(ctx, backends.ListKVParams{Prefix: entryPrefix, Now: s.cfg.Clock.Now()})
 	if err != nil {
 		return nil, fmt.Errorf("scheduler: %w", err)
 	}
-	out := make([]State, 0, len(kvs))
+	out := make([]EntryState, 0, len(kvs))
 	for _, kv := range kvs {
-		var st State
+		var st EntryState
 		if err := json.Unmarshal(kv.Value, &st); err != nil {
 			return nil, fmt.Errorf("%w: scheduler entry %s: %w", job.ErrMalformedPayload, kv.Key, err)
 		}
@@ -360,7 +360,7 @@ func (s *Scheduler) fire(ctx context.Context, kv *backends.KV, now time.Time) er
 	name := strings.TrimPrefix(kv.Key, entryPrefix)
 	var fired []time.Time
 	var enqueueErr error
-	err := s.updateFrom(ctx, name, kv, false, func(st *State) bool {
+	err := s.updateFrom(ctx, name, kv, false, func(st *EntryState) bool {
 		sched, err := st.Entry.check()
 		if err != nil {
 			s.cfg.Logger.Error("scheduler: invalid stored entry", "entry", name, "err", err)
@@ -392,7 +392,7 @@ func (s *Scheduler) fire(ctx context.Context, kv *backends.KV, now time.Time) er
 		var fire []time.Time
 		switch {
 		case st.Paused || len(due) == 0:
-		case st.Misfire == RunOnce:
+		case st.Misfire == FireOnce:
 			fire = due[len(due)-1:]
 		case st.Misfire == CatchUp:
 			fire = due[max(0, len(due)-st.CatchUpLimit):]
@@ -424,7 +424,7 @@ func (s *Scheduler) fire(ctx context.Context, kv *backends.KV, now time.Time) er
 
 // wall is a tick's local date and time of day in its schedule's zone
 // (robfig/cron hands ticks back in the zone of the time it was given).
-func wall(sched cron.Schedule, t time.Time) string {
+func wall(sched Schedule, t time.Time) string {
 	if spec, ok := sched.(*cron.SpecSchedule); ok && spec.Location != nil {
 		t = t.In(spec.Location)
 	}

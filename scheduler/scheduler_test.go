@@ -253,7 +253,7 @@ func testMisfire(t *testing.T, open opener) {
 	limited.CatchUpLimit = 3
 	must(t, s.Register(
 		e.entry("skip", "* * * * *", scheduler.Skip),
-		e.entry("once", "* * * * *", scheduler.RunOnce),
+		e.entry("once", "* * * * *", scheduler.FireOnce),
 		e.entry("catchup", "* * * * *", scheduler.CatchUp),
 		limited,
 	))

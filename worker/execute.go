@@ -8,11 +8,11 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/avast/retry-go/v4"
+	retrygo "github.com/avast/retry-go/v4"
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/job"
-	conveyorretry "github.com/conveyorhq/conveyor/retry"
+	"github.com/conveyorhq/conveyor/retry"
 )
 
 // PanicError is a handler panic turned into a failed attempt. Its stack is
@@ -197,9 +197,9 @@ func (w *Worker) finish(ctx context.Context, rec *job.Record, h *handler, res []
 	retryable := func(err error) bool { return !errors.Is(err, job.ErrLeaseLost) && !errors.Is(err, job.ErrFinished) }
 	ferr := op(fctx) // the common case, without setting up retries
 	if ferr != nil && retryable(ferr) {
-		ferr = retry.Do(func() error { return op(fctx) },
-			retry.Context(fctx), retry.Attempts(2), retry.Delay(50*time.Millisecond), retry.LastErrorOnly(true),
-			retry.RetryIf(retryable),
+		ferr = retrygo.Do(func() error { return op(fctx) },
+			retrygo.Context(fctx), retrygo.Attempts(2), retrygo.Delay(50*time.Millisecond), retrygo.LastErrorOnly(true),
+			retrygo.RetryIf(retryable),
 		)
 	}
 	switch {
@@ -222,7 +222,7 @@ func (w *Worker) failure(rec *job.Record, h *handler, now time.Time, err error, 
 	if errors.As(err, &be) {
 		return Postponed, w.retryAt(rec, be.until, nil)
 	}
-	if d, ok := conveyorretry.SnoozeDelay(err); ok {
+	if d, ok := retry.SnoozeDelay(err); ok {
 		return Postponed, w.retryAt(rec, now.Add(d), nil)
 	}
 	ae := job.AttemptError{Attempt: rec.Attempts() + 1, At: now, Error: err.Error()}
@@ -237,9 +237,9 @@ func (w *Worker) failure(rec *job.Record, h *handler, now time.Time, err error, 
 	if len(rec.Errors) > 0 {
 		first = rec.Errors[0].At
 	}
-	d := w.policy(rec, h).Decide(conveyorretry.Attempt{Number: ae.Attempt, Elapsed: now.Sub(first), Err: err})
+	d := w.policy(rec, h).Decide(retry.Attempt{Number: ae.Attempt, Elapsed: now.Sub(first), Err: err})
 	if !d.Retry {
-		if !conveyorretry.IsPermanent(err) { // its message already says so
+		if !retry.IsPermanent(err) { // its message already says so
 			ae.Error = d.Reason + ": " + ae.Error
 		}
 		log.Info("job dead-lettered", "reason", d.Reason, "err", err)
@@ -248,7 +248,7 @@ func (w *Worker) failure(rec *job.Record, h *handler, now time.Time, err error, 
 	return Retried, w.retryAt(rec, now.Add(d.Delay), &ae)
 }
 
-func (w *Worker) policy(rec *job.Record, h *handler) conveyorretry.Policy {
+func (w *Worker) policy(rec *job.Record, h *handler) retry.Policy {
 	if rec.RetryPolicy != "" {
 		if p, ok := w.cfg.RetryPolicies[rec.RetryPolicy]; ok {
 			return p
