@@ -160,20 +160,10 @@ func (b *Backend) ReplayJobs(ctx context.Context, p backends.ReplayJobsParams) (
 		default:
 			return nil
 		}
-		rows, err := tx.QueryContext(ctx, set+where+` RETURNING queue`, append([]any{now}, args...)...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var q string
-			if err := rows.Scan(&q); err != nil {
-				return err
-			}
-			queues = append(queues, q)
-			n++
-		}
-		return rows.Err()
+		var err error
+		queues, err = scanStrings(tx.QueryContext(ctx, set+where+` RETURNING queue`, append([]any{now}, args...)...))
+		n = int64(len(queues))
+		return err
 	})
 	for _, q := range queues {
 		b.hub.Publish(backends.Event{Kind: backends.JobsAvailable, Queue: q})

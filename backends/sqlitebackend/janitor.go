@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,20 +18,51 @@ import (
 // write transaction, so the write lock is never held for long.
 const janitorBatch = 1000
 
-// findCorrupt selects rows no query of the backend would ever finish: a
-// state outside job.States is never due and never finished, and an
-// INTEGER column holding text or a real compares above every time, so
-// such a run_at is never due and such a lease never expires.
-var findCorrupt = func() string {
-	conds := []string{`state NOT IN ('pending', 'scheduled', 'running', 'retrying', 'done', 'dead', 'cancelled')`}
-	for _, c := range intColumns {
-		conds = append(conds, `typeof(`+c+`) != 'integer'`)
-	}
-	return `SELECT id FROM conveyor_jobs WHERE ` + strings.Join(conds, ` OR `) + ` LIMIT ?`
-}()
+// The janitor's searches for rows no query of the backend would ever
+// finish: a state outside job.States is never due and never finished; an
+// INTEGER column holding text or a blob compares above every integer, so
+// such a run_at is never due, such a lease never expires and such a
+// finished_at is never past its retention. (A real compares as a number
+// and is found by Reserve when its job comes up.) Each search is a range
+// or a scan of a partial index, so a pass costs a few seeks per queue plus
+// the waiting and running jobs, not a read of every row; columns that make
+// no job wait forever (created_at, say) are set aside by Reserve instead.
+var (
+	// findQueueCorrupt searches one queue (?1): the ranges of the
+	// (queue, state) index between the known states, then its waiting jobs'
+	// run_at and its running jobs' lease expiry.
+	findQueueCorrupt = func() string {
+		known := make([]string, len(job.States))
+		for i, st := range job.States {
+			known[i] = string(st)
+		}
+		slices.Sort(known)
+		var legs []string
+		leg := func(index, cond string) {
+			legs = append(legs, `SELECT id FROM conveyor_jobs `+index+` WHERE queue = ?1 AND `+cond)
+		}
+		for i, st := range known {
+			if i == 0 {
+				leg("", `state < '`+st+`'`)
+			} else {
+				leg("", `state > '`+known[i-1]+`' AND state < '`+st+`'`)
+			}
+		}
+		leg("", `state > '`+known[len(known)-1]+`'`)
+		// The partial indexes hold the time columns, so only a match costs
+		// a read of its row; the planner, without statistics, would walk
+		// the queue's rows in the (queue, state) index instead.
+		leg(`INDEXED BY conveyor_jobs_due`, `state IN `+waitingStates+` AND typeof(run_at) != 'integer'`)
+		leg(`INDEXED BY conveyor_jobs_leased`, `state = 'running' AND typeof(lease_expires_at) != 'integer'`)
+		return strings.Join(legs, ` UNION ALL `) + ` LIMIT ?2`
+	}()
+	findFinishedCorrupt = `SELECT id FROM conveyor_jobs WHERE state IN ('done', 'cancelled', 'dead') AND finished_at >= '' LIMIT ?`
+	nextQueue           = `SELECT queue FROM conveyor_jobs WHERE queue > ? ORDER BY queue LIMIT 1`
+)
 
-// Tidy runs the janitor's work once: it dead-letters rows that do not
-// decode (see findCorrupt), with the reason naming each bad column, and
+// Tidy runs the janitor's work once: it dead-letters rows that would never
+// be finished (see findQueueCorrupt), with the reason naming each column
+// that does not decode, and
 // prunes finished jobs past their retention (Prune). It runs every
 // PruneEvery on its own; call it to tidy now.
 func (b *Backend) Tidy(ctx context.Context) error {
@@ -80,21 +112,31 @@ func (b *Backend) setAsideCorrupt(ctx context.Context) error {
 	return nil
 }
 
+// corruptIDs runs the searches, up to janitorBatch IDs in all.
 func (b *Backend) corruptIDs(ctx context.Context) ([]string, error) {
-	rows, err := b.ro.QueryContext(ctx, findCorrupt, janitorBatch)
-	if err != nil {
+	var ids []string
+	collect := func(query string, args ...any) error {
+		found, err := scanStrings(b.ro.QueryContext(ctx, query, append(args, janitorBatch-len(ids))...))
+		ids = append(ids, found...)
+		return err
+	}
+	if err := collect(findFinishedCorrupt); err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+	// The queues, one index seek each.
+	for q := ""; len(ids) < janitorBatch; {
+		err := b.ro.QueryRowContext(ctx, nextQueue, q).Scan(&q)
+		if errors.Is(err, sql.ErrNoRows) {
+			break
+		}
+		if err != nil {
 			return nil, err
 		}
-		ids = append(ids, id)
+		if err := collect(findQueueCorrupt, q); err != nil {
+			return nil, err
+		}
 	}
-	return ids, rows.Err()
+	return ids, nil
 }
 
 // setAside dead-letters job id in tx, recording reason as its next attempt

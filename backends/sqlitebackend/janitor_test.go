@@ -75,9 +75,10 @@ func TestChecksRefuseCorruptColumns(t *testing.T) {
 	}
 }
 
-// In a file without the checks, a waiting job with an unknown state or a
-// column that is not an integer is dead-lettered by the janitor with the
-// reason naming the column and its value. Until then GetJob shows it with
+// In a file without the checks, a job with an unknown state, or a time
+// that is not an integer where it decides when the job is due, its lease
+// expires or it is pruned, is dead-lettered by the janitor with the reason
+// naming the column and its value. Until then GetJob shows it with
 // an error naming the same; afterwards it counts as dead, reads cleanly and
 // lists with the dead letters, and the queue's other jobs still run.
 func TestJanitorDeadLettersRowsThatDoNotDecode(t *testing.T) {
@@ -86,10 +87,12 @@ func TestJanitorDeadLettersRowsThatDoNotDecode(t *testing.T) {
 	corrupt := []struct{ id, set, reason string }{
 		{"bad-state", `state = 'bogus'`, `state "bogus" is not a job state`},
 		{"bad-run-at", `run_at = 'abc'`, `run_at "abc" is not a time`},
-		{"bad-deliveries", `deliveries = 1.5`, `deliveries "1.5" is not an integer`},
 		{"bad-both", `state = 'gone', run_at = x'00'`, `state "gone" is not a job state; run_at "\x00" is not a time`},
+		// A lease that never expires and a finished job never pruned.
+		{"bad-lease", `state = 'running', lease_token = 't', lease_expires_at = 'x'`, `lease_expires_at "x" is not a time`},
+		{"bad-finished", `state = 'done', finished_at = 'abc'`, `finished_at "abc" is not a time`},
 	}
-	enqueueIDs(t, b, "good-1", "bad-state", "bad-run-at", "bad-deliveries", "bad-both", "good-2")
+	enqueueIDs(t, b, "good-1", "bad-state", "bad-run-at", "bad-both", "bad-lease", "bad-finished", "good-2")
 	for _, c := range corrupt {
 		if _, err := b.DB().Exec(`UPDATE conveyor_jobs SET `+c.set+` WHERE id = ?`, c.id); err != nil {
 			t.Fatal(err)
@@ -153,23 +156,35 @@ func TestJanitorDeadLettersRowsThatDoNotDecode(t *testing.T) {
 	}
 }
 
-// A due job whose delivery count is not an integer is set aside by Reserve
-// itself, before the janitor runs, instead of failing every reserve of its
-// queue.
+// A due job with a column that is not an integer is set aside by Reserve
+// itself, with the reason, instead of failing every reserve of its queue:
+// the delivery counts Reserve reads first, and any other column of the
+// rows it leases.
 func TestReserveSetsAsideUnreadableCandidates(t *testing.T) {
 	ctx := context.Background()
 	b := openOld(t)
-	enqueueIDs(t, b, "bad", "good")
-	if _, err := b.DB().Exec(`UPDATE conveyor_jobs SET max_deliveries = 'many' WHERE id = 'bad'`); err != nil {
-		t.Fatal(err)
+	corrupt := map[string]string{
+		"bad-max": `max_deliveries = 'many'`, "bad-deliveries": `deliveries = 1.5`, "bad-created": `created_at = 'then'`,
+	}
+	enqueueIDs(t, b, "bad-max", "bad-deliveries", "good", "bad-created")
+	for id, set := range corrupt {
+		if _, err := b.DB().Exec(`UPDATE conveyor_jobs SET `+set+` WHERE id = ?`, id); err != nil {
+			t.Fatal(err)
+		}
 	}
 	recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: "q", Limit: 10, Lease: time.Minute})
 	if err != nil || len(recs) != 1 || recs[0].ID != "good" {
 		t.Fatalf("Reserve = %v, %v; want just the good job", recs, err)
 	}
-	r, err := b.GetJob(ctx, backends.GetJobParams{ID: "bad"})
-	if err != nil || r.State != job.Dead || r.LastError().Error != `corrupt job record: max_deliveries "many" is not an integer` {
-		t.Fatalf("bad job: %+v, %v", r, err)
+	for id, want := range map[string]string{
+		"bad-max":        `corrupt job record: max_deliveries "many" is not an integer`,
+		"bad-deliveries": `corrupt job record: deliveries "1.5" is not an integer`,
+		"bad-created":    `corrupt job record: created_at "then" is not a time`,
+	} {
+		r, err := b.GetJob(ctx, backends.GetJobParams{ID: id})
+		if err != nil || r.State != job.Dead || r.LastError().Error != want {
+			t.Errorf("%s: %+v, %v; want dead with %q", id, r, err, want)
+		}
 	}
 }
 

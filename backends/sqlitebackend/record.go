@@ -156,6 +156,23 @@ func scanRecord(s scanner) (*job.Record, error) {
 	return &r, nil
 }
 
+// scanStrings reads the rows of a one-column query, closing them.
+func scanStrings(rows *sql.Rows, err error) ([]string, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
 func micros(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
