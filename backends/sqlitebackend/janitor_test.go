@@ -1,15 +1,19 @@
 package sqlitebackend_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/sqlitebackend"
+	"github.com/conveyorhq/conveyor/internal/testenv"
 	"github.com/conveyorhq/conveyor/job"
 )
 
@@ -215,4 +219,42 @@ func TestPoisonDeadLetterIsTheNextAttempt(t *testing.T) {
 	if last := r.LastError(); r.State != job.Dead || r.Attempts() != 2 || last.Attempt != 2 || last.Error != backends.PoisonReason(1) {
 		t.Fatalf("poison job: %s, errors %+v; want dead with attempt 2: %q", r.State, r.Errors, backends.PoisonReason(1))
 	}
+}
+
+// syncBuffer is a log destination the janitor's goroutine and the test
+// share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// A janitor pass that fails is logged to Config.Logger, not dropped.
+func TestJanitorFailuresAreLogged(t *testing.T) {
+	var logs syncBuffer
+	b, err := sqlitebackend.Open(context.Background(), sqlitebackend.Config{
+		Path: filepath.Join(t.TempDir(), "logged.db"), PruneEvery: 10 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.DB().Exec(`DROP TABLE conveyor_jobs`); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the janitor's failure in the log", func() bool {
+		return strings.Contains(logs.String(), "sqlitebackend: janitor") && strings.Contains(logs.String(), "no such table")
+	})
 }
