@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/gate"
 	"github.com/conveyorhq/conveyor/backends/internal/notify"
 	"github.com/conveyorhq/conveyor/job"
 )
@@ -23,7 +24,7 @@ type Backend struct {
 	unique map[string]*entry // unique key -> the job that last took it
 	kv     map[string]backends.KV
 	seq    uint64
-	closed bool
+	gate   *gate.Gate
 	hub    notify.Hub
 }
 
@@ -56,6 +57,7 @@ func New() *Backend {
 		queues: map[string]*queueState{},
 		unique: map[string]*entry{},
 		kv:     map[string]backends.KV{},
+		gate:   gate.New("membackend"),
 	}
 }
 
@@ -94,24 +96,17 @@ func (b *Backend) setState(e *entry, s job.State, now time.Time) {
 	}
 }
 
-func (b *Backend) checkOpen() error {
-	if b.closed {
-		return job.ErrClosed
-	}
-	return nil
-}
-
 // Enqueue implements backends.Backend.
 func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	now := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.checkOpen(); err != nil {
-		return nil, err
-	}
 	res := make([]backends.EnqueueResult, len(p.Jobs))
 	held := map[string]string{} // unique keys taken within this batch
 	adding := map[string]int{}
@@ -207,15 +202,15 @@ func (b *Backend) depth(queue string) int {
 
 // Reserve implements backends.Backend.
 func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	now := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.checkOpen(); err != nil {
-		return nil, err
-	}
 	q := b.queue(p.Queue)
 	if q.paused {
 		return nil, nil
@@ -261,12 +256,12 @@ func (b *Backend) leased(l job.Lease) (*entry, error) {
 
 // Extend implements backends.Backend.
 func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backends.ExtendResult, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	now := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.checkOpen(); err != nil {
-		return nil, err
-	}
 	out := make([]backends.ExtendResult, len(p.Leases))
 	for i, l := range p.Leases {
 		out[i].JobID = l.JobID
@@ -290,9 +285,6 @@ func (b *Backend) withLease(l job.Lease, fn func(e *entry, now time.Time)) error
 	now := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.checkOpen(); err != nil {
-		return err
-	}
 	e, err := b.leased(l)
 	if err != nil {
 		return err
@@ -303,6 +295,9 @@ func (b *Backend) withLease(l job.Lease, fn func(e *entry, now time.Time)) error
 
 // Complete implements backends.Backend.
 func (b *Backend) Complete(ctx context.Context, p backends.CompleteParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	return b.withLease(p.Lease, func(e *entry, now time.Time) {
 		e.rec.Result = slices.Clone(p.Result)
 		b.setState(e, job.Done, now)
@@ -311,6 +306,9 @@ func (b *Backend) Complete(ctx context.Context, p backends.CompleteParams) error
 
 // Retry implements backends.Backend.
 func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	return b.withLease(p.Lease, func(e *entry, now time.Time) {
 		e.rec.Lease = job.Lease{}
 		e.rec.RunAt = p.At
@@ -331,6 +329,9 @@ func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
 
 // DeadLetter implements backends.Backend.
 func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	return b.withLease(p.Lease, func(e *entry, now time.Time) {
 		e.rec.Errors = append(e.rec.Errors, p.Error)
 		b.setState(e, job.Dead, now)
@@ -339,6 +340,9 @@ func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) e
 
 // Cancel implements backends.Backend.
 func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.State, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return "", err
+	}
 	now := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -363,14 +367,15 @@ func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.Stat
 
 // Close implements backends.Backend. Later calls fail with job.ErrClosed.
 func (b *Backend) Close() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.closed = true
+	b.gate.Close()
 	return nil
 }
 
 // Listen implements backends.Notifier.
 func (b *Backend) Listen(ctx context.Context, p backends.ListenParams) (<-chan backends.Event, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	return b.hub.Listen(ctx, p)
 }
 

@@ -13,6 +13,9 @@ import (
 
 // GetJob implements backends.Inspector.
 func (b *Backend) GetJob(ctx context.Context, p backends.GetJobParams) (*job.Record, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	e := b.jobs[p.ID]
@@ -25,6 +28,9 @@ func (b *Backend) GetJob(ctx context.Context, p backends.GetJobParams) (*job.Rec
 // ListJobs implements backends.Inspector. It scans every job: fine for the
 // sizes an in-memory backend holds.
 func (b *Backend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*backends.JobPage, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	limit, after, err := p.Page()
 	if err != nil {
 		return nil, err
@@ -52,6 +58,9 @@ func (b *Backend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*bac
 // QueueStats implements backends.Inspector from counters kept at every
 // state change.
 func (b *Backend) QueueStats(ctx context.Context, p backends.QueueStatsParams) ([]backends.QueueStats, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var out []backends.QueueStats
@@ -83,6 +92,9 @@ func cmpString(a, b string) int {
 
 // ReplayJobs implements backends.Admin.
 func (b *Backend) ReplayJobs(ctx context.Context, p backends.ReplayJobsParams) (int, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return 0, err
+	}
 	now := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -114,6 +126,9 @@ func (b *Backend) ReplayJobs(ctx context.Context, p backends.ReplayJobsParams) (
 
 // DeleteJobs implements backends.Admin.
 func (b *Backend) DeleteJobs(ctx context.Context, p backends.DeleteJobsParams) (int, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return 0, err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	n := 0
@@ -128,6 +143,9 @@ func (b *Backend) DeleteJobs(ctx context.Context, p backends.DeleteJobsParams) (
 
 // PurgeQueue implements backends.Admin.
 func (b *Backend) PurgeQueue(ctx context.Context, p backends.PurgeQueueParams) (int, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return 0, err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	n := 0
@@ -148,6 +166,9 @@ func (b *Backend) remove(e *entry) {
 
 // PauseQueue implements backends.Pauser.
 func (b *Backend) PauseQueue(ctx context.Context, p backends.PauseQueueParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.queue(p.Queue).paused = true
@@ -156,6 +177,9 @@ func (b *Backend) PauseQueue(ctx context.Context, p backends.PauseQueueParams) e
 
 // ResumeQueue implements backends.Pauser.
 func (b *Backend) ResumeQueue(ctx context.Context, p backends.PauseQueueParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	b.mu.Lock()
 	b.queue(p.Queue).paused = false
 	b.mu.Unlock()

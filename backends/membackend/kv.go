@@ -22,6 +22,9 @@ func (b *Backend) liveKV(key string, now time.Time) (backends.KV, bool) {
 
 // GetKV implements backends.KVStore.
 func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.KV, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return backends.KV{}, err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	kv, ok := b.liveKV(p.Key, p.Now)
@@ -34,6 +37,9 @@ func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.K
 
 // PutKV implements backends.KVStore.
 func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return 0, err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	cur, live := b.liveKV(p.Key, p.Now)
@@ -51,6 +57,9 @@ func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, err
 
 // DeleteKV implements backends.KVStore.
 func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	cur, ok := b.liveKV(p.Key, time.Time{})
@@ -64,6 +73,9 @@ func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error
 
 // ListKV implements backends.KVStore.
 func (b *Backend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backends.KV, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var out []backends.KV
