@@ -229,10 +229,13 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 			return err
 		}
 		for id, reason := range aside {
-			if _, _, err := setAside(ctx, tx, id, now, reason); err != nil {
+			_, ok, err := setAside(ctx, tx, id, now, reason)
+			if err != nil {
 				return err
 			}
-			dead = append(dead, id)
+			if ok {
+				dead = append(dead, id)
+			}
 		}
 		if len(ids) == 0 {
 			return nil
@@ -269,10 +272,13 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 		// A row no one can read goes to dead letter with the reason rather
 		// than failing every reserve of the queue from now on.
 		for _, id := range corrupt {
-			if _, _, err := setAside(ctx, tx, id, now, ""); err != nil {
+			_, ok, err := setAside(ctx, tx, id, now, "")
+			if err != nil {
 				return err
 			}
-			dead = append(dead, id)
+			if ok {
+				dead = append(dead, id)
+			}
 		}
 		for _, id := range ids { // RETURNING has no defined order
 			if r := byID[id]; r != nil {
