@@ -16,10 +16,10 @@ import (
 // with its depth checks. In Redis Cluster a batch that spans several queues
 // runs one script per queue, so it is atomic per queue only.
 func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
-	if err := p.Validate(); err != nil {
+	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
-	if err := b.closed(); err != nil {
+	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	if len(p.Jobs) == 0 {
@@ -108,10 +108,10 @@ var poisonFormat = strings.Replace(strings.ReplaceAll(backends.PoisonReason(9876
 // waits for the janitor. When every job it leased was corrupt (and set
 // aside), it reserves again, so an empty result means nothing is due.
 func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
-	if err := p.Validate(); err != nil {
+	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
-	if err := b.closed(); err != nil {
+	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	for {
@@ -189,7 +189,7 @@ func byQueue[T any](items []T, token func(T) string, lost func(i int)) (order []
 
 // Extend implements backends.Backend, one script run per queue.
 func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backends.ExtendResult, error) {
-	if err := b.closed(); err != nil {
+	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
 	out := make([]backends.ExtendResult, len(p.Leases))
@@ -218,12 +218,15 @@ func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backen
 
 // Complete implements backends.Backend.
 func (b *Backend) Complete(ctx context.Context, p backends.CompleteParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	return backends.CompleteOne(ctx, b, p)
 }
 
 // CompleteMany implements backends.BatchCompleter: one script run per queue.
 func (b *Backend) CompleteMany(ctx context.Context, p backends.CompleteManyParams) ([]error, error) {
-	if err := b.closed(); err != nil {
+	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
 	errs := make([]error, len(p.Jobs))
@@ -254,6 +257,9 @@ func leaseLost(l job.Lease) error { return fmt.Errorf("%w: job %s", job.ErrLease
 
 // Retry implements backends.Backend.
 func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	line := ""
 	if p.Error != nil {
 		line = encodeError(*p.Error)
@@ -263,13 +269,13 @@ func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
 
 // DeadLetter implements backends.Backend.
 func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	return b.retryOrDead(ctx, p.Lease, 0, encodeError(p.Error), true)
 }
 
 func (b *Backend) retryOrDead(ctx context.Context, l job.Lease, at int64, errLine string, dead bool) error {
-	if err := b.closed(); err != nil {
-		return err
-	}
 	q, ok := queueOf(l.Token)
 	if !ok {
 		return leaseLost(l)
@@ -291,7 +297,7 @@ func (b *Backend) retryOrDead(ctx context.Context, l job.Lease, at int64, errLin
 
 // Cancel implements backends.Backend.
 func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.State, error) {
-	if err := b.closed(); err != nil {
+	if err := b.gate.Check(ctx); err != nil {
 		return "", err
 	}
 	var q, token string

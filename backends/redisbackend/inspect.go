@@ -52,6 +52,9 @@ func (b *Backend) find(ctx context.Context, id string) (string, error) {
 
 // GetJob implements backends.Inspector.
 func (b *Backend) GetJob(ctx context.Context, p backends.GetJobParams) (*job.Record, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	q, vals, err := b.lookup(ctx, p.ID)
 	if err != nil {
 		return nil, err
@@ -63,6 +66,9 @@ func (b *Backend) GetJob(ctx context.Context, p backends.GetJobParams) (*job.Rec
 // costs O(log n + page) whatever the queue's size. Across all queues, pages
 // go queue by queue in name order; the cursor is "<seq>@<queue>".
 func (b *Backend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*backends.JobPage, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	limit, _, err := backends.ListJobsParams{State: p.State, Limit: p.Limit}.Page()
 	if err != nil {
 		return nil, err
@@ -115,6 +121,9 @@ func (b *Backend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*bac
 // QueueStats implements backends.Inspector: per queue, one script run that
 // reads the cardinality of each state set (O(1) each), pipelined.
 func (b *Backend) QueueStats(ctx context.Context, p backends.QueueStatsParams) ([]backends.QueueStats, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	queues := []string{p.Queue}
 	if p.Queue == "" {
 		var err error
@@ -175,6 +184,9 @@ const adminChunk = 500
 
 // ReplayJobs implements backends.Admin.
 func (b *Backend) ReplayJobs(ctx context.Context, p backends.ReplayJobsParams) (int, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return 0, err
+	}
 	replay := func(q string, ids []string) (int, error) {
 		args := make([]any, 0, 3*len(ids))
 		for _, id := range ids {
@@ -220,6 +232,9 @@ func (b *Backend) ReplayJobs(ctx context.Context, p backends.ReplayJobsParams) (
 
 // DeleteJobs implements backends.Admin.
 func (b *Backend) DeleteJobs(ctx context.Context, p backends.DeleteJobsParams) (int, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return 0, err
+	}
 	groups, err := b.groupIDs(ctx, p.IDs)
 	if err != nil {
 		return 0, err
@@ -241,6 +256,9 @@ func (b *Backend) DeleteJobs(ctx context.Context, p backends.DeleteJobsParams) (
 
 // PurgeQueue implements backends.Admin, adminChunk jobs per script run.
 func (b *Backend) PurgeQueue(ctx context.Context, p backends.PurgeQueueParams) (int, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return 0, err
+	}
 	args := []any{adminChunk}
 	for _, s := range p.States {
 		args = append(args, string(s))
@@ -257,6 +275,9 @@ func (b *Backend) PurgeQueue(ctx context.Context, p backends.PurgeQueueParams) (
 
 // PauseQueue implements backends.Pauser.
 func (b *Backend) PauseQueue(ctx context.Context, p backends.PauseQueueParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	if err := b.register(ctx, p.Queue); err != nil {
 		return err
 	}
@@ -266,6 +287,9 @@ func (b *Backend) PauseQueue(ctx context.Context, p backends.PauseQueueParams) e
 
 // ResumeQueue implements backends.Pauser.
 func (b *Backend) ResumeQueue(ctx context.Context, p backends.PauseQueueParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	_, err := b.admin(ctx, p.Queue, "resume")
 	return err
 }

@@ -23,7 +23,7 @@ const reconcileBatch = 500
 // when that one dies.
 func (b *Backend) janitorLoop() {
 	defer b.bg.Done()
-	tick.Every(b.closing, b.cfg.JanitorEvery, func(ctx context.Context) {
+	tick.Every(b.gate.Closing(), b.cfg.JanitorEvery, func(ctx context.Context) {
 		ok, err := b.rdb.SetNX(ctx, b.cfg.Prefix+":janitor", "1", b.cfg.JanitorEvery).Result()
 		if err != nil || !ok {
 			return
@@ -39,6 +39,9 @@ func (b *Backend) janitorLoop() {
 // check the next reconcileBatch members of the state sets against the job
 // hashes, fixing (and logging) what drifted.
 func (b *Backend) Tidy(ctx context.Context) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	queues, err := b.queues(ctx)
 	if err != nil {
 		return err

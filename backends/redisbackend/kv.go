@@ -26,6 +26,9 @@ func (b *Backend) kv(ctx context.Context, args ...any) *redis.Cmd {
 
 // GetKV implements backends.KVStore.
 func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.KV, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return backends.KV{}, err
+	}
 	v, err := b.kv(ctx, "get", p.Key, ms(backends.KVNow(p.Now))).Slice()
 	if err != nil {
 		return backends.KV{}, fmt.Errorf("redisbackend: get key %s: %w", p.Key, err)
@@ -44,6 +47,9 @@ func kvFrom(key string, version, exp, val any) backends.KV {
 
 // PutKV implements backends.KVStore.
 func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return 0, err
+	}
 	v, err := b.kv(ctx, "put", p.Key, p.Value, p.IfVersion, ms(p.ExpiresAt), ms(backends.KVNow(p.Now))).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("redisbackend: put key %s: %w", p.Key, err)
@@ -56,6 +62,9 @@ func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, err
 
 // DeleteKV implements backends.KVStore.
 func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	n, err := b.kv(ctx, "delete", p.Key, p.IfVersion, ms(backends.KVNow(time.Time{}))).Int64()
 	if err != nil {
 		return fmt.Errorf("redisbackend: delete key %s: %w", p.Key, err)
@@ -68,6 +77,9 @@ func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error
 
 // ListKV implements backends.KVStore.
 func (b *Backend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backends.KV, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	v, err := b.kv(ctx, "list", p.Prefix, ms(backends.KVNow(p.Now))).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("redisbackend: list keys: %w", err)

@@ -18,7 +18,7 @@ import (
 // round trip of an enqueue. A subscription that had to reconnect may have
 // missed messages, so it is followed by a Changed event.
 func (b *Backend) Listen(ctx context.Context, p backends.ListenParams) (<-chan backends.Event, error) {
-	if err := b.closed(); err != nil {
+	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
 	// A listener that does not want finished jobs (a worker) does not
@@ -83,7 +83,7 @@ func (b *Backend) Listen(ctx context.Context, p backends.ListenParams) (<-chan b
 				select { // back off a little; go-redis reconnects on the next Receive
 				case <-ctx.Done():
 					return
-				case <-b.closing:
+				case <-b.gate.Closing():
 					return
 				case <-time.After(100 * time.Millisecond):
 				}

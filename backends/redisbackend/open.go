@@ -14,7 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/conveyorhq/conveyor/backends"
-	"github.com/conveyorhq/conveyor/job"
+	"github.com/conveyorhq/conveyor/backends/internal/gate"
 )
 
 // Config configures a Backend. Zero values mean the stated default.
@@ -55,9 +55,8 @@ type Backend struct {
 
 	ownsClient bool     // opened by Open: Close closes it
 	known      sync.Map // queue names this process registered in <prefix>:queues
-	closing    chan struct{}
+	gate       *gate.Gate
 	bg         sync.WaitGroup
-	once       sync.Once
 }
 
 var (
@@ -85,7 +84,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		cfg.Logger = slog.Default()
 	}
 	_, cluster := cfg.Client.(*redis.ClusterClient)
-	b := &Backend{cfg: cfg, rdb: cfg.Client, cluster: cluster, s: loadScripts(), closing: make(chan struct{})}
+	b := &Backend{cfg: cfg, rdb: cfg.Client, cluster: cluster, s: loadScripts(), gate: gate.New("redisbackend")}
 	for _, s := range b.s.all() {
 		if err := s.Load(ctx, b.rdb).Err(); err != nil {
 			return nil, fmt.Errorf("redisbackend: loading scripts: %w", err)
@@ -124,21 +123,12 @@ func Open(ctx context.Context, url string, cfg Config) (*Backend, error) {
 
 // Close stops the janitor. Jobs are not affected.
 func (b *Backend) Close() error {
-	b.once.Do(func() { close(b.closing) })
+	first := b.gate.Close()
 	b.bg.Wait()
-	if b.ownsClient {
+	if first && b.ownsClient {
 		return b.rdb.Close()
 	}
 	return nil
-}
-
-func (b *Backend) closed() error {
-	select {
-	case <-b.closing:
-		return fmt.Errorf("redisbackend: %w", job.ErrClosed)
-	default:
-		return nil
-	}
 }
 
 // base is the key every key of queue q starts with; the braces make the
