@@ -92,7 +92,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		up: make(chan struct{}),
 	}
 	if cfg.Store != nil {
-		b.st = &store{kv: cfg.Store, prefix: cfg.Prefix + "/amqp", keepDone: cfg.KeepDone, keepDead: cfg.KeepDead}
+		b.st = &store{kv: cfg.Store, prefix: cfg.Prefix + "/amqp", keepDone: cfg.KeepDone, keepDead: cfg.KeepDead, cnt: &counts{}}
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.closing = b.ctx.Done()
@@ -100,6 +100,15 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if err != nil {
 		b.cancel()
 		return nil, err
+	}
+	if b.st != nil {
+		if err := b.countFirst(ctx); err != nil {
+			b.cancel()
+			_ = s.conn.Close()
+			return nil, fmt.Errorf("amqpbackend: count the store's jobs: %w", err)
+		}
+		b.bg.Add(1)
+		go b.keepCounts()
 	}
 	b.cur = s
 	close(b.up)
@@ -269,7 +278,7 @@ func (b *Backend) enqueueStored(ctx context.Context, p backends.EnqueueParams, n
 			rollback()
 			return nil, fmt.Errorf("amqpbackend: store job %s: %w", d.ID, err)
 		}
-		undo = append(undo, func() { _ = b.st.delete(context.WithoutCancel(ctx), d.ID, 0) })
+		undo = append(undo, func() { _ = b.st.delete(context.WithoutCancel(ctx), d, 0) })
 		m, err := b.route(ctx, d, now)
 		if err != nil {
 			rollback()
@@ -290,7 +299,7 @@ func (b *Backend) enqueueStored(ctx context.Context, p backends.EnqueueParams, n
 			// out of the store. Those it took stay.
 			d := fresh[i]
 			refused = append(refused, d.ID)
-			_ = b.st.delete(context.WithoutCancel(ctx), d.ID, 0)
+			_ = b.st.delete(context.WithoutCancel(ctx), d, 0)
 			_ = b.st.unclaim(context.WithoutCancel(ctx), d)
 			if d.Bounded {
 				_ = b.st.addDepth(context.WithoutCancel(ctx), d.Queue, -1, 0)

@@ -21,6 +21,12 @@ type Config struct {
 	// days; negative keeps them forever. Without a store they do nothing:
 	// the broker forgets a job once it is acked.
 	KeepDone, KeepDead time.Duration
+	// RecountEvery is how often the janitor recounts the store's jobs (a
+	// scan of every job) to repair per-queue counts a process left behind
+	// when it died between a job's change and its count's (QueueStats
+	// reads the counts, not the jobs). Default 1h; negative never. Without
+	// a store it does nothing.
+	RecountEvery time.Duration
 	// Prefix starts every exchange, queue and store key name, so several
 	// apps can share one broker (and one store). Default "conveyor".
 	Prefix string
@@ -62,6 +68,9 @@ func (c *Config) defaults() {
 		c.Prefix = "conveyor"
 	}
 	backends.DefaultRetention(&c.KeepDone, &c.KeepDead)
+	if c.RecountEvery == 0 {
+		c.RecountEvery = time.Hour
+	}
 	if c.QueueType == "" {
 		c.QueueType = "quorum"
 	}

@@ -55,9 +55,14 @@ func (b *StoredBackend) ListJobs(ctx context.Context, p backends.ListJobsParams)
 	return page, nil
 }
 
-// QueueStats implements backends.Inspector by counting the stored jobs.
+// QueueStats implements backends.Inspector from the store's counters (see
+// counts.go): this process's changes are flushed first, other processes'
+// are in within countFlush.
 func (b *StoredBackend) QueueStats(ctx context.Context, p backends.QueueStatsParams) ([]backends.QueueStats, error) {
-	docs, err := b.scan(ctx)
+	if err := b.st.flushCounts(ctx); err != nil {
+		return nil, err
+	}
+	counts, err := b.st.readCounts(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -65,35 +70,39 @@ func (b *StoredBackend) QueueStats(ctx context.Context, p backends.QueueStatsPar
 	if err != nil {
 		return nil, err
 	}
-	byQueue := map[string]*backends.QueueStats{}
-	stats := func(q string) *backends.QueueStats {
-		s := byQueue[q]
-		if s == nil {
-			s = &backends.QueueStats{Queue: q, Paused: paused[q], Counts: map[job.State]int{}}
-			byQueue[q] = s
-		}
-		return s
-	}
-	for q := range paused {
-		if p.Queue == "" || q == p.Queue {
-			stats(q)
-		}
-	}
-	for _, d := range docs {
-		if p.Queue == "" || d.Queue == p.Queue {
-			stats(d.Queue).Counts[d.State]++
-		}
-	}
 	var out []backends.QueueStats
-	for _, s := range byQueue {
-		out = append(out, *s)
+	for q := range mapsUnion(counts, paused) {
+		if p.Queue != "" && q != p.Queue {
+			continue
+		}
+		s := backends.QueueStats{Queue: q, Paused: paused[q], Counts: map[job.State]int{}}
+		for st, n := range counts[q] {
+			if n > 0 {
+				s.Counts[st] = n
+			}
+		}
+		if len(s.Counts) > 0 || s.Paused {
+			out = append(out, s)
+		}
 	}
 	slices.SortFunc(out, func(x, y backends.QueueStats) int { return strings.Compare(x.Queue, y.Queue) })
 	return out, nil
 }
 
+// mapsUnion is the set of keys of a and b.
+func mapsUnion[A, B any](a map[string]A, b map[string]B) map[string]bool {
+	out := make(map[string]bool, len(a)+len(b))
+	for k := range a {
+		out[k] = true
+	}
+	for k := range b {
+		out[k] = true
+	}
+	return out
+}
+
 // scan reads every stored job, with its version in the store.
-func (b *StoredBackend) scan(ctx context.Context) ([]*doc, error) {
+func (b *Backend) scan(ctx context.Context) ([]*doc, error) {
 	kvs, err := b.st.kv.ListKV(ctx, backends.ListKVParams{Prefix: b.st.jobPrefix()})
 	if err != nil {
 		return nil, fmt.Errorf("amqpbackend: list jobs: %w", err)

@@ -22,6 +22,7 @@ type store struct {
 	kv                 backends.KVStore
 	prefix             string
 	keepDone, keepDead time.Duration
+	cnt                *counts // per-queue per-state counts (counts.go)
 }
 
 func (s store) jobKey(id string) string        { return s.prefix + "/job/" + id }
@@ -44,13 +45,17 @@ func (s store) get(ctx context.Context, id string) (*doc, int64, error) {
 	return &d, kv.Version, nil
 }
 
-// put writes d if its key is at version v (0: absent).
+// put writes d if its key is at version v (0: absent), and counts a new
+// job (update counts a change).
 func (s store) put(ctx context.Context, d *doc, v int64) error {
 	b, err := json.Marshal(d)
 	if err != nil {
 		return fmt.Errorf("amqpbackend: encode job %s: %w", d.ID, err)
 	}
 	_, err = s.kv.PutKV(ctx, backends.PutKVParams{Key: s.jobKey(d.ID), Value: b, IfVersion: v, ExpiresAt: s.expiry(d)})
+	if err == nil && v == 0 {
+		s.moved(nil, d)
+	}
 	return err
 }
 
@@ -82,6 +87,7 @@ func (s store) update(ctx context.Context, id string, fn func(*doc) error) (*doc
 		if err != nil {
 			return nil, err
 		}
+		before := *d
 		if err := fn(d); err != nil {
 			return d, err
 		}
@@ -92,6 +98,7 @@ func (s store) update(ctx context.Context, id string, fn func(*doc) error) (*doc
 		if err != nil {
 			return nil, fmt.Errorf("amqpbackend: store job %s: %w", id, err)
 		}
+		s.moved(&before, d)
 		return d, nil
 	}
 }
@@ -165,11 +172,15 @@ func (s store) unclaim(ctx context.Context, d *doc) error {
 	return nil
 }
 
-// delete removes the job's key if it is at version v (0: whatever its
+// delete removes job d's key if it is at version v (0: whatever its
 // version), leaving no tombstone: for a job whose enqueue failed, of which
 // no message may be left.
-func (s store) delete(ctx context.Context, id string, v int64) error {
-	return s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: s.jobKey(id), IfVersion: v})
+func (s store) delete(ctx context.Context, d *doc, v int64) error {
+	err := s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: s.jobKey(d.ID), IfVersion: v})
+	if err == nil {
+		s.moved(d, nil)
+	}
+	return err
 }
 
 // remove deletes the job d, as read at d.version, on purpose: it leaves a
@@ -187,7 +198,7 @@ func (s store) remove(ctx context.Context, d *doc) error {
 	if err != nil {
 		return fmt.Errorf("amqpbackend: tombstone of job %s: %w", d.ID, err)
 	}
-	if err := s.delete(ctx, d.ID, d.version); err != nil {
+	if err := s.delete(ctx, d, d.version); err != nil {
 		if errors.Is(err, job.ErrConflict) { // not deleted: no tombstone either
 			_ = s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: gone})
 		}
