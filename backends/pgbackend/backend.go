@@ -23,10 +23,10 @@ import (
 // bounded queues' rows and the unique keys (advisory locks), so concurrent
 // enqueuers can neither pass a bound nor take a key twice.
 func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
-	if err := p.Validate(); err != nil {
+	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
-	if err := b.closed(); err != nil {
+	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	if len(p.Jobs) == 0 {
@@ -309,10 +309,10 @@ var poisonFormat = strings.Replace(strings.ReplaceAll(backends.PoisonReason(9876
 // When every job it picked was poison or corrupt (and set aside), it picks
 // again, so an empty result means nothing is due.
 func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
-	if err := p.Validate(); err != nil {
+	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
-	if err := b.closed(); err != nil {
+	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	for {
@@ -403,7 +403,7 @@ func newTokenPrefix() string {
 
 // Extend implements backends.Backend.
 func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backends.ExtendResult, error) {
-	if err := b.closed(); err != nil {
+	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
 	out := make([]backends.ExtendResult, len(p.Leases))
@@ -437,12 +437,15 @@ func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backen
 
 // Complete implements backends.Backend.
 func (b *Backend) Complete(ctx context.Context, p backends.CompleteParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	return backends.CompleteOne(ctx, b, p)
 }
 
 // CompleteMany implements backends.BatchCompleter: one UPDATE for the batch.
 func (b *Backend) CompleteMany(ctx context.Context, p backends.CompleteManyParams) ([]error, error) {
-	if err := b.closed(); err != nil {
+	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
 	return completeMany(ctx, asyncQuerier{b.pool}, b.q.complete, p)
@@ -480,6 +483,9 @@ func leaseLost(l job.Lease) error { return fmt.Errorf("%w: job %s", job.ErrLease
 
 // Retry implements backends.Backend.
 func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	var attempt any // NULL: a snooze
 	if p.Error != nil {
 		attempt = errorJSON(*p.Error)
@@ -489,6 +495,9 @@ func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
 
 // DeadLetter implements backends.Backend.
 func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	return b.leased(ctx, p.Lease, b.q.dead, errorJSON(p.Error))
 }
 
@@ -496,9 +505,6 @@ func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) e
 // token, then args; it returns the ID when it changed the job) with an
 // asynchronous commit.
 func (b *Backend) leased(ctx context.Context, l job.Lease, sql string, args ...any) error {
-	if err := b.closed(); err != nil {
-		return err
-	}
 	rows, err := asyncQuerier{b.pool}.query(ctx, sql, append([]any{l.JobID, time.Now(), l.Token}, args...)...)
 	found := false
 	if err == nil {
@@ -522,7 +528,7 @@ func errorJSON(e job.AttemptError) string {
 
 // Cancel implements backends.Backend.
 func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.State, error) {
-	if err := b.closed(); err != nil {
+	if err := b.gate.Check(ctx); err != nil {
 		return "", err
 	}
 	var state job.State

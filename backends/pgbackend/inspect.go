@@ -17,6 +17,9 @@ import (
 
 // GetJob implements backends.Inspector.
 func (b *Backend) GetJob(ctx context.Context, p backends.GetJobParams) (*job.Record, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	r, _, err := scanRecord(b.pool.QueryRow(ctx, b.q.getJob, p.ID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %s", job.ErrNotFound, p.ID)
@@ -30,6 +33,9 @@ func (b *Backend) GetJob(ctx context.Context, p backends.GetJobParams) (*job.Rec
 // ListJobs implements backends.Inspector on the (queue, state, seq) index;
 // the cursor is the last job's sequence number.
 func (b *Backend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*backends.JobPage, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	limit, after, err := p.Page()
 	if err != nil {
 		return nil, err
@@ -59,6 +65,9 @@ func (b *Backend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*bac
 // read of one row per queue and state plus the deltas logged since the
 // janitor last folded them, whatever the table's size.
 func (b *Backend) QueueStats(ctx context.Context, p backends.QueueStatsParams) ([]backends.QueueStats, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	rows, err := b.pool.Query(ctx, b.q.stats, p.Queue)
 	if err != nil {
 		return nil, fmt.Errorf("pgbackend: stats: %w", err)
@@ -97,6 +106,9 @@ func (b *Backend) QueueStats(ctx context.Context, p backends.QueueStatsParams) (
 
 // ReplayJobs implements backends.Admin.
 func (b *Backend) ReplayJobs(ctx context.Context, p backends.ReplayJobsParams) (int, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return 0, err
+	}
 	now := time.Now()
 	total := 0
 	if p.Queue != "" {
@@ -127,6 +139,9 @@ func (b *Backend) ReplayJobs(ctx context.Context, p backends.ReplayJobsParams) (
 
 // DeleteJobs implements backends.Admin.
 func (b *Backend) DeleteJobs(ctx context.Context, p backends.DeleteJobsParams) (int, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return 0, err
+	}
 	tag, err := b.pool.Exec(ctx, b.q.deleteJobs, p.IDs)
 	if err != nil {
 		return 0, fmt.Errorf("pgbackend: delete: %w", err)
@@ -136,6 +151,9 @@ func (b *Backend) DeleteJobs(ctx context.Context, p backends.DeleteJobsParams) (
 
 // PurgeQueue implements backends.Admin, 1000 rows per statement.
 func (b *Backend) PurgeQueue(ctx context.Context, p backends.PurgeQueueParams) (int, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return 0, err
+	}
 	states := make([]string, len(p.States))
 	for i, s := range p.States {
 		states[i] = string(s)
@@ -155,6 +173,9 @@ func (b *Backend) PurgeQueue(ctx context.Context, p backends.PurgeQueueParams) (
 
 // PauseQueue implements backends.Pauser.
 func (b *Backend) PauseQueue(ctx context.Context, p backends.PauseQueueParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	if _, err := b.pool.Exec(ctx, b.q.pause, p.Queue); err != nil {
 		return fmt.Errorf("pgbackend: pause %s: %w", p.Queue, err)
 	}
@@ -163,6 +184,9 @@ func (b *Backend) PauseQueue(ctx context.Context, p backends.PauseQueueParams) e
 
 // ResumeQueue implements backends.Pauser. Workers are told at once.
 func (b *Backend) ResumeQueue(ctx context.Context, p backends.PauseQueueParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	if _, err := b.pool.Exec(ctx, b.q.resume, p.Queue); err != nil {
 		return fmt.Errorf("pgbackend: resume %s: %w", p.Queue, err)
 	}

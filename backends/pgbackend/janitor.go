@@ -14,7 +14,7 @@ import (
 // schema's janitor advisory lock at that moment.
 func (b *Backend) janitorLoop() {
 	defer b.bg.Done()
-	tick.Every(b.closing, b.cfg.JanitorEvery, func(ctx context.Context) {
+	tick.Every(b.gate.Closing(), b.cfg.JanitorEvery, func(ctx context.Context) {
 		if err := b.Tidy(ctx); err != nil && ctx.Err() == nil {
 			b.cfg.Logger.Warn("pgbackend: janitor", "err", err)
 		}
@@ -25,6 +25,9 @@ func (b *Backend) janitorLoop() {
 // leases in every queue and deletes finished jobs past their retention, a
 // thousand rows per statement, if no other process is doing it right now.
 func (b *Backend) Tidy(ctx context.Context) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	tidied := false
 	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))",

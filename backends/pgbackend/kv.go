@@ -26,6 +26,9 @@ func nullTime(t time.Time) *time.Time {
 
 // GetKV implements backends.KVStore.
 func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.KV, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return backends.KV{}, err
+	}
 	kv := backends.KV{Key: p.Key}
 	var exp *time.Time
 	err := b.pool.QueryRow(ctx, `SELECT value, version, expires_at FROM `+b.kvTable()+`
@@ -45,6 +48,9 @@ func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.K
 // PutKV implements backends.KVStore in one statement: create (or take
 // over an expired key) when p.IfVersion is 0, else update that version.
 func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return 0, err
+	}
 	now := backends.KVNow(p.Now)
 	var sql string
 	args := []any{p.Key, nonNil(p.Value), nullTime(p.ExpiresAt), now}
@@ -73,6 +79,9 @@ func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, err
 // DeleteKV implements backends.KVStore. The row stays, expired, so a
 // re-created key continues the version sequence.
 func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	tag, err := b.pool.Exec(ctx, `UPDATE `+b.kvTable()+` SET value = '', expires_at = '-infinity'
 		WHERE key = $1 AND ($2 = 0 OR (version = $2 AND (expires_at IS NULL OR expires_at > now())))`, p.Key, p.IfVersion)
 	if err != nil {
@@ -86,6 +95,9 @@ func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error
 
 // ListKV implements backends.KVStore.
 func (b *Backend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backends.KV, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	rows, err := b.pool.Query(ctx, `SELECT key, value, version, expires_at FROM `+b.kvTable()+`
 		WHERE starts_with(key, $1) AND (expires_at IS NULL OR expires_at > $2) ORDER BY key COLLATE "C"`,
 		p.Prefix, backends.KVNow(p.Now))

@@ -17,7 +17,7 @@ import (
 // fans the events out to every listener. With Config.NoListen, or while the
 // connection is down, listeners get a Changed event every PollEvery.
 func (b *Backend) Listen(ctx context.Context, p backends.ListenParams) (<-chan backends.Event, error) {
-	if err := b.closed(); err != nil {
+	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
 	b.listening.Do(func() {
@@ -34,7 +34,7 @@ func (b *Backend) Listen(ctx context.Context, p backends.ListenParams) (<-chan b
 // can no longer be missed (or polling has begun).
 func (b *Backend) listenLoop(ready chan struct{}) {
 	defer b.bg.Done()
-	ctx, cancel := tick.Until(b.closing)
+	ctx, cancel := tick.Until(b.gate.Closing())
 	defer cancel()
 	signalReady := func() {
 		select {

@@ -14,8 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/gate"
 	"github.com/conveyorhq/conveyor/backends/internal/notify"
-	"github.com/conveyorhq/conveyor/job"
 )
 
 const defaultSchema = "conveyor"
@@ -64,9 +64,8 @@ type Backend struct {
 	listening sync.Once
 	tidies    atomic.Int64 // Tidy calls that did the work, for the log's vacuum
 
-	closing chan struct{}
-	once    sync.Once
-	bg      sync.WaitGroup
+	gate *gate.Gate
+	bg   sync.WaitGroup
 }
 
 var (
@@ -114,7 +113,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("pgbackend: schema %s is at version %d, this code needs %d: run `conveyor migrate` or set Config.Migrate (%v)",
 			cfg.Schema, v, LatestVersion(), err)
 	}
-	b := &Backend{cfg: cfg, pool: cfg.Pool, q: newQueries(schema), closing: make(chan struct{})}
+	b := &Backend{cfg: cfg, pool: cfg.Pool, q: newQueries(schema), gate: gate.New("pgbackend")}
 	if cfg.JanitorEvery > 0 {
 		b.bg.Add(1)
 		go b.janitorLoop()
@@ -150,9 +149,9 @@ func Open(ctx context.Context, url string, cfg Config) (*Backend, error) {
 
 // Close stops the janitor and the listener. Jobs are not affected.
 func (b *Backend) Close() error {
-	b.once.Do(func() { close(b.closing) })
+	first := b.gate.Close()
 	b.bg.Wait()
-	if b.ownsPool {
+	if first && b.ownsPool {
 		b.pool.Close()
 	}
 	return nil
@@ -161,15 +160,6 @@ func (b *Backend) Close() error {
 // Pool returns the connection pool, for transactions that enqueue
 // (EnqueueTx) or complete (CompleteTx) along with the app's own writes.
 func (b *Backend) Pool() *pgxpool.Pool { return b.pool }
-
-func (b *Backend) closed() error {
-	select {
-	case <-b.closing:
-		return fmt.Errorf("pgbackend: %w", job.ErrClosed)
-	default:
-		return nil
-	}
-}
 
 // channelName is the LISTEN channel of a schema.
 func channelName(schema string) string { return "conveyor:" + schema }

@@ -16,6 +16,9 @@ import (
 // driver on the same database, and exist if and only if it commits.
 // Workers are woken when it commits (NOTIFY is transactional).
 func (b *Backend) EnqueueTx(ctx context.Context, tx any, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
@@ -37,6 +40,9 @@ func (b *Backend) EnqueueTx(ctx context.Context, tx any, p backends.EnqueueParam
 // worker's own completion afterwards finds the job completed under that
 // lease and succeeds without changing it.
 func (b *Backend) CompleteTx(ctx context.Context, tx pgx.Tx, l job.Lease, result []byte) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	errs, err := completeMany(ctx, pgxQuerier{tx}, b.q.completeTx,
 		backends.CompleteManyParams{Jobs: []backends.CompleteParams{{Lease: l, Result: result}}})
 	if err != nil {

@@ -43,6 +43,9 @@ var hotStatements = []string{sqlPaused, sqlReapLeases, sqlCandidates, sqlExtend,
 
 // Enqueue implements backends.Backend.
 func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
@@ -62,6 +65,9 @@ func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]back
 // EnqueueTx implements backends.TxEnqueuer. tx must be a *sql.Tx on this
 // database file; see DB and OpenDB.
 func (b *Backend) EnqueueTx(ctx context.Context, tx any, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	stx, ok := tx.(*sql.Tx)
 	if !ok {
 		return nil, fmt.Errorf("%w: sqlitebackend.EnqueueTx needs a *sql.Tx, got %T", job.ErrInvalid, tx)
@@ -174,6 +180,9 @@ func heldKey(ctx context.Context, tx *sql.Tx, key string, now time.Time) (string
 
 // Reserve implements backends.Backend.
 func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
@@ -315,6 +324,9 @@ func newToken() string {
 
 // Extend implements backends.Backend.
 func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backends.ExtendResult, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	out := make([]backends.ExtendResult, len(p.Leases))
 	err := b.write(ctx, func(tx *sql.Tx) error {
 		now := time.Now()
@@ -359,12 +371,18 @@ func (b *Backend) finishLeased(ctx context.Context, l job.Lease, set string, arg
 
 // Complete implements backends.Backend.
 func (b *Backend) Complete(ctx context.Context, p backends.CompleteParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	return backends.CompleteOne(ctx, b, p)
 }
 
 // CompleteMany implements backends.BatchCompleter: one transaction, so one
 // commit, for the whole batch.
 func (b *Backend) CompleteMany(ctx context.Context, p backends.CompleteManyParams) ([]error, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	out := make([]error, len(p.Jobs))
 	var done []backends.Event
 	err := b.write(ctx, func(tx *sql.Tx) error {
@@ -397,6 +415,9 @@ func (b *Backend) CompleteMany(ctx context.Context, p backends.CompleteManyParam
 
 // Retry implements backends.Backend.
 func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	now := time.Now()
 	state := job.Retrying
 	set := `state = ?, run_at = ?, lease_token = NULL, `
@@ -424,6 +445,9 @@ func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
 
 // DeadLetter implements backends.Backend.
 func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	ae, err := json.Marshal(p.Error)
 	if err != nil {
 		return err
@@ -438,6 +462,9 @@ func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) e
 
 // Cancel implements backends.Backend.
 func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.State, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return "", err
+	}
 	var result job.State
 	var queue string
 	err := b.write(ctx, func(tx *sql.Tx) error {

@@ -17,6 +17,9 @@ import (
 // back as far as it does, with an error wrapping job.ErrMalformedPayload
 // that names each bad column; the janitor dead-letters it (Tidy).
 func (b *Backend) GetJob(ctx context.Context, p backends.GetJobParams) (*job.Record, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	r, err := scanRecord(b.ro.QueryRowContext(ctx, `SELECT `+columns+` FROM conveyor_jobs WHERE id = ?`, p.ID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %s", job.ErrNotFound, p.ID)
@@ -27,6 +30,9 @@ func (b *Backend) GetJob(ctx context.Context, p backends.GetJobParams) (*job.Rec
 // ListJobs implements backends.Inspector; the cursor is the last job's
 // enqueue sequence number.
 func (b *Backend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*backends.JobPage, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	limit, after, err := p.Page()
 	if err != nil {
 		return nil, err
@@ -71,6 +77,9 @@ func (s seqScanner) Scan(dest ...any) error { return s.rows.Scan(append([]any{s.
 // QueueStats implements backends.Inspector with one grouped count over the
 // (queue, state) index.
 func (b *Backend) QueueStats(ctx context.Context, p backends.QueueStatsParams) ([]backends.QueueStats, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	q := `SELECT queue, state, count(*) FROM conveyor_jobs`
 	var args []any
 	if p.Queue != "" {
@@ -139,6 +148,9 @@ func anys(ss []string) []any {
 
 // ReplayJobs implements backends.Admin.
 func (b *Backend) ReplayJobs(ctx context.Context, p backends.ReplayJobsParams) (int, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return 0, err
+	}
 	var n int64
 	var queues []string
 	err := b.write(ctx, func(tx *sql.Tx) error {
@@ -173,6 +185,9 @@ func (b *Backend) ReplayJobs(ctx context.Context, p backends.ReplayJobsParams) (
 
 // DeleteJobs implements backends.Admin.
 func (b *Backend) DeleteJobs(ctx context.Context, p backends.DeleteJobsParams) (int, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return 0, err
+	}
 	if len(p.IDs) == 0 {
 		return 0, nil
 	}
@@ -181,6 +196,9 @@ func (b *Backend) DeleteJobs(ctx context.Context, p backends.DeleteJobsParams) (
 
 // PurgeQueue implements backends.Admin.
 func (b *Backend) PurgeQueue(ctx context.Context, p backends.PurgeQueueParams) (int, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return 0, err
+	}
 	var states []string
 	for _, s := range p.States {
 		if s != job.Running {
@@ -208,11 +226,17 @@ func (b *Backend) deleteWhere(ctx context.Context, where string, args ...any) (i
 
 // PauseQueue implements backends.Pauser.
 func (b *Backend) PauseQueue(ctx context.Context, p backends.PauseQueueParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	return b.setPaused(ctx, p.Queue, true)
 }
 
 // ResumeQueue implements backends.Pauser.
 func (b *Backend) ResumeQueue(ctx context.Context, p backends.PauseQueueParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	if err := b.setPaused(ctx, p.Queue, false); err != nil {
 		return err
 	}
@@ -237,6 +261,9 @@ const pruneBatch = 1000
 // open is kept, so pruning never lets a duplicate in. It runs every
 // PruneEvery on its own; call it to prune now.
 func (b *Backend) Prune(ctx context.Context) (int, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return 0, err
+	}
 	now := time.Now()
 	total := 0
 	for _, r := range []struct {

@@ -66,6 +66,9 @@ var (
 // prunes finished jobs past their retention (Prune). It runs every
 // PruneEvery on its own; call it to tidy now.
 func (b *Backend) Tidy(ctx context.Context) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	if err := b.setAsideCorrupt(ctx); err != nil {
 		return fmt.Errorf("sqlitebackend: janitor: %w", err)
 	}

@@ -18,6 +18,9 @@ const liveClause = `(expires_at = 0 OR expires_at > ?)`
 
 // GetKV implements backends.KVStore.
 func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.KV, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return backends.KV{}, err
+	}
 	kv := backends.KV{Key: p.Key}
 	var exp int64
 	err := b.ro.QueryRowContext(ctx, `SELECT value, version, expires_at FROM conveyor_kv WHERE key = ? AND `+liveClause,
@@ -34,6 +37,9 @@ func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.K
 
 // PutKV implements backends.KVStore.
 func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return 0, err
+	}
 	now := micros(backends.KVNow(p.Now))
 	var next int64
 	err := b.write(ctx, func(tx *sql.Tx) error {
@@ -64,6 +70,9 @@ func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, err
 // DeleteKV implements backends.KVStore. The row stays, expired, so a
 // re-created key continues the version sequence.
 func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	err := b.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE conveyor_kv SET value = x'', expires_at = 1
 			WHERE key = ? AND (? = 0 OR (version = ? AND `+liveClause+`))`,
@@ -84,6 +93,9 @@ func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error
 
 // ListKV implements backends.KVStore.
 func (b *Backend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backends.KV, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	rows, err := b.ro.QueryContext(ctx, `SELECT key, value, version, expires_at FROM conveyor_kv
 		WHERE substr(key, 1, length(?)) = ? AND `+liveClause+` ORDER BY key`,
 		p.Prefix, p.Prefix, micros(backends.KVNow(p.Now)))

@@ -12,6 +12,9 @@ import (
 // announced at once; writes by other processes (or through EnqueueTx)
 // arrive as a backends.Changed event within NotifyPoll.
 func (b *Backend) Listen(ctx context.Context, p backends.ListenParams) (<-chan backends.Event, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	var err error
 	b.pollOnce.Do(func() { err = b.startPolling() })
 	if err != nil {
@@ -52,7 +55,7 @@ func (b *Backend) startPolling() error {
 		defer t.Stop()
 		for {
 			select {
-			case <-b.closing:
+			case <-b.gate.Closing():
 				return
 			case <-t.C:
 			}

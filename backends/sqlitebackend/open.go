@@ -16,6 +16,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/gate"
 	"github.com/conveyorhq/conveyor/backends/internal/notify"
 	"github.com/conveyorhq/conveyor/backends/internal/tick"
 )
@@ -60,7 +61,7 @@ type Backend struct {
 	stmts map[string]*sql.Stmt // hotStatements, prepared on db's one connection
 
 	pollOnce sync.Once
-	closing  chan struct{}
+	gate     *gate.Gate
 	polling  sync.WaitGroup // the data_version and maintenance loops
 }
 
@@ -107,7 +108,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		return nil, err
 	}
 	ro.SetMaxOpenConns(4)
-	b := &Backend{cfg: cfg, db: db, ro: ro, closing: make(chan struct{})}
+	b := &Backend{cfg: cfg, db: db, ro: ro, gate: gate.New("sqlitebackend")}
 	if err := b.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, schema)
 		return err
@@ -134,7 +135,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 // agree on who does them.
 func (b *Backend) maintain() {
 	defer b.polling.Done()
-	ctx, cancel := tick.Until(b.closing)
+	ctx, cancel := tick.Until(b.gate.Closing())
 	defer cancel()
 	checkpoint := time.NewTicker(b.cfg.CheckpointEvery)
 	defer checkpoint.Stop()
@@ -186,11 +187,8 @@ func (b *Backend) DB() *sql.DB { return b.db }
 
 // Close closes the database. Jobs stay in the file.
 func (b *Backend) Close() error {
-	select {
-	case <-b.closing:
+	if !b.gate.Close() {
 		return nil
-	default:
-		close(b.closing)
 	}
 	b.polling.Wait()
 	return errors.Join(b.db.Close(), b.ro.Close())
