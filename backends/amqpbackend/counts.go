@@ -2,10 +2,11 @@ package amqpbackend
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,8 +26,8 @@ import (
 //
 // A finished job's record expires with its retention, silently, so its
 // count must too: finished jobs are counted in buckets by when they
-// expire, one key per bucket expiring at the bucket's end. A count drops
-// at most a bucket (1/256 of the retention) after its jobs expire.
+// expire, and a bucket's count is dropped at its end: at most 1/256 of the
+// retention after its jobs expired.
 
 // countFlush is how often counts go to the store.
 const countFlush = 100 * time.Millisecond
@@ -59,20 +60,9 @@ func (c *counts) add(k countKey, delta int) {
 	c.mu.Unlock()
 }
 
-func (s store) countPrefix() string { return s.prefix + "/count/" }
-func (s store) countedKey() string  { return s.prefix + "/counted" }
-
-// countName is the counter's key: the queue last, as it may hold a slash.
-func (s store) countName(k countKey) string {
-	return s.countPrefix() + string(k.state) + "/" + strconv.FormatInt(k.until, 10) + "/" + k.queue
-}
-
-func (s store) parseCount(name string) (countKey, bool) {
-	st, rest, ok1 := strings.Cut(strings.TrimPrefix(name, s.countPrefix()), "/")
-	until, q, ok2 := strings.Cut(rest, "/")
-	n, err := strconv.ParseInt(until, 10, 64)
-	return countKey{queue: q, state: job.State(st), until: n}, ok1 && ok2 && err == nil
-}
+func (s store) countKey(q string) string { return s.prefix + "/count/" + q }
+func (s store) queuesKey() string        { return s.prefix + "/queues" }
+func (s store) countedKey() string       { return s.prefix + "/counted" }
 
 // countOf is the counter d counts in.
 func (s store) countOf(d *doc) countKey {
@@ -108,8 +98,115 @@ func (s store) moved(from, to *doc) {
 	}
 }
 
-// flushCounts adds the pending counts to the counter keys. What it could
-// not write stays pending.
+// queueCounts is one queue's counter key: its jobs by state, and by when
+// they expire (Unix nanoseconds; 0: never). A KVStore lists keys by prefix
+// with a scan of every key in some stores (SQLite), so each queue keeps
+// one key, found through the list of queues, and QueueStats reads a few
+// keys whatever the number of jobs.
+type queueCounts map[job.State]map[int64]int
+
+// live returns the counts of jobs not expired at now, by state.
+func (c queueCounts) live(now time.Time) map[job.State]int {
+	out := map[job.State]int{}
+	for st, byUntil := range c {
+		for until, n := range byUntil {
+			if until == 0 || until > now.UnixNano() {
+				out[st] += n
+			}
+		}
+		if out[st] <= 0 {
+			delete(out, st)
+		}
+	}
+	return out
+}
+
+// tidy drops expired buckets and zero counts.
+func (c queueCounts) tidy(now time.Time) {
+	for st, byUntil := range c {
+		for until, n := range byUntil {
+			if n == 0 || (until != 0 && until <= now.UnixNano()) {
+				delete(byUntil, until)
+			}
+		}
+		if len(byUntil) == 0 {
+			delete(c, st)
+		}
+	}
+}
+
+// readCounts returns queue q's counter key and its version (0: absent).
+func (s store) readCounts(ctx context.Context, q string) (queueCounts, int64, error) {
+	kv, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: s.countKey(q)})
+	if errors.Is(err, job.ErrNotFound) {
+		return queueCounts{}, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("amqpbackend: counts of %s: %w", q, err)
+	}
+	c := queueCounts{}
+	if err := json.Unmarshal(kv.Value, &c); err != nil {
+		return nil, 0, fmt.Errorf("amqpbackend: counts of %s: %w", q, err)
+	}
+	return c, kv.Version, nil
+}
+
+// writeCounts writes queue q's counts if its key is at version v (0:
+// absent, and then lists the queue).
+func (s store) writeCounts(ctx context.Context, q string, c queueCounts, v int64) error {
+	c.tidy(time.Now())
+	b, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("amqpbackend: counts of %s: %w", q, err)
+	}
+	if _, err := s.kv.PutKV(ctx, backends.PutKVParams{Key: s.countKey(q), Value: b, IfVersion: v}); err != nil {
+		if errors.Is(err, job.ErrConflict) {
+			return err
+		}
+		return fmt.Errorf("amqpbackend: counts of %s: %w", q, err)
+	}
+	if v == 0 {
+		return s.listQueue(ctx, q)
+	}
+	return nil
+}
+
+// queues returns the queues that have counts or were paused.
+func (s store) queues(ctx context.Context) ([]string, int64, error) {
+	kv, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: s.queuesKey()})
+	if errors.Is(err, job.ErrNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("amqpbackend: queues: %w", err)
+	}
+	var qs []string
+	if err := json.Unmarshal(kv.Value, &qs); err != nil {
+		return nil, 0, fmt.Errorf("amqpbackend: queues: %w", err)
+	}
+	return qs, kv.Version, nil
+}
+
+// listQueue adds q to the list of queues.
+func (s store) listQueue(ctx context.Context, q string) error {
+	for {
+		qs, v, err := s.queues(ctx)
+		if err != nil || slices.Contains(qs, q) {
+			return err
+		}
+		b, _ := json.Marshal(append(qs, q))
+		_, err = s.kv.PutKV(ctx, backends.PutKVParams{Key: s.queuesKey(), Value: b, IfVersion: v})
+		if !errors.Is(err, job.ErrConflict) {
+			if err != nil {
+				return fmt.Errorf("amqpbackend: queues: %w", err)
+			}
+			return nil
+		}
+	}
+}
+
+// flushCounts adds the pending counts to the queues' counter keys. What
+// it could not write stays pending.
 func (s store) flushCounts(ctx context.Context) error {
 	s.cnt.flushMu.Lock()
 	defer s.cnt.flushMu.Unlock()
@@ -117,10 +214,16 @@ func (s store) flushCounts(ctx context.Context) error {
 	pending := s.cnt.pending
 	s.cnt.pending = nil
 	s.cnt.mu.Unlock()
+	byQueue := map[string][]countKey{}
+	for k := range pending {
+		byQueue[k.queue] = append(byQueue[k.queue], k)
+	}
 	var firstErr error
-	for k, delta := range pending {
-		if err := s.addCount(ctx, k, delta); err != nil {
-			s.cnt.add(k, delta)
+	for q, keys := range byQueue {
+		if err := s.addCounts(ctx, q, keys, pending); err != nil {
+			for _, k := range keys {
+				s.cnt.add(k, pending[k])
+			}
 			if firstErr == nil {
 				firstErr = err
 			}
@@ -129,138 +232,93 @@ func (s store) flushCounts(ctx context.Context) error {
 	return firstErr
 }
 
-// addCount adds delta to one counter key, deleting it at zero.
-func (s store) addCount(ctx context.Context, k countKey, delta int) error {
-	name := s.countName(k)
+// addCounts adds the deltas of keys, all of queue q, to its counter key.
+func (s store) addCounts(ctx context.Context, q string, keys []countKey, delta map[countKey]int) error {
 	for {
-		n, v, err := s.readCount(ctx, name)
+		c, v, err := s.readCounts(ctx, q)
 		if err != nil {
 			return err
 		}
-		err = s.writeCount(ctx, k, n+delta, v)
+		for _, k := range keys {
+			if c[k.state] == nil {
+				c[k.state] = map[int64]int{}
+			}
+			c[k.state][k.until] += delta[k]
+		}
+		err = s.writeCounts(ctx, q, c, v)
 		if !errors.Is(err, job.ErrConflict) {
 			return err
 		}
 	}
 }
 
-func (s store) readCount(ctx context.Context, name string) (int, int64, error) {
-	kv, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: name})
-	if errors.Is(err, job.ErrNotFound) {
-		return 0, 0, nil
-	}
-	if err != nil {
-		return 0, 0, fmt.Errorf("amqpbackend: count %s: %w", name, err)
-	}
-	n, err := strconv.Atoi(string(kv.Value))
-	if err != nil {
-		return 0, 0, fmt.Errorf("amqpbackend: count %s: %w", name, err)
-	}
-	return n, kv.Version, nil
-}
-
-// writeCount sets counter k to n if its key is at version v (0: absent).
-func (s store) writeCount(ctx context.Context, k countKey, n int, v int64) error {
-	name := s.countName(k)
-	var err error
-	if n == 0 {
-		if v == 0 {
-			return nil
-		}
-		err = s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: name, IfVersion: v})
-	} else {
-		var until time.Time
-		if k.until != 0 {
-			until = time.Unix(0, k.until)
-		}
-		_, err = s.kv.PutKV(ctx, backends.PutKVParams{Key: name, Value: []byte(strconv.Itoa(n)), IfVersion: v, ExpiresAt: until})
-	}
-	if err != nil && !errors.Is(err, job.ErrConflict) {
-		return fmt.Errorf("amqpbackend: count %s: %w", name, err)
-	}
-	return err
-}
-
-// readCounts sums the counter keys by queue and state.
-func (s store) readCounts(ctx context.Context) (map[string]map[job.State]int, error) {
-	kvs, err := s.kv.ListKV(ctx, backends.ListKVParams{Prefix: s.countPrefix()})
-	if err != nil {
-		return nil, fmt.Errorf("amqpbackend: counts: %w", err)
-	}
-	out := map[string]map[job.State]int{}
-	for _, kv := range kvs {
-		k, ok := s.parseCount(kv.Key)
-		n, err := strconv.Atoi(string(kv.Value))
-		if !ok || err != nil {
-			continue
-		}
-		if out[k.queue] == nil {
-			out[k.queue] = map[job.State]int{}
-		}
-		out[k.queue][k.state] += n
-	}
-	return out, nil
-}
-
 // recount sets the counter keys to what the jobs say, from a scan of
 // every job. It cannot stop other processes' changes meanwhile, so it
 // reads the counters before the scan and, once every change the scan may
-// have seen has been flushed (a few countFlush later), writes a counter
-// only if its key did not change since that read: a counter that did is
-// being kept up by a live process, and is left for the next recount.
+// have seen has been flushed (settle, a few countFlush), writes a queue's
+// counts only if their key did not change since that read: a key that did
+// is being kept up by a live process, and is left for the next recount.
 func (b *Backend) recount(ctx context.Context, settle time.Duration) error {
 	s := b.st
 	if err := s.flushCounts(ctx); err != nil {
 		return err
 	}
-	kvs, err := s.kv.ListKV(ctx, backends.ListKVParams{Prefix: s.countPrefix()})
+	qs, _, err := s.queues(ctx)
 	if err != nil {
-		return fmt.Errorf("amqpbackend: recount: %w", err)
+		return err
 	}
 	type seen struct {
-		n int
+		c queueCounts
 		v int64
 	}
-	have := map[countKey]seen{}
-	for _, kv := range kvs {
-		k, ok := s.parseCount(kv.Key)
-		n, err := strconv.Atoi(string(kv.Value))
-		if ok && err == nil {
-			have[k] = seen{n, kv.Version}
+	have := map[string]seen{}
+	for _, q := range qs {
+		c, v, err := s.readCounts(ctx, q)
+		if err != nil {
+			return err
 		}
+		have[q] = seen{c, v}
 	}
 	docs, err := b.scan(ctx)
 	if err != nil {
 		return err
 	}
-	want := map[countKey]int{}
-	for _, d := range docs {
-		want[s.countOf(d)]++
+	want := map[string]queueCounts{}
+	for q := range have {
+		want[q] = queueCounts{}
 	}
-	for k := range have {
-		if _, ok := want[k]; !ok {
-			want[k] = 0
+	for _, d := range docs {
+		k := s.countOf(d)
+		if want[k.queue] == nil {
+			want[k.queue] = queueCounts{}
 		}
+		if want[k.queue][k.state] == nil {
+			want[k.queue][k.state] = map[int64]int{}
+		}
+		want[k.queue][k.state][k.until]++
 	}
 	select {
 	case <-time.After(settle):
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	now := time.Now()
 	fixed := 0
-	for k, n := range want {
-		if h := have[k]; h.n != n {
-			err := s.writeCount(ctx, k, n, h.v)
-			if err != nil && !errors.Is(err, job.ErrConflict) {
-				return err
-			}
-			if err == nil {
-				fixed++
-			}
+	for q, c := range want {
+		h := have[q]
+		if h.c != nil && maps.Equal(h.c.live(now), c.live(now)) {
+			continue
+		}
+		err := s.writeCounts(ctx, q, c, h.v)
+		if err != nil && !errors.Is(err, job.ErrConflict) {
+			return err
+		}
+		if err == nil {
+			fixed++
 		}
 	}
 	if fixed > 0 {
-		b.cfg.Logger.Info("amqpbackend: recounted the store's jobs; counts repaired", "counters", fixed)
+		b.cfg.Logger.Info("amqpbackend: recounted the store's jobs; counts repaired", "queues", fixed)
 	}
 	return nil
 }
@@ -304,6 +362,9 @@ func (b *Backend) keepCounts() {
 func (b *Backend) countFirst(ctx context.Context) error {
 	_, err := b.st.kv.GetKV(ctx, backends.GetKVParams{Key: b.st.countedKey()})
 	if !errors.Is(err, job.ErrNotFound) {
+		return err
+	}
+	if err := b.listPaused(ctx); err != nil {
 		return err
 	}
 	if err := b.recount(ctx, 0); err != nil {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/job"
@@ -56,49 +57,37 @@ func (b *StoredBackend) ListJobs(ctx context.Context, p backends.ListJobsParams)
 }
 
 // QueueStats implements backends.Inspector from the store's counters (see
-// counts.go): this process's changes are flushed first, other processes'
-// are in within countFlush.
+// counts.go): two keys per queue, whatever the number of jobs. This
+// process's changes are flushed first, other processes' are in within
+// countFlush.
 func (b *StoredBackend) QueueStats(ctx context.Context, p backends.QueueStatsParams) ([]backends.QueueStats, error) {
 	if err := b.st.flushCounts(ctx); err != nil {
 		return nil, err
 	}
-	counts, err := b.st.readCounts(ctx)
-	if err != nil {
-		return nil, err
+	qs := []string{p.Queue}
+	if p.Queue == "" {
+		var err error
+		if qs, _, err = b.st.queues(ctx); err != nil {
+			return nil, err
+		}
 	}
-	paused, err := b.pausedQueues(ctx)
-	if err != nil {
-		return nil, err
-	}
+	now := time.Now()
 	var out []backends.QueueStats
-	for q := range mapsUnion(counts, paused) {
-		if p.Queue != "" && q != p.Queue {
-			continue
+	for _, q := range qs {
+		c, _, err := b.st.readCounts(ctx, q)
+		if err != nil {
+			return nil, err
 		}
-		s := backends.QueueStats{Queue: q, Paused: paused[q], Counts: map[job.State]int{}}
-		for st, n := range counts[q] {
-			if n > 0 {
-				s.Counts[st] = n
-			}
+		paused, err := b.pausedNow(ctx, q)
+		if err != nil {
+			return nil, err
 		}
-		if len(s.Counts) > 0 || s.Paused {
+		if s := (backends.QueueStats{Queue: q, Paused: paused, Counts: c.live(now)}); len(s.Counts) > 0 || paused {
 			out = append(out, s)
 		}
 	}
 	slices.SortFunc(out, func(x, y backends.QueueStats) int { return strings.Compare(x.Queue, y.Queue) })
 	return out, nil
-}
-
-// mapsUnion is the set of keys of a and b.
-func mapsUnion[A, B any](a map[string]A, b map[string]B) map[string]bool {
-	out := make(map[string]bool, len(a)+len(b))
-	for k := range a {
-		out[k] = true
-	}
-	for k := range b {
-		out[k] = true
-	}
-	return out
 }
 
 // scan reads every stored job, with its version in the store.

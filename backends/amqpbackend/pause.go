@@ -40,6 +40,9 @@ func (b *StoredBackend) PauseQueue(ctx context.Context, p backends.PauseQueuePar
 	if err != nil && !errors.Is(err, job.ErrConflict) { // a conflict: paused already
 		return fmt.Errorf("amqpbackend: pause %s: %w", p.Queue, err)
 	}
+	if err := b.st.listQueue(ctx, p.Queue); err != nil { // QueueStats lists paused queues
+		return err
+	}
 	b.pauses.remember(p.Queue, true)
 	return nil
 }
@@ -83,15 +86,26 @@ func (b *Backend) paused(ctx context.Context, q string) (bool, error) {
 	return err == nil, nil
 }
 
-// pausedQueues lists the paused queues.
-func (b *StoredBackend) pausedQueues(ctx context.Context) (map[string]bool, error) {
+// pausedNow reports whether queue q is paused, from the store.
+func (b *StoredBackend) pausedNow(ctx context.Context, q string) (bool, error) {
+	_, err := b.st.kv.GetKV(ctx, backends.GetKVParams{Key: b.st.pauseKey(q)})
+	if err != nil && !errors.Is(err, job.ErrNotFound) {
+		return false, fmt.Errorf("amqpbackend: pause flag of %s: %w", q, err)
+	}
+	return err == nil, nil
+}
+
+// listPaused lists the paused queues among the queues, for a store paused
+// in before the list was kept.
+func (b *Backend) listPaused(ctx context.Context) error {
 	kvs, err := b.st.kv.ListKV(ctx, backends.ListKVParams{Prefix: b.st.pausePrefix()})
 	if err != nil {
-		return nil, fmt.Errorf("amqpbackend: paused queues: %w", err)
+		return fmt.Errorf("amqpbackend: paused queues: %w", err)
 	}
-	out := map[string]bool{}
 	for _, kv := range kvs {
-		out[strings.TrimPrefix(kv.Key, b.st.pausePrefix())] = true
+		if err := b.st.listQueue(ctx, strings.TrimPrefix(kv.Key, b.st.pausePrefix())); err != nil {
+			return err
+		}
 	}
-	return out, nil
+	return nil
 }
