@@ -51,6 +51,7 @@ func runCore(t *testing.T, f Factory, lookups bool) {
 		{"DepthBoundUnderConcurrency", testDepthBound, true},
 		{"Results", testResults, false},
 		{"ConcurrentWorkersRunEachJobOnce", testConcurrentWorkers, false},
+		{"WholeRecord", testWholeRecord, false},
 	}
 	for _, tc := range tests {
 		if tc.lookups && !lookups {
@@ -234,6 +235,8 @@ func testPoisonMessage(h *harness) {
 	if r := h.expectState(ins.ID, job.Dead); r != nil {
 		if le := r.LastError(); le == nil || le.Error == "" {
 			h.t.Fatalf("poison job dead without a reason: %+v", r.Errors)
+		} else if le.Attempt != r.Attempts() || le.At.IsZero() {
+			h.t.Fatalf("poison dead letter %+v: want attempt %d (the next one) and its time", *le, r.Attempts())
 		}
 	}
 }
