@@ -194,6 +194,9 @@ func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]back
 			mu, _ := b.bounded.LoadOrStore(q, new(sync.Mutex))
 			mu.(*sync.Mutex).Lock()
 			defer mu.(*sync.Mutex).Unlock()
+			if err := b.admit(ctx, q, need[q].MaxDepth, msgs); err != nil {
+				return nil, err
+			}
 		}
 	}
 	acked, err := b.publish(ctx, msgs...)
@@ -209,6 +212,44 @@ func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]back
 	}
 	b.announce(p.Jobs)
 	return res, nil
+}
+
+// admit refuses, with job.ErrQueueFull and before anything is published,
+// the messages of msgs for bounded queue q unless they fit under bound
+// with those the queue has: the broker's ready count, which is all its
+// x-max-length counts, and the deliveries this process holds
+// unacknowledged, which the broker requeues past that bound when they
+// come back (a consumer killed, a connection lost). Deliveries other
+// processes hold are not visible over AMQP (see the package doc).
+func (b *Backend) admit(ctx context.Context, q string, bound int, msgs []outgoing) error {
+	adding := 0
+	for _, m := range msgs {
+		if m.work && m.doc.Queue == q {
+			adding++
+		}
+	}
+	if adding == 0 {
+		return nil
+	}
+	s, err := b.session(ctx)
+	if err != nil {
+		return err
+	}
+	var ready int
+	err = onChannel(s.conn, func(ch *amqp.Channel) error {
+		st, err := ch.QueueDeclarePassive(b.names.work(q), true, false, false, false, nil)
+		ready = st.Messages
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("amqpbackend: depth of %s: %w", q, err)
+	}
+	held := b.inFlight(q)
+	if ready+held+adding > bound {
+		return fmt.Errorf("%w: queue %q holds %d ready and %d running or prefetched here, %d more would pass its bound of %d",
+			job.ErrQueueFull, q, ready, held, adding, bound)
+	}
+	return nil
 }
 
 // announce tells this process's listeners that jobs were enqueued.

@@ -25,6 +25,7 @@ type consumer struct {
 	ch      *amqp.Channel // the consuming channel; nil while reconnecting
 	gen     uint64        // the session ch belongs to
 	held    int           // leases on ch: with len(items), the prefetch in use
+	unacked int           // deliveries on ch not settled: waiting, leased, held until due, hopping, malformed
 	seq     uint64
 	arrived chan struct{} // closed and replaced when a delivery arrives
 }
@@ -112,7 +113,7 @@ func (c *consumer) open(s *session) (<-chan amqp.Delivery, error) {
 		return nil, fmt.Errorf("amqpbackend: consume %s: %w", c.b.names.work(c.queue), err)
 	}
 	c.mu.Lock()
-	c.ch, c.gen, c.held = ch, s.gen, 0
+	c.ch, c.gen, c.held, c.unacked = ch, s.gen, 0, 0
 	c.mu.Unlock()
 	return deliveries, nil
 }
@@ -161,7 +162,7 @@ func (c *consumer) drop(gen uint64) {
 	c.items = kept
 	heap.Init(&c.items)
 	if c.gen == gen {
-		c.ch, c.held = nil, 0
+		c.ch, c.held, c.unacked = nil, 0, 0
 	}
 	c.mu.Unlock()
 	c.b.dropLeases(c, gen)
@@ -176,6 +177,11 @@ const holdLate = 64 * time.Millisecond
 // within holdLate is filed when due, one due later goes back to the delay
 // levels, a body that is no job goes to dead letter.
 func (c *consumer) arrive(d amqp.Delivery, gen uint64) {
+	c.mu.Lock()
+	if c.gen == gen {
+		c.unacked++
+	}
+	c.mu.Unlock()
 	dc, err := decode(d, c.queue)
 	var left time.Duration
 	if err == nil {
@@ -183,9 +189,9 @@ func (c *consumer) arrive(d amqp.Delivery, gen uint64) {
 	}
 	switch {
 	case err != nil:
-		c.b.spawn(func() { c.b.rejectMalformed(d, c.queue, err) })
+		c.b.spawn(func() { c.b.rejectMalformed(d, c.queue, err); c.settled(gen) })
 	case left > holdLate:
-		c.b.spawn(func() { c.b.hop(d, dc) })
+		c.b.spawn(func() { c.b.hop(d, dc); c.settled(gen) })
 	case left > 0:
 		time.AfterFunc(left, func() { c.file(d, dc, gen, true) })
 	}
@@ -227,13 +233,38 @@ func (c *consumer) take(n int) []*item {
 	return out
 }
 
-// released gives back the prefetch a lease of session gen used.
+// released gives back the prefetch a lease of session gen used, once its
+// delivery is settled.
 func (c *consumer) released(gen uint64) {
 	c.mu.Lock()
 	if c.gen == gen && c.held > 0 {
 		c.held--
 	}
 	c.mu.Unlock()
+	c.settled(gen)
+}
+
+// settled counts a delivery of session gen acked or returned.
+func (c *consumer) settled(gen uint64) {
+	c.mu.Lock()
+	if c.gen == gen && c.unacked > 0 {
+		c.unacked--
+	}
+	c.mu.Unlock()
+}
+
+// inFlight is how many deliveries of queue q this process holds
+// unacknowledged: the broker counts them nowhere a client can read.
+func (b *Backend) inFlight(q string) int {
+	b.consMu.Lock()
+	c := b.consumers[q]
+	b.consMu.Unlock()
+	if c == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.unacked
 }
 
 // credit is how many more deliveries the broker will push to this

@@ -28,11 +28,25 @@
 // Bounded backlogs: a queue enqueued with MaxDepth is declared with
 // x-max-length and x-overflow=reject-publish, so the broker itself nacks a
 // publish past the bound and Enqueue returns job.ErrQueueFull. The broker
-// counts ready messages only (not running or delayed ones). A classic
-// queue holds the bound exactly; a quorum queue learns it is full
-// asynchronously and may admit one message past it per publishing process
-// (each process publishes to a bounded queue one message at a time to keep
-// it to one). With a store (below) the bound is exact.
+// counts ready messages only: deliveries held unacknowledged (running or
+// prefetched) are not counted, and when they come back (a consumer killed,
+// a connection lost, a broker restart) they are requeued past the bound.
+// So, without a store, Enqueue also admits a batch only if the queue's
+// ready messages (read with a passive declare before it publishes) plus
+// the deliveries this process holds unacknowledged on the queue plus the
+// batch's jobs fit under the bound, and publishes to a bounded queue one
+// batch at a time per process. The guarantee: ready + unacknowledged <=
+// MaxDepth + U + P, where U is the number of deliveries other processes
+// hold at the time (AMQP 0-9-1 shows a client no unacknowledged count,
+// and a process's holding is at most its Config.Prefetch plus its running
+// basic.get jobs), and P is 0 on a classic queue and at most one per
+// publishing process on a quorum queue (it learns it is full
+// asynchronously). A process that both enqueues and consumes keeps the
+// bound itself. TestBoundCountsDeliveriesInFlight measured, with bound
+// 20 and prefetch 5: 20 ready after killing a consumer in the enqueuing
+// process (25 before this admission control), 25 after killing one in
+// another process. Delayed jobs wait in the delay levels and count only
+// once they are due. With a store (below) the bound is exact.
 //
 // Delays, retry-at and snoozes use no plugin: a message waits in per-delay
 // level queues ("<prefix>.delay.<ms>", one per power of two milliseconds),
@@ -75,7 +89,11 @@
 //   - unique keys and duplicate IDs (a retried Enqueue is idempotent);
 //   - an exact MaxDepth over unfinished jobs, all or nothing per batch;
 //   - the store's KVStore itself, so the scheduler and the worker registry
-//     work.
+//     work;
+//   - QueueStats from per-queue counters the store keeps with every change
+//     (a few keys a call, whatever the number of jobs; see counts.go for
+//     why they are not atomic with the jobs' changes and how the janitor
+//     recounts them every Config.RecountEvery).
 //
 // The broker holds the job and the store its state, so the two can
 // disagree. A delivery whose record the store does not have is not taken
