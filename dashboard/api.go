@@ -13,6 +13,7 @@ import (
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/job"
+	"github.com/conveyorhq/conveyor/queue"
 	"github.com/conveyorhq/conveyor/worker"
 )
 
@@ -57,9 +58,15 @@ func (a *api) queues(w http.ResponseWriter, r *http.Request) {
 		ws, _ := worker.Workers(r.Context(), a.cfg.Backend) // none: no latency point
 		return ws
 	})
+	bounds := map[string]int{} // as stored by the apps' clients; none on a backend without a KVStore
+	if settings, err := queue.NewClient(a.cfg.Backend, queue.Config{}).QueueSettings(r.Context(), ""); err == nil {
+		for _, s := range settings {
+			bounds[s.Queue] = s.Effective().MaxDepth
+		}
+	}
 	out := make([]QueueView, len(stats))
 	for i, s := range stats {
-		out[i] = QueueView{Queue: s.Queue, Paused: s.Paused, Depth: s.Depth(), Bound: a.cfg.Bounds[s.Queue], Counts: s.Counts}
+		out[i] = QueueView{Queue: s.Queue, Paused: s.Paused, Depth: s.Depth(), Bound: bounds[s.Queue], Counts: s.Counts}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

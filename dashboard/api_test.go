@@ -93,7 +93,8 @@ func TestHealthAndReadiness(t *testing.T) {
 func TestOperatorActions(t *testing.T) {
 	ctx := context.Background()
 	b := openSQLite(t)
-	c := queue.NewClient(b, queue.Config{})
+	// The app's client stores the queue's bound, which the dashboard shows.
+	c := queue.NewClient(b, queue.Config{Queues: []*queue.Queue{queue.NewQueue("mail", queue.QueueOptions{MaxDepth: 10})}})
 	var ids []string
 	for _, to := range []string{"a@example.com", "<b>@example.com", "c@example.com"} {
 		h, err := sendMail.Enqueue(ctx, c, mailArgs{To: to}, nil)
@@ -110,7 +111,7 @@ func TestOperatorActions(t *testing.T) {
 	if err := b.DeadLetter(ctx, backends.DeadLetterParams{Lease: recs[0].Lease, Error: job.AttemptError{Attempt: 1, At: time.Now(), Error: "mailbox unavailable"}}); err != nil {
 		t.Fatal(err)
 	}
-	srv := serve(t, dashboard.Config{Backend: b, Bounds: map[string]int{"mail": 10}})
+	srv := serve(t, dashboard.Config{Backend: b})
 
 	var qs []dashboard.QueueView
 	call(t, srv, "GET", "/api/queues", "", http.StatusOK, &qs)

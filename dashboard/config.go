@@ -12,10 +12,6 @@ type Config struct {
 	// Backend is what the dashboard shows and steers. Required. Routes
 	// that need a capability it lacks answer 501 Not Implemented.
 	Backend backends.Backend
-	// Bounds are the queues' MaxDepth as the app's queue.Config sets them
-	// (backends do not store them), shown beside each queue's depth.
-	// Default none.
-	Bounds map[string]int
 	// BasicAuth, when set, is the one user and password every route but
 	// /healthz and /readyz requires.
 	BasicAuth *BasicAuth

@@ -12,7 +12,7 @@ type QueueView struct {
 	Queue  string            `json:"queue"`
 	Paused bool              `json:"paused"`
 	Depth  int               `json:"depth"`           // unfinished jobs, the figure MaxDepth bounds
-	Bound  int               `json:"bound,omitempty"` // the queue's MaxDepth, from Config.Bounds
+	Bound  int               `json:"bound,omitempty"` // the queue's MaxDepth, as stored in the backend
 	Counts map[job.State]int `json:"counts"`
 }
 

@@ -32,7 +32,7 @@ func TestMetricsCountJobs(t *testing.T) {
 	defer b.Close()
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
-	c := queue.NewClient(b, queue.Config{Observer: m, Queues: map[string]queue.QueueConfig{"m": {MaxDepth: 3}}})
+	c := queue.NewClient(b, queue.Config{Observer: m, Queues: []*queue.Queue{queue.NewQueue("m", queue.QueueOptions{MaxDepth: 3})}})
 	for i := range 4 {
 		_, err := task.Enqueue(ctx, c, args{Fail: i == 0}, nil)
 		if i < 3 && err != nil {

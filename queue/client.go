@@ -16,8 +16,9 @@ import (
 // Client enqueues and inspects jobs on one backend. It is safe for
 // concurrent use; make one per process and share it.
 type Client struct {
-	b   backends.Backend
-	cfg Config
+	b      backends.Backend
+	cfg    Config
+	queues *queueBook
 }
 
 // NewClient returns a client on backend b.
@@ -25,7 +26,7 @@ func NewClient(b backends.Backend, cfg Config) *Client {
 	if cfg.MaxPayloadBytes == 0 {
 		cfg.MaxPayloadBytes = defaultMaxPayloadBytes
 	}
-	return &Client{b: b, cfg: cfg}
+	return &Client{b: b, cfg: cfg, queues: newQueueBook(b, cfg.Queues)}
 }
 
 // Backend returns the client's backend, for its optional capabilities.
@@ -52,7 +53,7 @@ type JobRef struct {
 // stored (the backend went away mid-call) wraps ErrOutcomeUnknown and is an
 // *OutcomeUnknownError naming the jobs' IDs.
 func (c *Client) EnqueueMany(ctx context.Context, reqs ...Request) ([]JobRef, error) {
-	p, err := c.params(reqs)
+	p, err := c.params(ctx, reqs)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +81,7 @@ func (c *Client) EnqueueTx(ctx context.Context, tx any, reqs ...Request) ([]JobR
 	if !ok {
 		return nil, fmt.Errorf("%w: transactional enqueue on %T", job.ErrUnsupported, c.b)
 	}
-	p, err := c.params(reqs)
+	p, err := c.params(ctx, reqs)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +104,7 @@ func (c *Client) trace(ctx context.Context, p backends.EnqueueParams) (end func(
 	return c.cfg.Tracer.StartEnqueue(ctx, p.Jobs)
 }
 
-func (c *Client) params(reqs []Request) (backends.EnqueueParams, error) {
+func (c *Client) params(ctx context.Context, reqs []Request) (backends.EnqueueParams, error) {
 	p := backends.EnqueueParams{Jobs: make([]*backends.JobInsert, len(reqs))}
 	for i, r := range reqs {
 		if r.err != nil {
@@ -120,7 +121,7 @@ func (c *Client) params(reqs []Request) (backends.EnqueueParams, error) {
 		if ins.ID == "" {
 			ins.ID = newID()
 		}
-		ins.MaxDepth = c.cfg.Queues[ins.Queue].MaxDepth
+		ins.MaxDepth = c.queues.options(ctx, ins.Queue).MaxDepth
 		p.Jobs[i] = &ins
 	}
 	return p, nil
@@ -155,7 +156,7 @@ func (c *Client) enqueue(ctx context.Context, p backends.EnqueueParams, own []bo
 		if sent > 0 && !refused(err) {
 			return nil, fmt.Errorf("enqueue: %w", &OutcomeUnknownError{IDs: ids(p), Err: err})
 		}
-		if !errors.Is(err, job.ErrQueueFull) || !c.blocks(p) {
+		if !errors.Is(err, job.ErrQueueFull) || !c.blocks(ctx, p) {
 			return nil, fmt.Errorf("enqueue: %w", err)
 		}
 		if werr := c.waitForRoom(ctx, p); werr != nil {
@@ -222,9 +223,9 @@ func transient(err error) bool {
 	return !refused(err) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
-func (c *Client) blocks(p backends.EnqueueParams) bool {
+func (c *Client) blocks(ctx context.Context, p backends.EnqueueParams) bool {
 	for _, ins := range p.Jobs {
-		if c.cfg.Queues[ins.Queue].WhenFull == Block {
+		if c.queues.options(ctx, ins.Queue).WhenFull == Block {
 			return true
 		}
 	}

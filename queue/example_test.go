@@ -49,7 +49,7 @@ func Example_inline() {
 // back on the web tier instead of burying the backend.
 func Example_webHandler() {
 	client := queue.NewClient(membackend.New(), queue.Config{
-		Queues: map[string]queue.QueueConfig{"images": {MaxDepth: 1}},
+		Queues: []*queue.Queue{queue.NewQueue("images", queue.QueueOptions{MaxDepth: 1})},
 	})
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, err := Resize.Enqueue(r.Context(), client, ResizeArgs{URL: r.URL.Query().Get("url"), Width: 64}, nil)

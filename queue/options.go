@@ -45,9 +45,11 @@ type EnqueueOptions struct {
 
 // Config configures a Client. Zero values mean the stated default.
 type Config struct {
-	// Queues sets per-queue limits, by queue name. Queues not listed are
-	// unbounded.
-	Queues map[string]QueueConfig
+	// Queues are the queues this client defines (NewQueue): their bounds
+	// are stored in the backend (when it is a backends.KVStore) and read
+	// back by every process, so an operator's change holds everywhere.
+	// A queue neither listed nor stored is unbounded.
+	Queues []*Queue
 	// MaxPayloadBytes refuses larger encoded arguments at enqueue with
 	// ErrPayloadTooLarge. Default 1 MiB; negative means no limit.
 	MaxPayloadBytes int
@@ -85,26 +87,5 @@ type Observer interface {
 type InlineRunner interface {
 	WorkDue(ctx context.Context) (int, error)
 }
-
-// QueueConfig bounds one queue's backlog.
-type QueueConfig struct {
-	// MaxDepth is the most unfinished jobs (pending, scheduled, running,
-	// retrying) the queue may hold. Default 0: unbounded.
-	MaxDepth int
-	// WhenFull says what an enqueue past MaxDepth does. Default Reject.
-	WhenFull FullPolicy
-}
-
-// FullPolicy is what an enqueue into a full queue does.
-type FullPolicy int
-
-const (
-	// Reject fails at once with ErrQueueFull: the caller sheds load (a web
-	// handler answers 503 or 429).
-	Reject FullPolicy = iota
-	// Block waits for room until the caller's context ends, then fails
-	// with an error wrapping both ErrQueueFull and the context's error.
-	Block
-)
 
 const defaultMaxPayloadBytes = 1 << 20

@@ -93,7 +93,7 @@ func TestUniqueByArgs(t *testing.T) {
 }
 
 func TestBoundedQueueRejects(t *testing.T) {
-	c := queue.NewClient(membackend.New(), queue.Config{Queues: map[string]queue.QueueConfig{"email": {MaxDepth: 2}}})
+	c := queue.NewClient(membackend.New(), queue.Config{Queues: []*queue.Queue{queue.NewQueue("email", queue.QueueOptions{MaxDepth: 2})}})
 	ctx := context.Background()
 	for range 2 {
 		if _, err := send.Enqueue(ctx, c, Args{}, nil); err != nil {
@@ -112,7 +112,7 @@ func TestBoundedQueueRejects(t *testing.T) {
 
 func TestBoundedQueueBlocksUntilRoom(t *testing.T) {
 	b := membackend.New()
-	c := queue.NewClient(b, queue.Config{Queues: map[string]queue.QueueConfig{"email": {MaxDepth: 1, WhenFull: queue.Block}}})
+	c := queue.NewClient(b, queue.Config{Queues: []*queue.Queue{queue.NewQueue("email", queue.QueueOptions{MaxDepth: 1, WhenFull: queue.Block})}})
 	ctx := context.Background()
 	if _, err := send.Enqueue(ctx, c, Args{To: "first"}, nil); err != nil {
 		t.Fatal(err)

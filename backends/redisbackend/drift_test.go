@@ -44,7 +44,7 @@ func newDriftEnv(t *testing.T, bound int) *driftEnv {
 	e.base = prefix + ":{d}"
 	e.b = open(t, e.client, redisbackend.Config{Prefix: prefix, JanitorEvery: -1,
 		Logger: slog.New(slog.NewTextHandler(f, nil))})
-	e.c = queue.NewClient(e.b, queue.Config{Queues: map[string]queue.QueueConfig{"d": {MaxDepth: bound}}})
+	e.c = queue.NewClient(e.b, queue.Config{Queues: []*queue.Queue{queue.NewQueue("d", queue.QueueOptions{MaxDepth: bound})}})
 	e.task = queue.NewTask[numArgs, queue.None]("drift.job", queue.TaskOptions{Queue: "d"})
 	return e
 }

@@ -6,12 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/job"
+	"github.com/conveyorhq/conveyor/queue"
 	"github.com/conveyorhq/conveyor/worker"
 )
 
@@ -23,7 +25,7 @@ func runInspect(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	if fs.NArg() == 0 {
-		return fmt.Errorf("usage: conveyor inspect queues|job ID|dead|replay ID...|replay-all QUEUE|pause QUEUE|resume QUEUE: %w", flag.ErrHelp)
+		return fmt.Errorf("usage: conveyor inspect queues|workers|job ID|dead|replay ID...|replay-all QUEUE|pause QUEUE|resume QUEUE|bound [QUEUE N|QUEUE reset]: %w", flag.ErrHelp)
 	}
 	b, err := openBackend(ctx, *db)
 	if err != nil {
@@ -120,6 +122,46 @@ func runInspect(ctx context.Context, args []string, out io.Writer) error {
 			return b.PauseQueue(ctx, p)
 		}
 		return b.ResumeQueue(ctx, p)
+	case "bound":
+		return inspectBound(ctx, b, rest, out)
 	}
 	return fmt.Errorf("inspect: unknown %q: %w", verb, flag.ErrHelp)
+}
+
+// inspectBound shows the queues' stored bounds (no argument), or sets an
+// operator's bound on one ("bound QUEUE N [block]"), or clears it so the
+// code's holds again ("bound QUEUE reset").
+func inspectBound(ctx context.Context, b store, args []string, out io.Writer) error {
+	c := queue.NewClient(b, queue.Config{})
+	switch {
+	case len(args) == 0:
+		settings, err := c.QueueSettings(ctx, "")
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "QUEUE\tMAX DEPTH\tWHEN FULL\tSET BY\tCODE'S")
+		for _, s := range settings {
+			by := "code"
+			if s.Operator != nil {
+				by = "operator"
+			}
+			eff := s.Effective()
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d %s\n", s.Queue, eff.MaxDepth, eff.WhenFull, by, s.Code.MaxDepth, s.Code.WhenFull)
+		}
+		return tw.Flush()
+	case len(args) == 2 && args[1] == "reset":
+		return c.SetQueue(ctx, args[0], nil)
+	case len(args) == 2 || (len(args) == 3 && (args[2] == "block" || args[2] == "reject")):
+		n, err := strconv.Atoi(args[1])
+		if err != nil || n < 0 {
+			return fmt.Errorf("inspect bound: %q is not a number of jobs: %w", args[1], flag.ErrHelp)
+		}
+		opts := &queue.QueueOptions{MaxDepth: n}
+		if len(args) == 3 && args[2] == "block" {
+			opts.WhenFull = queue.Block
+		}
+		return c.SetQueue(ctx, args[0], opts)
+	}
+	return fmt.Errorf("usage: conveyor inspect bound [QUEUE N [block|reject] | QUEUE reset]: %w", flag.ErrHelp)
 }

@@ -76,7 +76,7 @@ var chaosTask = queue.NewTask[chaosArgs, queue.None]("chaos.job", queue.TaskOpti
 const lease = 2 * time.Second
 
 func clientConfig() queue.Config {
-	return queue.Config{Queues: map[string]queue.QueueConfig{boundedQueue: {MaxDepth: maxDepth}}}
+	return queue.Config{Queues: []*queue.Queue{queue.NewQueue(boundedQueue, queue.QueueOptions{MaxDepth: maxDepth})}}
 }
 
 func newWorker(b backends.Backend, logger *slog.Logger) *worker.Worker {
@@ -283,7 +283,11 @@ func (e *enqueuers) run() {
 					args = append(args, chaosArgs{N: n, Kind: quick, Sleep: 10 + rand.IntN(30)})
 				}
 				if enqueueBatch(e.c, &e.log, ids, boundedQueue, args, 0)[0].status != acked {
-					time.Sleep(time.Duration(1+rand.IntN(4)) * time.Millisecond) // then hammer again
+					// Then hammer again, soon: 8 enqueuers each trying
+					// 25 times a second keep the queue at its bound
+					// without starving the main queue's enqueuers of
+					// the CPU (or of SQLite's one writer).
+					time.Sleep(time.Duration(20+rand.IntN(40)) * time.Millisecond)
 				}
 			}
 		})

@@ -9,6 +9,11 @@ import (
 	"github.com/conveyorhq/conveyor/retry"
 )
 
+// Email is the queue of outgoing mail, bounded so that an SMTP outage
+// pushes back on signups instead of piling up; the bound is stored in the
+// backend, where an operator may change it (conveyor inspect bound).
+var Email = queue.NewQueue("email", queue.QueueOptions{MaxDepth: 10_000})
+
 // WelcomeArgs are the arguments of SendWelcome.
 type WelcomeArgs struct {
 	UserID int    `json:"user_id"`
@@ -18,7 +23,7 @@ type WelcomeArgs struct {
 // SendWelcome emails a new user, once per user per day however often the
 // signup handler is retried.
 var SendWelcome = queue.NewTask[WelcomeArgs, queue.None]("app.send_welcome", queue.TaskOptions{
-	Queue:   "email",
+	Queue:   Email.Name(),
 	Timeout: 30 * time.Second,
 	Breaker: "smtp",
 	Unique:  &queue.UniqueOptions{Window: 24 * time.Hour},

@@ -29,10 +29,8 @@ func main() {
 		log.Fatal(err)
 	}
 	defer b.Close()
-	queues := map[string]queue.QueueConfig{"email": {MaxDepth: 10_000}}
-	client := queue.NewClient(b, queue.Config{Queues: queues, Observer: metrics.New(prometheus.DefaultRegisterer)})
-	dash, err := dashboard.New(dashboard.Config{Backend: b, Bounds: map[string]int{"email": queues["email"].MaxDepth},
-		BearerToken: os.Getenv("CONVEYOR_DASHBOARD_TOKEN")})
+	client := queue.NewClient(b, queue.Config{Queues: []*queue.Queue{tasks.Email}, Observer: metrics.New(prometheus.DefaultRegisterer)})
+	dash, err := dashboard.New(dashboard.Config{Backend: b, BearerToken: os.Getenv("CONVEYOR_DASHBOARD_TOKEN")})
 	if err != nil {
 		log.Fatal(err)
 	}
