@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/conveyorhq/conveyor/queue"
 	"github.com/conveyorhq/conveyor/scheduler"
 )
 
@@ -36,8 +35,8 @@ func (a *api) pauseSchedule(w http.ResponseWriter, r *http.Request) {
 
 // scheduler reads and pauses the entries stored in the backend; it fires
 // nothing (workers do).
-func (a *api) scheduler(w http.ResponseWriter) (*scheduler.Scheduler, bool) {
-	s, err := scheduler.New(queue.NewClient(a.cfg.Backend, queue.Config{}), scheduler.Config{})
+func (a *api) scheduler(w http.ResponseWriter) (*scheduler.Entries, bool) {
+	s, err := scheduler.NewEntries(a.cfg.Backend)
 	if err != nil {
 		writeError(w, http.StatusNotImplemented, err)
 		return nil, false

@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,10 +49,11 @@ type Config struct {
 
 // Scheduler fires entries' ticks as jobs.
 type Scheduler struct {
-	cfg    Config
-	client *queue.Client
-	kv     backends.KVStore
-	tasks  map[string]queue.Definition
+	cfg     Config
+	client  *queue.Client
+	kv      backends.KVStore
+	entries *Entries
+	tasks   map[string]queue.Definition
 
 	mu       sync.Mutex
 	code     []Entry // registered in code, stored at the next round
@@ -98,7 +98,7 @@ func New(client *queue.Client, cfg Config) (*Scheduler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Scheduler{cfg: cfg, client: client, kv: kv, tasks: map[string]queue.Definition{}}
+	s := &Scheduler{cfg: cfg, client: client, kv: kv, entries: &Entries{kv: kv, clock: cfg.Clock}, tasks: map[string]queue.Definition{}}
 	for _, d := range cfg.Tasks {
 		s.tasks[d.Name()] = d
 	}
@@ -144,7 +144,7 @@ func (s *Scheduler) Add(ctx context.Context, e Entry) error {
 // upsert stores e's definition, keeping the stored state unless the
 // schedule changed.
 func (s *Scheduler) upsert(ctx context.Context, e Entry) error {
-	return s.update(ctx, e.Name, true, func(st *EntryState) bool {
+	return s.entries.update(ctx, e.Name, true, func(st *EntryState) bool {
 		if st.Schedule != e.Schedule {
 			st.Next = time.Time{} // recomputed from now
 		}
@@ -154,77 +154,19 @@ func (s *Scheduler) upsert(ctx context.Context, e Entry) error {
 	})
 }
 
-// update reads an entry's state, applies fn and writes it back with a
-// compare-and-set, retrying on conflict. With create, an absent entry
-// starts empty; without, it is job.ErrNotFound.
-func (s *Scheduler) update(ctx context.Context, name string, create bool, fn func(*EntryState) bool) error {
-	return s.updateFrom(ctx, name, nil, create, fn)
-}
-
-// updateFrom is update starting from kv, the entry as just listed, when
-// given; it reads the entry afresh only when there is none or the write
-// finds a newer version.
-func (s *Scheduler) updateFrom(ctx context.Context, name string, kv *backends.KV, create bool, fn func(*EntryState) bool) error {
-	for ; ; kv = nil {
-		if kv == nil {
-			got, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: entryPrefix + name, Now: s.cfg.Clock.Now()})
-			switch {
-			case errors.Is(err, job.ErrNotFound) && create:
-			case err != nil:
-				return fmt.Errorf("scheduler: entry %s: %w", name, err)
-			}
-			kv = &got
-		}
-		var st EntryState
-		if kv.Version != 0 {
-			if err := json.Unmarshal(kv.Value, &st); err != nil {
-				return fmt.Errorf("%w: scheduler entry %s: %w", job.ErrMalformedPayload, name, err)
-			}
-		}
-		if !fn(&st) {
-			return nil
-		}
-		val, _ := json.Marshal(st)
-		_, err := s.kv.PutKV(ctx, backends.PutKVParams{Key: entryPrefix + name, Value: val, IfVersion: kv.Version, Now: s.cfg.Clock.Now()})
-		if !errors.Is(err, job.ErrConflict) {
-			if err != nil {
-				return fmt.Errorf("scheduler: entry %s: %w", name, err)
-			}
-			return nil
-		}
-	}
-}
-
 // Remove deletes an entry.
 func (s *Scheduler) Remove(ctx context.Context, name string) error {
-	return s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: entryPrefix + name})
+	return s.entries.Remove(ctx, name)
 }
 
 // Pause stops (or, with paused false, resumes) an entry's ticks. Ticks
 // that pass while paused are skipped.
 func (s *Scheduler) Pause(ctx context.Context, name string, paused bool) error {
-	return s.update(ctx, name, false, func(st *EntryState) bool {
-		st.Paused = paused
-		return true
-	})
+	return s.entries.Pause(ctx, name, paused)
 }
 
 // List returns every stored entry with its state.
-func (s *Scheduler) List(ctx context.Context) ([]EntryState, error) {
-	kvs, err := s.kv.ListKV(ctx, backends.ListKVParams{Prefix: entryPrefix, Now: s.cfg.Clock.Now()})
-	if err != nil {
-		return nil, fmt.Errorf("scheduler: %w", err)
-	}
-	out := make([]EntryState, 0, len(kvs))
-	for _, kv := range kvs {
-		var st EntryState
-		if err := json.Unmarshal(kv.Value, &st); err != nil {
-			return nil, fmt.Errorf("%w: scheduler entry %s: %w", job.ErrMalformedPayload, kv.Key, err)
-		}
-		out = append(out, st)
-	}
-	return out, nil
-}
+func (s *Scheduler) List(ctx context.Context) ([]EntryState, error) { return s.entries.List(ctx) }
 
 // Start runs rounds every Poll until Stop or until ctx ends. A second Start
 // fails: one scheduler runs one loop (a second would hold a lease of its
@@ -360,7 +302,7 @@ func (s *Scheduler) fire(ctx context.Context, kv *backends.KV, now time.Time) er
 	name := strings.TrimPrefix(kv.Key, entryPrefix)
 	var fired []time.Time
 	var enqueueErr error
-	err := s.updateFrom(ctx, name, kv, false, func(st *EntryState) bool {
+	err := s.entries.updateFrom(ctx, name, kv, false, func(st *EntryState) bool {
 		sched, err := st.Entry.check()
 		if err != nil {
 			s.cfg.Logger.Error("scheduler: invalid stored entry", "entry", name, "err", err)
