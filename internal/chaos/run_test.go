@@ -58,9 +58,10 @@ func runChaos(t *testing.T, c chaosCase) {
 	}
 	defer workers.shutdown()
 
-	// Enqueueing spans the chaos: 5 ms a job, 10 s for CI's 2,000.
+	// Enqueueing spans the chaos: 5 ms a job, at least 15 s (CI's 1,000),
+	// so that kills and both restarts happen while enqueuers run.
 	enq := &enqueuers{c: queue.NewClient(o.Backend, clientConfig()), total: total, batch: 1,
-		span: time.Duration(total) * 5 * time.Millisecond, done: make(chan struct{})}
+		span: max(15*time.Second, time.Duration(total)*5*time.Millisecond), done: make(chan struct{})}
 	if o.insp != nil {
 		enq.batch = 5
 	}

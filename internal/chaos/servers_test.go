@@ -132,7 +132,15 @@ type pgServer struct {
 	t    testing.TB
 }
 
-const pgBinDir = "/usr/lib/postgresql/15/bin"
+// pgBin is where the PostgreSQL programs are: version 15 as
+// scripts/lib/servers.sh installs it, or CONVEYOR_PG_VERSION's.
+func pgBin(name string) string {
+	v := os.Getenv("CONVEYOR_PG_VERSION")
+	if v == "" {
+		v = "15"
+	}
+	return filepath.Join("/usr/lib/postgresql", v, "bin", name)
+}
 
 // asPostgres runs a PostgreSQL program as the postgres user when this test
 // runs as root, which PostgreSQL refuses.
@@ -159,7 +167,7 @@ func startPostgres(t testing.TB) *pgServer {
 	}
 	p := &pgServer{dir: dir, port: testenv.FreePort(t), t: t}
 	p.URL = fmt.Sprintf("postgres://conveyor@127.0.0.1:%d/postgres", p.port)
-	if out, err := asPostgres(filepath.Join(pgBinDir, "initdb"), "-D", p.data(), "-U", "conveyor", "-A", "trust").CombinedOutput(); err != nil {
+	if out, err := asPostgres(pgBin("initdb"), "-D", p.data(), "-U", "conveyor", "-A", "trust").CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v: %s", err, out)
 	}
 	p.Start()
@@ -171,7 +179,7 @@ func (p *pgServer) data() string { return filepath.Join(p.dir, "data") }
 func (p *pgServer) log() string  { return filepath.Join(p.dir, "log") }
 
 func (p *pgServer) ctl(args ...string) *exec.Cmd {
-	return asPostgres(append([]string{filepath.Join(pgBinDir, "pg_ctl"), "-D", p.data(), "-l", p.log(), "-w"}, args...)...)
+	return asPostgres(append([]string{pgBin("pg_ctl"), "-D", p.data(), "-l", p.log(), "-w"}, args...)...)
 }
 
 // Start starts the server (after a crash it recovers from the WAL first)
@@ -184,7 +192,7 @@ func (p *pgServer) Start() {
 		p.t.Fatalf("pg_ctl start: %v: %s\n%s", err, out, log)
 	}
 	waitAnswers(p.t, "PostgreSQL on port "+strconv.Itoa(p.port), func() error {
-		out, err := exec.Command(filepath.Join(pgBinDir, "pg_isready"), "-q", "-h", "127.0.0.1", "-p", strconv.Itoa(p.port)).CombinedOutput()
+		out, err := exec.Command(pgBin("pg_isready"), "-q", "-h", "127.0.0.1", "-p", strconv.Itoa(p.port)).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("pg_isready: %v: %s", err, out)
 		}
