@@ -82,6 +82,12 @@ func open(t testing.TB, cfg amqpbackend.Config) backends.Backend {
 	if cfg.Prefix == "" {
 		cfg.Prefix = testPrefix
 	}
+	if cfg.TransitWait == 0 {
+		// A Reserve right after an Enqueue waits for the message to arrive;
+		// on a loaded machine that can take longer than the default 500ms.
+		// The wait ends when it arrives, so a long one costs nothing else.
+		cfg.TransitWait = 5 * time.Second
+	}
 	b, err := amqpbackend.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -345,7 +345,8 @@ func (b *Backend) keepCounts() {
 			}
 			return
 		case <-flush.C:
-			if err := b.st.flushCounts(b.ctx); err != nil && time.Since(b.st.cnt.warned) > 10*time.Second {
+			err := b.st.flushCounts(b.ctx)
+			if err != nil && b.ctx.Err() == nil && time.Since(b.st.cnt.warned) > 10*time.Second { // closing: flushed below
 				b.st.cnt.warned = time.Now()
 				b.cfg.Logger.Warn("amqpbackend: counts not written to the store; retrying", "err", err)
 			}

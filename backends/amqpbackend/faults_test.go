@@ -355,7 +355,9 @@ func TestDelaysNeverRunEarly(t *testing.T) {
 // With a store, a finished job is kept for KeepDone (KeepDead if dead),
 // then forgotten, as the other backends prune theirs.
 func TestStoreForgetsFinishedJobsAfterRetention(t *testing.T) {
-	b := open(t, amqpbackend.Config{Store: sqliteStore(t), KeepDone: 300 * time.Millisecond, KeepDead: time.Hour})
+	// KeepDone is long enough for the GetJob right after the Complete on
+	// a loaded machine, short enough to wait for.
+	b := open(t, amqpbackend.Config{Store: sqliteStore(t), KeepDone: 3 * time.Second, KeepDead: time.Hour})
 	in := b.(backends.Inspector)
 	ctx := context.Background()
 	q := fresh("retention")
@@ -371,7 +373,7 @@ func TestStoreForgetsFinishedJobsAfterRetention(t *testing.T) {
 	if r, err := in.GetJob(ctx, backends.GetJobParams{ID: "done"}); err != nil || r.State != job.Done {
 		t.Fatalf("GetJob(done) right after = %+v, %v", r, err)
 	}
-	testenv.WaitFor(t, 10*time.Second, "the done job to be forgotten", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "the done job to be forgotten", func() bool {
 		_, err := in.GetJob(ctx, backends.GetJobParams{ID: "done"})
 		return errors.Is(err, job.ErrNotFound)
 	})
