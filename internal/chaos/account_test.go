@@ -28,7 +28,7 @@ type result struct {
 	dups                             duplicates
 	samples                          depthSamples
 	exactBound                       bool
-	corrupted, corruptBad            int
+	corrupted, corruptBad, unapplied int            // unapplied: refused by the storage or no longer waiting
 	phantom                          map[string]int // unfinished counts left at the end
 	kills, stops, restarts           int
 	outages                          []outage
@@ -178,6 +178,9 @@ func (r *result) checkCorrupted(t *testing.T, o *opened, led *ledger, corrupted 
 	logged := func(id string) bool { return regexp.MustCompile(`\b` + id + `\b`).MatchString(logs) }
 	for _, tg := range corrupted {
 		r.corrupted++
+		if tg.expect == expectIntact {
+			r.unapplied++
+		}
 		var rec *job.Record
 		var err error
 		if o.insp != nil {
@@ -293,10 +296,10 @@ func (r *result) report(t *testing.T) {
 	if !r.exactBound {
 		bound = "broker's"
 	}
-	row := fmt.Sprintf("| %s | %s | %d | %d | %d/%d/%d (%d typed) | %d | %d | %d | %d | %d/%d/%d/%d | %d (+%d explained) | %s: %d/%d over, worst %d | %d, %d bad | %v | %d/%d/%d | %s |",
+	row := fmt.Sprintf("| %s | %s | %d | %d | %d/%d/%d (%d typed) | %d | %d | %d | %d | %d/%d/%d/%d | %d (+%d explained) | %s: %d/%d over, worst %d | %d (%d not applied), %d bad | %v | %d/%d/%d | %s |",
 		strings.TrimPrefix(r.name, "TestChaos/"), ok, r.acked, r.refused, r.ambFound, r.ambMissing, r.ambUnknown, r.typedUnknown,
 		r.finished, r.lost, r.stuck, r.executions, r.dups.kill, r.dups.stop, r.dups.restart, r.dups.other, r.dups.sameDelivery, r.dups.sameDeliveryCrash,
-		bound, r.samples.over, r.samples.n, r.samples.worst, r.corrupted, r.corruptBad, len(r.phantom) > 0,
+		bound, r.samples.over, r.samples.n, r.samples.worst, r.corrupted, r.unapplied, r.corruptBad, len(r.phantom) > 0,
 		r.kills, r.stops, r.restarts, r.total.Round(time.Second))
 	t.Log("| backend | result | stored | refused | ambiguous found/missing/unresolvable | finished | lost | stuck | executions | duplicates kill/stop/restart/other | same delivery | bound samples | corrupted | phantom counts | kills/stops/restarts | time |")
 	t.Log(row)
