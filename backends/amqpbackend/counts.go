@@ -279,9 +279,23 @@ func (b *Backend) recount(ctx context.Context, settle time.Duration) error {
 		}
 		have[q] = seen{c, v}
 	}
+	depthVer, depthWas := map[string]int64{}, map[string]int{} // each queue's depth counter before the scan
+	for _, q := range qs {
+		n, v, err := s.readDepth(ctx, q)
+		if err != nil {
+			return err
+		}
+		depthVer[q], depthWas[q] = v, n
+	}
 	docs, err := b.scan(ctx)
 	if err != nil {
 		return err
+	}
+	depthWant := map[string]int{}
+	for _, d := range docs {
+		if d.Bounded && !d.State.Finished() {
+			depthWant[d.Queue]++
+		}
 	}
 	want := map[string]queueCounts{}
 	for q := range have {
@@ -315,6 +329,22 @@ func (b *Backend) recount(ctx context.Context, settle time.Duration) error {
 		}
 		if err == nil {
 			fixed++
+		}
+	}
+	// A depth counter off from the jobs (a process died between finishing
+	// a job and giving back its slot) is set to what they say, unless a
+	// live process changed it meanwhile: a leaked slot would otherwise
+	// hold a bounded queue below its bound for good.
+	for q, was := range depthWas {
+		if depthWant[q] == was {
+			continue
+		}
+		err := s.setDepth(ctx, q, depthWant[q], depthVer[q])
+		if err != nil && !errors.Is(err, job.ErrConflict) {
+			return err
+		}
+		if err == nil {
+			b.cfg.Logger.Warn("amqpbackend: depth counter repaired from the jobs", "queue", q, "was", was, "now", depthWant[q])
 		}
 	}
 	if fixed > 0 {

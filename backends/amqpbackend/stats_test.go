@@ -140,6 +140,36 @@ func TestCountsMatchTheJobs(t *testing.T) {
 	})
 }
 
+// A depth slot leaked by a process that died between finishing a job and
+// giving its slot back would keep a bounded queue short of its bound for
+// good; the recount sets the counter to what the jobs say.
+func TestRecountRepairsALeakedDepthSlot(t *testing.T) {
+	st := sqliteStore(t)
+	b := open(t, amqpbackend.Config{Store: st, RecountEvery: 300 * time.Millisecond})
+	ctx := context.Background()
+	q := fresh("depth-leak")
+	bounded := func(id string) *backends.JobInsert {
+		return &backends.JobInsert{ID: id, Queue: q, Task: "t", MaxDepth: 2}
+	}
+	_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{bounded("d-1")}})
+	must(t, err)
+	key := testPrefix + "/amqp/depth/" + q
+	kv, err := st.GetKV(ctx, backends.GetKVParams{Key: key})
+	must(t, err)
+	_, err = st.PutKV(ctx, backends.PutKVParams{Key: key, Value: []byte("2"), IfVersion: kv.Version}) // one slot leaked
+	must(t, err)
+	if _, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{bounded("d-2")}}); !errors.Is(err, job.ErrQueueFull) {
+		t.Fatalf("enqueue with the slot leaked = %v, want ErrQueueFull (the damage took)", err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the recount to give the leaked slot back", func() bool {
+		_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{bounded("d-2")}})
+		return err == nil
+	})
+	if _, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{bounded("d-3")}}); !errors.Is(err, job.ErrQueueFull) {
+		t.Fatalf("a third job in a queue bounded to 2 = %v, want ErrQueueFull", err)
+	}
+}
+
 // A finished job's count goes when its record does, at its retention.
 func TestCountsForgetExpiredJobs(t *testing.T) {
 	b := open(t, amqpbackend.Config{Store: sqliteStore(t), KeepDone: 300 * time.Millisecond})

@@ -234,6 +234,29 @@ func (s store) tombstoned(ctx context.Context, id string) (bool, error) {
 	return true, nil
 }
 
+// readDepth returns queue q's depth counter and its version (0: absent).
+func (s store) readDepth(ctx context.Context, q string) (int, int64, error) {
+	kv, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: s.depthKey(q)})
+	if errors.Is(err, job.ErrNotFound) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("amqpbackend: depth counter of %s: %w", q, err)
+	}
+	n, err := strconv.Atoi(string(kv.Value))
+	if err != nil {
+		return 0, kv.Version, nil // unreadable: the recount overwrites it
+	}
+	return n, kv.Version, nil
+}
+
+// setDepth writes queue q's depth counter if it is still at version v;
+// otherwise the error wraps job.ErrConflict.
+func (s store) setDepth(ctx context.Context, q string, n int, v int64) error {
+	_, err := s.kv.PutKV(ctx, backends.PutKVParams{Key: s.depthKey(q), Value: []byte(strconv.Itoa(n)), IfVersion: v})
+	return err
+}
+
 // addDepth adds delta to queue q's count of unfinished bounded jobs,
 // failing with job.ErrQueueFull, and changing nothing, when an increase
 // would pass bound.
