@@ -91,6 +91,10 @@ func openAMQP(ctx context.Context, sp spec, logger *slog.Logger) (*opened, error
 			return nil, err
 		}
 		cfg.Store, o.kv = st, st
+		// Killed workers lose their last unflushed counts and may leak a
+		// depth slot; the recount repairs both. Every few seconds here, so
+		// the run's end sees the repair (the default is hourly).
+		cfg.RecountEvery = 3 * time.Second
 		o.closers = append(o.closers, st.Close)
 	}
 	b, err := amqpbackend.New(ctx, cfg)
