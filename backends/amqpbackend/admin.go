@@ -18,6 +18,9 @@ var _ backends.Admin = (*StoredBackend)(nil)
 // count. Its old dead letter stays in the dead-letter queue, marked stale
 // by the store, so replaying that too (ReplayDead) cannot run it twice.
 func (b *StoredBackend) ReplayJobs(ctx context.Context, p backends.ReplayJobsParams) (int, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return 0, err
+	}
 	ids := p.IDs
 	if len(ids) == 0 && p.Queue != "" {
 		docs, err := b.scan(ctx)
@@ -61,6 +64,9 @@ func (b *StoredBackend) ReplayJobs(ctx context.Context, p backends.ReplayJobsPar
 // DeleteJobs implements backends.Admin. A deleted waiting job's message
 // is dropped when it is delivered.
 func (b *StoredBackend) DeleteJobs(ctx context.Context, p backends.DeleteJobsParams) (int, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return 0, err
+	}
 	var docs []*doc
 	for _, id := range p.IDs {
 		d, _, err := b.st.get(ctx, id)
@@ -77,6 +83,9 @@ func (b *StoredBackend) DeleteJobs(ctx context.Context, p backends.DeleteJobsPar
 
 // PurgeQueue implements backends.Admin.
 func (b *StoredBackend) PurgeQueue(ctx context.Context, p backends.PurgeQueueParams) (int, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return 0, err
+	}
 	docs, err := b.scan(ctx)
 	if err != nil {
 		return 0, err

@@ -12,6 +12,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/gate"
 	"github.com/conveyorhq/conveyor/backends/internal/notify"
 	"github.com/conveyorhq/conveyor/job"
 )
@@ -28,7 +29,7 @@ type Backend struct {
 	cancel  context.CancelFunc
 	closing <-chan struct{}
 	bg      sync.WaitGroup
-	once    sync.Once
+	gate    *gate.Gate
 
 	mu  sync.Mutex
 	cur *session      // nil while reconnecting
@@ -54,6 +55,38 @@ type Backend struct {
 type StoredBackend struct {
 	*Backend
 	backends.KVStore
+}
+
+// GetKV implements backends.KVStore on the store, once past the gate.
+func (b *StoredBackend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.KV, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return backends.KV{}, err
+	}
+	return b.KVStore.GetKV(ctx, p)
+}
+
+// PutKV implements backends.KVStore on the store, once past the gate.
+func (b *StoredBackend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return 0, err
+	}
+	return b.KVStore.PutKV(ctx, p)
+}
+
+// DeleteKV implements backends.KVStore on the store, once past the gate.
+func (b *StoredBackend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
+	return b.KVStore.DeleteKV(ctx, p)
+}
+
+// ListKV implements backends.KVStore on the store, once past the gate.
+func (b *StoredBackend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backends.KV, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
+	return b.KVStore.ListKV(ctx, p)
 }
 
 var (
@@ -94,6 +127,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.Store != nil {
 		b.st = &store{kv: cfg.Store, prefix: cfg.Prefix + "/amqp", keepDone: cfg.KeepDone, keepDead: cfg.KeepDead, cnt: &counts{}}
 	}
+	b.gate = gate.New("amqpbackend")
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.closing = b.ctx.Done()
 	s, err := b.dial(ctx, 1)
@@ -121,26 +155,23 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 // Close returns every delivery this Backend holds to the broker (by
 // closing the connection) and stops its goroutines. Jobs are not affected.
 func (b *Backend) Close() error {
-	b.once.Do(func() {
+	if b.gate.Close() {
 		b.cancel()
 		b.bg.Wait()
-	})
+	}
 	return nil
 }
 
-func (b *Backend) closed() error {
-	select {
-	case <-b.closing:
-		return job.ErrClosed
-	default:
-		return nil
-	}
-}
+// closed is the gate's check for the loops, which have no caller's context.
+func (b *Backend) closed() error { return b.gate.Check(context.Background()) }
 
 // Listen implements backends.Notifier with this process's events: jobs
 // that arrived from the broker or were enqueued here, and jobs finished
 // here. Other processes' finishes are not seen; waiters poll for those.
 func (b *Backend) Listen(ctx context.Context, p backends.ListenParams) (<-chan backends.Event, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	return b.hub.Listen(ctx, p)
 }
 
@@ -149,10 +180,10 @@ func (b *Backend) Listen(ctx context.Context, p backends.ListenParams) (<-chan b
 // Without a store a batch is not atomic: a queue that fills part-way
 // keeps the jobs published before (the error wraps job.ErrQueueFull).
 func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
-	if err := p.Validate(); err != nil {
+	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
-	if err := b.closed(); err != nil {
+	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	if len(p.Jobs) == 0 {

@@ -21,6 +21,9 @@ type DeadParams struct {
 // oldest first, and leaves them there. A message whose body is no job comes
 // back with its body as Payload and no task name.
 func (b *Backend) ListDead(ctx context.Context, p DeadParams) ([]*job.Record, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	limit := p.Limit
 	if limit <= 0 {
 		limit = 100
@@ -45,6 +48,9 @@ func (b *Backend) ListDead(ctx context.Context, p DeadParams) ([]*job.Record, er
 // With a store, a dead letter whose job was replayed or deleted since is
 // dropped instead. Messages whose body is no job stay where they are.
 func (b *Backend) ReplayDead(ctx context.Context, p DeadParams) (int, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return 0, err
+	}
 	n := 0
 	err := b.onDead(ctx, p.Queue, func(ch *amqp.Channel) error {
 		for p.Limit <= 0 || n < p.Limit {
@@ -114,9 +120,6 @@ func (b *Backend) republish(ctx context.Context, d *doc, now time.Time) error {
 // before it may be read) if queue q's dead-letter queue exists. Closing
 // the channel returns whatever fn got and did not ack.
 func (b *Backend) onDead(ctx context.Context, q string, fn func(ch *amqp.Channel) error) error {
-	if err := b.closed(); err != nil {
-		return err
-	}
 	return b.onOwnConnection(ctx, func(ch *amqp.Channel) error {
 		_, err := ch.QueueDeclarePassive(b.names.dead(q), true, false, false, false, nil)
 		var ae *amqp.Error

@@ -17,6 +17,9 @@ import (
 // lease expiry is the one it was reserved with: Extend does not write to
 // the store.
 func (b *StoredBackend) GetJob(ctx context.Context, p backends.GetJobParams) (*job.Record, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	d, _, err := b.st.get(ctx, p.ID)
 	if err != nil {
 		return nil, err
@@ -28,6 +31,9 @@ func (b *StoredBackend) GetJob(ctx context.Context, p backends.GetJobParams) (*j
 // holds under the prefix: fine for the retention a dashboard shows, not
 // for millions of jobs (see the package documentation).
 func (b *StoredBackend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*backends.JobPage, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	limit, after, err := p.Page()
 	if err != nil {
 		return nil, err
@@ -61,6 +67,9 @@ func (b *StoredBackend) ListJobs(ctx context.Context, p backends.ListJobsParams)
 // process's changes are flushed first, other processes' are in within
 // countFlush.
 func (b *StoredBackend) QueueStats(ctx context.Context, p backends.QueueStatsParams) ([]backends.QueueStats, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
 	if err := b.st.flushCounts(ctx); err != nil {
 		return nil, err
 	}

@@ -16,10 +16,10 @@ import (
 // queue: the deliveries that arrived, in priority, run-at and arrival
 // order, or basic.get when the prefetch is all in use.
 func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
-	if err := p.Validate(); err != nil {
+	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
-	if err := b.closed(); err != nil {
+	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	if paused, err := b.paused(ctx, p.Queue); paused || err != nil {
@@ -116,7 +116,7 @@ func (b *Backend) lease(ctx context.Context, c *consumer, it *item, d time.Durat
 // Extend implements backends.Backend. Leases are this process's: one it
 // does not hold (expired and returned, or held by another process) is lost.
 func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backends.ExtendResult, error) {
-	if err := b.closed(); err != nil {
+	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
 	now := time.Now()
@@ -196,6 +196,9 @@ func (b *Backend) finished(ctx context.Context, d *doc) {
 
 // Complete implements backends.Backend.
 func (b *Backend) Complete(ctx context.Context, p backends.CompleteParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	_, err := b.finish(ctx, p.Lease, func(d *doc) {
 		d.State, d.Result, d.FinishedAt, d.Lease = job.Done, p.Result, time.Now(), job.Lease{}
 	})
@@ -206,6 +209,9 @@ func (b *Backend) Complete(ctx context.Context, p backends.CompleteParams) error
 // (to its delay level, or to the work queue if p.At has passed), then acks
 // the current delivery.
 func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	l, err := b.claimLease(p.Lease)
 	if err != nil {
 		return fmt.Errorf("amqpbackend: job %s: %w", p.Lease.JobID, err)
@@ -263,6 +269,9 @@ func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
 
 // DeadLetter implements backends.Backend.
 func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	l, err := b.claimLease(p.Lease)
 	if err != nil {
 		return fmt.Errorf("amqpbackend: job %s: %w", p.Lease.JobID, err)
@@ -307,7 +316,7 @@ func (b *Backend) bury(ctx context.Context, l *lease, token string, ae job.Attem
 // Cancel implements backends.Backend. Without a store only the worker
 // holding the lease can cancel (the broker cannot find a message by ID).
 func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.State, error) {
-	if err := b.closed(); err != nil {
+	if err := b.gate.Check(ctx); err != nil {
 		return "", err
 	}
 	if p.Lease != nil {

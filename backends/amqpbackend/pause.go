@@ -36,6 +36,9 @@ func (s store) pausePrefix() string      { return s.prefix + "/paused/" }
 // hands out nothing from a paused queue; its consumer keeps what it
 // prefetched, and running jobs carry on.
 func (b *StoredBackend) PauseQueue(ctx context.Context, p backends.PauseQueueParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	_, err := b.st.kv.PutKV(ctx, backends.PutKVParams{Key: b.st.pauseKey(p.Queue), Value: []byte("paused")})
 	if err != nil && !errors.Is(err, job.ErrConflict) { // a conflict: paused already
 		return fmt.Errorf("amqpbackend: pause %s: %w", p.Queue, err)
@@ -49,6 +52,9 @@ func (b *StoredBackend) PauseQueue(ctx context.Context, p backends.PauseQueuePar
 
 // ResumeQueue implements backends.Pauser.
 func (b *StoredBackend) ResumeQueue(ctx context.Context, p backends.PauseQueueParams) error {
+	if err := b.gate.Check(ctx); err != nil {
+		return err
+	}
 	if err := b.st.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: b.st.pauseKey(p.Queue)}); err != nil {
 		return fmt.Errorf("amqpbackend: resume %s: %w", p.Queue, err)
 	}

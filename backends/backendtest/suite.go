@@ -52,6 +52,8 @@ func runCore(t *testing.T, f Factory, lookups bool) {
 		{"Results", testResults, false},
 		{"ConcurrentWorkersRunEachJobOnce", testConcurrentWorkers, false},
 		{"WholeRecord", testWholeRecord, false},
+		{"AfterClose", testAfterClose, false},
+		{"CancelledContext", testCancelledContext, false},
 	}
 	for _, tc := range tests {
 		if tc.lookups && !lookups {
