@@ -26,6 +26,15 @@ func (b *Backend) claim(ctx context.Context, it *item, n int, now time.Time, jl 
 	start := func(d *doc) {
 		d.State, d.Deliveries, d.StartedAt, d.Lease = job.Running, n, now, jl
 	}
+	// The store's count of deliveries wins when it is ahead of the
+	// message's: a worker killed after publishing a retry but before
+	// recording it leaves two messages of one incarnation, and counted per
+	// message their deliveries would repeat a number.
+	startAfter := func(cur *doc) {
+		k := max(n, cur.Deliveries+1)
+		start(cur)
+		cur.Deliveries = k
+	}
 	for {
 		restored := false
 		stored, err := b.st.update(ctx, msg.ID, func(cur *doc) error {
@@ -43,7 +52,7 @@ func (b *Backend) claim(ctx context.Context, it *item, n int, now time.Time, jl 
 				cur.version, restored = v, true
 			}
 			cur.Incarnation = msg.Incarnation
-			start(cur)
+			startAfter(cur)
 			return nil
 		})
 		if errors.Is(err, job.ErrNotFound) {

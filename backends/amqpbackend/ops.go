@@ -105,6 +105,7 @@ func (b *Backend) lease(ctx context.Context, c *consumer, it *item, d time.Durat
 			return nil, err
 		}
 		rec = stored.Record
+		n = rec.Deliveries // the store's count, which may be ahead of the message's
 	}
 	rec.State, rec.Deliveries, rec.StartedAt, rec.Lease = job.Running, n, now, jl
 	l.doc = &doc{Record: rec, Bounded: it.doc.Bounded, Incarnation: it.doc.Incarnation}

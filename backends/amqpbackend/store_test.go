@@ -139,3 +139,40 @@ func TestDeletedJobIsDroppedNotRestored(t *testing.T) {
 		t.Fatalf("a deleted job was restored: %s", line)
 	}
 }
+
+// A worker killed after publishing a retry but before recording it leaves
+// a second message of the job's incarnation behind (here published by
+// hand, as that worker did). Whichever runs, the job's deliveries keep
+// counting up from the store's count: no number repeats.
+func TestDeliveriesCountOnAcrossAnUnrecordedRetry(t *testing.T) {
+	b := open(t, amqpbackend.Config{Store: sqliteStore(t)})
+	ctx := context.Background()
+	q := fresh("unrecorded-retry")
+	_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: "ur-1", Queue: q, Task: "t"}}})
+	must(t, err)
+	reserve := func(want int) *job.Record {
+		t.Helper()
+		var got []*job.Record
+		testenv.WaitFor(t, 10*time.Second, "the job's delivery", func() bool {
+			got, err = b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 1, Lease: time.Minute})
+			must(t, err)
+			return len(got) == 1
+		})
+		if got[0].Deliveries != want {
+			t.Fatalf("delivery %d of the job, want %d", got[0].Deliveries, want)
+		}
+		return got[0]
+	}
+	first := reserve(1)
+	ae := job.AttemptError{Attempt: 1, Error: "once"}
+	must(t, b.Retry(ctx, backends.RetryParams{Lease: first.Lease, At: time.Now(), Error: &ae}))
+	reserve(2)
+	// What the killed worker's unrecorded retry left: incarnation 1 again,
+	// counted from its delivery 1.
+	must(t, rawChannel(t).PublishWithContext(ctx, testPrefix+".work", q, false, false, amqp.Publishing{
+		MessageId: "ur-1", Type: "t", Headers: amqp.Table{"x-conveyor-deliveries": int64(1), "x-conveyor-incarnation": int64(1)}}))
+	// It arrives while the job runs its delivery 2 (two holders: at least
+	// once), and is its delivery 3, not a second delivery 2.
+	third := reserve(3)
+	must(t, b.Complete(ctx, backends.CompleteParams{Lease: third.Lease}))
+}
