@@ -52,7 +52,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up)
 	for _, s := range stats {
-		for _, st := range job.States {
+		for _, st := range job.States() {
 			ch <- prometheus.MustNewConstMetric(descJobs, prometheus.GaugeValue, float64(s.Counts[st]), s.Queue, string(st))
 		}
 		ch <- prometheus.MustNewConstMetric(descDepth, prometheus.GaugeValue, float64(s.Depth()), s.Queue)

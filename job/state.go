@@ -26,8 +26,12 @@ const (
 	Cancelled State = "cancelled"
 )
 
-// States lists every state in display order.
-var States = []State{Pending, Scheduled, Running, Retrying, Done, Dead, Cancelled}
+// states is every state in display order.
+var states = [...]State{Pending, Scheduled, Running, Retrying, Done, Dead, Cancelled}
+
+// States returns every state in display order, in a slice of the caller's
+// own (a variable could be changed by any importer, for all of them).
+func States() []State { return append([]State(nil), states[:]...) }
 
 // Finished reports whether s is final: the job no longer counts towards its
 // queue's depth and no worker will run it again unless it is replayed.
@@ -43,7 +47,7 @@ func (s State) Waiting() bool {
 
 // Valid reports whether s is one of the defined states.
 func (s State) Valid() bool {
-	for _, v := range States {
+	for _, v := range states {
 		if s == v {
 			return true
 		}

@@ -9,7 +9,7 @@ import (
 )
 
 func TestStateClasses(t *testing.T) {
-	for _, s := range job.States {
+	for _, s := range job.States() {
 		if s.Finished() == s.Waiting() && s != job.Running {
 			t.Errorf("%s is both or neither finished and waiting", s)
 		}

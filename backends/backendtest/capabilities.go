@@ -64,7 +64,7 @@ func testInspector(h *harness) {
 	if len(stats) != 1 || stats[0].Queue != q {
 		h.t.Fatalf("QueueStats(%s) = %+v", q, stats)
 	}
-	for _, st := range job.States {
+	for _, st := range job.States() {
 		if stats[0].Counts[st] != 1 {
 			h.t.Fatalf("counts %v: want 1 job in every state", stats[0].Counts)
 		}

@@ -132,7 +132,7 @@ func (b *Backend) QueueStats(ctx context.Context, p backends.QueueStatsParams) (
 		}
 	}
 	args := []any{"stats"}
-	for _, s := range job.States {
+	for _, s := range job.States() {
 		args = append(args, string(s))
 	}
 	out := make([]backends.QueueStats, 0, len(queues))
@@ -142,7 +142,7 @@ func (b *Backend) QueueStats(ctx context.Context, p backends.QueueStatsParams) (
 			return nil, fmt.Errorf("redisbackend: stats of %s: %w", q, err)
 		}
 		s := backends.QueueStats{Queue: q, Paused: v[0] == 1, Counts: map[job.State]int{}}
-		for i, st := range job.States {
+		for i, st := range job.States() {
 			if n := int(v[i+1]); n > 0 {
 				s.Counts[st] = n
 			}

@@ -19,7 +19,7 @@ import (
 const janitorBatch = 1000
 
 // The janitor's searches for rows no query of the backend would ever
-// finish: a state outside job.States is never due and never finished; an
+// finish: a state outside job.States() is never due and never finished; an
 // INTEGER column holding text or a blob compares above every integer, so
 // such a run_at is never due, such a lease never expires and such a
 // finished_at is never past its retention. (A real compares as a number
@@ -32,8 +32,8 @@ var (
 	// (queue, state) index between the known states, then its waiting jobs'
 	// run_at and its running jobs' lease expiry.
 	findQueueCorrupt = func() string {
-		known := make([]string, len(job.States))
-		for i, st := range job.States {
+		known := make([]string, len(job.States()))
+		for i, st := range job.States() {
 			known[i] = string(st)
 		}
 		slices.Sort(known)

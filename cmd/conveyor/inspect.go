@@ -47,13 +47,13 @@ func runInspect(ctx context.Context, args []string, out io.Writer) error {
 		}
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprint(tw, "QUEUE\tPAUSED")
-		for _, st := range job.States {
+		for _, st := range job.States() {
 			fmt.Fprintf(tw, "\t%s", strings.ToUpper(string(st)))
 		}
 		fmt.Fprintln(tw)
 		for _, s := range stats {
 			fmt.Fprintf(tw, "%s\t%v", s.Queue, s.Paused)
-			for _, st := range job.States {
+			for _, st := range job.States() {
 				fmt.Fprintf(tw, "\t%d", s.Counts[st])
 			}
 			fmt.Fprintln(tw)

@@ -126,7 +126,7 @@ func progressBar(done, total int) string {
 
 func line(c map[job.State]int, brk []worker.BreakerState) string {
 	var b strings.Builder
-	for _, st := range job.States {
+	for _, st := range job.States() {
 		fmt.Fprintf(&b, "%s %d  ", st, c[st])
 	}
 	for _, s := range brk {
