@@ -212,8 +212,11 @@ func testSIGKILL(t *testing.T, db string) {
 }
 
 func TestDemo(t *testing.T) {
+	// The outage is long enough for three charges to fail in a row and trip
+	// the breaker even on a loaded machine (500ms was not, beside the chaos
+	// test).
 	var out bytes.Buffer
-	err := run(context.Background(), []string{"demo", "-greetings", "10", "-flaky", "2", "-charges", "4", "-outage", "500ms"}, &out)
+	err := run(context.Background(), []string{"demo", "-greetings", "10", "-flaky", "2", "-charges", "4", "-outage", "1500ms"}, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
