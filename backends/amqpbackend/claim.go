@@ -13,6 +13,9 @@ import (
 // one (it finished, was cancelled or deleted, or a retry superseded it).
 var errStale = errors.New("amqpbackend: stale message")
 
+// errPoison: the store says the job was delivered MaxDeliveries times.
+var errPoison = errors.New("amqpbackend: poison message")
+
 // claim moves the delivered job to Running in the store, with lease jl,
 // and returns the stored job. A message the store says is stale is
 // refused with an error wrapping errStale, saying why. A message whose
@@ -26,14 +29,23 @@ func (b *Backend) claim(ctx context.Context, it *item, n int, now time.Time, jl 
 	start := func(d *doc) {
 		d.State, d.Deliveries, d.StartedAt, d.Lease = job.Running, n, now, jl
 	}
-	// The store's count of deliveries wins when it is ahead of the
-	// message's: a worker killed after publishing a retry but before
-	// recording it leaves two messages of one incarnation, and counted per
-	// message their deliveries would repeat a number.
-	startAfter := func(cur *doc) {
-		k := max(n, cur.Deliveries+1)
+	// With a record, the store counts the deliveries: the ones that were
+	// leased. The broker's count also takes in every return of a message
+	// prefetched by a consumer that died before it started it, which would
+	// make a job that waited behind many crashes a poison message without
+	// having run; and two messages of one incarnation (a worker killed
+	// between publishing a retry and recording it) would repeat a number.
+	var poisoned *doc
+	startAfter := func(cur *doc) error {
+		k := cur.Deliveries + 1
+		if msg.MaxDeliveries > 0 && k > msg.MaxDeliveries {
+			dead := *cur
+			poisoned = &dead
+			return errPoison
+		}
 		start(cur)
 		cur.Deliveries = k
+		return nil
 	}
 	for {
 		restored := false
@@ -50,10 +62,12 @@ func (b *Backend) claim(ctx context.Context, it *item, n int, now time.Time, jl 
 				v := cur.version
 				*cur = *msg
 				cur.version, restored = v, true
+				cur.Incarnation = msg.Incarnation
+				start(cur) // counted from the message: the store's count went back with it
+				return nil
 			}
 			cur.Incarnation = msg.Incarnation
-			startAfter(cur)
-			return nil
+			return startAfter(cur)
 		})
 		if errors.Is(err, job.ErrNotFound) {
 			stored, err = b.restore(ctx, msg, start)
@@ -65,6 +79,9 @@ func (b *Backend) claim(ctx context.Context, it *item, n int, now time.Time, jl 
 				_ = b.st.addDepth(ctx, stored.Queue, 1, 0)
 			}
 			b.warnRestored(msg, "the record is older than the message")
+		}
+		if errors.Is(err, errPoison) {
+			return poisoned, err
 		}
 		return stored, err
 	}

@@ -75,11 +75,10 @@ func (b *Backend) lease(ctx context.Context, c *consumer, it *item, d time.Durat
 	now := time.Now()
 	n := it.doc.Deliveries + deliveryCount(it.d) + 1
 	l := &lease{c: c, d: it.d, gen: it.gen, expires: now.Add(d)}
-	if it.doc.MaxDeliveries > 0 && n > it.doc.MaxDeliveries {
-		dead := *it.doc
-		dead.Deliveries = n - 1
+	// poison buries dead, a job delivered its MaxDeliveries times.
+	poison := func(dead doc) (*job.Record, error) {
 		l.doc = &dead
-		ae := job.AttemptError{Attempt: dead.Attempts() + 1, At: now, Error: backends.PoisonReason(n - 1)}
+		ae := job.AttemptError{Attempt: dead.Attempts() + 1, At: now, Error: backends.PoisonReason(dead.Deliveries)}
 		err := b.bury(ctx, l, "", ae)
 		switch {
 		case errors.Is(err, errStale), errors.Is(err, job.ErrLeaseLost):
@@ -91,11 +90,18 @@ func (b *Backend) lease(ctx context.Context, c *consumer, it *item, d time.Durat
 		}
 		return nil, nil
 	}
+	if b.st == nil && it.doc.MaxDeliveries > 0 && n > it.doc.MaxDeliveries { // with a store, claim counts
+		dead := *it.doc
+		dead.Deliveries = n - 1
+		return poison(dead)
+	}
 	jl := job.Lease{JobID: it.doc.ID, Token: newToken(), ExpiresAt: l.expires}
 	rec := it.doc.Record
 	if b.st != nil {
 		stored, err := b.claim(ctx, it, n, now, jl)
 		switch {
+		case errors.Is(err, errPoison):
+			return poison(*stored)
 		case errors.Is(err, errStale):
 			b.cfg.Logger.Debug("amqpbackend: message dropped", "queue", it.doc.Queue, "job", it.doc.ID, "why", err)
 			b.settle(l, true)

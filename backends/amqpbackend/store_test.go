@@ -176,3 +176,31 @@ func TestDeliveriesCountOnAcrossAnUnrecordedRetry(t *testing.T) {
 	third := reserve(3)
 	must(t, b.Complete(ctx, backends.CompleteParams{Lease: third.Lease}))
 }
+
+// With a store, a job's deliveries are the ones that were leased: a
+// message returned after its consumer died before starting it (the
+// broker's x-delivery-count, here set by hand on a copy) does not bring
+// the job nearer to poison.
+func TestReturnedPrefetchIsNoDelivery(t *testing.T) {
+	b := open(t, amqpbackend.Config{Store: sqliteStore(t)})
+	ctx := context.Background()
+	q := fresh("prefetch-returns")
+	_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: "pr-1", Queue: q, Task: "t", MaxDeliveries: 2}}})
+	must(t, err)
+	must(t, rawChannel(t).PublishWithContext(ctx, testPrefix+".work", q, false, false, amqp.Publishing{
+		MessageId: "pr-1", Type: "t", Headers: amqp.Table{"x-conveyor-max-deliveries": int64(2), "x-delivery-count": int64(5)}}))
+	var got []*job.Record
+	testenv.WaitFor(t, 10*time.Second, "both messages of the job", func() bool {
+		recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 2, Lease: time.Minute})
+		must(t, err)
+		got = append(got, recs...)
+		return len(got) == 2
+	})
+	if got[0].Deliveries != 1 || got[1].Deliveries != 2 {
+		t.Fatalf("deliveries %d and %d, want 1 and 2 (the store's count)", got[0].Deliveries, got[1].Deliveries)
+	}
+	rec, err := b.(backends.Inspector).GetJob(ctx, backends.GetJobParams{ID: "pr-1"})
+	if err != nil || rec.State != job.Running {
+		t.Fatalf("job = %+v, %v; want running, not a poison message", rec, err)
+	}
+}
