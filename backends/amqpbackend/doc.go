@@ -20,7 +20,10 @@
 //
 // Leases are the process's own: a delivery whose lease passes without an
 // Extend is returned to the broker (nack, requeue), and the broker counts
-// the return in x-delivery-count, which is how poison messages are found.
+// the return in x-delivery-count, which is how poison messages are found
+// without a store. With a store the deliveries are the leases it recorded:
+// the broker's count also takes in the returns of messages that a dying
+// consumer had prefetched but never started.
 // A process that stops without returning them (killed, frozen) loses its
 // connection, at once or after the AMQP heartbeat (Config.Heartbeat), and
 // the broker requeues them then.
