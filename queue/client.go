@@ -106,6 +106,7 @@ func (c *Client) trace(ctx context.Context, p backends.EnqueueParams) (end func(
 
 func (c *Client) params(ctx context.Context, reqs []Request) (backends.EnqueueParams, error) {
 	p := backends.EnqueueParams{Jobs: make([]*backends.JobInsert, len(reqs))}
+	var bound int // MaxDepth of the queue of the job before
 	for i, r := range reqs {
 		if r.err != nil {
 			return p, fmt.Errorf("request %d: %w", i, r.err)
@@ -121,7 +122,10 @@ func (c *Client) params(ctx context.Context, reqs []Request) (backends.EnqueuePa
 		if ins.ID == "" {
 			ins.ID = newID()
 		}
-		ins.MaxDepth = c.queues.options(ctx, ins.Queue).MaxDepth
+		if i == 0 || ins.Queue != p.Jobs[i-1].Queue { // a batch is mostly one queue
+			bound = c.queues.options(ctx, ins.Queue).MaxDepth
+		}
+		ins.MaxDepth = bound
 		p.Jobs[i] = &ins
 	}
 	return p, nil

@@ -26,9 +26,9 @@ type Queue struct {
 type QueueOptions struct {
 	// MaxDepth is the most unfinished jobs (pending, scheduled, running,
 	// retrying) the queue may hold. Default 0: unbounded.
-	MaxDepth int
+	MaxDepth int `json:"max_depth"`
 	// WhenFull says what an enqueue past MaxDepth does. Default Reject.
-	WhenFull FullPolicy
+	WhenFull FullPolicy `json:"when_full"`
 }
 
 // NewQueue defines a queue. It panics on an empty name, as NewTask does:
@@ -99,28 +99,6 @@ func (s QueueSettings) Effective() QueueOptions {
 	return s.Code
 }
 
-// MarshalJSON writes the options with names a reader of the stored record
-// or of the dashboard's API understands.
-func (o QueueOptions) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		MaxDepth int        `json:"max_depth"`
-		WhenFull FullPolicy `json:"when_full"`
-	}{o.MaxDepth, o.WhenFull})
-}
-
-// UnmarshalJSON reads what MarshalJSON writes.
-func (o *QueueOptions) UnmarshalJSON(b []byte) error {
-	var v struct {
-		MaxDepth int        `json:"max_depth"`
-		WhenFull FullPolicy `json:"when_full"`
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	*o = QueueOptions{MaxDepth: v.MaxDepth, WhenFull: v.WhenFull}
-	return nil
-}
-
 const queueKeyPrefix = "queue/"
 
 // settingsTTL is how long a client trusts the settings it read: an
@@ -185,21 +163,32 @@ func (b *queueBook) options(ctx context.Context, queue string) QueueOptions {
 // queue differently from what is stored as the code's, stores its own
 // definition: the newest deploy's code wins, an operator's override stays.
 func (b *queueBook) sync(ctx context.Context, queue string, code QueueOptions, defined bool) (QueueSettings, error) {
-	for range 3 { // a concurrent writer makes a compare-and-set fail; read again
-		s, ver, err := readSettings(ctx, b.kv, queue)
-		if err != nil {
+	return updateSettings(ctx, b.kv, queue, func(s *QueueSettings, stored bool) bool {
+		if !defined || (stored && s.Code == code) {
+			return false
+		}
+		s.Code = code
+		return true
+	})
+}
+
+// updateSettings reads a queue's settings, lets change edit them (it says
+// whether it did; stored tells whether any were stored) and writes them
+// back by compare-and-set, reading again when another writer came first.
+func updateSettings(ctx context.Context, kv backends.KVStore, queue string, change func(s *QueueSettings, stored bool) bool) (QueueSettings, error) {
+	for range 3 {
+		s, ver, err := readSettings(ctx, kv, queue)
+		if err != nil || !change(&s, ver > 0) {
 			return s, err
 		}
-		if !defined || (ver > 0 && s.Code == code) {
+		s.Queue, s.Changed = queue, time.Now()
+		err = writeSettings(ctx, kv, s, ver)
+		if !errors.Is(err, job.ErrConflict) {
+			if err != nil {
+				return s, fmt.Errorf("queue %s: store settings: %w", queue, err)
+			}
 			return s, nil
 		}
-		s.Queue, s.Code, s.Changed = queue, code, time.Now()
-		if err := writeSettings(ctx, b.kv, s, ver); errors.Is(err, job.ErrConflict) {
-			continue
-		} else if err != nil {
-			return s, err
-		}
-		return s, nil
 	}
 	return QueueSettings{}, fmt.Errorf("queue %s: settings: %w", queue, job.ErrConflict)
 }
@@ -280,19 +269,12 @@ func (c *Client) SetQueue(ctx context.Context, name string, opts *QueueOptions) 
 	if name == "" || (opts != nil && opts.MaxDepth < 0) {
 		return fmt.Errorf("%w: SetQueue needs a queue name and a MaxDepth of 0 or more", job.ErrInvalid)
 	}
-	for range 3 {
-		s, ver, err := readSettings(ctx, kv, name)
-		if err != nil {
-			return err
-		}
-		s.Operator, s.Changed = opts, time.Now()
-		if err := writeSettings(ctx, kv, s, ver); errors.Is(err, job.ErrConflict) {
-			continue
-		} else if err != nil {
-			return fmt.Errorf("queue %s: store settings: %w", name, err)
-		}
-		c.queues.forget(name)
-		return nil
+	if _, err := updateSettings(ctx, kv, name, func(s *QueueSettings, _ bool) bool {
+		s.Operator = opts
+		return true
+	}); err != nil {
+		return err
 	}
-	return fmt.Errorf("queue %s: settings: %w", name, job.ErrConflict)
+	c.queues.forget(name)
+	return nil
 }

@@ -204,7 +204,7 @@ func (w *Worker) finish(ctx context.Context, rec *job.Record, h *handler, res []
 	}
 	switch {
 	case ferr == nil:
-	case errors.Is(ferr, job.ErrLeaseLost), errors.Is(ferr, job.ErrFinished):
+	case !retryable(ferr):
 		// Another delivery owns or already finished the job: what this one
 		// did is discarded, whatever it was.
 		log().Warn("lease lost before the outcome was recorded; outcome discarded", "outcome", outcome, "err", ferr)

@@ -160,15 +160,12 @@ func exportedRecv(r *ast.FieldList) bool {
 	if st, ok := ty.(*ast.StarExpr); ok {
 		ty = st.X
 	}
-	switch ty := ty.(type) {
+	switch g := ty.(type) { // a generic type's receiver names its parameters
 	case *ast.IndexExpr:
-		ty2, _ := ty.X.(*ast.Ident)
-		return ty2 != nil && ty2.IsExported()
+		ty = g.X
 	case *ast.IndexListExpr:
-		ty2, _ := ty.X.(*ast.Ident)
-		return ty2 != nil && ty2.IsExported()
-	case *ast.Ident:
-		return ty.IsExported()
+		ty = g.X
 	}
-	return false
+	id, ok := ty.(*ast.Ident)
+	return ok && id.IsExported()
 }

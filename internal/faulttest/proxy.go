@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -89,9 +90,8 @@ func (p *Proxy) serve(client net.Conn) {
 		return
 	}
 	p.track(client, server)
-	var armed sync.Mutex // guards cutNext between the two directions
-	cutNext := false
-	go func() { // client to server: watch for the marker
+	var cutNext atomic.Bool // set by the request direction, read by the reply's
+	go func() {             // client to server: watch for the marker
 		buf := make([]byte, 64<<10)
 		for {
 			n, err := client.Read(buf)
@@ -99,9 +99,7 @@ func (p *Proxy) serve(client net.Conn) {
 				p.mu.Lock()
 				if len(p.marker) > 0 && bytes.Contains(buf[:n], p.marker) {
 					p.marker = nil
-					armed.Lock()
-					cutNext = true
-					armed.Unlock()
+					cutNext.Store(true)
 				}
 				p.mu.Unlock()
 				if _, werr := server.Write(buf[:n]); werr != nil {
@@ -119,10 +117,7 @@ func (p *Proxy) serve(client net.Conn) {
 	for {
 		n, err := server.Read(buf)
 		if n > 0 {
-			armed.Lock()
-			cut := cutNext
-			armed.Unlock()
-			if cut {
+			if cutNext.Load() {
 				p.goDown()
 				return
 			}
