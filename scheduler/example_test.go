@@ -47,3 +47,10 @@ func Example() {
 	// reports.send {"kind":"daily"} 2026-01-05T09:00:00Z
 	// next: 2026-01-06T09:00:00Z
 }
+
+// fakeClock stands in for the system clock so that the example's output
+// does not depend on when it runs.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) Now() time.Time      { return c.t }
+func (c *fakeClock) Add(d time.Duration) { c.t = c.t.Add(d) }

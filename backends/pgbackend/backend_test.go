@@ -18,6 +18,7 @@ import (
 	"github.com/conveyorhq/conveyor/internal/faulttest"
 	"github.com/conveyorhq/conveyor/internal/testenv"
 	"github.com/conveyorhq/conveyor/job"
+	"github.com/conveyorhq/conveyor/scheduler/schedulertest"
 )
 
 // newPool connects to the test server and gives the test a schema of its
@@ -56,6 +57,15 @@ func TestConformance(t *testing.T) {
 	pool, schema := newPool(t)
 	open(t, pool, pgbackend.Config{Schema: schema}) // migrate once
 	backendtest.Run(t, func(t *testing.T) backends.Backend {
+		return open(t, pool, pgbackend.Config{Schema: schema})
+	})
+}
+
+// TestScheduler runs the scheduler's suite on the backend's KV store, each
+// case in a schema of its own.
+func TestScheduler(t *testing.T) {
+	schedulertest.Run(t, func(t *testing.T) backends.Backend {
+		pool, schema := newPool(t)
 		return open(t, pool, pgbackend.Config{Schema: schema})
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/conveyorhq/conveyor/backends/redisbackend"
 	"github.com/conveyorhq/conveyor/internal/faulttest"
 	"github.com/conveyorhq/conveyor/internal/testenv"
+	"github.com/conveyorhq/conveyor/scheduler/schedulertest"
 )
 
 // open returns a backend on client under a prefix of its own, so tests
@@ -50,6 +51,13 @@ func TestConformanceCluster(t *testing.T) {
 	backendtest.Run(t, func(t *testing.T) backends.Backend {
 		return open(t, client, redisbackend.Config{Prefix: "conformance"})
 	})
+}
+
+// TestScheduler runs the scheduler's suite on the backend's KV store, each
+// case under a prefix of its own.
+func TestScheduler(t *testing.T) {
+	client := newClient(t)
+	schedulertest.Run(t, func(t *testing.T) backends.Backend { return open(t, client, redisbackend.Config{}) })
 }
 
 // Finished jobs are pruned after their retention, except while their

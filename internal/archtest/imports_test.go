@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -18,7 +19,8 @@ type pkg struct {
 	Imports    []string
 }
 
-// packages lists the module's packages with their non-test imports.
+// packages lists the packages of every module in the workspace (go.work)
+// with their non-test imports.
 func packages(t *testing.T) []pkg {
 	t.Helper()
 	out, err := exec.Command("go", "list", "-json=ImportPath,Name,Imports", mod+"/...").Output()
@@ -61,15 +63,15 @@ func TestImportRules(t *testing.T) {
 		applies: func(p pkg) bool { return p.Name != "main" && p.ImportPath != mod+"/daemon" },
 		banned:  func(imp string) bool { return imp == "os/signal" },
 	}, {
-		// backendtest is the conformance suite, published for backends of
-		// other modules (as riverdrivertest is): a test package by design.
+		// backendtest and schedulertest are suites published for the
+		// backends of other modules (as riverdrivertest is): test packages
+		// by design, named so.
 		name: "production packages import no test helpers",
 		applies: func(p pkg) bool {
-			return !strings.HasPrefix(p.ImportPath, mod+"/internal/") && p.ImportPath != mod+"/backends/backendtest"
+			return !strings.HasPrefix(p.ImportPath, mod+"/internal/") && !testSupport(p.ImportPath)
 		},
 		banned: func(imp string) bool {
-			return imp == "testing" || imp == mod+"/internal/testenv" || imp == mod+"/internal/faulttest" ||
-				imp == mod+"/backends/backendtest"
+			return imp == "testing" || imp == mod+"/internal/testenv" || imp == mod+"/internal/faulttest" || testSupport(imp)
 		},
 	}}
 	for _, p := range packages(t) {
@@ -82,6 +84,34 @@ func TestImportRules(t *testing.T) {
 					t.Errorf("%s imports %s: %s", p.ImportPath, imp, r.name)
 				}
 			}
+		}
+	}
+}
+
+// testSupport tells the suites other modules' tests import.
+func testSupport(path string) bool {
+	return strings.HasPrefix(path, mod+"/") && strings.HasSuffix(path, "test")
+}
+
+// The library's module requires only what the library uses: the server
+// backends' drivers, the benchmark's peers and the browser test's chromedp
+// live in modules of their own (go.work), so an app importing queue is
+// never moved to another version of them by minimal version selection.
+func TestLibraryModuleCarriesOnlyTheLibrary(t *testing.T) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.GoMod}}", mod).Output()
+	if err != nil {
+		t.Fatalf("go list -m: %v", err)
+	}
+	gomod, err := os.ReadFile(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, banned := range []string{
+		"github.com/jackc/pgx", "github.com/redis/go-redis", "github.com/rabbitmq/amqp091-go",
+		"github.com/hibiken/asynq", "github.com/riverqueue/river", "github.com/chromedp/",
+	} {
+		if bytes.Contains(gomod, []byte(banned)) {
+			t.Errorf("the library's go.mod requires %s: move what needs it into its own module", banned)
 		}
 	}
 }

@@ -1,7 +1,8 @@
-package dashboard_test
+package browsertest_test
 
 import (
 	"context"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/sqlitebackend"
 	"github.com/conveyorhq/conveyor/dashboard"
 	"github.com/conveyorhq/conveyor/internal/testenv"
 	"github.com/conveyorhq/conveyor/job"
@@ -127,4 +129,32 @@ func TestPageInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", out)
+}
+
+type mailArgs struct {
+	To string `json:"to"`
+}
+
+var sendMail = queue.NewTask[mailArgs, queue.None]("mail.send", queue.TaskOptions{Queue: "mail"})
+
+func openSQLite(t *testing.T) *sqlitebackend.Backend {
+	t.Helper()
+	b, err := sqlitebackend.Open(context.Background(), sqlitebackend.Config{Path: filepath.Join(t.TempDir(), "dash.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// serve starts the dashboard for cfg on a test server.
+func serve(t *testing.T, cfg dashboard.Config) *httptest.Server {
+	t.Helper()
+	h, err := dashboard.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
 }
