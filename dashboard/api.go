@@ -156,7 +156,11 @@ func (a *api) workers(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, ws)
+	out := make([]WorkerView, len(ws))
+	for i, info := range ws {
+		out[i] = workerView(info)
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func inspector(w http.ResponseWriter, b backends.Backend) (backends.Inspector, bool) {

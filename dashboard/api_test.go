@@ -39,6 +39,37 @@ func openSQLite(t *testing.T) *sqlitebackend.Backend {
 	return b
 }
 
+// killNext dead-letters the next job of queue with reason, as a worker
+// whose handler failed for good would.
+func killNext(t *testing.T, b backends.Backend, queue, reason string) {
+	t.Helper()
+	ctx := context.Background()
+	recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: queue, Limit: 1, Lease: time.Minute})
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("Reserve = %v, %v", recs, err)
+	}
+	if err := b.DeadLetter(ctx, backends.DeadLetterParams{Lease: recs[0].Lease, Error: job.AttemptError{Attempt: 1, At: time.Now(), Error: reason}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// addDigest stores the periodic entry "digest", daily at 7:00, as an app's
+// scheduler does.
+func addDigest(t *testing.T, c *queue.Client) {
+	t.Helper()
+	s, err := scheduler.New(c, scheduler.Config{Tasks: []queue.Definition{sendMail}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := scheduler.NewEntry("digest", "0 7 * * *", sendMail, mailArgs{To: "team@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Add(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // serve starts the dashboard for cfg on a test server.
 func serve(t *testing.T, cfg dashboard.Config) *httptest.Server {
 	t.Helper()
@@ -103,14 +134,7 @@ func TestOperatorActions(t *testing.T) {
 		}
 		ids = append(ids, h.ID)
 	}
-	// The first dies with a reason.
-	recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: "mail", Limit: 1, Lease: time.Minute})
-	if err != nil || len(recs) != 1 {
-		t.Fatalf("Reserve = %v, %v", recs, err)
-	}
-	if err := b.DeadLetter(ctx, backends.DeadLetterParams{Lease: recs[0].Lease, Error: job.AttemptError{Attempt: 1, At: time.Now(), Error: "mailbox unavailable"}}); err != nil {
-		t.Fatal(err)
-	}
+	killNext(t, b, "mail", "mailbox unavailable") // the first dies with a reason
 	srv := serve(t, dashboard.Config{Backend: b})
 
 	var qs []dashboard.QueueView
@@ -182,7 +206,7 @@ func TestWorkersAreListed(t *testing.T) {
 	}
 	defer w.Stop(ctx)
 	srv := serve(t, dashboard.Config{Backend: b})
-	var ws []worker.Info
+	var ws []dashboard.WorkerView
 	call(t, srv, "GET", "/api/workers", "", http.StatusOK, &ws)
 	if len(ws) != 1 || ws[0].ID != w.ID() || ws[0].Concurrency != 3 {
 		t.Fatalf("workers = %+v", ws)
@@ -281,20 +305,11 @@ func TestSearchAndSchedules(t *testing.T) {
 		t.Fatalf("search by task = %d jobs, want 2", len(page.Jobs))
 	}
 
-	s, err := scheduler.New(c, scheduler.Config{Tasks: []queue.Definition{sendMail}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := scheduler.NewEntry("digest", "0 7 * * *", sendMail, mailArgs{To: "team@example.com"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Add(ctx, e); err != nil {
-		t.Fatal(err)
-	}
-	var entries []scheduler.EntryState
+	addDigest(t, c)
+	var entries []dashboard.ScheduleView
 	call(t, srv, "GET", "/api/schedules", "", http.StatusOK, &entries)
-	if len(entries) != 1 || entries[0].Name != "digest" || entries[0].Schedule != "0 7 * * *" || entries[0].Paused {
+	if len(entries) != 1 || entries[0].Name != "digest" || entries[0].Schedule != "0 7 * * *" || entries[0].Task != "mail.send" ||
+		entries[0].Paused || entries[0].Last != nil {
 		t.Fatalf("schedules = %+v", entries)
 	}
 	call(t, srv, "POST", "/api/schedules/digest/pause", "", http.StatusNoContent, nil)

@@ -93,7 +93,7 @@ func New(cfg Config) (http.Handler, error) {
 	h = http.NewCrossOriginProtection().Handler(h)
 	h = a.authenticate(h)
 	mux.Handle("/", h)
-	return mux, nil
+	return jsonErrors(mux), nil
 }
 
 // authenticate asks for the configured credentials, if any.

@@ -96,5 +96,6 @@ func dropOlder[P any](ps []P, cut time.Time, at func(P) time.Time) []P {
 func (h *history) snapshot() History {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return History{Rates: slices.Clone(h.points), Pickup: slices.Clone(h.pickup)}
+	// Never null: a page iterates both before the first two samples exist.
+	return History{Rates: append([]Point{}, h.points...), Pickup: append([]PickupPoint{}, h.pickup...)}
 }

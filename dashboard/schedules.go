@@ -17,7 +17,11 @@ func (a *api) schedules(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, entries)
+	out := make([]ScheduleView, len(entries))
+	for i, e := range entries {
+		out[i] = scheduleView(e)
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *api) pauseSchedule(w http.ResponseWriter, r *http.Request) {

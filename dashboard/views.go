@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/conveyorhq/conveyor/job"
+	"github.com/conveyorhq/conveyor/scheduler"
+	"github.com/conveyorhq/conveyor/worker"
 )
 
 // QueueView is one queue in GET /api/queues.
@@ -74,4 +76,65 @@ func when(t time.Time) *time.Time {
 		return nil
 	}
 	return &t
+}
+
+// WorkerView is one live worker process in GET /api/workers.
+type WorkerView struct {
+	ID          string        `json:"id"`
+	Host        string        `json:"host"`
+	PID         int           `json:"pid"`
+	Queues      []string      `json:"queues"`
+	Concurrency int           `json:"concurrency"`
+	Running     int           `json:"running"`
+	Started     time.Time     `json:"started"`
+	Heartbeat   time.Time     `json:"heartbeat"`
+	Breakers    []BreakerView `json:"breakers"`
+	PickupP50   float64       `json:"pickup_p50_ms"`
+	PickupP99   float64       `json:"pickup_p99_ms"`
+}
+
+// BreakerView is one circuit breaker of a worker process.
+type BreakerView struct {
+	Name                string     `json:"name"`
+	State               string     `json:"state"` // "closed", "open" or "half-open"
+	OpenUntil           *time.Time `json:"open_until,omitempty"`
+	ConsecutiveFailures int        `json:"consecutive_failures"`
+}
+
+// ScheduleView is one periodic entry in GET /api/schedules.
+type ScheduleView struct {
+	Name     string          `json:"name"`
+	Schedule string          `json:"schedule"`
+	Task     string          `json:"task"`
+	Queue    string          `json:"queue,omitempty"` // empty: the task's
+	Priority int             `json:"priority,omitempty"`
+	Args     json.RawMessage `json:"args,omitempty"`
+	Misfire  string          `json:"misfire"`
+	Paused   bool            `json:"paused"`
+	Last     *time.Time      `json:"last,omitempty"` // the latest tick handled; absent if none
+	Next     *time.Time      `json:"next,omitempty"` // the next tick due
+}
+
+// workerView is w as the API shows it: the dashboard's own casing, not
+// whatever tags (or none) worker.Info and its breakers carry.
+func workerView(w worker.Info) WorkerView {
+	v := WorkerView{ID: w.ID, Host: w.Host, PID: w.PID, Queues: w.Queues, Concurrency: w.Concurrency, Running: w.Running,
+		Started: w.Started, Heartbeat: w.Heartbeat, Breakers: make([]BreakerView, len(w.Breakers)),
+		PickupP50: w.PickupP50, PickupP99: w.PickupP99}
+	if v.Queues == nil {
+		v.Queues = []string{}
+	}
+	for i, b := range w.Breakers {
+		v.Breakers[i] = BreakerView{Name: b.Name, State: b.State, OpenUntil: when(b.OpenUntil), ConsecutiveFailures: b.ConsecutiveFailures}
+	}
+	return v
+}
+
+func scheduleView(e scheduler.EntryState) ScheduleView {
+	misfire := string(e.Misfire)
+	if misfire == "" {
+		misfire = string(scheduler.Skip)
+	}
+	return ScheduleView{Name: e.Name, Schedule: e.Schedule, Task: e.Task, Queue: e.Queue, Priority: e.Priority,
+		Args: raw(e.Args), Misfire: misfire, Paused: e.Paused, Last: when(e.Last), Next: when(e.Next)}
 }

@@ -94,7 +94,7 @@ function renderWorkers(workers) {
     cell(row, (w.queues || []).join(", "));
     cell(row, String(w.running));
     cell(row, String(w.concurrency));
-    cell(row, (w.breakers || []).map(b => b.Name + ": " + b.State).join(", "));
+    cell(row, (w.breakers || []).map(b => b.name + ": " + b.state).join(", "));
     cell(row, new Date(w.heartbeat).toLocaleTimeString());
   }
 }
@@ -155,14 +155,14 @@ function renderSchedules(entries) {
   const body = tbody("#schedules");
   for (const e of entries) {
     const row = body.insertRow();
-    row.dataset.entry = e.Name;
-    cell(row, e.Name + (e.paused ? " (paused)" : ""), e.paused ? "paused" : "");
-    cell(row, e.Schedule);
-    cell(row, e.Task);
-    cell(row, time(e.last && !e.last.startsWith("0001") ? e.last : null));
-    cell(row, time(e.next && !e.next.startsWith("0001") ? e.next : null));
+    row.dataset.entry = e.name;
+    cell(row, e.name + (e.paused ? " (paused)" : ""), e.paused ? "paused" : "");
+    cell(row, e.schedule);
+    cell(row, e.task);
+    cell(row, time(e.last));
+    cell(row, time(e.next));
     const actions = row.insertCell();
-    const n = encodeURIComponent(e.Name);
+    const n = encodeURIComponent(e.name);
     if (e.paused) button(actions, "Resume", () => post("api/schedules/" + n + "/resume"));
     else button(actions, "Pause", () => post("api/schedules/" + n + "/pause"));
   }
