@@ -1,14 +1,11 @@
 package dashboard
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
@@ -74,67 +71,6 @@ func (a *api) queues(w http.ResponseWriter, r *http.Request) {
 // historyView answers GET /api/history.
 func (a *api) historyView(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, a.hist.snapshot())
-}
-
-func (a *api) jobs(w http.ResponseWriter, r *http.Request) {
-	in, ok := inspector(w, a.cfg.Backend)
-	if !ok {
-		return
-	}
-	q := r.URL.Query()
-	limit := 0
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("limit %q: want 1 to 1000", s))
-			return
-		}
-		limit = n
-	}
-	p := backends.ListJobsParams{Queue: q.Get("queue"), State: job.State(q.Get("state")), Limit: limit, Cursor: q.Get("cursor")}
-	if text := q.Get("q"); text != "" {
-		a.search(w, r, in, p, text)
-		return
-	}
-	page, err := in.ListJobs(r.Context(), p)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	out := JobPage{Jobs: make([]JobView, len(page.Jobs)), Next: page.Next}
-	for i, rec := range page.Jobs {
-		out.Jobs[i] = view(rec)
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-// searchScan bounds how many jobs a search reads: a dashboard search, not
-// a query engine.
-const searchScan = 1000
-
-// search returns the jobs among the first searchScan of p whose ID, task
-// name or arguments contain text.
-func (a *api) search(w http.ResponseWriter, r *http.Request, in backends.Inspector, p backends.ListJobsParams, text string) {
-	out := JobPage{Jobs: []JobView{}}
-	for scanned := 0; scanned < searchScan; {
-		p.Limit = min(200, searchScan-scanned)
-		page, err := in.ListJobs(r.Context(), p)
-		if err != nil {
-			a.fail(w, err)
-			return
-		}
-		for _, rec := range page.Jobs {
-			if strings.Contains(rec.ID, text) || strings.Contains(rec.Task, text) || bytes.Contains(rec.Payload, []byte(text)) {
-				out.Jobs = append(out.Jobs, view(rec))
-			}
-		}
-		scanned += len(page.Jobs)
-		if page.Next == "" {
-			break
-		}
-		p.Cursor = page.Next
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *api) job(w http.ResponseWriter, r *http.Request) {

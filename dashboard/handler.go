@@ -40,10 +40,15 @@ var page = func() http.Handler {
 //	GET  /api/history                  jobs done and dead per second, per queue, and the
 //	                                   workers' pickup latency p50/p99, over the last hour
 //	                                   (sampled while the API is used)
-//	GET  /api/jobs?queue=&state=&limit=&cursor=&q=
-//	                                   a page of jobs (state required; queue empty: all);
-//	                                   with q, the jobs among the first 1000 whose ID,
-//	                                   task name or arguments contain q (no cursor)
+//	GET  /api/jobs?queue=&state=&limit=&cursor=&q=&sort=
+//	                                   a page of jobs (queue empty: all) of one state, in
+//	                                   the backend's order with a cursor; without state,
+//	                                   the first page of every state, newest first; with
+//	                                   q, the jobs among the first 1000 (per state) whose
+//	                                   ID, task name or arguments contain q (no cursor);
+//	                                   sort (created_at, run_at, finished_at, attempts,
+//	                                   task, queue or state; "-" first: descending) orders
+//	                                   the page
 //	GET  /api/jobs/{id}                one job: args, headers, attempts, result, times
 //	GET  /api/workers                  live worker processes
 //	POST /api/queues/{queue}/pause     pause a queue cluster-wide
@@ -53,6 +58,10 @@ var page = func() http.Handler {
 //	POST /api/jobs/{id}/replay         replay a dead or cancelled job; a JSON
 //	                                   body {"args": ...} replaces its arguments
 //	POST /api/jobs/{id}/delete         delete a job that is not running
+//	POST /api/jobs/bulk                {"action": "replay"|"delete"|"cancel", "ids": [...]}:
+//	                                   how many changed, and why the others did not
+//	POST /api/queues/{queue}/purge?state=
+//	                                   delete every done, dead or cancelled job of the queue
 //	GET  /api/schedules                periodic entries: schedule, task, last and next tick
 //	POST /api/schedules/{name}/pause   pause an entry (resume: .../resume)
 //
@@ -85,6 +94,8 @@ func New(cfg Config) (http.Handler, error) {
 	api.HandleFunc("POST /api/jobs/{id}/cancel", a.cancel)
 	api.HandleFunc("POST /api/jobs/{id}/replay", a.replayJob)
 	api.HandleFunc("POST /api/jobs/{id}/delete", a.deleteJob)
+	api.HandleFunc("POST /api/jobs/bulk", a.bulk)
+	api.HandleFunc("POST /api/queues/{queue}/purge", a.purge)
 	api.HandleFunc("GET /api/schedules", a.schedules)
 	api.HandleFunc("POST /api/schedules/{name}/pause", a.pauseSchedule)
 	api.HandleFunc("POST /api/schedules/{name}/resume", a.pauseSchedule)
