@@ -31,6 +31,11 @@ type Info struct {
 	// since its previous heartbeat, in milliseconds; zero when none.
 	PickupP50 float64 `json:"pickup_p50_ms,omitempty"`
 	PickupP99 float64 `json:"pickup_p99_ms,omitempty"`
+	// Tasks are the tasks it has handlers for, sorted. A worker without a
+	// handler for a job's task looks here before it dead-letters the job
+	// (Config.UnknownTaskWindow). Workers of versions before it was
+	// announced list none.
+	Tasks []string `json:"tasks,omitempty"`
 }
 
 // workersPrefix starts the KVStore key of each worker's Info.
@@ -93,7 +98,7 @@ func (w *Worker) announce(ctx context.Context) {
 	}
 	now := time.Now()
 	p50, p99 := r.pickups.take()
-	info, _ := json.Marshal(Info{ID: w.cfg.ID, Host: r.host, PID: os.Getpid(), Queues: qs, Concurrency: w.cfg.Concurrency,
+	info, _ := json.Marshal(Info{ID: w.cfg.ID, Host: r.host, PID: os.Getpid(), Queues: qs, Tasks: w.taskNames(), Concurrency: w.cfg.Concurrency,
 		Running: w.Running(), Started: r.started, Heartbeat: now, Breakers: w.Breakers(), PickupP50: p50, PickupP99: p99})
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -15,7 +15,7 @@ import (
 // stopped one is not.
 func TestWorkersAreListedWhileRunning(t *testing.T) {
 	ctx := context.Background()
-	b := membackend.New()
+	b := membackend.New(membackend.Config{})
 	w := worker.New(b, worker.Config{ID: "w-1", Queues: []worker.QueueConfig{{Name: "a"}, {Name: "b"}}, Concurrency: 7})
 	worker.Register(w, queue.NewTask[Args, queue.None]("registry.noop", queue.TaskOptions{}),
 		func(context.Context, Args) (queue.None, error) { return queue.None{}, nil })
@@ -45,7 +45,7 @@ func TestWorkersAreListedWhileRunning(t *testing.T) {
 // since the previous one.
 func TestWorkersReportPickupLatency(t *testing.T) {
 	ctx := context.Background()
-	b := membackend.New()
+	b := membackend.New(membackend.Config{})
 	task := queue.NewTask[Args, queue.None]("registry.pickup", queue.TaskOptions{})
 	ran := make(chan struct{}, 5)
 	w := worker.New(b, worker.Config{ID: "w-p", LeaseDuration: 300 * time.Millisecond}) // a heartbeat every 100ms

@@ -52,6 +52,26 @@ type Config struct {
 	Observer Observer
 	// Logger receives the worker's own logs. Default slog.Default().
 	Logger *slog.Logger
+	// QuietFailedAttempts turns off the warning the worker logs for every
+	// failed attempt (task, job ID, attempt number, error and what comes
+	// next), for an app that reports failures its own way (OnError). A job
+	// dead-lettered is still logged, at Info. Default false: logged.
+	QuietFailedAttempts bool
+	// UnknownTaskDelay is how long a job whose task has no handler on this
+	// worker waits before it is offered again, to a worker that may have
+	// one (in a rolling deploy, an old worker meets a new task). Each
+	// release adds up to half of it again at random, so that several
+	// workers' releases spread out. The release uses no attempt and no
+	// delivery. Default 5s.
+	UnknownTaskDelay time.Duration
+	// UnknownTaskWindow is how long a job may wait for a worker that knows
+	// its task before a worker without one dead-letters it with that
+	// reason. It runs from the job's CreatedAt, or from its last failed
+	// attempt when that is later (a worker that had the handler ran it
+	// then, or it was dead-lettered and replayed). Where the backend lists
+	// live workers (a backends.KVStore), a job whose task a live worker on
+	// its queue announces is never dead-lettered for this. Default 24h.
+	UnknownTaskWindow time.Duration
 }
 
 // QueueConfig is one queue a worker takes jobs from.
@@ -95,6 +115,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.UnknownTaskDelay <= 0 {
+		c.UnknownTaskDelay = 5 * time.Second
+	}
+	if c.UnknownTaskWindow <= 0 {
+		c.UnknownTaskWindow = 24 * time.Hour
 	}
 	return c
 }

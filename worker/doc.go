@@ -14,4 +14,19 @@
 //
 // Delivery is at least once: a job whose worker dies is delivered again when
 // its lease expires, so handlers must be idempotent.
+//
+// A job whose task has no handler on this worker is not dead-lettered for
+// that: in a rolling deploy an old worker meets tasks only the new code
+// has. The worker gives it back, using no attempt and no delivery, to be
+// offered again after Config.UnknownTaskDelay (5s, plus jitter) to a worker
+// that has the handler; it reports the outcome UnknownTask and logs one
+// warning per task a minute, naming the task and the worker. Only a job
+// that no worker has taken for Config.UnknownTaskWindow (24h from its
+// creation or last failed attempt), while no live worker on its queue
+// announces the task (Info.Tasks), is dead-lettered, with that reason.
+// Backends cannot yet leave such jobs out at reserve time.
+//
+// Every failed attempt is logged as a warning with the task, job ID,
+// attempt number, error and what comes next, through Config.Logger, unless
+// Config.QuietFailedAttempts turns it off.
 package worker

@@ -97,8 +97,7 @@ func (w *Worker) execute(ctx context.Context, rec *job.Record) {
 	h := w.handlers[rec.Task]
 	w.mu.Unlock()
 	if h == nil {
-		err := fmt.Errorf("%w: %q has no handler on worker %s", job.ErrUnknownTask, rec.Task, w.cfg.ID)
-		w.finish(ctx, rec, nil, nil, err, 0)
+		w.finish(ctx, rec, nil, nil, w.noHandler(rec), 0)
 		return
 	}
 	opts := h.def.Options()
@@ -226,11 +225,16 @@ func (w *Worker) failure(rec *job.Record, h *handler, now time.Time, err error, 
 		return Postponed, w.retryAt(rec, now.Add(d), nil)
 	}
 	ae := job.AttemptError{Attempt: rec.Attempts() + 1, At: now, Error: err.Error()}
+	var nh *noHandlerError
+	if errors.As(err, &nh) {
+		return w.unknownTask(rec, now, ae, log) // not a failed attempt: logged its own way
+	}
 	var pe *PanicError
 	if errors.As(err, &pe) {
 		ae.Stack = pe.Stack
 	}
 	if errors.Is(err, job.ErrUnknownTask) || errors.Is(err, job.ErrMalformedPayload) {
+		w.logFailed(log, ae, DeadLettered, err, "reason", "cannot run")
 		return DeadLettered, w.deadLetter(rec, ae)
 	}
 	first := rec.StartedAt
@@ -242,10 +246,25 @@ func (w *Worker) failure(rec *job.Record, h *handler, now time.Time, err error, 
 		if !retry.IsPermanent(err) { // its message already says so
 			ae.Error = d.Reason + ": " + ae.Error
 		}
-		log.Info("job dead-lettered", "reason", d.Reason, "err", err)
+		w.logFailed(log, ae, DeadLettered, err, "reason", d.Reason)
 		return DeadLettered, w.deadLetter(rec, ae)
 	}
+	w.logFailed(log, ae, Retried, err, "retry_in", d.Delay)
 	return Retried, w.retryAt(rec, now.Add(d.Delay), &ae)
+}
+
+// logFailed logs a failed attempt and what comes of it as a warning, on by
+// default so that failures show up without any setup, as in Sidekiq or
+// Celery. With Config.QuietFailedAttempts only a dead letter is logged, at
+// Info: the app reports attempts its own way.
+func (w *Worker) logFailed(log *slog.Logger, ae job.AttemptError, next Outcome, err error, attrs ...any) {
+	attrs = append([]any{"attempt", ae.Attempt, "err", err, "outcome", next}, attrs...)
+	switch {
+	case !w.cfg.QuietFailedAttempts:
+		log.Warn("job attempt failed", attrs...)
+	case next == DeadLettered:
+		log.Info("job dead-lettered", attrs...)
+	}
 }
 
 func (w *Worker) policy(rec *job.Record, h *handler) retry.Policy {

@@ -29,4 +29,5 @@ const (
 	Released     Outcome = "released"      // the worker shut down: another will run it
 	LeaseLost    Outcome = "lease_lost"    // its lease expired, while it ran or before its outcome was recorded: another worker owns it, this outcome is discarded
 	Unrecorded   Outcome = "unrecorded"    // the backend failed to record the outcome: it runs again after its lease
+	UnknownTask  Outcome = "unknown_task"  // released: no handler on this worker, another may have one (Config.UnknownTaskDelay); no attempt used
 )

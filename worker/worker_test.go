@@ -34,7 +34,7 @@ type env struct {
 
 func newEnv(t *testing.T, cfg worker.Config) *env {
 	t.Helper()
-	b := membackend.New()
+	b := membackend.New(membackend.Config{})
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 20 * time.Millisecond
 	}
@@ -168,21 +168,27 @@ func TestFailureOutcomes(t *testing.T) {
 	}
 }
 
+// A job written by another producer whose payload does not decode, or
+// that a handler finds it cannot dispatch, goes to dead letter at once:
+// running it again cannot help. (A task this worker has no handler for is
+// another matter: unknown_test.go.)
 func TestBadJobsGoToDeadLetter(t *testing.T) {
 	task := queue.NewTask[Args, queue.None]("known", queue.TaskOptions{})
+	dispatch := queue.NewTask[Args, queue.None]("dispatch", queue.TaskOptions{})
 	e := newEnv(t, worker.Config{})
 	worker.Register(e.w, task, func(context.Context, Args) (queue.None, error) { return queue.None{}, nil })
+	worker.Register(e.w, dispatch, func(context.Context, Args) (queue.None, error) {
+		return queue.None{}, fmt.Errorf("%w: no route for kind 7", job.ErrUnknownTask)
+	})
 	e.start()
-	// Jobs written by another producer: one with a payload that does not
-	// decode, one for a task this worker does not know.
 	res, err := e.b.Enqueue(context.Background(), backends.EnqueueParams{Jobs: []*backends.JobInsert{
 		{ID: "malformed", Queue: "default", Task: "known", Payload: []byte(`{"n": "not a number"`)},
-		{ID: "unknown", Queue: "default", Task: "nobody.handles.this", Payload: []byte(`{}`)},
+		{ID: "undispatchable", Queue: "default", Task: "dispatch", Payload: []byte(`{}`)},
 	}})
 	if err != nil || len(res) != 2 {
 		t.Fatal(err)
 	}
-	for id, want := range map[string]error{"malformed": job.ErrMalformedPayload, "unknown": job.ErrUnknownTask} {
+	for id, want := range map[string]error{"malformed": job.ErrMalformedPayload, "undispatchable": job.ErrUnknownTask} {
 		r := e.wait(id)
 		if r.State != job.Dead || r.Deliveries != 1 || !strings.Contains(r.LastError().Error, strings.TrimPrefix(want.Error(), "conveyor: ")) {
 			t.Fatalf("%s: state %s deliveries %d errors %+v", id, r.State, r.Deliveries, r.Errors)
