@@ -85,3 +85,5 @@ func (l *logs) lines(t *testing.T, msg string) []map[string]any {
 	}
 	return out
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -68,10 +68,10 @@ func (w *Worker) unknownTask(rec *job.Record, now time.Time, ae job.AttemptError
 	since := unknownSince(rec)
 	window := w.cfg.UnknownTaskWindow
 	if now.Sub(since) > window && !w.peerKnows(rec.Queue, rec.Task) {
-		ae.Error = fmt.Sprintf("%s; no live worker on queue %s has had it for %s (since %s)",
-			ae.Error, rec.Queue, window, since.UTC().Format(time.RFC3339))
+		ae.Error = fmt.Sprintf("%s; waited %s (since %s) for a worker with a handler, and no live worker on queue %s announces one",
+			ae.Error, window, since.UTC().Format(time.RFC3339), rec.Queue)
 		if ok, more := w.unknown.logs.allow("dead\x00"+rec.Task, now); ok {
-			log.Warn("job dead-lettered: no worker has a handler for its task", "window", window, "since", since, "more_jobs", more)
+			log.Warn("job dead-lettered: no worker has a handler for its task", "window", window, "since", since, "jobs_since_last_line", more)
 		}
 		return DeadLettered, w.deadLetter(rec, ae)
 	}
@@ -79,7 +79,7 @@ func (w *Worker) unknownTask(rec *job.Record, now time.Time, ae job.AttemptError
 	d += rand.N(d/2 + 1) // spread the releases of many workers and jobs
 	if ok, more := w.unknown.logs.allow("release\x00"+rec.Task, now); ok {
 		log.Warn("job released: this worker has no handler for its task; a worker that has one will run it",
-			"retry_in", d, "dead_after", since.Add(window), "more_jobs", more)
+			"retry_in", d, "dead_after", since.Add(window), "jobs_since_last_line", more)
 	}
 	return UnknownTask, w.retryAt(rec, now.Add(d), nil)
 }

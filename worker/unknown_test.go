@@ -100,7 +100,7 @@ func TestUnknownTaskDeadLettersAfterItsWindow(t *testing.T) {
 	if r.State != job.Dead || r.Attempts() != 1 || r.Deliveries != 1 {
 		t.Fatalf("state %s attempts %d deliveries %d; want dead after one recorded reason", r.State, r.Attempts(), r.Deliveries)
 	}
-	if msg := r.LastError().Error; !strings.Contains(msg, "unknown task") || !strings.Contains(msg, "no live worker on queue default has had it for "+window.String()) {
+	if msg := r.LastError().Error; !strings.Contains(msg, "unknown task") || !strings.Contains(msg, "waited "+window.String()) || !strings.Contains(msg, "no live worker on queue default announces one") {
 		t.Fatalf("dead-letter reason %q", msg)
 	}
 	if got := lg.lines(t, "job dead-lettered: no worker has a handler for its task"); len(got) != 1 || got[0]["task"] != "app.gone" {
@@ -180,5 +180,28 @@ func TestWorkersAnnounceTheirTasks(t *testing.T) {
 	list, err := worker.Workers(ctx, b)
 	if err != nil || len(list) != 1 || strings.Join(list[0].Tasks, ",") != "tasks.a,tasks.b" {
 		t.Fatalf("Workers = %+v, %v; want tasks.a,tasks.b", list, err)
+	}
+}
+
+// A flood of jobs this worker cannot run does not hold up the ones it can:
+// each released job goes to the back, due again only after its delay.
+func TestUnknownTaskFloodDoesNotStarveKnownJobs(t *testing.T) {
+	task := queue.NewTask[Args, queue.None]("flood.known", queue.TaskOptions{})
+	e := newEnv(t, worker.Config{Concurrency: 4, FetchLimit: 4, Logger: discardLogger()})
+	worker.Register(e.w, task, func(context.Context, Args) (queue.None, error) { return queue.None{}, nil })
+	foreignJobs(t, e.b, "flood.unknown", 500)
+	var reqs []queue.Request
+	for i := range 20 {
+		reqs = append(reqs, task.Request(Args{N: i}, nil))
+	}
+	refs, err := e.c.EnqueueMany(context.Background(), reqs...) // behind the whole flood
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	for _, ref := range refs {
+		if r := e.wait(ref.ID); r.State != job.Done {
+			t.Fatalf("%s: %s", ref.ID, r.State)
+		}
 	}
 }
