@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"context"
+
 	"github.com/conveyorhq/conveyor/queue"
 	"github.com/conveyorhq/conveyor/scheduler"
 	"github.com/conveyorhq/conveyor/worker"
@@ -26,4 +28,11 @@ type App struct {
 	// Entries are periodic entries every worker process registers with
 	// its scheduler (one process leads at a time). Default none.
 	Entries []scheduler.Entry
+	// OnError is called for every failed attempt and every dead letter,
+	// with the job, the attempt, the error chain and a panic's stack: the
+	// place to send them to an error tracker (a Sentry adapter is a few
+	// lines around sentry.CaptureException). It runs on the job's
+	// goroutine after the outcome is recorded, so it should be quick.
+	// Default none.
+	OnError func(ctx context.Context, f Failure)
 }

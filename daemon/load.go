@@ -24,10 +24,10 @@ type sources struct {
 
 // parseFlags reads the command line into sources without applying it, so
 // that the file (which a flag names) can come first in precedence order.
-func parseFlags(name string, args []string, stderr io.Writer, env func(string) (string, bool)) (sources, error) {
+func parseFlags(name string, args []string, stdout io.Writer, env func(string) (string, bool)) (sources, error) {
 	src := sources{flags: map[string]string{}, env: env}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // errors are returned as one line; -h prints below
 	for _, s := range settings {
 		record := func(v string) error { src.flags[s.key] = v; return nil }
 		help := fmt.Sprintf("%s (env %s, default %q)", s.help, envName(s.key), s.def)
@@ -40,6 +40,9 @@ func parseFlags(name string, args []string, stderr io.Writer, env func(string) (
 	fs.StringVar(&src.file, configKey, "", "TOML config file (env "+envName(configKey)+"); flags and environment override its keys")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fmt.Fprintf(stdout, "Usage of %s:\n", name)
+			fs.PrintDefaults()
 			return src, err
 		}
 		return src, fmt.Errorf("%w: %w", ErrConfig, err)
