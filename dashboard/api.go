@@ -15,8 +15,7 @@ import (
 )
 
 type api struct {
-	cfg  Config
-	hist history
+	cfg Config
 }
 
 func (a *api) healthz(w http.ResponseWriter, _ *http.Request) {
@@ -51,10 +50,6 @@ func (a *api) queues(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	a.hist.sample(stats, func() []worker.Info {
-		ws, _ := worker.Workers(r.Context(), a.cfg.Backend) // none: no latency point
-		return ws
-	})
 	bounds := map[string]int{} // as stored by the apps' clients; none on a backend without a KVStore
 	if settings, err := queue.NewClient(a.cfg.Backend, queue.Config{}).QueueSettings(r.Context(), ""); err == nil {
 		for _, s := range settings {
@@ -68,9 +63,23 @@ func (a *api) queues(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// historyView answers GET /api/history.
-func (a *api) historyView(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, a.hist.snapshot())
+// historyView answers GET /api/history?range=&queue=.
+func (a *api) historyView(w http.ResponseWriter, r *http.Request) {
+	kv, ok := a.cfg.Backend.(backends.KVStore)
+	if !ok {
+		writeError(w, http.StatusNotImplemented, fmt.Errorf("%w: the history is kept in a backends.KVStore", job.ErrUnsupported))
+		return
+	}
+	rng := r.URL.Query().Get("range")
+	if rng == "" {
+		rng = "1h"
+	}
+	h, err := readHistory(r.Context(), kv, rng, r.URL.Query().Get("queue"), time.Now())
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, h)
 }
 
 func (a *api) job(w http.ResponseWriter, r *http.Request) {

@@ -16,7 +16,6 @@ import (
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/sqlitebackend"
 	"github.com/conveyorhq/conveyor/dashboard"
-	"github.com/conveyorhq/conveyor/internal/testenv"
 	"github.com/conveyorhq/conveyor/job"
 	"github.com/conveyorhq/conveyor/queue"
 	"github.com/conveyorhq/conveyor/scheduler"
@@ -321,39 +320,3 @@ func TestSearchAndSchedules(t *testing.T) {
 	call(t, srv, "POST", "/api/schedules/nope/pause", "", http.StatusNotFound, nil)
 }
 
-// The history turns the done and dead counts into rates per sampling
-// interval while the API is used.
-func TestHistory(t *testing.T) {
-	ctx := context.Background()
-	b := openSQLite(t)
-	srv := serve(t, dashboard.Config{Backend: b, HistoryEvery: 20 * time.Millisecond})
-	c := queue.NewClient(b, queue.Config{})
-	for range 4 {
-		if _, err := sendMail.Enqueue(ctx, c, mailArgs{To: "x@example.com"}, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	call(t, srv, "GET", "/api/queues", "", http.StatusOK, nil) // the baseline
-	recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: "mail", Limit: 4, Lease: time.Minute})
-	if err != nil || len(recs) != 4 {
-		t.Fatalf("Reserve = %d, %v", len(recs), err)
-	}
-	for _, r := range recs[:3] {
-		if err := b.Complete(ctx, backends.CompleteParams{Lease: r.Lease}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := b.DeadLetter(ctx, backends.DeadLetterParams{Lease: recs[3].Lease, Error: job.AttemptError{Error: "x"}}); err != nil {
-		t.Fatal(err)
-	}
-	var h dashboard.History
-	testenv.WaitFor(t, 5*time.Second, "a history point", func() bool {
-		call(t, srv, "GET", "/api/queues", "", http.StatusOK, nil)
-		call(t, srv, "GET", "/api/history", "", http.StatusOK, &h)
-		return len(h.Rates) > 0
-	})
-	p := h.Rates[0]
-	if p.Queue != "mail" || p.DonePerSec <= 0 || p.DeadPerSec <= 0 || p.DonePerSec < 2*p.DeadPerSec {
-		t.Fatalf("history point %+v: want 3 done and 1 dead over the interval", p)
-	}
-}

@@ -24,7 +24,9 @@ type Config struct {
 	// MetricsTTL is how old the backend readings behind /metrics may be, so
 	// that scrapes cost the backend one read per TTL. Default 5s.
 	MetricsTTL time.Duration
-	// HistoryEvery is the sampling interval of /api/history. Default 10s.
+	// HistoryEvery is how often the dashboard's Sampler reads the queues
+	// and workers into the current minute of the history that
+	// /api/history serves, kept in the backend's KVStore. Default 10s.
 	HistoryEvery time.Duration
 	// ReadyTimeout bounds the backend round trip of /readyz. Default 2s.
 	ReadyTimeout time.Duration

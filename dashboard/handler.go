@@ -1,13 +1,13 @@
 package dashboard
 
 import (
+	"context"
 	"crypto/subtle"
 	"embed"
 	"errors"
 	"io/fs"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -37,9 +37,11 @@ var page = func() http.Handler {
 //	GET  /metrics                      Prometheus: jobs per queue and state, depth,
 //	                                   paused, live workers, running jobs, breakers
 //	GET  /api/queues                   counts per queue and state, depth, paused
-//	GET  /api/history                  jobs done and dead per second, per queue, and the
-//	                                   workers' pickup latency p50/p99, over the last hour
-//	                                   (sampled while the API is used)
+//	GET  /api/history?range=&queue=    per minute (per hour for 7d) over range 1h (default),
+//	                                   6h, 24h or 7d: jobs done and dead and depth, per
+//	                                   queue (or one), the workers' pickup latency p50/p99;
+//	                                   kept in the backend's KVStore by every dashboard's
+//	                                   Sampler
 //	GET  /api/jobs?queue=&state=&limit=&cursor=&q=&sort=
 //	                                   a page of jobs (queue empty: all) of one state, in
 //	                                   the backend's order with a cursor; without state,
@@ -73,7 +75,11 @@ func New(cfg Config) (http.Handler, error) {
 		return nil, errors.New("dashboard: Config.Backend is required")
 	}
 	cfg.defaults()
-	a := &api{cfg: cfg, hist: history{every: cfg.HistoryEvery, keep: time.Hour}}
+	a := &api{cfg: cfg}
+	if s, err := NewSampler(cfg.Backend, cfg.Logger); err == nil {
+		// For the life of the backend: it ends when the backend is closed.
+		go func() { _ = s.Run(context.Background(), cfg.HistoryEvery) }()
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", a.healthz)
 	mux.HandleFunc("GET /readyz", a.readyz)
