@@ -80,7 +80,7 @@ func always(config) string { return "" }
 
 var targets = []target{
 	conveyor("memory", "", always, func(context.Context, config) (backends.Backend, func(), error) {
-		b := membackend.New()
+		b := membackend.New(membackend.Config{})
 		return b, func() { b.Close() }, nil
 	}),
 	conveyor("sqlite", "memory", always, func(ctx context.Context, _ config) (backends.Backend, func(), error) {

@@ -28,7 +28,7 @@ var Resize = queue.NewTask[ResizeArgs, ResizeResult]("images.resize", queue.Task
 // The inline mode runs each job at enqueue, like Django's immediate backend:
 // handy in tests of code that enqueues.
 func Example_inline() {
-	b := membackend.New()
+	b := membackend.New(membackend.Config{})
 	w := worker.New(b, worker.Config{Queues: []worker.QueueConfig{{Name: "images"}}})
 	worker.Register(w, Resize, func(ctx context.Context, a ResizeArgs) (ResizeResult, error) {
 		return ResizeResult{Thumb: fmt.Sprintf("%s?w=%d", a.URL, a.Width)}, nil
@@ -48,7 +48,7 @@ func Example_inline() {
 // A web handler enqueues and turns a full queue into 503, so overload pushes
 // back on the web tier instead of burying the backend.
 func Example_webHandler() {
-	client := queue.NewClient(membackend.New(), queue.Config{
+	client := queue.NewClient(membackend.New(membackend.Config{}), queue.Config{
 		Queues: []*queue.Queue{queue.NewQueue("images", queue.QueueOptions{MaxDepth: 1})},
 	})
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

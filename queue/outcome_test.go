@@ -15,7 +15,7 @@ import (
 // returns the stored job as a duplicate.
 func TestCallerChosenID(t *testing.T) {
 	ctx := context.Background()
-	c := queue.NewClient(membackend.New(), queue.Config{})
+	c := queue.NewClient(membackend.New(membackend.Config{}), queue.Config{})
 	h, err := send.Enqueue(ctx, c, Args{To: "a"}, &queue.EnqueueOptions{ID: "order-42-receipt"})
 	if err != nil || h.ID != "order-42-receipt" || h.Duplicate {
 		t.Fatalf("first enqueue = %+v, %v", h, err)
@@ -57,7 +57,7 @@ func TestEnqueueErrorsSayWhetherAnythingWasStored(t *testing.T) {
 		{errors.New("read tcp 127.0.0.1:5432: connection reset by peer"), true},
 		{context.DeadlineExceeded, true},
 	} {
-		f := &failing{Backend: membackend.New(), err: tc.err}
+		f := &failing{Backend: membackend.New(membackend.Config{}), err: tc.err}
 		c := queue.NewClient(f, queue.Config{})
 		_, err := c.EnqueueMany(ctx, send.Request(Args{To: "a"}, &queue.EnqueueOptions{ID: "j1"}), send.Request(Args{To: "b"}, nil))
 		var oue *queue.OutcomeUnknownError

@@ -21,7 +21,7 @@ type Args struct {
 var send = queue.NewTask[Args, queue.None]("email.send", queue.TaskOptions{Queue: "email", Priority: 2})
 
 func TestEnqueueAppliesOptions(t *testing.T) {
-	b := membackend.New()
+	b := membackend.New(membackend.Config{})
 	c := queue.NewClient(b, queue.Config{})
 	ctx := context.Background()
 	h, err := send.Enqueue(ctx, c, Args{To: "a@example.com"}, &queue.EnqueueOptions{
@@ -47,7 +47,7 @@ func TestEnqueueAppliesOptions(t *testing.T) {
 }
 
 func TestBadInputFailsAtEnqueue(t *testing.T) {
-	b := membackend.New()
+	b := membackend.New(membackend.Config{})
 	c := queue.NewClient(b, queue.Config{MaxPayloadBytes: 64})
 	ctx := context.Background()
 	unencodable := queue.NewTask[chan int, queue.None]("bad.args", queue.TaskOptions{})
@@ -71,7 +71,7 @@ func TestBadInputFailsAtEnqueue(t *testing.T) {
 }
 
 func TestUniqueByArgs(t *testing.T) {
-	c := queue.NewClient(membackend.New(), queue.Config{})
+	c := queue.NewClient(membackend.New(membackend.Config{}), queue.Config{})
 	ctx := context.Background()
 	report := queue.NewTask[Args, queue.None]("report", queue.TaskOptions{Unique: &queue.UniqueOptions{Window: time.Hour}})
 	a, err := report.Enqueue(ctx, c, Args{To: "x"}, nil)
@@ -93,7 +93,7 @@ func TestUniqueByArgs(t *testing.T) {
 }
 
 func TestBoundedQueueRejects(t *testing.T) {
-	c := queue.NewClient(membackend.New(), queue.Config{Queues: []*queue.Queue{queue.NewQueue("email", queue.QueueOptions{MaxDepth: 2})}})
+	c := queue.NewClient(membackend.New(membackend.Config{}), queue.Config{Queues: []*queue.Queue{queue.NewQueue("email", queue.QueueOptions{MaxDepth: 2})}})
 	ctx := context.Background()
 	for range 2 {
 		if _, err := send.Enqueue(ctx, c, Args{}, nil); err != nil {
@@ -111,7 +111,7 @@ func TestBoundedQueueRejects(t *testing.T) {
 }
 
 func TestBoundedQueueBlocksUntilRoom(t *testing.T) {
-	b := membackend.New()
+	b := membackend.New(membackend.Config{})
 	c := queue.NewClient(b, queue.Config{Queues: []*queue.Queue{queue.NewQueue("email", queue.QueueOptions{MaxDepth: 1, WhenFull: queue.Block})}})
 	ctx := context.Background()
 	if _, err := send.Enqueue(ctx, c, Args{To: "first"}, nil); err != nil {
@@ -146,7 +146,7 @@ func TestBoundedQueueBlocksUntilRoom(t *testing.T) {
 }
 
 func TestCancelPending(t *testing.T) {
-	c := queue.NewClient(membackend.New(), queue.Config{})
+	c := queue.NewClient(membackend.New(membackend.Config{}), queue.Config{})
 	ctx := context.Background()
 	h, err := send.Enqueue(ctx, c, Args{}, nil)
 	if err != nil {

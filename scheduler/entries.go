@@ -25,7 +25,7 @@ func NewEntries(b backends.Backend) (*Entries, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: scheduler entries need a backends.KVStore; %T is not one", job.ErrUnsupported, b)
 	}
-	return &Entries{kv: kv, clock: realClock{}}, nil
+	return &Entries{kv: kv, clock: backends.SystemClock{}}, nil
 }
 
 // update reads an entry's state, applies fn and writes it back with a

@@ -19,7 +19,7 @@ var report = queue.NewTask[reportArgs, queue.None]("reports.send", queue.TaskOpt
 
 func Example() {
 	ctx := context.Background()
-	b := membackend.New()
+	b := membackend.New(membackend.Config{})
 	clock := &fakeClock{t: time.Date(2026, 1, 5, 8, 59, 0, 0, time.UTC)}
 	s, err := scheduler.New(queue.NewClient(b, queue.Config{}), scheduler.Config{
 		Tasks: []queue.Definition{report},

@@ -18,13 +18,9 @@ import (
 	"github.com/conveyorhq/conveyor/queue"
 )
 
-// Clock tells the time. Tests inject one to step through ticks, time zones
-// and leader failovers without sleeping.
-type Clock interface{ Now() time.Time }
-
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
+// Clock tells the time, as it does for backends. Tests inject one to step
+// through ticks, time zones and leader failovers without sleeping.
+type Clock = backends.Clock
 
 // Config configures a Scheduler. Zero values mean the stated default.
 type Config struct {
@@ -93,7 +89,7 @@ func New(client *queue.Client, cfg Config) (*Scheduler, error) {
 		cfg.UniqueWindow = 24 * time.Hour
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = realClock{}
+		cfg.Clock = backends.SystemClock{}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

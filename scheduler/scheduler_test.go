@@ -18,7 +18,7 @@ import (
 
 var ping = queue.NewTask[struct{}, queue.None]("sched.ping", queue.TaskOptions{Queue: "cron"})
 
-func memory(*testing.T) backends.Backend { return membackend.New() }
+func memory(*testing.T) backends.Backend { return membackend.New(membackend.Config{}) }
 
 // TestScheduler runs the scheduler's suite on the backends of this module;
 // the server backends run it from their own modules' tests.
@@ -38,7 +38,7 @@ func TestScheduler(t *testing.T) {
 func TestDaylightSavingTime(t *testing.T) { schedulertest.RunCalendar(t, memory) }
 
 func TestInvalidEntriesFailAtRegistration(t *testing.T) {
-	s, err := scheduler.New(queue.NewClient(membackend.New(), queue.Config{}), scheduler.Config{Tasks: []queue.Definition{ping}})
+	s, err := scheduler.New(queue.NewClient(membackend.New(membackend.Config{}), queue.Config{}), scheduler.Config{Tasks: []queue.Definition{ping}})
 	must(t, err)
 	bad := scheduler.Entry{Name: "x", Schedule: "61 * * * *", Task: ping.Name()}
 	if err := s.Register(bad); !errors.Is(err, job.ErrInvalid) || !strings.Contains(err.Error(), "61 * * * *") {

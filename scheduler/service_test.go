@@ -13,7 +13,7 @@ import (
 // loop that Stop would never end; Stop may be called more than once.
 func TestStartTwiceFailsAndStopIsIdempotent(t *testing.T) {
 	ctx := context.Background()
-	s, err := scheduler.New(queue.NewClient(membackend.New(), queue.Config{}), scheduler.Config{Tasks: []queue.Definition{ping}})
+	s, err := scheduler.New(queue.NewClient(membackend.New(membackend.Config{}), queue.Config{}), scheduler.Config{Tasks: []queue.Definition{ping}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func (b *StoredBackend) ReplayJobs(ctx context.Context, p backends.ReplayJobsPar
 	}
 	n := 0
 	for _, id := range ids {
-		now := time.Now()
+		now := b.cfg.Clock.Now()
 		d, err := b.st.update(ctx, id, func(cur *doc) error {
 			if cur.State != job.Dead && cur.State != job.Cancelled {
 				return errStale

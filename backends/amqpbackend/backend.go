@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"sync"
-	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -96,23 +95,24 @@ var (
 	_ backends.KVStore   = (*StoredBackend)(nil)
 )
 
-// Open connects to the broker (giving up when ctx ends) and keeps the
-// connection until Close. With cfg.Store it returns a *StoredBackend, else
-// a *Backend.
-func Open(ctx context.Context, cfg Config) (backends.Backend, error) {
+// NewStored connects to the broker (giving up when ctx ends) and pairs it
+// with cfg.Store, which it requires: the pair adds lookups by ID
+// (backends.Inspector) and the store's KVStore to what the broker keeps.
+func NewStored(ctx context.Context, cfg Config) (*StoredBackend, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("amqpbackend: NewStored needs Config.Store (New opens the broker alone)")
+	}
 	b, err := New(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Store != nil {
-		return &StoredBackend{Backend: b, KVStore: cfg.Store}, nil
-	}
-	return b, nil
+	return &StoredBackend{Backend: b, KVStore: cfg.Store}, nil
 }
 
-// New connects to the broker (giving up when ctx ends) and returns the
-// Backend itself, for callers that want its own methods (ListDead,
-// ReplayDead) with or without a store.
+// New connects to the broker (giving up when ctx ends) and keeps the
+// connection until Close. Without cfg.Store it is the stateless backend
+// (backendtest.RunStateless); with one, the store keeps job state, and
+// NewStored returns the pair that exposes it.
 func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("amqpbackend: Config.URL is required")
@@ -203,7 +203,7 @@ func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]back
 	if b.st != nil {
 		return b.enqueueStored(ctx, p, need)
 	}
-	now := time.Now()
+	now := b.cfg.Clock.Now()
 	res := make([]backends.EnqueueResult, len(p.Jobs))
 	msgs := make([]outgoing, len(p.Jobs))
 	for i, ins := range p.Jobs {
@@ -298,7 +298,7 @@ func (b *Backend) announce(jobs []*backends.JobInsert) {
 // exact depth bound), then publishes it; what the broker did not take is
 // taken out of the store again.
 func (b *Backend) enqueueStored(ctx context.Context, p backends.EnqueueParams, need map[string]backends.DepthCheck) ([]backends.EnqueueResult, error) {
-	now := time.Now()
+	now := b.cfg.Clock.Now()
 	res := make([]backends.EnqueueResult, len(p.Jobs))
 	var fresh []*doc
 	var undo []func()

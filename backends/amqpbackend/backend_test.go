@@ -88,7 +88,13 @@ func open(t testing.TB, cfg amqpbackend.Config) backends.Backend {
 		// The wait ends when it arrives, so a long one costs nothing else.
 		cfg.TransitWait = 5 * time.Second
 	}
-	b, err := amqpbackend.Open(context.Background(), cfg)
+	var b backends.Backend
+	var err error
+	if cfg.Store != nil {
+		b, err = amqpbackend.NewStored(context.Background(), cfg)
+	} else {
+		b, err = amqpbackend.New(context.Background(), cfg)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,9 +116,9 @@ func sqliteStore(t testing.TB) backends.KVStore {
 // TestConformance runs the whole suite on the broker paired with a store,
 // every subtest with a fresh SQLite store and names of its own.
 func TestConformance(t *testing.T) {
-	backendtest.Run(t, func(t *testing.T) backends.Backend {
-		return open(t, amqpbackend.Config{Store: sqliteStore(t)})
-	})
+	backendtest.Suite{New: func(t *testing.T, clock backends.Clock) backends.Backend {
+		return open(t, amqpbackend.Config{Store: sqliteStore(t), Clock: clock})
+	}, WallClock: true}.Run(t)
 }
 
 // TestConformanceWithoutStore runs what a broker alone can keep: the
@@ -120,9 +126,11 @@ func TestConformance(t *testing.T) {
 // skips the rest). TestWithoutStoreRefusesLookups covers the calls it
 // answers with job.ErrUnsupported.
 func TestConformanceWithoutStore(t *testing.T) {
-	f := func(t *testing.T) backends.Backend { return open(t, amqpbackend.Config{}) }
-	t.Run("Core", func(t *testing.T) { backendtest.RunStateless(t, f) })
-	t.Run("Capabilities", func(t *testing.T) { backendtest.RunCapabilities(t, f) })
+	s := backendtest.Suite{New: func(t *testing.T, clock backends.Clock) backends.Backend {
+		return open(t, amqpbackend.Config{Clock: clock})
+	}, WallClock: true}
+	t.Run("Core", s.RunStateless)
+	t.Run("Capabilities", s.RunCapabilities)
 }
 
 func TestWithoutStoreRefusesLookups(t *testing.T) {

@@ -101,7 +101,7 @@ func (b *Backend) restore(ctx context.Context, msg *doc, start func(*doc)) (*doc
 	}
 	d := *msg
 	if d.CreatedAt.IsZero() { // a message from another producer
-		d.CreatedAt = time.Now()
+		d.CreatedAt = b.cfg.Clock.Now()
 	}
 	start(&d)
 	if err := b.st.put(ctx, &d, 0); err != nil {

@@ -61,6 +61,12 @@ type Config struct {
 	// Logger receives reports of malformed messages and reconnects.
 	// Default slog.Default().
 	Logger *slog.Logger
+	// Clock tells the time the records carry (created, started,
+	// finished, attempts) and a delay's due time. Lease expiry and
+	// delays themselves keep wall time: the broker's TTLs and this
+	// process's lease timers do not follow it. Default
+	// backends.SystemClock{}.
+	Clock backends.Clock
 }
 
 func (c *Config) defaults() {
@@ -88,6 +94,9 @@ func (c *Config) defaults() {
 	}
 	if c.TransitWait <= 0 {
 		c.TransitWait = 500 * time.Millisecond
+	}
+	if c.Clock == nil {
+		c.Clock = backends.SystemClock{}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -82,7 +82,7 @@ func (b *Backend) ReplayDead(ctx context.Context, p DeadParams) (int, error) {
 // replay publishes a dead letter's job again as a new job run, and reports
 // false for one the store says is no longer dead.
 func (b *Backend) replay(ctx context.Context, dc *doc) (bool, error) {
-	now := time.Now()
+	now := b.cfg.Clock.Now()
 	dc.State, dc.RunAt, dc.FinishedAt, dc.Deliveries = job.Pending, now, time.Time{}, 0
 	dc.Incarnation++
 	if b.st != nil {

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/job"
@@ -80,7 +79,7 @@ func (b *StoredBackend) QueueStats(ctx context.Context, p backends.QueueStatsPar
 			return nil, err
 		}
 	}
-	now := time.Now()
+	now := b.cfg.Clock.Now()
 	var out []backends.QueueStats
 	for _, q := range qs {
 		c, _, err := b.st.readCounts(ctx, q)

@@ -72,7 +72,7 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 // nil for a delivery it settled instead: a poison message, or one the
 // store says is stale (logged at Debug). A failure requeues the delivery.
 func (b *Backend) lease(ctx context.Context, c *consumer, it *item, d time.Duration) (*job.Record, error) {
-	now := time.Now()
+	now := b.cfg.Clock.Now()
 	n := it.doc.Deliveries + deliveryCount(it.d) + 1
 	l := &lease{c: c, d: it.d, gen: it.gen, expires: now.Add(d)}
 	// poison buries dead, a job delivered its MaxDeliveries times.
@@ -126,7 +126,7 @@ func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backen
 	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := b.cfg.Clock.Now()
 	res := make([]backends.ExtendResult, len(p.Leases))
 	b.leaseMu.Lock()
 	for i, jl := range p.Leases {
@@ -207,7 +207,7 @@ func (b *Backend) Complete(ctx context.Context, p backends.CompleteParams) error
 		return err
 	}
 	_, err := b.finish(ctx, p.Lease, func(d *doc) {
-		d.State, d.Result, d.FinishedAt, d.Lease = job.Done, p.Result, time.Now(), job.Lease{}
+		d.State, d.Result, d.FinishedAt, d.Lease = job.Done, p.Result, b.cfg.Clock.Now(), job.Lease{}
 	})
 	return err
 }
@@ -223,7 +223,7 @@ func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
 	if err != nil {
 		return fmt.Errorf("amqpbackend: job %s: %w", p.Lease.JobID, err)
 	}
-	now := time.Now()
+	now := b.cfg.Clock.Now()
 	next := *l.doc
 	next.Lease, next.RunAt = job.Lease{}, p.At
 	next.Incarnation++
@@ -299,7 +299,7 @@ func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) e
 // wrapping job.ErrLeaseLost or errStale means the store says the job is
 // not this delivery's to bury: the caller acks it without a dead letter.
 func (b *Backend) bury(ctx context.Context, l *lease, token string, ae job.AttemptError) error {
-	now := time.Now()
+	now := b.cfg.Clock.Now()
 	dead := *l.doc
 	dead.Errors = append(append([]job.AttemptError(nil), dead.Errors...), ae)
 	dead.State, dead.FinishedAt, dead.Lease = job.Dead, now, job.Lease{}
@@ -328,7 +328,7 @@ func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.Stat
 	}
 	if p.Lease != nil {
 		_, err := b.finish(ctx, *p.Lease, func(d *doc) {
-			d.State, d.FinishedAt, d.Lease = job.Cancelled, time.Now(), job.Lease{}
+			d.State, d.FinishedAt, d.Lease = job.Cancelled, b.cfg.Clock.Now(), job.Lease{}
 		})
 		if errors.Is(err, job.ErrLeaseLost) && b.st != nil {
 			if d, _, gerr := b.st.get(ctx, p.JobID); gerr == nil && d.State.Finished() {
@@ -350,7 +350,7 @@ func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.Stat
 		case cur.State == job.Running:
 			cur.CancelRequested = true
 		default: // its message is dropped when it is delivered
-			cur.State, cur.FinishedAt = job.Cancelled, time.Now()
+			cur.State, cur.FinishedAt = job.Cancelled, b.cfg.Clock.Now()
 		}
 		return nil
 	})
@@ -366,7 +366,7 @@ func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.Stat
 // hop sends a delivery that is not due yet back to the delay level that
 // fits the time it has left, then acks it.
 func (b *Backend) hop(d amqp.Delivery, dc *doc) {
-	if err := b.send(b.ctx, dc, time.Now()); err != nil {
+	if err := b.send(b.ctx, dc, b.cfg.Clock.Now()); err != nil {
 		b.cfg.Logger.Warn("amqpbackend: could not delay a job; the broker will deliver it again", "job", dc.ID, "err", err)
 		_ = d.Nack(false, true)
 		return

@@ -11,8 +11,8 @@ import (
 
 // RunCapabilities checks every optional interface the backend implements and
 // skips the ones it does not, by type assertion.
-func RunCapabilities(t *testing.T, f Factory) {
-	probe := f(t)
+func (s Suite) RunCapabilities(t *testing.T) {
+	probe := s.New(t, backends.SystemClock{})
 	_ = probe.Close()
 	caps := []struct {
 		name string
@@ -25,13 +25,14 @@ func RunCapabilities(t *testing.T, f Factory) {
 		{"Notifier", is[backends.Notifier](probe), testNotifier},
 		{"BatchCompleter", is[backends.BatchCompleter](probe), testBatchCompleter},
 		{"KVStore", is[backends.KVStore](probe), testKV},
+		{"TxEnqueuer", is[backends.TxEnqueuer](probe), testTxEnqueuer},
 	}
 	for _, c := range caps {
 		t.Run(c.name, func(t *testing.T) {
 			if !c.has {
 				t.Skipf("backend %T does not implement %s", probe, c.name)
 			}
-			c.fn(newHarness(t, f))
+			c.fn(newHarness(t, s))
 		})
 	}
 }
@@ -46,7 +47,7 @@ func testInspector(h *harness) {
 	q := h.queue("inspect")
 	// One job in every state.
 	later := h.ins(q, "scheduled")
-	later.RunAt = time.Now().Add(time.Hour)
+	later.RunAt = h.now().Add(time.Hour)
 	h.enqueue(h.ins(q, "done"), h.ins(q, "dead"), h.ins(q, "retrying"), h.ins(q, "running"), h.ins(q, "cancelled"), h.ins(q, "pending"), later)
 	recs := h.reserve(q, 5, longLease)
 	if len(recs) != 5 {
@@ -54,7 +55,7 @@ func testInspector(h *harness) {
 	}
 	h.complete(recs[0], []byte("r"))
 	must(h.t, h.b.DeadLetter(h.ctx, backends.DeadLetterParams{Lease: recs[1].Lease, Error: job.AttemptError{Error: "x"}}))
-	must(h.t, h.b.Retry(h.ctx, backends.RetryParams{Lease: recs[2].Lease, At: time.Now().Add(time.Hour), Error: &job.AttemptError{Error: "y"}}))
+	must(h.t, h.b.Retry(h.ctx, backends.RetryParams{Lease: recs[2].Lease, At: h.now().Add(time.Hour), Error: &job.AttemptError{Error: "y"}}))
 	lease := recs[4].Lease
 	_, err := h.b.Cancel(h.ctx, backends.CancelParams{JobID: recs[4].ID, Lease: &lease})
 	must(h.t, err)

@@ -12,9 +12,25 @@ import (
 	"github.com/conveyorhq/conveyor/job"
 )
 
-// Factory returns a backend for one subtest. The suite closes it when the
-// subtest ends.
-type Factory func(t *testing.T) backends.Backend
+// Suite is the conformance suite for one backend. Its Run methods run the
+// parts; each subtest gets a fresh Clock and a backend from New.
+type Suite struct {
+	// New returns a backend for one subtest that tells time by clock.
+	// The suite closes it when the subtest ends. Required.
+	New func(t *testing.T, clock backends.Clock) backends.Backend
+	// WallClock says that some of the backend's deadlines are kept by
+	// its server in wall time (AMQP's message TTLs): the suite then lets
+	// time pass instead of stepping the clock. Default false: every
+	// deadline follows the clock, and no case sleeps.
+	WallClock bool
+	// TimePrecision is the coarsest unit the backend stores times in;
+	// the suite compares times to it. Default time.Millisecond.
+	TimePrecision time.Duration
+	// BeginTx begins a transaction on b's own database, of the kind its
+	// EnqueueTx takes. Required when the backend implements
+	// backends.TxEnqueuer (the case fails without it); unused otherwise.
+	BeginTx func(t *testing.T, b backends.Backend) Tx
+}
 
 // Timing used by the suite. Leases are short so expiry tests are quick, long
 // enough that a slow race-enabled run on a loaded 2-core machine does not
@@ -26,18 +42,37 @@ const (
 )
 
 type harness struct {
-	t   *testing.T
-	b   backends.Backend
-	ctx context.Context
-	ns  string // namespace for this subtest's queues, IDs and unique keys
+	t     *testing.T
+	s     Suite
+	b     backends.Backend
+	clock *Clock
+	ctx   context.Context
+	ns    string // namespace for this subtest's queues, IDs and unique keys
 }
 
-func newHarness(t *testing.T, f Factory) *harness {
+func newHarness(t *testing.T, s Suite) *harness {
 	t.Helper()
 	t.Parallel()
-	b := f(t)
+	if s.TimePrecision == 0 {
+		s.TimePrecision = time.Millisecond
+	}
+	clock := &Clock{}
+	b := s.New(t, clock)
 	t.Cleanup(func() { _ = b.Close() })
-	return &harness{t: t, b: b, ctx: context.Background(), ns: randHex(6)}
+	return &harness{t: t, s: s, b: b, clock: clock, ctx: context.Background(), ns: randHex(6)}
+}
+
+// now is the backend's time.
+func (h *harness) now() time.Time { return h.clock.Now() }
+
+// pass lets d go by: a step of the clock, or for a backend that keeps
+// wall time, a real wait.
+func (h *harness) pass(d time.Duration) {
+	if h.s.WallClock {
+		time.Sleep(d)
+		return
+	}
+	h.clock.Advance(d)
 }
 
 func randHex(n int) string {
@@ -97,9 +132,10 @@ func (h *harness) expectEmpty(q string) {
 	}
 }
 
-// eventually reserves from q until a job comes back or waitLimit passes.
-// It polls because the condition is the passage of a lease or retry time,
-// which no backend announces.
+// eventuallyReserve reserves from q until a job comes back or waitLimit
+// passes. On a stepped clock the first try answers; on wall time it polls,
+// because the condition is the passage of a lease or retry time, which no
+// backend announces.
 func (h *harness) eventuallyReserve(q string, lease time.Duration) *job.Record {
 	h.t.Helper()
 	deadline := time.Now().Add(waitLimit)

@@ -10,7 +10,7 @@ import (
 func testKV(h *harness) {
 	kv := h.b.(backends.KVStore)
 	k := func(name string) string { return "bt/" + h.ns + "/" + name }
-	now := time.Now()
+	now := h.now()
 	put := func(key, val string, ifv int64, exp time.Time, at time.Time) (int64, error) {
 		return kv.PutKV(h.ctx, backends.PutKVParams{Key: key, Value: []byte(val), IfVersion: ifv, ExpiresAt: exp, Now: at})
 	}

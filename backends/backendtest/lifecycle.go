@@ -3,7 +3,6 @@ package backendtest
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/job"
@@ -30,7 +29,7 @@ func (h *harness) calls(q string, r *job.Record) map[string]func(context.Context
 			return h.b.Complete(ctx, backends.CompleteParams{Lease: lease})
 		},
 		"Retry": func(ctx context.Context) error {
-			return h.b.Retry(ctx, backends.RetryParams{Lease: lease, At: time.Now()})
+			return h.b.Retry(ctx, backends.RetryParams{Lease: lease, At: h.now()})
 		},
 		"DeadLetter": func(ctx context.Context) error {
 			return h.b.DeadLetter(ctx, backends.DeadLetterParams{Lease: lease, Error: job.AttemptError{Error: "x"}})
@@ -56,7 +55,7 @@ func (h *harness) calls(q string, r *job.Record) map[string]func(context.Context
 	}
 	if kv, ok := h.b.(backends.KVStore); ok {
 		c["GetKV"] = func(ctx context.Context) error {
-			_, err := kv.GetKV(ctx, backends.GetKVParams{Key: "bt-" + h.ns, Now: time.Now()})
+			_, err := kv.GetKV(ctx, backends.GetKVParams{Key: "bt-" + h.ns, Now: h.now()})
 			if errors.Is(err, job.ErrNotFound) {
 				return nil
 			}

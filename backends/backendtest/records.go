@@ -10,21 +10,16 @@ import (
 	"github.com/conveyorhq/conveyor/job"
 )
 
-// timePrecision is the coarsest time any backend stores: milliseconds.
-const timePrecision = time.Millisecond
-
-// within reports whether t lies in [from, to], widened by timePrecision.
-func within(t, from, to time.Time) bool {
-	return !t.Before(from.Add(-timePrecision)) && !t.After(to.Add(timePrecision))
+// within reports whether t lies in [from, to], widened by precision.
+func within(t, from, to time.Time, precision time.Duration) bool {
+	return !t.Before(from.Add(-precision)) && !t.After(to.Add(precision))
 }
 
-func near(a, b time.Time) bool { return within(a, b, b) }
-
 // recordDiff lists every field of got that differs from want. Times in
-// want are compared to timePrecision; CreatedAt and StartedAt, which the
+// want are compared to precision; CreatedAt and StartedAt, which the
 // backend sets, must lie in [from, to]; a set Lease token must not be
 // empty (its value is the backend's).
-func recordDiff(want, got *job.Record, from, to time.Time) []string {
+func recordDiff(want, got *job.Record, from, to time.Time, precision time.Duration) []string {
 	var d []string
 	add := func(field string, w, g any) { d = append(d, fmt.Sprintf("%s = %v, want %v", field, g, w)) }
 	if got.ID != want.ID {
@@ -48,16 +43,16 @@ func recordDiff(want, got *job.Record, from, to time.Time) []string {
 	if got.State != want.State {
 		add("State", want.State, got.State)
 	}
-	if !near(got.RunAt, want.RunAt) {
+	if !within(got.RunAt, want.RunAt, want.RunAt, precision) {
 		add("RunAt", want.RunAt, got.RunAt)
 	}
-	if !within(got.CreatedAt, from, to) {
+	if !within(got.CreatedAt, from, to, precision) {
 		add("CreatedAt", fmt.Sprintf("in [%v, %v]", from, to), got.CreatedAt)
 	}
-	if want.StartedAt.IsZero() != got.StartedAt.IsZero() || (!got.StartedAt.IsZero() && !within(got.StartedAt, from, to)) {
+	if want.StartedAt.IsZero() != got.StartedAt.IsZero() || (!got.StartedAt.IsZero() && !within(got.StartedAt, from, to, precision)) {
 		add("StartedAt", want.StartedAt, got.StartedAt)
 	}
-	if want.FinishedAt.IsZero() != got.FinishedAt.IsZero() || (!got.FinishedAt.IsZero() && !within(got.FinishedAt, from, to)) {
+	if want.FinishedAt.IsZero() != got.FinishedAt.IsZero() || (!got.FinishedAt.IsZero() && !within(got.FinishedAt, from, to, precision)) {
 		add("FinishedAt", want.FinishedAt, got.FinishedAt)
 	}
 	if got.Deliveries != want.Deliveries {
@@ -75,7 +70,7 @@ func recordDiff(want, got *job.Record, from, to time.Time) []string {
 	if got.UniqueKey != want.UniqueKey {
 		add("UniqueKey", want.UniqueKey, got.UniqueKey)
 	}
-	if want.UniqueUntil.IsZero() != got.UniqueUntil.IsZero() || !near(got.UniqueUntil, want.UniqueUntil) {
+	if want.UniqueUntil.IsZero() != got.UniqueUntil.IsZero() || !within(got.UniqueUntil, want.UniqueUntil, want.UniqueUntil, precision) {
 		add("UniqueUntil", want.UniqueUntil, got.UniqueUntil)
 	}
 	if len(got.Errors) != len(want.Errors) {
@@ -83,7 +78,7 @@ func recordDiff(want, got *job.Record, from, to time.Time) []string {
 	} else {
 		for i, w := range want.Errors {
 			g := got.Errors[i]
-			if g.Attempt != w.Attempt || g.Error != w.Error || g.Stack != w.Stack || !near(g.At, w.At) {
+			if g.Attempt != w.Attempt || g.Error != w.Error || g.Stack != w.Stack || !within(g.At, w.At, w.At, precision) {
 				add(fmt.Sprintf("Errors[%d]", i), w, g)
 			}
 		}
@@ -103,7 +98,7 @@ func recordDiff(want, got *job.Record, from, to time.Time) []string {
 // expectRecord fails the test if got differs from want in any field.
 func (h *harness) expectRecord(what string, want, got *job.Record, from time.Time) {
 	h.t.Helper()
-	if d := recordDiff(want, got, from, time.Now()); len(d) > 0 {
+	if d := recordDiff(want, got, from, h.now(), h.s.TimePrecision); len(d) > 0 {
 		h.t.Fatalf("%s: the record differs:\n  %v", what, d)
 	}
 }
@@ -114,7 +109,7 @@ func (h *harness) expectRecord(what string, want, got *job.Record, from time.Tim
 // not only the fields a case happens to look at.
 func testWholeRecord(h *harness) {
 	q := h.queue("record")
-	from := time.Now()
+	from := h.now()
 	ins := &backends.JobInsert{
 		ID: h.newID(), Queue: q, Task: "bt.record", Payload: []byte(`{"n":1}`),
 		Headers: map[string]string{"traceparent": "00-abc-def-01", "tenant": "t7"}, Priority: 4,
@@ -141,14 +136,14 @@ func testWholeRecord(h *harness) {
 		h.expectRecord("GetJob while running", want, got, from)
 	}
 
-	failed := job.AttemptError{Attempt: 1, At: time.Now().Truncate(time.Millisecond), Error: "downstream said 503", Stack: "goroutine 7 [running]:\nmain.f()"}
-	retryAt := time.Now().Truncate(time.Millisecond)
+	failed := job.AttemptError{Attempt: 1, At: h.now().Truncate(time.Millisecond), Error: "downstream said 503", Stack: "goroutine 7 [running]:\nmain.f()"}
+	retryAt := h.now().Truncate(time.Millisecond)
 	must(h.t, h.b.Retry(h.ctx, backends.RetryParams{Lease: r.Lease, At: retryAt, Error: &failed}))
 	r2 := h.eventuallyReserve(q, longLease)
 	want.RunAt, want.Deliveries, want.Errors = retryAt, 2, []job.AttemptError{failed}
 	h.expectRecord("second delivery", want, r2, from)
 
-	dead := job.AttemptError{Attempt: 2, At: time.Now().Truncate(time.Millisecond), Error: "permanent: card declined"}
+	dead := job.AttemptError{Attempt: 2, At: h.now().Truncate(time.Millisecond), Error: "permanent: card declined"}
 	must(h.t, h.b.DeadLetter(h.ctx, backends.DeadLetterParams{Lease: r2.Lease, Error: dead}))
 	if !lookups {
 		return

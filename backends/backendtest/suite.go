@@ -12,14 +12,14 @@ import (
 	"github.com/conveyorhq/conveyor/job"
 )
 
-// Run runs the whole conformance suite against the backends f returns.
-func Run(t *testing.T, f Factory) {
-	t.Run("Core", func(t *testing.T) { RunCore(t, f) })
-	t.Run("Capabilities", func(t *testing.T) { RunCapabilities(t, f) })
+// Run runs the whole conformance suite against the backends s.New returns.
+func (s Suite) Run(t *testing.T) {
+	t.Run("Core", s.RunCore)
+	t.Run("Capabilities", s.RunCapabilities)
 }
 
 // RunCore checks the contracts of backends.Backend.
-func RunCore(t *testing.T, f Factory) { runCore(t, f, true) }
+func (s Suite) RunCore(t *testing.T) { s.runCore(t, true) }
 
 // RunStateless checks the core contracts that do not need the backend to
 // find a job by ID: all of RunCore but cancel by ID, unique keys and
@@ -27,9 +27,9 @@ func RunCore(t *testing.T, f Factory) { runCore(t, f, true) }
 // message broker without a job-state store must pass (see amqpbackend);
 // such a backend answers those calls with job.ErrUnsupported or, for the
 // bound, with its broker's own.
-func RunStateless(t *testing.T, f Factory) { runCore(t, f, false) }
+func (s Suite) RunStateless(t *testing.T) { s.runCore(t, false) }
 
-func runCore(t *testing.T, f Factory, lookups bool) {
+func (s Suite) runCore(t *testing.T, lookups bool) {
 	tests := []struct {
 		name    string
 		fn      func(*harness)
@@ -59,7 +59,7 @@ func runCore(t *testing.T, f Factory, lookups bool) {
 		if tc.lookups && !lookups {
 			continue
 		}
-		t.Run(tc.name, func(t *testing.T) { tc.fn(newHarness(t, f)) })
+		t.Run(tc.name, func(t *testing.T) { tc.fn(newHarness(t, s)) })
 	}
 }
 
@@ -74,7 +74,7 @@ func testRoundTrip(h *harness) {
 	if res[0].ID != ins.ID || res[0].Duplicate || res[0].State != job.Pending {
 		h.t.Fatalf("enqueue result = %+v", res[0])
 	}
-	before := time.Now()
+	before := h.now()
 	r := h.reserveOne(q, longLease)
 	switch {
 	case r.ID != ins.ID, r.Queue != q, r.Task != ins.Task, !bytes.Equal(r.Payload, ins.Payload):
@@ -160,7 +160,7 @@ func testPriorityOrder(h *harness) {
 
 func testRunAtOrder(h *harness) {
 	q := h.queue("runat")
-	now := time.Now()
+	now := h.now()
 	at := func(p string, d time.Duration) *backends.JobInsert {
 		ins := h.ins(q, p)
 		ins.RunAt = now.Add(d)
@@ -185,13 +185,14 @@ func testLeaseExpiry(h *harness) {
 	first := h.reserveOne(q, shortLease)
 	h.expectEmpty(q)
 	// The worker "crashes": no extend, no complete.
+	h.pass(shortLease)
 	second := h.eventuallyReserve(q, longLease)
 	if second.ID != first.ID || second.Deliveries != 2 || second.Lease.Token == first.Lease.Token {
 		h.t.Fatalf("redelivered %s deliveries %d token %q; want %s, 2, a new token", second.ID, second.Deliveries, second.Lease.Token, first.ID)
 	}
 	// The crashed worker comes back: every lease operation must fail.
 	expectErr(h.t, h.b.Complete(h.ctx, backends.CompleteParams{Lease: first.Lease}), job.ErrLeaseLost)
-	expectErr(h.t, h.b.Retry(h.ctx, backends.RetryParams{Lease: first.Lease, At: time.Now()}), job.ErrLeaseLost)
+	expectErr(h.t, h.b.Retry(h.ctx, backends.RetryParams{Lease: first.Lease, At: h.now()}), job.ErrLeaseLost)
 	expectErr(h.t, h.b.DeadLetter(h.ctx, backends.DeadLetterParams{Lease: first.Lease}), job.ErrLeaseLost)
 	ext, err := h.b.Extend(h.ctx, backends.ExtendParams{Leases: []job.Lease{first.Lease, second.Lease}, Lease: longLease})
 	if err != nil || len(ext) != 2 || !ext[0].Lost || ext[1].Lost || ext[1].JobID != second.ID {
@@ -205,17 +206,16 @@ func testExtendKeepsLease(h *harness) {
 	h.enqueue(h.ins(q, "x"))
 	r := h.reserveOne(q, shortLease)
 	// Keep extending for several lease lengths; nobody else may get the job.
-	end := time.Now().Add(4 * shortLease)
-	for time.Now().Before(end) {
+	for range 20 {
+		h.pass(shortLease / 5)
 		ext, err := h.b.Extend(h.ctx, backends.ExtendParams{Leases: []job.Lease{r.Lease}, Lease: shortLease})
 		if err != nil || len(ext) != 1 || ext[0].Lost {
 			h.t.Fatalf("Extend = %+v, %v", ext, err)
 		}
-		if !ext[0].ExpiresAt.After(time.Now()) {
+		if !ext[0].ExpiresAt.After(h.now()) {
 			h.t.Fatalf("extended lease expires at %v, in the past", ext[0].ExpiresAt)
 		}
 		h.expectEmpty(q)
-		time.Sleep(shortLease / 5)
 	}
 	h.complete(r, nil)
 }
@@ -226,12 +226,13 @@ func testPoisonMessage(h *harness) {
 	ins.MaxDeliveries = 2
 	h.enqueue(ins)
 	h.reserveOne(q, shortLease) // delivery 1: the worker dies
+	h.pass(shortLease)
 	if r := h.eventuallyReserve(q, shortLease); r.Deliveries != 2 {
 		h.t.Fatalf("second delivery has Deliveries %d", r.Deliveries)
 	}
 	// Delivery 2's worker dies too. Once its lease is over, the job must go
 	// to dead letter instead of a third delivery.
-	time.Sleep(shortLease + 100*time.Millisecond)
+	h.pass(shortLease + 100*time.Millisecond)
 	h.expectEmpty(q)
 	h.expectEmpty(q)
 	if r := h.expectState(ins.ID, job.Dead); r != nil {
@@ -247,9 +248,9 @@ func testRetryAt(h *harness) {
 	q := h.queue("retry")
 	h.enqueue(h.ins(q, "x"))
 	r := h.reserveOne(q, longLease)
-	failedAt := time.Now()
+	failedAt := h.now()
 	err := h.b.Retry(h.ctx, backends.RetryParams{
-		Lease: r.Lease, At: time.Now().Add(shortLease),
+		Lease: r.Lease, At: h.now().Add(shortLease),
 		Error: &job.AttemptError{Attempt: 1, At: failedAt, Error: "downstream said no"},
 	})
 	if err != nil {
@@ -257,6 +258,7 @@ func testRetryAt(h *harness) {
 	}
 	h.expectState(r.ID, job.Retrying)
 	h.expectEmpty(q)
+	h.pass(shortLease)
 	again := h.eventuallyReserve(q, longLease)
 	if again.ID != r.ID || again.Deliveries != 2 || again.Attempts() != 1 || again.Errors[0].Error != "downstream said no" {
 		h.t.Fatalf("retried job: deliveries %d errors %+v", again.Deliveries, again.Errors)
@@ -265,8 +267,8 @@ func testRetryAt(h *harness) {
 		h.t.Fatalf("attempt time %v, want %v", again.Errors[0].At, failedAt)
 	}
 	// Retry at a past time makes the job due at once.
-	if err := h.b.Retry(h.ctx, backends.RetryParams{Lease: again.Lease, At: time.Now().Add(-time.Second),
-		Error: &job.AttemptError{Attempt: 2, At: time.Now(), Error: "again"}}); err != nil {
+	if err := h.b.Retry(h.ctx, backends.RetryParams{Lease: again.Lease, At: h.now().Add(-time.Second),
+		Error: &job.AttemptError{Attempt: 2, At: h.now(), Error: "again"}}); err != nil {
 		h.t.Fatalf("Retry: %v", err)
 	}
 	if third := h.reserveOne(q, longLease); third.Attempts() != 2 {
@@ -283,7 +285,7 @@ func testSnooze(h *harness) {
 	// A snooze (breaker open, graceful release) uses neither an attempt nor
 	// a delivery, so even a MaxDeliveries of 1 survives it.
 	for range 3 {
-		if err := h.b.Retry(h.ctx, backends.RetryParams{Lease: r.Lease, At: time.Now()}); err != nil {
+		if err := h.b.Retry(h.ctx, backends.RetryParams{Lease: r.Lease, At: h.now()}); err != nil {
 			h.t.Fatalf("snooze: %v", err)
 		}
 		r = h.reserveOne(q, longLease)
@@ -291,7 +293,7 @@ func testSnooze(h *harness) {
 			h.t.Fatalf("after snooze: deliveries %d attempts %d, want 1, 0", r.Deliveries, r.Attempts())
 		}
 	}
-	if err := h.b.Retry(h.ctx, backends.RetryParams{Lease: r.Lease, At: time.Now().Add(time.Hour)}); err != nil {
+	if err := h.b.Retry(h.ctx, backends.RetryParams{Lease: r.Lease, At: h.now().Add(time.Hour)}); err != nil {
 		h.t.Fatalf("snooze: %v", err)
 	}
 	h.expectState(r.ID, job.Scheduled)
@@ -303,7 +305,7 @@ func testDeadLetter(h *harness) {
 	h.enqueue(h.ins(q, "x"))
 	r := h.reserveOne(q, longLease)
 	if err := h.b.DeadLetter(h.ctx, backends.DeadLetterParams{Lease: r.Lease,
-		Error: job.AttemptError{Attempt: 1, At: time.Now(), Error: "permanent: bad address"}}); err != nil {
+		Error: job.AttemptError{Attempt: 1, At: h.now(), Error: "permanent: bad address"}}); err != nil {
 		h.t.Fatalf("DeadLetter: %v", err)
 	}
 	h.expectEmpty(q)
@@ -318,7 +320,7 @@ func testCancel(h *harness) {
 	q := h.queue("cancel")
 	waiting := h.ins(q, "waiting")
 	later := h.ins(q, "later")
-	later.RunAt = time.Now().Add(time.Hour)
+	later.RunAt = h.now().Add(time.Hour)
 	running := h.ins(q, "running")
 	h.enqueue(waiting, later)
 	for _, id := range []string{waiting.ID, later.ID} {
@@ -391,7 +393,7 @@ func testUniqueness(h *harness) {
 	h.complete(r, nil)
 	// Without a window the key is free once the job finished.
 	second := mk()
-	second.UniqueUntil = time.Now().Add(time.Hour)
+	second.UniqueUntil = h.now().Add(time.Hour)
 	if res := h.enqueue(second); res[0].Duplicate {
 		h.t.Fatalf("enqueue after finish was a duplicate of %s", res[0].ID)
 	}

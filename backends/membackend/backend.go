@@ -26,6 +26,14 @@ type Backend struct {
 	seq    uint64
 	gate   *gate.Gate
 	hub    notify.Hub
+	clock  backends.Clock
+}
+
+// Config configures a memory backend. The zero value is ready to use.
+type Config struct {
+	// Clock tells the time: when a job is due, when a lease expires, the
+	// times records carry. Default backends.SystemClock{}.
+	Clock backends.Clock
 }
 
 type entry struct {
@@ -50,9 +58,15 @@ var (
 	_ backends.Notifier  = (*Backend)(nil)
 )
 
-// New returns an empty in-memory backend.
-func New() *Backend {
+// New returns an empty in-memory backend. It keeps finished jobs until it
+// is closed, and nothing survives the process: it is for tests, examples
+// and the demo, not for work that must outlive a restart.
+func New(cfg Config) *Backend {
+	if cfg.Clock == nil {
+		cfg.Clock = backends.SystemClock{}
+	}
 	return &Backend{
+		clock:  cfg.Clock,
 		jobs:   map[string]*entry{},
 		queues: map[string]*queueState{},
 		unique: map[string]*entry{},
@@ -104,7 +118,7 @@ func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]back
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := b.clock.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	res := make([]backends.EnqueueResult, len(p.Jobs))
@@ -208,7 +222,7 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := b.clock.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	q := b.queue(p.Queue)
@@ -259,7 +273,7 @@ func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backen
 	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := b.clock.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := make([]backends.ExtendResult, len(p.Leases))
@@ -282,7 +296,7 @@ func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backen
 
 // withLease runs fn on the job l holds, under the lock.
 func (b *Backend) withLease(l job.Lease, fn func(e *entry, now time.Time)) error {
-	now := time.Now()
+	now := b.clock.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	e, err := b.leased(l)
@@ -343,7 +357,7 @@ func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.Stat
 	if err := b.gate.Check(ctx); err != nil {
 		return "", err
 	}
-	now := time.Now()
+	now := b.clock.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	e := b.jobs[p.JobID]

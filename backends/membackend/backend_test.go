@@ -2,6 +2,7 @@ package membackend_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/backendtest"
@@ -9,5 +10,7 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	backendtest.Run(t, func(t *testing.T) backends.Backend { return membackend.New() })
+	backendtest.Suite{New: func(t *testing.T, clock backends.Clock) backends.Backend {
+		return membackend.New(membackend.Config{Clock: clock})
+	}, TimePrecision: time.Nanosecond}.Run(t)
 }

@@ -95,7 +95,7 @@ func (b *Backend) ReplayJobs(ctx context.Context, p backends.ReplayJobsParams) (
 	if err := b.gate.Check(ctx); err != nil {
 		return 0, err
 	}
-	now := time.Now()
+	now := b.clock.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var targets []*entry

@@ -46,7 +46,7 @@ func URL(ctx context.Context, u string, o Options) (backends.Backend, error) {
 	case "sqlite":
 		return sqlitebackend.Open(ctx, sqlitebackend.Config{Path: strings.TrimPrefix(rest, "//")})
 	case "memory":
-		return membackend.New(), nil
+		return membackend.New(membackend.Config{}), nil
 	case "postgres", "postgresql":
 		return pgbackend.Open(ctx, u, pgbackend.Config{Migrate: o.Migrate})
 	case "redis", "rediss", "redis+cluster":
@@ -89,12 +89,12 @@ func amqp(ctx context.Context, raw string, o Options) (backends.Backend, error) 
 		return nil, fmt.Errorf("%s cannot store job state: %w", storeURL, job.ErrUnsupported)
 	}
 	cfg.Store = kv
-	b, err := amqpbackend.Open(ctx, cfg)
+	b, err := amqpbackend.NewStored(ctx, cfg)
 	if err != nil {
 		_ = state.Close()
 		return nil, err
 	}
-	return &paired{StoredBackend: b.(*amqpbackend.StoredBackend), state: state}, nil
+	return &paired{StoredBackend: b, state: state}, nil
 }
 
 // paired is a broker with its job-state store; Close closes both.

@@ -63,7 +63,7 @@ func (b *Backend) enqueue(ctx context.Context, q querier, p backends.EnqueuePara
 			return nil, err
 		}
 	}
-	now := time.Now()
+	now := b.cfg.Clock.Now()
 	var a insertArrays
 	for i, ins := range p.Jobs {
 		if !dup[i] {
@@ -178,7 +178,7 @@ func (b *Backend) checkBeforeInsert(ctx context.Context, q querier, p backends.E
 	if err != nil {
 		return fmt.Errorf("pgbackend: enqueue: %w", err)
 	}
-	now := time.Now()
+	now := b.cfg.Clock.Now()
 	adding := map[string]int{}
 	taken := map[string]string{}
 	for i, ins := range p.Jobs {
@@ -325,7 +325,7 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 
 // reserve picks once; picked counts the rows taken, usable or not.
 func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams) (out []*job.Record, picked int, err error) {
-	now := time.Now()
+	now := b.cfg.Clock.Now()
 	var batch pgx.Batch
 	batch.Queue(asyncCommit)
 	batch.Queue(b.q.recoverQueue, p.Queue, now)
@@ -412,7 +412,7 @@ func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backen
 		out[i] = backends.ExtendResult{JobID: l.JobID, Lost: true}
 		ids[i], tokens[i] = l.JobID, l.Token
 	}
-	rows, err := asyncQuerier{b.pool}.query(ctx, b.q.extend, ids, time.Now(), p.Lease.Milliseconds(), tokens)
+	rows, err := asyncQuerier{b.pool}.query(ctx, b.q.extend, ids, b.cfg.Clock.Now(), p.Lease.Milliseconds(), tokens)
 	if err != nil {
 		return nil, fmt.Errorf("pgbackend: extend: %w", err)
 	}
@@ -448,15 +448,15 @@ func (b *Backend) CompleteMany(ctx context.Context, p backends.CompleteManyParam
 	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
-	return completeMany(ctx, asyncQuerier{b.pool}, b.q.complete, p)
+	return completeMany(ctx, asyncQuerier{b.pool}, b.q.complete, p, b.cfg.Clock.Now())
 }
 
-func completeMany(ctx context.Context, q querier, sql string, p backends.CompleteManyParams) ([]error, error) {
+func completeMany(ctx context.Context, q querier, sql string, p backends.CompleteManyParams, now time.Time) ([]error, error) {
 	ids, tokens, results := make([]string, len(p.Jobs)), make([]string, len(p.Jobs)), make([][]byte, len(p.Jobs))
 	for i, c := range p.Jobs {
 		ids[i], tokens[i], results[i] = c.Lease.JobID, c.Lease.Token, c.Result
 	}
-	rows, err := q.query(ctx, sql, ids, time.Now(), tokens, results)
+	rows, err := q.query(ctx, sql, ids, now, tokens, results)
 	if err != nil {
 		return nil, fmt.Errorf("pgbackend: complete: %w", err)
 	}
@@ -505,7 +505,7 @@ func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) e
 // token, then args; it returns the ID when it changed the job) with an
 // asynchronous commit.
 func (b *Backend) leased(ctx context.Context, l job.Lease, sql string, args ...any) error {
-	rows, err := asyncQuerier{b.pool}.query(ctx, sql, append([]any{l.JobID, time.Now(), l.Token}, args...)...)
+	rows, err := asyncQuerier{b.pool}.query(ctx, sql, append([]any{l.JobID, b.cfg.Clock.Now(), l.Token}, args...)...)
 	found := false
 	if err == nil {
 		err = scanAll(rows, func(scanner) error { found = true; return nil })
@@ -551,7 +551,7 @@ func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.Stat
 			return leaseLost(*p.Lease)
 		}
 		state = job.Cancelled
-		_, err := tx.Exec(ctx, b.q.cancelJob, p.JobID, time.Now())
+		_, err := tx.Exec(ctx, b.q.cancelJob, p.JobID, b.cfg.Clock.Now())
 		return err
 	})
 	if err != nil && !errors.Is(err, job.ErrNotFound) && !errors.Is(err, job.ErrFinished) && !errors.Is(err, job.ErrLeaseLost) {

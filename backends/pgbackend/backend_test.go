@@ -25,12 +25,17 @@ import (
 // own, dropped at the end.
 func newPool(t testing.TB) (*pgxpool.Pool, string) {
 	t.Helper()
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, testenv.PostgresURL(t)+"?pool_max_conns=20")
+	pool, err := pgxpool.New(context.Background(), testenv.PostgresURL(t)+"?pool_max_conns=20")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
+	return pool, freshSchema(t, pool)
+}
+
+// freshSchema names a schema for the test, empty, and drops it at the end.
+func freshSchema(t testing.TB, pool *pgxpool.Pool) string {
+	ctx := context.Background()
 	schema := "t_" + strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name()))
 	if len(schema) > 60 {
 		schema = schema[:60]
@@ -38,7 +43,7 @@ func newPool(t testing.TB) (*pgxpool.Pool, string) {
 	drop := func() { _, _ = pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE") }
 	drop()
 	t.Cleanup(drop)
-	return pool, schema
+	return schema
 }
 
 func open(t testing.TB, pool *pgxpool.Pool, cfg pgbackend.Config) *pgbackend.Backend {
@@ -54,11 +59,19 @@ func open(t testing.TB, pool *pgxpool.Pool, cfg pgbackend.Config) *pgbackend.Bac
 }
 
 func TestConformance(t *testing.T) {
-	pool, schema := newPool(t)
-	open(t, pool, pgbackend.Config{Schema: schema}) // migrate once
-	backendtest.Run(t, func(t *testing.T) backends.Backend {
-		return open(t, pool, pgbackend.Config{Schema: schema})
-	})
+	pool, _ := newPool(t)
+	// A schema per subtest: each steps its own clock, and a janitor
+	// sharing a schema would expire another subtest's leases early.
+	backendtest.Suite{New: func(t *testing.T, clock backends.Clock) backends.Backend {
+		return open(t, pool, pgbackend.Config{Schema: freshSchema(t, pool), Clock: clock})
+	}, TimePrecision: time.Microsecond, BeginTx: func(t *testing.T, b backends.Backend) backendtest.Tx {
+		ctx := context.Background()
+		tx, err := b.(*pgbackend.Backend).Pool().Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return backendtest.Tx{Tx: tx, Commit: func() error { return tx.Commit(ctx) }, Rollback: func() error { return tx.Rollback(ctx) }}
+	}}.Run(t)
 }
 
 // TestScheduler runs the scheduler's suite on the backend's KV store, each

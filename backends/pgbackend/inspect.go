@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -109,7 +108,7 @@ func (b *Backend) ReplayJobs(ctx context.Context, p backends.ReplayJobsParams) (
 	if err := b.gate.Check(ctx); err != nil {
 		return 0, err
 	}
-	now := time.Now()
+	now := b.cfg.Clock.Now()
 	total := 0
 	if p.Queue != "" {
 		for {

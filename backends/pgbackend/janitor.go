@@ -3,7 +3,6 @@ package pgbackend
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -34,7 +33,7 @@ func (b *Backend) Tidy(ctx context.Context) error {
 			"conveyor-janitor:"+b.cfg.Schema).Scan(&tidied); err != nil || !tidied {
 			return err
 		}
-		now := time.Now()
+		now := b.cfg.Clock.Now()
 		type step struct {
 			sql  string
 			args []any

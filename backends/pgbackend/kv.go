@@ -83,7 +83,7 @@ func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error
 		return err
 	}
 	tag, err := b.pool.Exec(ctx, `UPDATE `+b.kvTable()+` SET value = '', expires_at = '-infinity'
-		WHERE key = $1 AND ($2 = 0 OR (version = $2 AND (expires_at IS NULL OR expires_at > now())))`, p.Key, p.IfVersion)
+		WHERE key = $1 AND ($2 = 0 OR (version = $2 AND (expires_at IS NULL OR expires_at > $3)))`, p.Key, p.IfVersion, b.cfg.Clock.Now())
 	if err != nil {
 		return fmt.Errorf("pgbackend: delete key %s: %w", p.Key, err)
 	}

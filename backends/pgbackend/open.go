@@ -52,6 +52,9 @@ type Config struct {
 	JanitorEvery time.Duration
 	// Logger receives janitor and listener failures. Default slog.Default().
 	Logger *slog.Logger
+	// Clock tells the time: when a job is due, when a lease expires, the
+	// times records carry. Default backends.SystemClock{}.
+	Clock backends.Clock
 }
 
 // Backend stores jobs in PostgreSQL.
@@ -93,6 +96,9 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	backends.DefaultRetention(&cfg.KeepDone, &cfg.KeepDead)
 	if cfg.JanitorEvery == 0 {
 		cfg.JanitorEvery = time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = backends.SystemClock{}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

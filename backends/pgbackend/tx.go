@@ -44,7 +44,7 @@ func (b *Backend) CompleteTx(ctx context.Context, tx pgx.Tx, l job.Lease, result
 		return err
 	}
 	errs, err := completeMany(ctx, pgxQuerier{tx}, b.q.completeTx,
-		backends.CompleteManyParams{Jobs: []backends.CompleteParams{{Lease: l, Result: result}}})
+		backends.CompleteManyParams{Jobs: []backends.CompleteParams{{Lease: l, Result: result}}}, b.cfg.Clock.Now())
 	if err != nil {
 		return err
 	}

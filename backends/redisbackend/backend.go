@@ -61,7 +61,7 @@ func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]back
 func (b *Backend) enqueue(ctx context.Context, queues []string, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
 	keys := make([]string, len(queues))
 	args := make([]any, 0, 1+2*len(queues)+12*len(p.Jobs))
-	args = append(args, time.Now().UnixMilli())
+	args = append(args, b.cfg.Clock.Now().UnixMilli())
 	need := p.DepthNeeded()
 	for i, q := range queues {
 		keys[i] = b.base(q)
@@ -128,7 +128,7 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 	if p.Limit > maxBatch {
 		p.Limit = maxBatch
 	}
-	now := time.Now()
+	now := b.cfg.Clock.Now()
 	v, err := b.s.reserve.Run(ctx, b.rdb, []string{b.base(p.Queue)}, now.UnixMilli(), p.Limit, p.Lease.Milliseconds(),
 		p.Worker, newTokenPrefix(p.Queue), keepMS(b.cfg.KeepDead), poisonFormat).Slice()
 	if err != nil {
@@ -197,7 +197,7 @@ func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backen
 		out[i] = backends.ExtendResult{JobID: l.JobID, Lost: true}
 	}
 	order, groups := byQueue(p.Leases, func(l job.Lease) string { return l.Token }, func(int) {})
-	now := time.Now().UnixMilli()
+	now := b.cfg.Clock.Now().UnixMilli()
 	for _, q := range order {
 		args := []any{now, p.Lease.Milliseconds()}
 		for _, i := range groups[q] {
@@ -232,7 +232,7 @@ func (b *Backend) CompleteMany(ctx context.Context, p backends.CompleteManyParam
 	errs := make([]error, len(p.Jobs))
 	order, groups := byQueue(p.Jobs, func(c backends.CompleteParams) string { return c.Lease.Token },
 		func(i int) { errs[i] = leaseLost(p.Jobs[i].Lease) })
-	now := time.Now().UnixMilli()
+	now := b.cfg.Clock.Now().UnixMilli()
 	for _, q := range order {
 		for chunk := range slices.Chunk(groups[q], maxBatch) {
 			args := []any{now, keepMS(b.cfg.KeepDone)}
@@ -284,7 +284,7 @@ func (b *Backend) retryOrDead(ctx context.Context, l job.Lease, at int64, errLin
 	if dead {
 		deadFlag = 1
 	}
-	n, err := b.s.retry.Run(ctx, b.rdb, []string{b.base(q)}, time.Now().UnixMilli(), l.JobID, l.Token, at,
+	n, err := b.s.retry.Run(ctx, b.rdb, []string{b.base(q)}, b.cfg.Clock.Now().UnixMilli(), l.JobID, l.Token, at,
 		errLine, keepMS(b.cfg.KeepDead), deadFlag).Int64()
 	if err != nil {
 		return fmt.Errorf("redisbackend: finishing attempt of %s: %w", l.JobID, err)
@@ -311,7 +311,7 @@ func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.Stat
 			return "", err
 		}
 	}
-	v, err := b.s.cancel.Run(ctx, b.rdb, []string{b.base(q)}, time.Now().UnixMilli(), p.JobID, token,
+	v, err := b.s.cancel.Run(ctx, b.rdb, []string{b.base(q)}, b.cfg.Clock.Now().UnixMilli(), p.JobID, token,
 		keepMS(b.cfg.KeepDone)).StringSlice()
 	if err != nil {
 		return "", fmt.Errorf("redisbackend: cancel %s: %w", p.JobID, err)

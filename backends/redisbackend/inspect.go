@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -155,7 +154,7 @@ func (b *Backend) QueueStats(ctx context.Context, p backends.QueueStatsParams) (
 
 // admin runs the admin script on one queue.
 func (b *Backend) admin(ctx context.Context, queue, action string, args ...any) (int, error) {
-	n, err := b.s.admin.Run(ctx, b.rdb, []string{b.base(queue)}, append([]any{time.Now().UnixMilli(), action}, args...)...).Int()
+	n, err := b.s.admin.Run(ctx, b.rdb, []string{b.base(queue)}, append([]any{b.cfg.Clock.Now().UnixMilli(), action}, args...)...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("redisbackend: %s in %s: %w", action, queue, err)
 	}

@@ -3,7 +3,6 @@ package redisbackend
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/conveyorhq/conveyor/backends/internal/tick"
 )
@@ -46,7 +45,7 @@ func (b *Backend) Tidy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	now := time.Now().UnixMilli()
+	now := b.cfg.Clock.Now().UnixMilli()
 	for _, q := range queues {
 		budget := reconcileBatch
 		for {

@@ -43,6 +43,9 @@ type Config struct {
 	// Logger receives reports of malformed entries found in Redis and
 	// janitor failures. Default slog.Default().
 	Logger *slog.Logger
+	// Clock tells the time: when a job is due, when a lease expires, the
+	// times records carry. Default backends.SystemClock{}.
+	Clock backends.Clock
 }
 
 // Backend stores jobs in Redis. Every state change is one Lua script on the
@@ -79,6 +82,9 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	backends.DefaultRetention(&cfg.KeepDone, &cfg.KeepDead)
 	if cfg.JanitorEvery == 0 {
 		cfg.JanitorEvery = time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = backends.SystemClock{}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

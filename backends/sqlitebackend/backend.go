@@ -52,7 +52,7 @@ func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]back
 	var res []backends.EnqueueResult
 	err := b.write(ctx, func(tx *sql.Tx) error {
 		var err error
-		res, err = enqueue(ctx, tx, p)
+		res, err = enqueue(ctx, tx, p, b.cfg.Clock.Now())
 		return err
 	})
 	if err != nil {
@@ -77,7 +77,7 @@ func (b *Backend) EnqueueTx(ctx context.Context, tx any, p backends.EnqueueParam
 	}
 	// Listeners in this process learn of the jobs through data_version
 	// once the caller commits; announcing now would be too early.
-	return enqueue(ctx, stx, p)
+	return enqueue(ctx, stx, p, b.cfg.Clock.Now())
 }
 
 func (b *Backend) announce(p backends.EnqueueParams) {
@@ -90,8 +90,7 @@ func (b *Backend) announce(p backends.EnqueueParams) {
 	}
 }
 
-func enqueue(ctx context.Context, tx *sql.Tx, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
-	now := time.Now()
+func enqueue(ctx context.Context, tx *sql.Tx, p backends.EnqueueParams, now time.Time) ([]backends.EnqueueResult, error) {
 	res := make([]backends.EnqueueResult, len(p.Jobs))
 	if len(p.Jobs) == 0 {
 		return res, nil
@@ -197,7 +196,7 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 	var dead []string
 	err := b.write(ctx, func(tx *sql.Tx) error {
 		out, dead = nil, nil
-		now := time.Now()
+		now := b.cfg.Clock.Now()
 		var paused bool
 		err := b.prepared(ctx, tx, sqlPaused).QueryRowContext(ctx, p.Queue).Scan(&paused)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -307,7 +306,7 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 
 // anyDue reports whether queue may have a due job or an expired lease.
 func (b *Backend) anyDue(ctx context.Context, queue string) (bool, error) {
-	now := micros(time.Now())
+	now := micros(b.cfg.Clock.Now())
 	var due bool
 	err := b.ro.QueryRowContext(ctx, `SELECT
 		EXISTS (SELECT 1 FROM conveyor_jobs WHERE queue = ? AND state IN `+waitingStates+` AND run_at <= ?)
@@ -329,7 +328,7 @@ func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backen
 	}
 	out := make([]backends.ExtendResult, len(p.Leases))
 	err := b.write(ctx, func(tx *sql.Tx) error {
-		now := time.Now()
+		now := b.cfg.Clock.Now()
 		exp := now.Add(p.Lease)
 		stmt := b.prepared(ctx, tx, sqlExtend)
 		for i, l := range p.Leases {
@@ -388,7 +387,7 @@ func (b *Backend) CompleteMany(ctx context.Context, p backends.CompleteManyParam
 	err := b.write(ctx, func(tx *sql.Tx) error {
 		done = done[:0]
 		stmt := b.prepared(ctx, tx, sqlCompleteOne)
-		now := micros(time.Now())
+		now := micros(b.cfg.Clock.Now())
 		for i, c := range p.Jobs {
 			var q string
 			err := stmt.QueryRowContext(ctx, c.Result, now, c.Lease.JobID, c.Lease.Token).Scan(&q)
@@ -418,7 +417,7 @@ func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
 	if err := b.gate.Check(ctx); err != nil {
 		return err
 	}
-	now := time.Now()
+	now := b.cfg.Clock.Now()
 	state := job.Retrying
 	set := `state = ?, run_at = ?, lease_token = NULL, `
 	args := []any{}
@@ -453,7 +452,7 @@ func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) e
 		return err
 	}
 	q, err := b.finishLeased(ctx, p.Lease, `state = 'dead', finished_at = ?, lease_token = NULL, `+appendError,
-		micros(time.Now()), string(ae))
+		micros(b.cfg.Clock.Now()), string(ae))
 	if err == nil {
 		b.hub.Publish(backends.Event{Kind: backends.JobFinished, Queue: q, JobID: p.Lease.JobID})
 	}
@@ -489,7 +488,7 @@ func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.Stat
 		}
 		result = job.Cancelled
 		_, err = tx.ExecContext(ctx, `UPDATE conveyor_jobs SET state = 'cancelled', finished_at = ?, lease_token = NULL WHERE id = ?`,
-			micros(time.Now()), p.JobID)
+			micros(b.cfg.Clock.Now()), p.JobID)
 		return err
 	})
 	if err == nil && result == job.Cancelled {

@@ -26,9 +26,19 @@ func open(t *testing.T, path string) *sqlitebackend.Backend {
 }
 
 func TestConformance(t *testing.T) {
-	backendtest.Run(t, func(t *testing.T) backends.Backend {
-		return open(t, filepath.Join(t.TempDir(), "jobs.db"))
-	})
+	backendtest.Suite{New: func(t *testing.T, clock backends.Clock) backends.Backend {
+		b, err := sqlitebackend.Open(context.Background(), sqlitebackend.Config{Path: filepath.Join(t.TempDir(), "jobs.db"), Clock: clock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}, TimePrecision: time.Microsecond, BeginTx: func(t *testing.T, b backends.Backend) backendtest.Tx {
+		tx, err := b.(*sqlitebackend.Backend).DB().BeginTx(context.Background(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return backendtest.Tx{Tx: tx, Commit: tx.Commit, Rollback: tx.Rollback}
+	}}.Run(t)
 }
 
 // Two handles on one file stand for two processes: a web app enqueuing and

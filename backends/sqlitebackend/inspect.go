@@ -161,7 +161,7 @@ func (b *Backend) ReplayJobs(ctx context.Context, p backends.ReplayJobsParams) (
 			}
 		}
 		set := `UPDATE conveyor_jobs SET state = 'pending', deliveries = 0, run_at = ?, finished_at = 0 WHERE `
-		now := micros(time.Now())
+		now := micros(b.cfg.Clock.Now())
 		var where string
 		var args []any
 		switch {
@@ -264,7 +264,7 @@ func (b *Backend) Prune(ctx context.Context) (int, error) {
 	if err := b.gate.Check(ctx); err != nil {
 		return 0, err
 	}
-	now := time.Now()
+	now := b.cfg.Clock.Now()
 	total := 0
 	for _, r := range []struct {
 		states string

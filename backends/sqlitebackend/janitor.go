@@ -90,7 +90,7 @@ func (b *Backend) setAsideCorrupt(ctx context.Context) error {
 		var finished []backends.Event
 		err = b.write(ctx, func(tx *sql.Tx) error {
 			finished = finished[:0]
-			now := time.Now()
+			now := b.cfg.Clock.Now()
 			for _, id := range ids {
 				q, dead, err := setAside(ctx, tx, id, now, "")
 				if err != nil {

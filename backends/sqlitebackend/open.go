@@ -49,6 +49,9 @@ type Config struct {
 	PruneEvery time.Duration
 	// Logger receives janitor failures. Default slog.Default().
 	Logger *slog.Logger
+	// Clock tells the time: when a job is due, when a lease expires, the
+	// times records carry. Default backends.SystemClock{}.
+	Clock backends.Clock
 }
 
 // Backend stores jobs in one SQLite file.
@@ -93,6 +96,9 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	backends.DefaultRetention(&cfg.KeepDone, &cfg.KeepDead)
 	if cfg.PruneEvery <= 0 {
 		cfg.PruneEvery = time.Minute
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = backends.SystemClock{}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

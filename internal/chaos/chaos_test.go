@@ -62,7 +62,7 @@ func open(ctx context.Context, sp spec, logger *slog.Logger) (*opened, error) {
 	case "sqlite":
 		b, err = sqlitebackend.Open(ctx, sqlitebackend.Config{Path: sp.URL})
 	case "memory":
-		b = membackend.New()
+		b = membackend.New(membackend.Config{})
 	case "redis":
 		b, err = redisbackend.Open(ctx, sp.URL, redisbackend.Config{Prefix: sp.Prefix, Logger: logger})
 	case "postgres":

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -76,4 +77,25 @@ func (r *RabbitMQ) Stop() { r.ctl("stop_app") }
 func (r *RabbitMQ) Start() {
 	r.ctl("start_app")
 	r.ctl("await_startup")
+}
+
+// DeleteRabbitMQQueues deletes, when t ends, the queues on the test broker
+// whose names start with prefix+".", so a run leaves none behind. The
+// broker lists queues only through rabbitmqctl (or the management plugin).
+func DeleteRabbitMQQueues(t testing.TB, prefix string) {
+	node := RabbitMQNode(t)
+	t.Cleanup(func() {
+		out, err := exec.Command("rabbitmqctl", "-q", "-n", node, "list_queues", "name", "--no-table-headers").Output()
+		if err != nil {
+			t.Errorf("rabbitmqctl list_queues: %v", err)
+			return
+		}
+		for _, name := range strings.Fields(string(out)) {
+			if strings.HasPrefix(name, prefix+".") {
+				if out, err := exec.Command("rabbitmqctl", "-q", "-n", node, "delete_queue", name).CombinedOutput(); err != nil {
+					t.Errorf("rabbitmqctl delete_queue %s: %v: %s", name, err, out)
+				}
+			}
+		}
+	})
 }
