@@ -110,6 +110,11 @@ func run(ctx context.Context, app App, src *sources, cfg Config, stderr io.Write
 		log = log.With("process", child.String())
 	}
 	routeDriverLogs(log)
+	if src != nil {
+		// Main owns the process: handlers logging through slog's default
+		// logger get the configured format, level and process name.
+		slog.SetDefault(log)
+	}
 	if cfg.Processes > 0 {
 		return supervise(ctx, app, src, cfg, log.With("process", "supervisor"), level, stderr)
 	}

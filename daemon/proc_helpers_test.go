@@ -239,3 +239,10 @@ func allDone(t *testing.T, states map[string]job.State) {
 		}
 	}
 }
+
+func writeTo(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
