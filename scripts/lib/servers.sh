@@ -158,3 +158,9 @@ need_chromium() {
   CONVEYOR_CHROMIUM=$(command -v chromium)
   echo "chromium: $CONVEYOR_CHROMIUM"
 }
+
+# What the interop and cluster tests need lives in files of their own.
+# shellcheck source=python.sh
+. "$(dirname "${BASH_SOURCE[0]}")/python.sh"
+# shellcheck source=clusters.sh
+. "$(dirname "${BASH_SOURCE[0]}")/clusters.sh"
