@@ -133,3 +133,10 @@ func TestDocListsEveryKey(t *testing.T) {
 		}
 	}
 }
+
+// The deploy example's config file is one the daemon accepts.
+func TestDeployExampleConfig(t *testing.T) {
+	if err := CheckConfig("../examples/deploy/worker.toml"); err != nil {
+		t.Error(err)
+	}
+}
