@@ -46,33 +46,36 @@ func ExitCode(err error) int {
 // args (flags after `worker`), the environment and the config file they
 // name, until ctx ends or a signal stops it. It returns a clear error
 // naming the key or URL for bad configuration, never panics.
-func Main(ctx context.Context, app App, args []string, stdout, stderr io.Writer) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = fmt.Errorf("daemon: panic: %v", v)
+func Main(ctx context.Context, app App, args []string, stdout, stderr io.Writer) error {
+	return unpanicked(func() error {
+		src, err := parseFlags(app.name(), args, stdout, os.LookupEnv)
+		if err != nil {
+			return err
 		}
-	}()
-	src, err := parseFlags(app.name(), args, stdout, os.LookupEnv)
-	if err != nil {
-		return err
-	}
-	cfg, err := src.load()
-	if err != nil {
-		return err
-	}
-	return run(ctx, app, &src, cfg, stderr)
+		cfg, err := src.load()
+		if err != nil {
+			return err
+		}
+		return run(ctx, app, &src, cfg, stderr)
+	})
 }
 
 // Run runs the worker daemon for app with a configuration built in code:
 // what Main does after reading its sources. Zero fields take their
 // defaults; SIGHUP has no file to read again and changes nothing.
-func Run(ctx context.Context, app App, cfg Config) (err error) {
+func Run(ctx context.Context, app App, cfg Config) error {
+	return unpanicked(func() error { return run(ctx, app, nil, withDefaults(cfg), os.Stderr) })
+}
+
+// unpanicked turns a panic in the daemon's own goroutine (an App.Register
+// that panics, say) into an error; handlers' panics are the worker's.
+func unpanicked(f func() error) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = fmt.Errorf("daemon: panic: %v", v)
 		}
 	}()
-	return run(ctx, app, nil, withDefaults(cfg), os.Stderr)
+	return f()
 }
 
 // withDefaults fills the zero fields of c with the defaults.
