@@ -3,7 +3,6 @@ package daemon
 import (
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 
 	"github.com/conveyorhq/conveyor/examples/app/tasks"
@@ -34,8 +33,5 @@ func TestExampleAppWorker(t *testing.T) {
 	}
 	allDone(t, db.waitFinished(t, h.ID))
 	w.wait("sending welcome email")
-	w.signal(syscall.SIGTERM)
-	if code := w.exitCode(); code != 0 {
-		t.Errorf("exit %d", code)
-	}
+	w.stop()
 }

@@ -172,6 +172,15 @@ func (p *daemonProc) signal(sig syscall.Signal) {
 	}
 }
 
+// stop sends SIGTERM and expects a clean exit after the drain.
+func (p *daemonProc) stop() {
+	p.t.Helper()
+	p.signal(syscall.SIGTERM)
+	if code := p.exitCode(); code != 0 {
+		p.t.Errorf("exit code %d after SIGTERM, want 0", code)
+	}
+}
+
 // exitCode waits for the process to end.
 func (p *daemonProc) exitCode() int {
 	p.t.Helper()

@@ -124,10 +124,7 @@ func TestSIGHUPReloadsConcurrency(t *testing.T) {
 			t.Errorf("job %s ran to the end %d times", id, n)
 		}
 	}
-	w.signal(syscall.SIGTERM)
-	if code := w.exitCode(); code != 0 {
-		t.Errorf("exit %d", code)
-	}
+	w.stop()
 }
 
 // After SIGTSTP the worker starts no new job while its running ones
@@ -150,10 +147,7 @@ func TestSIGTSTPQuiet(t *testing.T) {
 		t.Errorf("the second worker finished %d jobs, want 4", n)
 	}
 	// Quiet, the process lives on until it is stopped.
-	a.signal(syscall.SIGTERM)
-	if code := a.exitCode(); code != 0 {
-		t.Errorf("exit %d", code)
-	}
+	a.stop()
 }
 
 // Every failed attempt and dead letter reaches App.OnError.
