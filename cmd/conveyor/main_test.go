@@ -65,7 +65,7 @@ func openStore(ctx context.Context, db string) (interface {
 
 func startWorker(t *testing.T, db string, lease time.Duration) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "worker", "--db", db, "-concurrency", "8", "-lease", lease.String(), "-drain", "10s")
+	cmd := exec.Command(os.Args[0], "worker", "--db", db, "-queues", "default,payments", "-concurrency", "8", "-lease", lease.String(), "-drain", "10s")
 	cmd.Env = append(os.Environ(), "CONVEYOR_RUN_MAIN=1")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr // visible with -v
 	if err := cmd.Start(); err != nil {
@@ -273,8 +273,7 @@ func TestSchedulerLeaderKilled(t *testing.T) {
 	start := func() *exec.Cmd {
 		// The workers serve another queue, so the ticks' jobs stay pending
 		// for counting.
-		cmd := exec.Command(os.Args[0], "worker", "--db", db, "-queues", "elsewhere", "-lease", "3s",
-			"-schedule-poll", "100ms", "-schedule-lease", "1s", "-drain", "5s")
+		cmd := exec.Command(os.Args[0], "worker", "--db", db, "-queues", "elsewhere", "-lease", "3s", "-drain", "5s")
 		cmd.Env = append(os.Environ(), "CONVEYOR_RUN_MAIN=1")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Start(); err != nil {

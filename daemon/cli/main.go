@@ -20,11 +20,12 @@ import (
 // on it, 1 on any other error.
 var ErrUsage = errors.New("usage")
 
-// Exit codes of Main and Execute.
+// Exit codes of Main and Execute; `worker` adds the daemon's own (see
+// daemon.ExitCode).
 const (
 	ExitOK    = 0 // the command did what it was asked, or -h printed help
 	ExitError = 1 // the command failed
-	ExitUsage = 2 // the command line was wrong (ErrUsage)
+	ExitUsage = 2 // the command line was wrong (ErrUsage), or the worker's configuration
 )
 
 // Main runs the command line args (without the program name) of app's
@@ -47,14 +48,14 @@ func Execute(ctx context.Context, root *cobra.Command, args []string, stdout, st
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
 	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp): // flag.ErrHelp: the worker's own -h
+	case err == nil, errors.Is(err, flag.ErrHelp), daemon.ExitCode(err) == ExitOK: // the last two: the worker's own -h
 		return ExitOK
 	case errors.Is(err, ErrUsage):
 		fmt.Fprintf(stderr, "%s: %s\n(see %s -h)\n", root.Name(), strings.TrimPrefix(message(err), ErrUsage.Error()+": "), root.Name())
 		return ExitUsage
 	}
 	fmt.Fprintf(stderr, "%s: %s\n", root.Name(), message(err))
-	return ExitError
+	return daemon.ExitCode(err) // 1, or the worker daemon's own: 2 for its bad configuration, 3 for a recycled process
 }
 
 // message is err's text with the library's own "conveyor: " prefixes
@@ -98,7 +99,7 @@ Commands that only read never create a database. Flags go anywhere on the line, 
 	pf.BoolVar(&e.json, "json", false, "print what a reading command shows as JSON")
 	root.AddCommand(
 		e.workerCmd(), e.enqueueCmd(), e.jobsCmd(), e.inspectCmd(), e.scheduleCmd(),
-		e.migrateCmd(), e.dashboardCmd(), e.versionCmd(),
+		e.migrateCmd(), e.dashboardCmd(), e.configCmd(), e.pingCmd(), e.versionCmd(),
 	)
 	return root
 }
