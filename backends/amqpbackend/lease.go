@@ -1,8 +1,6 @@
 package amqpbackend
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -18,12 +16,6 @@ type lease struct {
 	doc     *doc // the job as reserved: Deliveries counts this delivery
 	gen     uint64
 	expires time.Time
-}
-
-func newToken() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // addLease files a lease: a new one, or one whose operation failed before

@@ -9,6 +9,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/record"
 	"github.com/conveyorhq/conveyor/job"
 )
 
@@ -95,7 +96,7 @@ func (b *Backend) lease(ctx context.Context, c *consumer, it *item, d time.Durat
 		dead.Deliveries = n - 1
 		return poison(dead)
 	}
-	jl := job.Lease{JobID: it.doc.ID, Token: newToken(), ExpiresAt: l.expires}
+	jl := job.Lease{JobID: it.doc.ID, Token: record.Token(16), ExpiresAt: l.expires}
 	rec := it.doc.Record
 	if b.st != nil {
 		stored, err := b.claim(ctx, it, n, now, jl)

@@ -3,7 +3,6 @@ package membackend
 import (
 	"container/heap"
 	"context"
-	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/internal/gate"
 	"github.com/conveyorhq/conveyor/backends/internal/notify"
+	"github.com/conveyorhq/conveyor/backends/internal/record"
 	"github.com/conveyorhq/conveyor/job"
 )
 
@@ -263,7 +263,7 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 func (b *Backend) leased(l job.Lease) (*entry, error) {
 	e := b.jobs[l.JobID]
 	if e == nil || e.rec.State != job.Running || e.rec.Lease.Token != l.Token {
-		return nil, fmt.Errorf("%w: job %s", job.ErrLeaseLost, l.JobID)
+		return nil, record.LeaseLost(l)
 	}
 	return e, nil
 }
@@ -362,11 +362,11 @@ func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.Stat
 	defer b.mu.Unlock()
 	e := b.jobs[p.JobID]
 	if e == nil {
-		return "", fmt.Errorf("%w: %s", job.ErrNotFound, p.JobID)
+		return "", record.NotFound(p.JobID)
 	}
 	switch {
 	case e.rec.State.Finished():
-		return e.rec.State, fmt.Errorf("%w: %s is %s", job.ErrFinished, p.JobID, e.rec.State)
+		return e.rec.State, record.Finished(p.JobID, e.rec.State)
 	case e.rec.State == job.Running && p.Lease == nil:
 		e.rec.CancelRequested = true
 		return job.Running, nil

@@ -2,12 +2,12 @@ package membackend
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/record"
 	"github.com/conveyorhq/conveyor/job"
 )
 
@@ -20,7 +20,7 @@ func (b *Backend) GetJob(ctx context.Context, p backends.GetJobParams) (*job.Rec
 	defer b.mu.Unlock()
 	e := b.jobs[p.ID]
 	if e == nil {
-		return nil, fmt.Errorf("%w: %s", job.ErrNotFound, p.ID)
+		return nil, record.NotFound(p.ID)
 	}
 	return clone(&e.rec), nil
 }

@@ -3,18 +3,15 @@ package pgbackend
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/record"
 	"github.com/conveyorhq/conveyor/job"
 )
 
@@ -256,10 +253,9 @@ func (a *insertArrays) add(ins *backends.JobInsert, i int, now time.Time) {
 	a.queues = append(a.queues, ins.Queue)
 	a.tasks = append(a.tasks, ins.Task)
 	a.policies = append(a.policies, ins.RetryPolicy)
-	a.payloads = append(a.payloads, nonNil(ins.Payload))
+	a.payloads = append(a.payloads, record.NonNil(ins.Payload))
 	var h *string
-	if len(ins.Headers) > 0 {
-		j, _ := json.Marshal(ins.Headers) // map[string]string always marshals
+	if j := record.Headers(ins.Headers); j != nil {
 		s := string(j)
 		h = &s
 	}
@@ -286,13 +282,6 @@ func (a *insertArrays) add(ins *backends.JobInsert, i int, now time.Time) {
 	a.until = append(a.until, until)
 }
 
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
-}
-
 // asyncCommit makes the rest of the current transaction commit without
 // waiting for its WAL flush. Reserve, Extend, Complete and Retry use it: if
 // the server crashes before the flush, the change is lost and the job runs
@@ -302,7 +291,7 @@ const asyncCommit = "SELECT set_config('synchronous_commit', 'off', true)"
 
 // poisonFormat is backends.PoisonReason as a format() string for the
 // reserve statement, with %s where the delivery count goes.
-var poisonFormat = strings.Replace(strings.ReplaceAll(backends.PoisonReason(987654321), "%", "%%"), "987654321", "%s", 1)
+var poisonFormat = record.PoisonFormat("%s")
 
 // Reserve implements backends.Backend: one round trip holding two
 // statements, the recovery of this queue's expired leases and the reserve.
@@ -329,7 +318,7 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams) (out []
 	var batch pgx.Batch
 	batch.Queue(asyncCommit)
 	batch.Queue(b.q.recoverQueue, p.Queue, now)
-	batch.Queue(b.q.reserve, p.Queue, now, p.Limit, newTokenPrefix(), p.Lease.Milliseconds(), poisonFormat, p.Worker)
+	batch.Queue(b.q.reserve, p.Queue, now, p.Limit, record.Token(8)+".", p.Lease.Milliseconds(), poisonFormat, p.Worker)
 	br := b.pool.SendBatch(ctx, &batch)
 	defer br.Close()
 	if _, err := br.Exec(); err != nil {
@@ -393,12 +382,6 @@ func (b *Backend) setAside(ctx context.Context, r *job.Record, cause error, now 
 		b.cfg.Logger.Error("pgbackend: could not dead-letter malformed job; it returns after its lease",
 			"queue", r.Queue, "id", r.ID, "err", err)
 	}
-}
-
-func newTokenPrefix() string {
-	var buf [8]byte
-	_, _ = rand.Read(buf[:])
-	return hex.EncodeToString(buf[:]) + "."
 }
 
 // Extend implements backends.Backend.
@@ -473,13 +456,11 @@ func completeMany(ctx context.Context, q querier, sql string, p backends.Complet
 	errs := make([]error, len(p.Jobs))
 	for i, c := range p.Jobs {
 		if !done[c.Lease.JobID] {
-			errs[i] = leaseLost(c.Lease)
+			errs[i] = record.LeaseLost(c.Lease)
 		}
 	}
 	return errs, nil
 }
-
-func leaseLost(l job.Lease) error { return fmt.Errorf("%w: job %s", job.ErrLeaseLost, l.JobID) }
 
 // Retry implements backends.Backend.
 func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
@@ -514,17 +495,14 @@ func (b *Backend) leased(ctx context.Context, l job.Lease, sql string, args ...a
 		return fmt.Errorf("pgbackend: job %s: %w", l.JobID, err)
 	}
 	if !found {
-		return leaseLost(l)
+		return record.LeaseLost(l)
 	}
 	return nil
 }
 
 // errorJSON is one attempt error as a one-element JSON array, to append to
 // the errors column.
-func errorJSON(e job.AttemptError) string {
-	j, _ := json.Marshal([]job.AttemptError{e})
-	return string(j)
-}
+func errorJSON(e job.AttemptError) string { return "[" + record.AttemptError(e) + "]" }
 
 // Cancel implements backends.Backend.
 func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.State, error) {
@@ -536,19 +514,19 @@ func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.Stat
 		var st, token string
 		if err := tx.QueryRow(ctx, b.q.cancelRow, p.JobID).Scan(&st, &token); err != nil {
 			if errors.Is(err, pgx.ErrNoRows) {
-				return fmt.Errorf("%w: %s", job.ErrNotFound, p.JobID)
+				return record.NotFound(p.JobID)
 			}
 			return err
 		}
 		state = job.State(st)
 		switch {
 		case state.Finished():
-			return fmt.Errorf("%w: %s is %s", job.ErrFinished, p.JobID, state)
+			return record.Finished(p.JobID, state)
 		case state == job.Running && p.Lease == nil:
 			_, err := tx.Exec(ctx, b.q.cancelRequest, p.JobID)
 			return err
 		case state == job.Running && p.Lease.Token != token:
-			return leaseLost(*p.Lease)
+			return record.LeaseLost(*p.Lease)
 		}
 		state = job.Cancelled
 		_, err := tx.Exec(ctx, b.q.cancelJob, p.JobID, b.cfg.Clock.Now())

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/record"
 	"github.com/conveyorhq/conveyor/job"
 )
 
@@ -21,7 +22,7 @@ func (b *Backend) GetJob(ctx context.Context, p backends.GetJobParams) (*job.Rec
 	}
 	r, _, err := scanRecord(b.pool.QueryRow(ctx, b.q.getJob, p.ID))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("%w: %s", job.ErrNotFound, p.ID)
+		return nil, record.NotFound(p.ID)
 	}
 	if err != nil && r == nil {
 		return nil, fmt.Errorf("pgbackend: get %s: %w", p.ID, err)

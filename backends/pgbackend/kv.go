@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/record"
 	"github.com/conveyorhq/conveyor/job"
 )
 
@@ -53,7 +54,7 @@ func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, err
 	}
 	now := backends.KVNow(p.Now)
 	var sql string
-	args := []any{p.Key, nonNil(p.Value), nullTime(p.ExpiresAt), now}
+	args := []any{p.Key, record.NonNil(p.Value), nullTime(p.ExpiresAt), now}
 	if p.IfVersion == 0 {
 		sql = `INSERT INTO ` + b.kvTable() + ` AS kv (key, value, version, expires_at) VALUES ($1, $2, 1, $3)
 			ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = kv.version + 1, expires_at = excluded.expires_at

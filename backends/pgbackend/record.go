@@ -1,12 +1,12 @@
 package pgbackend
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/conveyorhq/conveyor/backends/internal/record"
 	"github.com/conveyorhq/conveyor/job"
 )
 
@@ -43,13 +43,11 @@ func scanRecord(row pgx.Row) (*job.Record, int64, error) {
 	if r.State == job.Running && token != nil {
 		r.Lease = job.Lease{JobID: r.ID, Token: *token, ExpiresAt: deref(leaseExpiry)}
 	}
-	if err := json.Unmarshal(errs, &r.Errors); err != nil {
+	if r.Errors, err = record.DecodeAttemptErrors(errs); err != nil {
 		return &r, seq, fmt.Errorf("%w: job %s attempt errors: %w", job.ErrMalformedPayload, r.ID, err)
 	}
-	if len(headers) > 0 && string(headers) != "null" {
-		if err := json.Unmarshal(headers, &r.Headers); err != nil {
-			return &r, seq, fmt.Errorf("%w: job %s headers: %w", job.ErrMalformedPayload, r.ID, err)
-		}
+	if r.Headers, err = record.DecodeHeaders(headers); err != nil {
+		return &r, seq, fmt.Errorf("%w: job %s headers: %w", job.ErrMalformedPayload, r.ID, err)
 	}
 	return &r, seq, nil
 }

@@ -2,13 +2,12 @@ package redisbackend
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/record"
 	"github.com/conveyorhq/conveyor/job"
 )
 
@@ -68,13 +67,9 @@ func (b *Backend) enqueue(ctx context.Context, queues []string, p backends.Enque
 		args = append(args, q, need[q].MaxDepth)
 	}
 	for _, ins := range p.Jobs {
-		var headers []byte
-		if len(ins.Headers) > 0 {
-			headers, _ = json.Marshal(ins.Headers) // map[string]string always marshals
-		}
 		args = append(args, ins.ID, slices.Index(queues, ins.Queue)+1, ins.Task, ins.Payload,
-			ins.Priority, ms(ins.RunAt), ins.MaxDeliveries, ins.Timeout.Milliseconds(), ins.RetryPolicy,
-			headers, ins.UniqueKey, ms(ins.UniqueUntil))
+			ins.Priority, record.Millis(ins.RunAt), ins.MaxDeliveries, ins.Timeout.Milliseconds(), ins.RetryPolicy,
+			record.Headers(ins.Headers), ins.UniqueKey, record.Millis(ins.UniqueUntil))
 	}
 	v, err := b.s.enqueue.Run(ctx, b.rdb, keys, args...).Slice()
 	if err != nil {
@@ -101,7 +96,7 @@ const maxBatch = 1000
 
 // poisonFormat is backends.PoisonReason with a %d where the delivery count
 // goes, for the reserve script to fill in.
-var poisonFormat = strings.Replace(strings.ReplaceAll(backends.PoisonReason(987654321), "%", "%%"), "987654321", "%d", 1)
+var poisonFormat = record.PoisonFormat("%d")
 
 // Reserve implements backends.Backend. The script also recovers the queue's
 // expired leases and promotes its due jobs, so a queue with workers never
@@ -130,7 +125,7 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 	}
 	now := b.cfg.Clock.Now()
 	v, err := b.s.reserve.Run(ctx, b.rdb, []string{b.base(p.Queue)}, now.UnixMilli(), p.Limit, p.Lease.Milliseconds(),
-		p.Worker, newTokenPrefix(p.Queue), keepMS(b.cfg.KeepDead), poisonFormat).Slice()
+		p.Worker, newTokenPrefix(p.Queue), record.KeepMillis(b.cfg.KeepDead), poisonFormat).Slice()
 	if err != nil {
 		return nil, 0, fmt.Errorf("redisbackend: reserve from %s: %w", p.Queue, err)
 	}
@@ -231,11 +226,11 @@ func (b *Backend) CompleteMany(ctx context.Context, p backends.CompleteManyParam
 	}
 	errs := make([]error, len(p.Jobs))
 	order, groups := byQueue(p.Jobs, func(c backends.CompleteParams) string { return c.Lease.Token },
-		func(i int) { errs[i] = leaseLost(p.Jobs[i].Lease) })
+		func(i int) { errs[i] = record.LeaseLost(p.Jobs[i].Lease) })
 	now := b.cfg.Clock.Now().UnixMilli()
 	for _, q := range order {
 		for chunk := range slices.Chunk(groups[q], maxBatch) {
-			args := []any{now, keepMS(b.cfg.KeepDone)}
+			args := []any{now, record.KeepMillis(b.cfg.KeepDone)}
 			for _, i := range chunk {
 				args = append(args, p.Jobs[i].Lease.JobID, p.Jobs[i].Lease.Token, p.Jobs[i].Result)
 			}
@@ -245,15 +240,13 @@ func (b *Backend) CompleteMany(ctx context.Context, p backends.CompleteManyParam
 			}
 			for j, i := range chunk {
 				if v[j] != 1 {
-					errs[i] = leaseLost(p.Jobs[i].Lease)
+					errs[i] = record.LeaseLost(p.Jobs[i].Lease)
 				}
 			}
 		}
 	}
 	return errs, nil
 }
-
-func leaseLost(l job.Lease) error { return fmt.Errorf("%w: job %s", job.ErrLeaseLost, l.JobID) }
 
 // Retry implements backends.Backend.
 func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
@@ -264,7 +257,7 @@ func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
 	if p.Error != nil {
 		line = encodeError(*p.Error)
 	}
-	return b.retryOrDead(ctx, p.Lease, ms(p.At), line, false)
+	return b.retryOrDead(ctx, p.Lease, record.Millis(p.At), line, false)
 }
 
 // DeadLetter implements backends.Backend.
@@ -278,19 +271,19 @@ func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) e
 func (b *Backend) retryOrDead(ctx context.Context, l job.Lease, at int64, errLine string, dead bool) error {
 	q, ok := queueOf(l.Token)
 	if !ok {
-		return leaseLost(l)
+		return record.LeaseLost(l)
 	}
 	deadFlag := 0
 	if dead {
 		deadFlag = 1
 	}
 	n, err := b.s.retry.Run(ctx, b.rdb, []string{b.base(q)}, b.cfg.Clock.Now().UnixMilli(), l.JobID, l.Token, at,
-		errLine, keepMS(b.cfg.KeepDead), deadFlag).Int64()
+		errLine, record.KeepMillis(b.cfg.KeepDead), deadFlag).Int64()
 	if err != nil {
 		return fmt.Errorf("redisbackend: finishing attempt of %s: %w", l.JobID, err)
 	}
 	if n != 1 {
-		return leaseLost(l)
+		return record.LeaseLost(l)
 	}
 	return nil
 }
@@ -312,29 +305,20 @@ func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.Stat
 		}
 	}
 	v, err := b.s.cancel.Run(ctx, b.rdb, []string{b.base(q)}, b.cfg.Clock.Now().UnixMilli(), p.JobID, token,
-		keepMS(b.cfg.KeepDone)).StringSlice()
+		record.KeepMillis(b.cfg.KeepDone)).StringSlice()
 	if err != nil {
 		return "", fmt.Errorf("redisbackend: cancel %s: %w", p.JobID, err)
 	}
 	state := job.State(v[1])
 	switch v[0] {
 	case "notfound":
-		return "", fmt.Errorf("%w: %s", job.ErrNotFound, p.JobID)
+		return "", record.NotFound(p.JobID)
 	case "finished":
-		return state, fmt.Errorf("%w: %s is %s", job.ErrFinished, p.JobID, state)
+		return state, record.Finished(p.JobID, state)
 	case "lost":
-		return state, leaseLost(*p.Lease)
+		return state, record.LeaseLost(*p.Lease)
 	}
 	return state, nil
-}
-
-// keepMS converts a retention to the scripts' milliseconds; negative means
-// forever and stays negative.
-func keepMS(d time.Duration) int64 {
-	if d < 0 {
-		return -1
-	}
-	return d.Milliseconds()
 }
 
 func str(v any) string {

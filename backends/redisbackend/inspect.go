@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/record"
 	"github.com/conveyorhq/conveyor/job"
 )
 
@@ -39,7 +40,7 @@ func (b *Backend) lookup(ctx context.Context, id string) (string, []any, error) 
 	if err != nil && !isWrongType(err) {
 		return "", nil, fmt.Errorf("redisbackend: looking up %s: %w", id, err)
 	}
-	return "", nil, fmt.Errorf("%w: %s", job.ErrNotFound, id)
+	return "", nil, record.NotFound(id)
 }
 
 func isWrongType(err error) bool { return strings.HasPrefix(err.Error(), "WRONGTYPE") }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/conveyorhq/conveyor/backends/internal/record"
 	"github.com/conveyorhq/conveyor/backends/internal/tick"
 )
 
@@ -49,7 +50,7 @@ func (b *Backend) Tidy(ctx context.Context) error {
 	for _, q := range queues {
 		budget := reconcileBatch
 		for {
-			v, err := b.s.janitor.Run(ctx, b.rdb, []string{b.base(q)}, now, janitorBatch, keepMS(b.cfg.KeepDead), budget).Slice()
+			v, err := b.s.janitor.Run(ctx, b.rdb, []string{b.base(q)}, now, janitorBatch, record.KeepMillis(b.cfg.KeepDead), budget).Slice()
 			if err != nil {
 				return fmt.Errorf("redisbackend: janitor of %s: %w", q, err)
 			}

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/record"
 	"github.com/conveyorhq/conveyor/job"
 )
 
@@ -29,7 +30,7 @@ func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.K
 	if err := b.gate.Check(ctx); err != nil {
 		return backends.KV{}, err
 	}
-	v, err := b.kv(ctx, "get", p.Key, ms(backends.KVNow(p.Now))).Slice()
+	v, err := b.kv(ctx, "get", p.Key, record.Millis(backends.KVNow(p.Now))).Slice()
 	if err != nil {
 		return backends.KV{}, fmt.Errorf("redisbackend: get key %s: %w", p.Key, err)
 	}
@@ -42,7 +43,7 @@ func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.K
 func kvFrom(key string, version, exp, val any) backends.KV {
 	ver, _ := strconv.ParseInt(str(version), 10, 64)
 	x, _ := strconv.ParseInt(str(exp), 10, 64)
-	return backends.KV{Key: key, Version: ver, ExpiresAt: fromMS(x), Value: []byte(str(val))}
+	return backends.KV{Key: key, Version: ver, ExpiresAt: record.FromMillis(x), Value: []byte(str(val))}
 }
 
 // PutKV implements backends.KVStore.
@@ -50,7 +51,7 @@ func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, err
 	if err := b.gate.Check(ctx); err != nil {
 		return 0, err
 	}
-	v, err := b.kv(ctx, "put", p.Key, p.Value, p.IfVersion, ms(p.ExpiresAt), ms(backends.KVNow(p.Now))).Int64()
+	v, err := b.kv(ctx, "put", p.Key, p.Value, p.IfVersion, record.Millis(p.ExpiresAt), record.Millis(backends.KVNow(p.Now))).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("redisbackend: put key %s: %w", p.Key, err)
 	}
@@ -65,7 +66,7 @@ func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error
 	if err := b.gate.Check(ctx); err != nil {
 		return err
 	}
-	n, err := b.kv(ctx, "delete", p.Key, p.IfVersion, ms(backends.KVNow(time.Time{}))).Int64()
+	n, err := b.kv(ctx, "delete", p.Key, p.IfVersion, record.Millis(backends.KVNow(time.Time{}))).Int64()
 	if err != nil {
 		return fmt.Errorf("redisbackend: delete key %s: %w", p.Key, err)
 	}
@@ -80,7 +81,7 @@ func (b *Backend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backen
 	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
-	v, err := b.kv(ctx, "list", p.Prefix, ms(backends.KVNow(p.Now))).Slice()
+	v, err := b.kv(ctx, "list", p.Prefix, record.Millis(backends.KVNow(p.Now))).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("redisbackend: list keys: %w", err)
 	}

@@ -2,8 +2,6 @@ package redisbackend
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/internal/gate"
+	"github.com/conveyorhq/conveyor/backends/internal/record"
 )
 
 // Config configures a Backend. Zero values mean the stated default.
@@ -175,11 +174,7 @@ func (b *Backend) queues(ctx context.Context) ([]string, error) {
 // newTokenPrefix returns the start of the lease tokens of one Reserve call:
 // the queue, so a lease finds its queue's keys, then a random part; the
 // script appends a counter.
-func newTokenPrefix(queue string) string {
-	var buf [8]byte
-	_, _ = rand.Read(buf[:])
-	return queue + "/" + hex.EncodeToString(buf[:]) + "."
-}
+func newTokenPrefix(queue string) string { return queue + "/" + record.Token(8) + "." }
 
 // queueOf returns the queue a lease token names.
 func queueOf(token string) (string, bool) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/conveyorhq/conveyor/backends/internal/record"
 	"github.com/conveyorhq/conveyor/job"
 )
 
@@ -39,20 +40,6 @@ type storedError struct {
 func encodeError(e job.AttemptError) string {
 	b, _ := json.Marshal(storedError{N: e.Attempt, At: e.At.UnixMilli(), Err: e.Error, Stack: e.Stack})
 	return string(b)
-}
-
-func ms(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
-}
-
-func fromMS(v int64) time.Time {
-	if v == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(v)
 }
 
 // decode turns a job's fields, in recordFields order, into a record. A
@@ -117,17 +104,18 @@ func decode(id, queue string, v any) (*job.Record, error) {
 		r.Result = []byte(res)
 	}
 	r.Priority, r.Deliveries, r.MaxDeliveries = int(integer(fPr)), int(integer(fD)), int(integer(fMd))
-	r.RunAt, r.CreatedAt = fromMS(integer(fRa)), fromMS(integer(fCa))
-	r.StartedAt, r.FinishedAt = fromMS(integer(fSa)), fromMS(integer(fFa))
-	r.Timeout, r.UniqueUntil = time.Duration(integer(fTo))*time.Millisecond, fromMS(integer(fUu))
+	r.RunAt, r.CreatedAt = record.FromMillis(integer(fRa)), record.FromMillis(integer(fCa))
+	r.StartedAt, r.FinishedAt = record.FromMillis(integer(fSa)), record.FromMillis(integer(fFa))
+	r.Timeout, r.UniqueUntil = time.Duration(integer(fTo))*time.Millisecond, record.FromMillis(integer(fUu))
 	if r.State == job.Running {
-		r.Lease.ExpiresAt = fromMS(integer(fLe))
+		r.Lease.ExpiresAt = record.FromMillis(integer(fLe))
 	}
 	if bad != nil {
 		return r, bad
 	}
 	if h := field(fH); h != "" {
-		if err := json.Unmarshal([]byte(h), &r.Headers); err != nil {
+		var err error
+		if r.Headers, err = record.DecodeHeaders([]byte(h)); err != nil {
 			return r, fmt.Errorf("%w: job %s headers: %w", job.ErrMalformedPayload, id, err)
 		}
 	}
@@ -137,7 +125,7 @@ func decode(id, queue string, v any) (*job.Record, error) {
 			if err := json.Unmarshal([]byte(line), &se); err != nil {
 				return r, fmt.Errorf("%w: job %s attempt errors: %w", job.ErrMalformedPayload, id, err)
 			}
-			r.Errors = append(r.Errors, job.AttemptError{Attempt: se.N, At: fromMS(se.At), Error: se.Err, Stack: se.Stack})
+			r.Errors = append(r.Errors, job.AttemptError{Attempt: se.N, At: record.FromMillis(se.At), Error: se.Err, Stack: se.Stack})
 		}
 	}
 	return r, nil

@@ -2,10 +2,7 @@ package sqlitebackend
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,6 +10,7 @@ import (
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/record"
 	"github.com/conveyorhq/conveyor/job"
 )
 
@@ -135,13 +133,9 @@ func enqueue(ctx context.Context, tx *sql.Tx, p backends.EnqueueParams, now time
 		if runAt.After(now) {
 			state = job.Scheduled
 		}
-		headers, err := nullJSON(ins.Headers, len(ins.Headers) == 0)
-		if err != nil {
-			return nil, fmt.Errorf("%w: job %s headers: %w", job.ErrInvalid, ins.ID, err)
-		}
-		r, err := insert.ExecContext(ctx, ins.ID, ins.Queue, ins.Task, payloadBytes(ins.Payload), headers, ins.Priority,
-			string(state), micros(runAt), micros(now), ins.MaxDeliveries, ins.Timeout.Microseconds(), ins.RetryPolicy,
-			nullString(ins.UniqueKey), micros(ins.UniqueUntil))
+		r, err := insert.ExecContext(ctx, ins.ID, ins.Queue, ins.Task, record.NonNil(ins.Payload), nullString(string(record.Headers(ins.Headers))), ins.Priority,
+			string(state), record.Micros(runAt), record.Micros(now), ins.MaxDeliveries, ins.Timeout.Microseconds(), ins.RetryPolicy,
+			nullString(ins.UniqueKey), record.Micros(ins.UniqueUntil))
 		if err != nil {
 			return nil, err
 		}
@@ -158,19 +152,12 @@ func enqueue(ctx context.Context, tx *sql.Tx, p backends.EnqueueParams, now time
 	return res, nil
 }
 
-func payloadBytes(p []byte) []byte {
-	if p == nil {
-		return []byte{}
-	}
-	return p
-}
-
 // heldKey finds the job holding a unique key, if one does.
 func heldKey(ctx context.Context, tx *sql.Tx, key string, now time.Time) (string, job.State, bool, error) {
 	var id, state string
 	err := tx.QueryRowContext(ctx, `SELECT id, state FROM conveyor_jobs WHERE unique_key = ?
 		AND ((unique_until = 0 AND state IN `+unfinishedStates+`) OR unique_until > ?)
-		ORDER BY seq DESC LIMIT 1`, key, micros(now)).Scan(&id, &state)
+		ORDER BY seq DESC LIMIT 1`, key, record.Micros(now)).Scan(&id, &state)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", "", false, nil
 	}
@@ -207,10 +194,10 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 		}
 		// Expired leases first: their jobs become due again with their old
 		// run-at, so they are redelivered ahead of newer work.
-		if _, err := b.prepared(ctx, tx, sqlReapLeases).ExecContext(ctx, p.Queue, micros(now)); err != nil {
+		if _, err := b.prepared(ctx, tx, sqlReapLeases).ExecContext(ctx, p.Queue, record.Micros(now)); err != nil {
 			return err
 		}
-		rows, err := b.prepared(ctx, tx, sqlCandidates).QueryContext(ctx, p.Queue, micros(now), p.Limit)
+		rows, err := b.prepared(ctx, tx, sqlCandidates).QueryContext(ctx, p.Queue, record.Micros(now), p.Limit)
 		if err != nil {
 			return err
 		}
@@ -248,8 +235,8 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 		if len(ids) == 0 {
 			return nil
 		}
-		token := newToken()
-		args := []any{micros(now), token, micros(now.Add(p.Lease)), p.Worker}
+		token := record.Token(12)
+		args := []any{record.Micros(now), token, record.Micros(now.Add(p.Lease)), p.Worker}
 		for _, id := range ids {
 			args = append(args, id)
 		}
@@ -306,19 +293,13 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 
 // anyDue reports whether queue may have a due job or an expired lease.
 func (b *Backend) anyDue(ctx context.Context, queue string) (bool, error) {
-	now := micros(b.cfg.Clock.Now())
+	now := record.Micros(b.cfg.Clock.Now())
 	var due bool
 	err := b.ro.QueryRowContext(ctx, `SELECT
 		EXISTS (SELECT 1 FROM conveyor_jobs WHERE queue = ? AND state IN `+waitingStates+` AND run_at <= ?)
 		OR EXISTS (SELECT 1 FROM conveyor_jobs WHERE queue = ? AND state = 'running' AND lease_expires_at <= ?)`,
 		queue, now, queue, now).Scan(&due)
 	return due, err
-}
-
-func newToken() string {
-	buf := make([]byte, 12)
-	_, _ = rand.Read(buf)
-	return hex.EncodeToString(buf)
 }
 
 // Extend implements backends.Backend.
@@ -334,7 +315,7 @@ func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backen
 		for i, l := range p.Leases {
 			out[i] = backends.ExtendResult{JobID: l.JobID}
 			var cancelReq bool
-			err := stmt.QueryRowContext(ctx, micros(exp), l.JobID, l.Token, micros(now)).Scan(&cancelReq)
+			err := stmt.QueryRowContext(ctx, record.Micros(exp), l.JobID, l.Token, record.Micros(now)).Scan(&cancelReq)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
 				out[i].Lost = true
@@ -361,7 +342,7 @@ func (b *Backend) finishLeased(ctx context.Context, l job.Lease, set string, arg
 			WHERE id = ? AND state = 'running' AND lease_token = ? RETURNING queue`,
 			append(args, l.JobID, l.Token)...).Scan(&queue)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: job %s", job.ErrLeaseLost, l.JobID)
+			return record.LeaseLost(l)
 		}
 		return err
 	})
@@ -387,13 +368,13 @@ func (b *Backend) CompleteMany(ctx context.Context, p backends.CompleteManyParam
 	err := b.write(ctx, func(tx *sql.Tx) error {
 		done = done[:0]
 		stmt := b.prepared(ctx, tx, sqlCompleteOne)
-		now := micros(b.cfg.Clock.Now())
+		now := record.Micros(b.cfg.Clock.Now())
 		for i, c := range p.Jobs {
 			var q string
 			err := stmt.QueryRowContext(ctx, c.Result, now, c.Lease.JobID, c.Lease.Token).Scan(&q)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
-				out[i] = fmt.Errorf("%w: job %s", job.ErrLeaseLost, c.Lease.JobID)
+				out[i] = record.LeaseLost(c.Lease)
 			case err != nil:
 				return err
 			default:
@@ -425,17 +406,13 @@ func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
 		state = job.Scheduled
 		set += `deliveries = deliveries - 1`
 	} else {
-		ae, err := json.Marshal(p.Error)
-		if err != nil {
-			return err
-		}
 		set += appendError
-		args = append(args, string(ae))
+		args = append(args, record.AttemptError(*p.Error))
 	}
 	if !p.At.After(now) {
 		state = job.Pending
 	}
-	q, err := b.finishLeased(ctx, p.Lease, set, slices.Insert(args, 0, any(string(state)), any(micros(p.At)))...)
+	q, err := b.finishLeased(ctx, p.Lease, set, slices.Insert(args, 0, any(string(state)), any(record.Micros(p.At)))...)
 	if err == nil && state == job.Pending {
 		b.hub.Publish(backends.Event{Kind: backends.JobsAvailable, Queue: q})
 	}
@@ -447,12 +424,8 @@ func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) e
 	if err := b.gate.Check(ctx); err != nil {
 		return err
 	}
-	ae, err := json.Marshal(p.Error)
-	if err != nil {
-		return err
-	}
 	q, err := b.finishLeased(ctx, p.Lease, `state = 'dead', finished_at = ?, lease_token = NULL, `+appendError,
-		micros(b.cfg.Clock.Now()), string(ae))
+		record.Micros(b.cfg.Clock.Now()), record.AttemptError(p.Error))
 	if err == nil {
 		b.hub.Publish(backends.Event{Kind: backends.JobFinished, Queue: q, JobID: p.Lease.JobID})
 	}
@@ -471,7 +444,7 @@ func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.Stat
 		var token sql.NullString
 		err := tx.QueryRowContext(ctx, `SELECT state, queue, lease_token FROM conveyor_jobs WHERE id = ?`, p.JobID).Scan(&state, &queue, &token)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: %s", job.ErrNotFound, p.JobID)
+			return record.NotFound(p.JobID)
 		}
 		if err != nil {
 			return err
@@ -479,16 +452,16 @@ func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.Stat
 		result = job.State(state)
 		switch {
 		case result.Finished():
-			return fmt.Errorf("%w: %s is %s", job.ErrFinished, p.JobID, result)
+			return record.Finished(p.JobID, result)
 		case result == job.Running && p.Lease == nil:
 			_, err := tx.ExecContext(ctx, `UPDATE conveyor_jobs SET cancel_requested = 1 WHERE id = ?`, p.JobID)
 			return err
 		case result == job.Running && token.String != p.Lease.Token:
-			return fmt.Errorf("%w: job %s", job.ErrLeaseLost, p.JobID)
+			return record.LeaseLost(*p.Lease)
 		}
 		result = job.Cancelled
 		_, err = tx.ExecContext(ctx, `UPDATE conveyor_jobs SET state = 'cancelled', finished_at = ?, lease_token = NULL WHERE id = ?`,
-			micros(b.cfg.Clock.Now()), p.JobID)
+			record.Micros(b.cfg.Clock.Now()), p.JobID)
 		return err
 	})
 	if err == nil && result == job.Cancelled {

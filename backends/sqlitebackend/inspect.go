@@ -4,12 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/record"
 	"github.com/conveyorhq/conveyor/job"
 )
 
@@ -22,7 +22,7 @@ func (b *Backend) GetJob(ctx context.Context, p backends.GetJobParams) (*job.Rec
 	}
 	r, err := scanRecord(b.ro.QueryRowContext(ctx, `SELECT `+columns+` FROM conveyor_jobs WHERE id = ?`, p.ID))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("%w: %s", job.ErrNotFound, p.ID)
+		return nil, record.NotFound(p.ID)
 	}
 	return r, err
 }
@@ -161,7 +161,7 @@ func (b *Backend) ReplayJobs(ctx context.Context, p backends.ReplayJobsParams) (
 			}
 		}
 		set := `UPDATE conveyor_jobs SET state = 'pending', deliveries = 0, run_at = ?, finished_at = 0 WHERE `
-		now := micros(b.cfg.Clock.Now())
+		now := record.Micros(b.cfg.Clock.Now())
 		var where string
 		var args []any
 		switch {
@@ -275,7 +275,7 @@ func (b *Backend) Prune(ctx context.Context) (int, error) {
 		}
 		for {
 			n, err := b.deleteWhere(ctx, `seq IN (SELECT seq FROM conveyor_jobs WHERE state IN `+r.states+`
-				AND finished_at < ? AND unique_until < ? LIMIT ?)`, micros(now.Add(-r.keep)), micros(now), pruneBatch)
+				AND finished_at < ? AND unique_until < ? LIMIT ?)`, record.Micros(now.Add(-r.keep)), record.Micros(now), pruneBatch)
 			total += n
 			if err != nil || n < pruneBatch {
 				if err != nil {

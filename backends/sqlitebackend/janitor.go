@@ -3,7 +3,6 @@ package sqlitebackend
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/record"
 	"github.com/conveyorhq/conveyor/job"
 )
 
@@ -177,11 +177,8 @@ func setAside(ctx context.Context, tx *sql.Tx, id string, now time.Time, reason 
 			}
 		}
 	}
-	ae, err := json.Marshal(job.AttemptError{Attempt: r.Attempts() + 1, At: now, Error: reason})
-	if err != nil {
-		return "", false, err
-	}
+	ae := record.AttemptError(job.AttemptError{Attempt: r.Attempts() + 1, At: now, Error: reason})
 	_, err = tx.ExecContext(ctx, `UPDATE conveyor_jobs SET `+strings.Join(append(set, errs), `, `)+` WHERE id = ?`,
-		micros(now), string(ae), id)
+		record.Micros(now), ae, id)
 	return r.Queue, err == nil, err
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/record"
 	"github.com/conveyorhq/conveyor/job"
 )
 
@@ -24,14 +25,14 @@ func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.K
 	kv := backends.KV{Key: p.Key}
 	var exp int64
 	err := b.ro.QueryRowContext(ctx, `SELECT value, version, expires_at FROM conveyor_kv WHERE key = ? AND `+liveClause,
-		p.Key, micros(backends.KVNow(p.Now))).Scan(&kv.Value, &kv.Version, &exp)
+		p.Key, record.Micros(backends.KVNow(p.Now))).Scan(&kv.Value, &kv.Version, &exp)
 	if errors.Is(err, sql.ErrNoRows) {
 		return kv, fmt.Errorf("%w: key %s", job.ErrNotFound, p.Key)
 	}
 	if err != nil {
 		return kv, fmt.Errorf("sqlitebackend: get key %s: %w", p.Key, err)
 	}
-	kv.ExpiresAt = fromMicros(exp)
+	kv.ExpiresAt = record.FromMicros(exp)
 	return kv, nil
 }
 
@@ -40,7 +41,7 @@ func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, err
 	if err := b.gate.Check(ctx); err != nil {
 		return 0, err
 	}
-	now := micros(backends.KVNow(p.Now))
+	now := record.Micros(backends.KVNow(p.Now))
 	var next int64
 	err := b.write(ctx, func(tx *sql.Tx) error {
 		var version, exp int64
@@ -58,7 +59,7 @@ func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, err
 		next = version + 1
 		_, err = tx.ExecContext(ctx, `INSERT INTO conveyor_kv (key, value, version, expires_at) VALUES (?, ?, ?, ?)
 			ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, expires_at = excluded.expires_at`,
-			p.Key, nonNil(p.Value), next, micros(p.ExpiresAt))
+			p.Key, record.NonNil(p.Value), next, record.Micros(p.ExpiresAt))
 		return err
 	})
 	if err != nil && !errors.Is(err, job.ErrConflict) {
@@ -76,7 +77,7 @@ func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error
 	err := b.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE conveyor_kv SET value = x'', expires_at = 1
 			WHERE key = ? AND (? = 0 OR (version = ? AND `+liveClause+`))`,
-			p.Key, p.IfVersion, p.IfVersion, micros(backends.KVNow(time.Time{})))
+			p.Key, p.IfVersion, p.IfVersion, record.Micros(backends.KVNow(time.Time{})))
 		if err != nil {
 			return err
 		}
@@ -98,7 +99,7 @@ func (b *Backend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backen
 	}
 	rows, err := b.ro.QueryContext(ctx, `SELECT key, value, version, expires_at FROM conveyor_kv
 		WHERE substr(key, 1, length(?)) = ? AND `+liveClause+` ORDER BY key`,
-		p.Prefix, p.Prefix, micros(backends.KVNow(p.Now)))
+		p.Prefix, p.Prefix, record.Micros(backends.KVNow(p.Now)))
 	if err != nil {
 		return nil, fmt.Errorf("sqlitebackend: list keys: %w", err)
 	}
@@ -110,15 +111,8 @@ func (b *Backend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backen
 		if err := rows.Scan(&kv.Key, &kv.Value, &kv.Version, &exp); err != nil {
 			return nil, fmt.Errorf("sqlitebackend: list keys: %w", err)
 		}
-		kv.ExpiresAt = fromMicros(exp)
+		kv.ExpiresAt = record.FromMicros(exp)
 		out = append(out, kv)
 	}
 	return out, rows.Err()
-}
-
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
 }

@@ -2,11 +2,11 @@ package sqlitebackend
 
 import (
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/conveyorhq/conveyor/backends/internal/record"
 	"github.com/conveyorhq/conveyor/job"
 )
 
@@ -131,24 +131,18 @@ func scanRecord(s scanner) (*job.Record, error) {
 		bad = append(bad, badField{intColumns[i], c.bad, why})
 	}
 	r.Priority, r.Deliveries, r.MaxDeliveries = int(priority.n), int(deliveries.n), int(maxDeliveries.n)
-	r.RunAt, r.CreatedAt, r.StartedAt, r.FinishedAt = fromMicros(runAt.n), fromMicros(created.n), fromMicros(started.n), fromMicros(finished.n)
+	r.RunAt, r.CreatedAt, r.StartedAt, r.FinishedAt = record.FromMicros(runAt.n), record.FromMicros(created.n), record.FromMicros(started.n), record.FromMicros(finished.n)
 	r.Timeout = time.Duration(timeout.n) * time.Microsecond
-	r.UniqueKey, r.UniqueUntil = uniqueKey.String, fromMicros(uniqueUntil.n)
+	r.UniqueKey, r.UniqueUntil = uniqueKey.String, record.FromMicros(uniqueUntil.n)
 	r.CancelRequested = cancelReq.n != 0
 	if token.Valid {
-		r.Lease = job.Lease{JobID: r.ID, Token: token.String, ExpiresAt: fromMicros(leaseExp.n)}
+		r.Lease = job.Lease{JobID: r.ID, Token: token.String, ExpiresAt: record.FromMicros(leaseExp.n)}
 	}
-	if headers.Valid {
-		if err := json.Unmarshal([]byte(headers.String), &r.Headers); err != nil {
-			r.Headers = nil
-			bad = append(bad, badField{"headers", headers.String, "is not a JSON object of strings: " + err.Error()})
-		}
+	if r.Headers, err = record.DecodeHeaders([]byte(headers.String)); err != nil {
+		bad = append(bad, badField{"headers", headers.String, "is not a JSON object of strings: " + err.Error()})
 	}
-	if errs.Valid {
-		if err := json.Unmarshal([]byte(errs.String), &r.Errors); err != nil {
-			r.Errors = nil
-			bad = append(bad, badField{"errors", errs.String, "is not a JSON array of attempt errors: " + err.Error()})
-		}
+	if r.Errors, err = record.DecodeAttemptErrors([]byte(errs.String)); err != nil {
+		bad = append(bad, badField{"errors", errs.String, "is not a JSON array of attempt errors: " + err.Error()})
 	}
 	if len(bad) > 0 {
 		return &r, &corruptError{id: r.ID, bad: bad}
@@ -171,31 +165,6 @@ func scanStrings(rows *sql.Rows, err error) ([]string, error) {
 		out = append(out, s)
 	}
 	return out, rows.Err()
-}
-
-func micros(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMicro()
-}
-
-func fromMicros(us int64) time.Time {
-	if us == 0 {
-		return time.Time{}
-	}
-	return time.UnixMicro(us)
-}
-
-func nullJSON(v any, empty bool) (any, error) {
-	if empty {
-		return nil, nil
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	return string(b), nil
 }
 
 func nullString(s string) any {
