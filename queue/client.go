@@ -38,6 +38,12 @@ type Request struct {
 	err error
 }
 
+// Err is the error building the request met (arguments that did not
+// encode or decode, a bad ID), which EnqueueMany would return; nil for a
+// request ready to enqueue. An HTTP or RPC front end checks it to say
+// which item of a batch is wrong.
+func (r Request) Err() error { return r.err }
+
 // JobRef identifies an enqueued job.
 type JobRef struct {
 	ID string
