@@ -92,13 +92,14 @@ func (w *Worker) announce(ctx context.Context) {
 	if r.kv == nil {
 		return
 	}
-	qs := make([]string, len(w.cfg.Queues))
-	for i, q := range w.cfg.Queues {
+	live := w.live()
+	qs := make([]string, len(live.Queues))
+	for i, q := range live.Queues {
 		qs[i] = q.Name
 	}
 	now := time.Now()
 	p50, p99 := r.pickups.take()
-	info, _ := json.Marshal(Info{ID: w.cfg.ID, Host: r.host, PID: os.Getpid(), Queues: qs, Tasks: w.taskNames(), Concurrency: w.cfg.Concurrency,
+	info, _ := json.Marshal(Info{ID: w.cfg.ID, Host: r.host, PID: os.Getpid(), Queues: qs, Tasks: w.taskNames(), Concurrency: live.Concurrency,
 		Running: w.Running(), Started: r.started, Heartbeat: now, Breakers: w.Breakers(), PickupP50: p50, PickupP99: p99})
 	r.mu.Lock()
 	defer r.mu.Unlock()

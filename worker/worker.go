@@ -28,6 +28,7 @@ type Worker struct {
 	running  map[string]*runningJob // by job ID
 	perQueue map[string]int
 	started  bool
+	paused   bool            // Pause: fetch nothing until Resume
 	base     context.Context // handlers' contexts descend from it: Start's, without its cancellation
 
 	wake     chan struct{} // a slot freed or jobs may be due
@@ -247,13 +248,12 @@ const fetchGather = 2 * time.Millisecond
 // frees would spend a round trip per job and make the fetch loop, not the
 // backend, the limit. An idle worker does not wait at all.
 func (w *Worker) gatherSlots(ctx context.Context) {
-	want := min(w.cfg.FetchLimit, w.cfg.Concurrency) / 2
 	var timer *time.Timer
 	for {
 		w.mu.Lock()
-		running := len(w.running)
+		running, concurrency := len(w.running), w.cfg.Concurrency
 		w.mu.Unlock()
-		if running == 0 || w.cfg.Concurrency-running >= want {
+		if want := min(w.cfg.FetchLimit, concurrency) / 2; running == 0 || concurrency-running >= want {
 			return
 		}
 		if timer == nil {
@@ -274,7 +274,8 @@ func (w *Worker) gatherSlots(ctx context.Context) {
 // it started any job.
 func (w *Worker) fetchRound(ctx context.Context) (bool, error) {
 	got := false
-	for _, q := range w.queueOrder() {
+	live := w.live()
+	for _, q := range queueOrder(live) {
 		free := w.freeSlots(q)
 		if free == 0 || w.behindOpenBreakers(q.Name) {
 			continue
@@ -293,7 +294,7 @@ func (w *Worker) fetchRound(ctx context.Context) (bool, error) {
 		}
 		if len(recs) > 0 {
 			got = true
-			if w.cfg.StrictPriority {
+			if live.StrictPriority {
 				return true, nil // start over from the first queue
 			}
 		}
@@ -303,9 +304,9 @@ func (w *Worker) fetchRound(ctx context.Context) (bool, error) {
 
 // queueOrder returns the queues in config order (strict) or in a random
 // order weighted by QueueConfig.Weight.
-func (w *Worker) queueOrder() []QueueConfig {
-	qs := w.cfg.Queues
-	if w.cfg.StrictPriority || len(qs) == 1 {
+func queueOrder(c LiveConfig) []QueueConfig {
+	qs := c.Queues
+	if c.StrictPriority || len(qs) == 1 {
 		return qs
 	}
 	rest := append([]QueueConfig(nil), qs...)
@@ -331,6 +332,9 @@ func (w *Worker) queueOrder() []QueueConfig {
 func (w *Worker) freeSlots(q QueueConfig) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.paused {
+		return 0
+	}
 	free := w.cfg.Concurrency - len(w.running)
 	if q.Concurrency > 0 {
 		free = min(free, q.Concurrency-w.perQueue[q.Name])
