@@ -180,14 +180,8 @@ func (b *Backend) Listen(ctx context.Context, p backends.ListenParams) (<-chan b
 // Without a store a batch is not atomic: a queue that fills part-way
 // keeps the jobs published before (the error wraps job.ErrQueueFull).
 func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
-	if err := b.gate.Check(ctx); err != nil {
-		return nil, err
-	}
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	if len(p.Jobs) == 0 {
-		return []backends.EnqueueResult{}, nil
+	if res, err := b.gate.Enqueue(ctx, p); res != nil || err != nil {
+		return res, err
 	}
 	for _, ins := range p.Jobs {
 		if len(ins.Payload) > b.cfg.MaxMessageBytes {

@@ -30,10 +30,7 @@ func (b *StoredBackend) GetJob(ctx context.Context, p backends.GetJobParams) (*j
 // holds under the prefix: fine for the retention a dashboard shows, not
 // for millions of jobs (see the package documentation).
 func (b *StoredBackend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*backends.JobPage, error) {
-	if err := b.gate.Check(ctx); err != nil {
-		return nil, err
-	}
-	limit, after, err := p.Page()
+	limit, after, err := b.gate.Page(ctx, p)
 	if err != nil {
 		return nil, err
 	}

@@ -17,10 +17,7 @@ import (
 // queue: the deliveries that arrived, in priority, run-at and arrival
 // order, or basic.get when the prefetch is all in use.
 func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
-	if err := b.gate.Check(ctx); err != nil {
-		return nil, err
-	}
-	if err := p.Validate(); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
 	if paused, err := b.paused(ctx, p.Queue); paused || err != nil {

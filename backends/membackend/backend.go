@@ -112,11 +112,8 @@ func (b *Backend) setState(e *entry, s job.State, now time.Time) {
 
 // Enqueue implements backends.Backend.
 func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
-	if err := b.gate.Check(ctx); err != nil {
-		return nil, err
-	}
-	if err := p.Validate(); err != nil {
-		return nil, err
+	if res, err := b.gate.Enqueue(ctx, p); res != nil || err != nil {
+		return res, err
 	}
 	now := b.clock.Now()
 	b.mu.Lock()
@@ -216,10 +213,7 @@ func (b *Backend) depth(queue string) int {
 
 // Reserve implements backends.Backend.
 func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
-	if err := b.gate.Check(ctx); err != nil {
-		return nil, err
-	}
-	if err := p.Validate(); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
 	now := b.clock.Now()

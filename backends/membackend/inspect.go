@@ -28,10 +28,7 @@ func (b *Backend) GetJob(ctx context.Context, p backends.GetJobParams) (*job.Rec
 // ListJobs implements backends.Inspector. It scans every job: fine for the
 // sizes an in-memory backend holds.
 func (b *Backend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*backends.JobPage, error) {
-	if err := b.gate.Check(ctx); err != nil {
-		return nil, err
-	}
-	limit, after, err := p.Page()
+	limit, after, err := b.gate.Page(ctx, p)
 	if err != nil {
 		return nil, err
 	}

@@ -20,14 +20,8 @@ import (
 // bounded queues' rows and the unique keys (advisory locks), so concurrent
 // enqueuers can neither pass a bound nor take a key twice.
 func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
-	if err := b.gate.Check(ctx); err != nil {
-		return nil, err
-	}
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	if len(p.Jobs) == 0 {
-		return []backends.EnqueueResult{}, nil
+	if res, err := b.gate.Enqueue(ctx, p); res != nil || err != nil {
+		return res, err
 	}
 	if !needsLocks(p) {
 		return b.enqueue(ctx, pgxQuerier{b.pool}, p)
@@ -298,10 +292,7 @@ var poisonFormat = record.PoisonFormat("%s")
 // When every job it picked was poison or corrupt (and set aside), it picks
 // again, so an empty result means nothing is due.
 func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
-	if err := b.gate.Check(ctx); err != nil {
-		return nil, err
-	}
-	if err := p.Validate(); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
 	for {
@@ -420,10 +411,7 @@ func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backen
 
 // Complete implements backends.Backend.
 func (b *Backend) Complete(ctx context.Context, p backends.CompleteParams) error {
-	if err := b.gate.Check(ctx); err != nil {
-		return err
-	}
-	return backends.CompleteOne(ctx, b, p)
+	return backends.CompleteOne(ctx, b, p) // CompleteMany checks the gate
 }
 
 // CompleteMany implements backends.BatchCompleter: one UPDATE for the batch.

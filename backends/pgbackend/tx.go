@@ -16,14 +16,8 @@ import (
 // driver on the same database, and exist if and only if it commits.
 // Workers are woken when it commits (NOTIFY is transactional).
 func (b *Backend) EnqueueTx(ctx context.Context, tx any, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
-	if err := b.gate.Check(ctx); err != nil {
-		return nil, err
-	}
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	if len(p.Jobs) == 0 {
-		return []backends.EnqueueResult{}, nil
+	if res, err := b.gate.Enqueue(ctx, p); res != nil || err != nil {
+		return res, err
 	}
 	switch t := tx.(type) {
 	case pgx.Tx:

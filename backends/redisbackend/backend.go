@@ -15,14 +15,8 @@ import (
 // with its depth checks. In Redis Cluster a batch that spans several queues
 // runs one script per queue, so it is atomic per queue only.
 func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
-	if err := b.gate.Check(ctx); err != nil {
-		return nil, err
-	}
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	if len(p.Jobs) == 0 {
-		return []backends.EnqueueResult{}, nil
+	if res, err := b.gate.Enqueue(ctx, p); res != nil || err != nil {
+		return res, err
 	}
 	var queues []string
 	for _, ins := range p.Jobs {
@@ -103,10 +97,7 @@ var poisonFormat = record.PoisonFormat("%d")
 // waits for the janitor. When every job it leased was corrupt (and set
 // aside), it reserves again, so an empty result means nothing is due.
 func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
-	if err := b.gate.Check(ctx); err != nil {
-		return nil, err
-	}
-	if err := p.Validate(); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
 	for {
@@ -213,10 +204,7 @@ func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backen
 
 // Complete implements backends.Backend.
 func (b *Backend) Complete(ctx context.Context, p backends.CompleteParams) error {
-	if err := b.gate.Check(ctx); err != nil {
-		return err
-	}
-	return backends.CompleteOne(ctx, b, p)
+	return backends.CompleteOne(ctx, b, p) // CompleteMany checks the gate
 }
 
 // CompleteMany implements backends.BatchCompleter: one script run per queue.

@@ -41,11 +41,8 @@ var hotStatements = []string{sqlPaused, sqlReapLeases, sqlCandidates, sqlExtend,
 
 // Enqueue implements backends.Backend.
 func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
-	if err := b.gate.Check(ctx); err != nil {
-		return nil, err
-	}
-	if err := p.Validate(); err != nil {
-		return nil, err
+	if res, err := b.gate.Enqueue(ctx, p); res != nil || err != nil {
+		return res, err
 	}
 	var res []backends.EnqueueResult
 	err := b.write(ctx, func(tx *sql.Tx) error {
@@ -63,15 +60,12 @@ func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]back
 // EnqueueTx implements backends.TxEnqueuer. tx must be a *sql.Tx on this
 // database file; see DB and OpenDB.
 func (b *Backend) EnqueueTx(ctx context.Context, tx any, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
-	if err := b.gate.Check(ctx); err != nil {
-		return nil, err
+	if res, err := b.gate.Enqueue(ctx, p); res != nil || err != nil {
+		return res, err
 	}
 	stx, ok := tx.(*sql.Tx)
 	if !ok {
 		return nil, fmt.Errorf("%w: sqlitebackend.EnqueueTx needs a *sql.Tx, got %T", job.ErrInvalid, tx)
-	}
-	if err := p.Validate(); err != nil {
-		return nil, err
 	}
 	// Listeners in this process learn of the jobs through data_version
 	// once the caller commits; announcing now would be too early.
@@ -90,9 +84,6 @@ func (b *Backend) announce(p backends.EnqueueParams) {
 
 func enqueue(ctx context.Context, tx *sql.Tx, p backends.EnqueueParams, now time.Time) ([]backends.EnqueueResult, error) {
 	res := make([]backends.EnqueueResult, len(p.Jobs))
-	if len(p.Jobs) == 0 {
-		return res, nil
-	}
 	// Check bounds first: nothing is inserted if any queue would overflow.
 	// Duplicates are counted as additions here, which can only refuse a
 	// batch that would have fit, never admit one that does not.
@@ -166,10 +157,7 @@ func heldKey(ctx context.Context, tx *sql.Tx, key string, now time.Time) (string
 
 // Reserve implements backends.Backend.
 func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
-	if err := b.gate.Check(ctx); err != nil {
-		return nil, err
-	}
-	if err := p.Validate(); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
 	// Idle workers ask often; answering "nothing due" from a read
@@ -351,10 +339,7 @@ func (b *Backend) finishLeased(ctx context.Context, l job.Lease, set string, arg
 
 // Complete implements backends.Backend.
 func (b *Backend) Complete(ctx context.Context, p backends.CompleteParams) error {
-	if err := b.gate.Check(ctx); err != nil {
-		return err
-	}
-	return backends.CompleteOne(ctx, b, p)
+	return backends.CompleteOne(ctx, b, p) // CompleteMany checks the gate
 }
 
 // CompleteMany implements backends.BatchCompleter: one transaction, so one
