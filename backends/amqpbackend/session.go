@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"time"
 
@@ -31,26 +30,17 @@ type session struct {
 // dialTimeout bounds a connection attempt, the handshake included.
 const dialTimeout = 30 * time.Second
 
-// dial opens a session, until ctx ends, and declares every queue and delay
+// dial opens a session, until ctx ends, on one of the nodes Config.URL
+// names (see dialURL), and declares every queue and delay
 // level this Backend has declared before, so a restarted broker (or a new
 // node) has the topology again before anything is published.
 func (b *Backend) dial(ctx context.Context, gen uint64) (*session, error) {
 	props := amqp.NewConnectionProperties()
 	host, _ := os.Hostname()
 	props.SetClientConnectionName(fmt.Sprintf("conveyor %s/%d", host, os.Getpid()))
-	conn, err := amqp.DialConfig(b.cfg.URL, amqp.Config{Heartbeat: b.cfg.Heartbeat, Properties: props,
-		Dial: func(network, addr string) (net.Conn, error) {
-			d := net.Dialer{Timeout: dialTimeout}
-			c, err := d.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			// As amqp.DefaultDial: a deadline for the handshake, which
-			// amqp091 clears once the connection is open.
-			return c, c.SetDeadline(time.Now().Add(dialTimeout))
-		}})
+	conn, err := b.dialURL(ctx, amqp.Config{Heartbeat: b.cfg.Heartbeat, Properties: props})
 	if err != nil {
-		return nil, fmt.Errorf("amqpbackend: dial: %w", err)
+		return nil, err
 	}
 	s := &session{conn: conn, gen: gen, lost: make(chan struct{})}
 	if err := b.redeclare(s); err != nil {
@@ -229,7 +219,7 @@ func (b *Backend) readyAfterDeclare(st amqp.Queue) error {
 	if st.Messages > 0 || st.Consumers > 0 {
 		return nil
 	}
-	return b.awaitReady(b.ctx, st.Name)
+	return b.awaitReadyAnyNode(b.ctx, st.Name)
 }
 
 // ensureLevel declares a delay level.
