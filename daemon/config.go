@@ -42,9 +42,13 @@ type Config struct {
 	// Breakers configure circuit breakers by name. Default none (each
 	// breaker gets worker.BreakerConfig's defaults).
 	Breakers map[string]worker.BreakerConfig
-	// HTTP is the address serving /healthz, /readyz and /metrics.
-	// Default "" (none).
+	// HTTP is the address serving /healthz, /readyz and /metrics, and,
+	// for an App with tasks, the producer HTTP API at /v1/ (package
+	// httpapi). Default "" (none).
 	HTTP string
+	// APIToken is the bearer token the producer API asks for. Default ""
+	// (the API answers requests from loopback only).
+	APIToken string
 	// LogFormat is "text" or "json". Default "text".
 	LogFormat string
 	// LogLevel is the lowest level logged. Default info.
@@ -112,8 +116,10 @@ var settings = []setting{
 		help: "circuit breakers, each NAME:FAILURES:OPEN-FOR (e.g. smtp:10:1m)",
 		set:  func(c *Config, v string) (err error) { c.Breakers, err = parseBreakers(v); return err },
 		get:  func(c *Config) string { return formatBreakers(c.Breakers) }},
-	{key: "http", def: "", help: "address serving /healthz, /readyz and /metrics (empty: none)",
+	{key: "http", def: "", help: "address serving /healthz, /readyz, /metrics and the producer API at /v1/ (empty: none)",
 		set: func(c *Config, v string) error { c.HTTP = v; return nil }, get: func(c *Config) string { return c.HTTP }},
+	{key: "api-token", def: "", help: "bearer token of the producer API on the http address (empty: it answers loopback only)",
+		set: func(c *Config, v string) error { c.APIToken = v; return nil }, get: func(c *Config) string { return c.APIToken }},
 	{key: "log-format", def: "text", help: "log format: text or json",
 		set: func(c *Config, v string) error {
 			if v != "text" && v != "json" {

@@ -33,6 +33,7 @@
 //	drain        CONVEYOR_DRAIN        duration 30s          live
 //	breakers     CONVEYOR_BREAKERS     list     none         live
 //	http         CONVEYOR_HTTP         string   none         restart
+//	api-token    CONVEYOR_API_TOKEN    string   none         restart
 //	log-format   CONVEYOR_LOG_FORMAT   string   text         restart
 //	log-level    CONVEYOR_LOG_LEVEL    string   info         live
 //	processes    CONVEYOR_PROCESSES    integer  0            restart
@@ -56,9 +57,12 @@
 //   - drain: after SIGTERM, how long running jobs may take before they are
 //     cancelled and released to other workers.
 //   - breakers: circuit breakers, each NAME:FAILURES:OPEN-FOR ("smtp:10:1m").
-//   - http: the address of /healthz, /readyz and /metrics; with processes,
-//     the supervisor serves /healthz and /readyz there and worker process i
-//     (from 1) serves all three on the port plus i.
+//   - http: the address of /healthz, /readyz and /metrics, and of the
+//     producer HTTP API at /v1/ (package httpapi) for the App's tasks;
+//     with processes, the supervisor serves /healthz and /readyz there and
+//     worker process i (from 1) serves the rest on the port plus i.
+//   - api-token: the bearer token the producer API asks for; without one
+//     it answers requests from loopback only.
 //   - log-format: text or json (log/slog). log-level: debug, info, warn, error.
 //   - processes: run that many worker processes under a supervisor in this
 //     one; 0 runs the worker in this process.
@@ -84,12 +88,16 @@
 //     worker runs them at once. A second SIGTERM or SIGINT releases them at
 //     once.
 //   - SIGTSTP: quiet. Stop fetching and keep running what was started, for
-//     a deploy's cut-over; SIGTERM afterwards drains what is left. Quiet
-//     is one-way: restart the process to fetch again.
+//     a deploy's cut-over; SIGTERM afterwards drains what is left, SIGCONT
+//     fetches again (worker.Pause and Resume).
 //   - SIGHUP: reload the config file (with the same flags and environment
 //     on top) and apply the live keys; the log lists what changed and what
-//     needs a restart. A file that does not load is refused with its error
-//     and the running configuration stays.
+//     needs a restart. Queues, weights, strict order and concurrency change
+//     on the running worker (worker.Reconfigure), so one concurrency cap
+//     holds throughout; lease, job timeout and breakers start a new worker
+//     that takes over fetching while the old one finishes its jobs. A file
+//     that does not load is refused with its error and the running
+//     configuration stays.
 //
 // A supervisor (processes > 0) passes each signal on to its workers.
 // Exit codes: 0 after a drain, 1 for an error, 2 for bad configuration

@@ -72,8 +72,11 @@ func redact(raw string) string {
 
 // healthServer serves /healthz, /readyz and, with a registry, /metrics.
 // ready returns nil when the process takes work.
-func healthServer(addr string, ready func(context.Context) error, reg *prometheus.Registry) (string, func(), error) {
+func healthServer(addr string, ready func(context.Context) error, reg *prometheus.Registry, api http.Handler) (string, func(), error) {
 	mux := http.NewServeMux()
+	if api != nil {
+		mux.Handle("/v1/", api)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

@@ -7,12 +7,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/conveyorhq/conveyor/httpapi"
+	"github.com/conveyorhq/conveyor/queue"
 )
 
 // ErrRecycled ends a supervised worker process that reached max-jobs or
@@ -136,7 +140,7 @@ func newLogger(format string, level *slog.LevelVar, w io.Writer) *slog.Logger {
 // caught, it means quiet.
 var (
 	stopSignals = []os.Signal{syscall.SIGTERM, syscall.SIGINT}
-	allSignals  = append([]os.Signal{syscall.SIGHUP, syscall.SIGTSTP}, stopSignals...)
+	allSignals  = append([]os.Signal{syscall.SIGHUP, syscall.SIGTSTP, syscall.SIGCONT}, stopSignals...)
 )
 
 func isStop(s os.Signal) bool { return s == syscall.SIGTERM || s == syscall.SIGINT }
@@ -157,13 +161,21 @@ func serve(ctx context.Context, app App, src *sources, cfg Config, log *slog.Log
 		return err
 	}
 	if cfg.HTTP != "" {
-		at, stop, err := healthServer(cfg.HTTP, p.ready, reg)
+		var api http.Handler
+		if len(app.Tasks) > 0 {
+			if api, err = httpapi.New(httpapi.Config{Client: queue.NewClient(p.b, queue.Config{}), Tasks: app.Tasks,
+				BearerToken: cfg.APIToken, Logger: log}); err != nil {
+				_ = p.close(ctx)
+				return err
+			}
+		}
+		at, stop, err := healthServer(cfg.HTTP, p.ready, reg, api)
 		if err != nil {
 			_ = p.close(ctx)
 			return err
 		}
 		defer stop()
-		log.Info("serving /healthz, /readyz and /metrics", "addr", at)
+		log.Info("serving /healthz, /readyz, /metrics and the producer API at /v1/", "addr", at)
 	}
 	if supervised {
 		p.watchRecycle(ctx, cfg)
@@ -195,6 +207,8 @@ wait:
 				p.reload()
 			case s == syscall.SIGTSTP:
 				p.quiet()
+			case s == syscall.SIGCONT:
+				p.unquiet()
 			}
 		}
 	}

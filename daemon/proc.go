@@ -53,9 +53,12 @@ type generation struct {
 	err     error
 }
 
-// workerKeys are the keys a worker is built with: changing one needs a
-// new generation.
-var workerKeys = []string{"queues", "strict", "concurrency", "lease", "job-timeout", "breakers"}
+// liveKeys change on the running worker (worker.Reconfigure); rebuildKeys
+// are what a worker is built with, so changing one needs a new generation.
+var (
+	liveKeys    = []string{"queues", "strict", "concurrency"}
+	rebuildKeys = []string{"lease", "job-timeout", "breakers"}
+)
 
 func newProc(ctx context.Context, app App, src *sources, cfg Config, log *slog.Logger, level *slog.LevelVar, reg *prometheus.Registry) (*proc, error) {
 	b, err := openBackend(ctx, cfg.DB)
@@ -128,17 +131,28 @@ func (p *proc) retire(g *generation) {
 	}()
 }
 
-// quiet stops fetching and lets the running jobs finish (SIGTSTP).
+// quiet stops fetching and lets the running jobs finish (SIGTSTP);
+// unquiet fetches again (SIGCONT).
 func (p *proc) quiet() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cur == nil {
+	if p.cur == nil || p.state != "running" {
 		return
 	}
-	p.log.Info("quiet: no new jobs; running ones finish", "running", p.cur.w.Running())
-	p.retire(p.cur)
-	p.cur = nil
+	p.log.Info("quiet: no new jobs; running ones finish (SIGCONT resumes)", "running", p.cur.w.Running())
+	p.cur.w.Pause()
 	p.state = "quiet"
+}
+
+func (p *proc) unquiet() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cur == nil || p.state != "quiet" {
+		return
+	}
+	p.log.Info("resumed: fetching again")
+	p.cur.w.Resume()
+	p.state = "running"
 }
 
 // drain stops fetching and returns a channel closed once every worker
@@ -215,7 +229,7 @@ func (p *proc) reload() {
 		p.log.Info("reload: nothing changed")
 		return
 	}
-	newWorker := false
+	rebuild, reconfigure := false, false
 	applied := p.cfg
 	for _, c := range changes {
 		s, _ := lookup(c.key)
@@ -227,10 +241,13 @@ func (p *proc) reload() {
 			p.log.Error("reload: applying", "key", c.key, "err", err)
 			continue
 		}
-		newWorker = newWorker || slices.Contains(workerKeys, c.key)
+		rebuild = rebuild || slices.Contains(rebuildKeys, c.key)
+		reconfigure = reconfigure || slices.Contains(liveKeys, c.key)
 		p.log.Info("reload: applied", "key", c.key, "from", c.from, "to", c.to)
 	}
-	if newWorker && p.state == "running" {
+	switch {
+	case p.cur == nil: // draining: nothing fetches any more
+	case rebuild:
 		g, err := p.startWorker(applied)
 		if err != nil {
 			p.log.Error("reload refused: the new worker did not start; the running one stays", "err", err)
@@ -238,9 +255,20 @@ func (p *proc) reload() {
 		}
 		// The old worker stops fetching now and finishes its jobs
 		// under their leases: none is lost or run twice.
+		if p.state == "quiet" {
+			g.w.Pause()
+		}
 		p.retire(p.cur)
 		p.cur = g
 		p.log.Info("reload: a new worker took over fetching", "worker", g.w.ID(), "concurrency", applied.Concurrency, "queues", formatQueues(applied.Queues))
+	case reconfigure:
+		// The same worker, its slots and queues changed in place: one
+		// concurrency cap holds throughout.
+		if err := p.cur.w.Reconfigure(worker.LiveConfig{Queues: applied.Queues, StrictPriority: applied.StrictPriority, Concurrency: applied.Concurrency}); err != nil {
+			p.log.Error("reload refused: the worker did not take the change; the running configuration stays", "err", err)
+			return
+		}
+		p.log.Info("reload: the worker changed in place", "concurrency", applied.Concurrency, "queues", formatQueues(applied.Queues))
 	}
 	p.level.Set(applied.LogLevel)
 	p.slow.Store(int64(applied.SlowJob))

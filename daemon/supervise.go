@@ -155,7 +155,7 @@ func supervise(ctx context.Context, app App, src *sources, cfg Config, log *slog
 				return errors.New("draining")
 			}
 			return roundTrip(ctx, b)
-		}, nil)
+		}, nil, nil) // the producer API: on each worker process's own port
 		if err != nil {
 			return err
 		}
@@ -204,9 +204,9 @@ func supervise(ctx context.Context, app App, src *sources, cfg Config, log *slog
 			switch {
 			case isStop(sig):
 				stop(sig.String())
-			case sig == syscall.SIGTSTP:
-				log.Info("quiet: passing SIGTSTP to the worker processes")
-				s.signalAll(syscall.SIGTSTP)
+			case sig == syscall.SIGTSTP, sig == syscall.SIGCONT:
+				log.Info("passing the signal to the worker processes", "signal", sig.String())
+				s.signalAll(sig.(syscall.Signal))
 			case sig == syscall.SIGHUP:
 				s.reload(src, level)
 			}
