@@ -319,4 +319,3 @@ func TestSearchAndSchedules(t *testing.T) {
 	call(t, srv, "POST", "/api/schedules/digest/resume", "", http.StatusNoContent, nil)
 	call(t, srv, "POST", "/api/schedules/nope/pause", "", http.StatusNotFound, nil)
 }
-

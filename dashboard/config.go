@@ -19,6 +19,10 @@ type Config struct {
 	// on every route but /healthz and /readyz (as well as BasicAuth, if
 	// both are set).
 	BearerToken string
+	// SessionFor is how long a sign-in on the login page lasts (a cookie
+	// session; API clients send the header on every request instead).
+	// Default 12h.
+	SessionFor time.Duration
 	// ReadOnly refuses every state-changing route with 403 Forbidden.
 	ReadOnly bool
 	// MetricsTTL is how old the backend readings behind /metrics may be, so
@@ -46,6 +50,9 @@ func (c *Config) defaults() {
 	}
 	if c.HistoryEvery <= 0 {
 		c.HistoryEvery = 10 * time.Second
+	}
+	if c.SessionFor <= 0 {
+		c.SessionFor = 12 * time.Hour
 	}
 	if c.ReadyTimeout <= 0 {
 		c.ReadyTimeout = 2 * time.Second

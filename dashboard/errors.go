@@ -7,9 +7,9 @@ import (
 	"strings"
 )
 
-// jsonErrors makes every error the handler answers {"error": "..."}: the
-// dashboard's own handlers write that already, and this rewrites the plain
-// text of what they wrap (ServeMux's 404 and 405, CrossOriginProtection's
+// jsonErrors makes every error the handler answers {"error": "..."}, but
+// the login form's (a page for a browser): the dashboard's own handlers
+// write that already, and this rewrites the plain text of what they wrap (ServeMux's 404 and 405, CrossOriginProtection's
 // 403, the file server's 404), so an API client parses one shape.
 func jsonErrors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -33,7 +33,7 @@ func (e *errorWriter) WriteHeader(status int) {
 	}
 	e.status = status
 	h := e.Header()
-	if status >= 400 && !strings.HasPrefix(h.Get("Content-Type"), "application/json") {
+	if ct := h.Get("Content-Type"); status >= 400 && (ct == "" || strings.HasPrefix(ct, "text/plain")) {
 		e.text = new(bytes.Buffer)
 		return // sent by finish
 	}

@@ -2,12 +2,10 @@ package dashboard
 
 import (
 	"context"
-	"crypto/subtle"
 	"embed"
 	"errors"
 	"io/fs"
 	"net/http"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -28,14 +26,33 @@ var page = func() http.Handler {
 	return http.FileServerFS(sub)
 }()
 
+// csp is the pages' Content-Security-Policy: their own scripts, styles
+// and API only, nothing inline, no framing.
+const csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+
+func withCSP(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", csp)
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h.ServeHTTP(w, r)
+	})
+}
+
 // New returns the dashboard's handler. Its routes, relative to where it is
 // mounted:
 //
-//	GET  /                             the web page (live tables; actions ask for confirmation)
+//	GET  /                             the web page (overview, queues, jobs, schedules,
+//	                                   workers, dead letters; actions ask for confirmation)
+//	GET  /assets/...                   its scripts and styles
+//	GET  /login                        the sign-in form (with BasicAuth or BearerToken)
+//	POST /login                        user and password, or token: a session cookie
+//	POST /logout                       ends the session
 //	GET  /healthz                      200 while the process serves
 //	GET  /readyz                       200 once a backend round trip works, else 503
 //	GET  /metrics                      Prometheus: jobs per queue and state, depth,
 //	                                   paused, live workers, running jobs, breakers
+//	GET  /api/session                  {"auth": signing in is needed, "read_only": ...}
 //	GET  /api/queues                   counts per queue and state, depth, paused
 //	GET  /api/history?range=&queue=    per minute (per hour for 7d) over range 1h (default),
 //	                                   6h, 24h or 7d: jobs done and dead and depth, per
@@ -86,9 +103,10 @@ func New(cfg Config) (http.Handler, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&collector{b: cfg.Backend, ttl: cfg.MetricsTTL})
 	api := http.NewServeMux()
-	api.Handle("GET /{$}", page)
-	api.Handle("GET /app.js", page)
+	api.Handle("GET /{$}", withCSP(page))
+	api.Handle("GET /assets/", withCSP(page))
 	api.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	api.HandleFunc("GET /api/session", a.session)
 	api.HandleFunc("GET /api/queues", a.queues)
 	api.HandleFunc("GET /api/history", a.historyView)
 	api.HandleFunc("GET /api/jobs", a.jobs)
@@ -105,42 +123,16 @@ func New(cfg Config) (http.Handler, error) {
 	api.HandleFunc("GET /api/schedules", a.schedules)
 	api.HandleFunc("POST /api/schedules/{name}/pause", a.pauseSchedule)
 	api.HandleFunc("POST /api/schedules/{name}/resume", a.pauseSchedule)
-	var h http.Handler = api
-	h = a.readOnly(h)
-	h = http.NewCrossOriginProtection().Handler(h)
-	h = a.authenticate(h)
-	mux.Handle("/", h)
+	var h http.Handler = a.readOnly(api)
+	authed := http.NewServeMux()
+	authed.HandleFunc("POST /logout", a.logout)
+	authed.Handle("/", h)
+	cop := http.NewCrossOriginProtection()
+	mux.Handle("GET /login", withCSP(http.HandlerFunc(a.loginPage)))
+	mux.Handle("POST /login", cop.Handler(http.HandlerFunc(a.login)))
+	mux.Handle("GET /assets/", withCSP(page)) // the login page's style, before signing in
+	mux.Handle("/", cop.Handler(a.authenticate(authed)))
 	return jsonErrors(mux), nil
-}
-
-// authenticate asks for the configured credentials, if any.
-func (a *api) authenticate(next http.Handler) http.Handler {
-	if a.cfg.BasicAuth == nil && a.cfg.BearerToken == "" {
-		return next
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if a.authorized(r) {
-			next.ServeHTTP(w, r)
-			return
-		}
-		if a.cfg.BasicAuth != nil {
-			w.Header().Set("WWW-Authenticate", `Basic realm="conveyor", charset="UTF-8"`)
-		}
-		writeError(w, http.StatusUnauthorized, errors.New("credentials required"))
-	})
-}
-
-func (a *api) authorized(r *http.Request) bool {
-	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && a.cfg.BearerToken != "" {
-		return subtle.ConstantTimeCompare([]byte(tok), []byte(a.cfg.BearerToken)) == 1
-	}
-	if u, p, ok := r.BasicAuth(); ok && a.cfg.BasicAuth != nil {
-		// Both compared, in constant time, so timing tells nothing.
-		uok := subtle.ConstantTimeCompare([]byte(u), []byte(a.cfg.BasicAuth.User))
-		pok := subtle.ConstantTimeCompare([]byte(p), []byte(a.cfg.BasicAuth.Password))
-		return uok&pok == 1
-	}
-	return false
 }
 
 // readOnly refuses state-changing requests in read-only mode.
