@@ -13,6 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/conveyorhq/conveyor/dashboard"
+	"github.com/conveyorhq/conveyor/httpapi"
+	"github.com/conveyorhq/conveyor/queue"
 )
 
 // dashboardCmd serves the dashboard until the context ends. It binds to
@@ -24,10 +26,11 @@ func (e *env) dashboardCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:     "dashboard",
 		Aliases: []string{"serve"},
-		Short:   "serve the dashboard, its API and /metrics",
-		Long: `serve the dashboard, its API and /metrics until interrupted. With --user, basic
-auth with the password from $CONVEYOR_DASHBOARD_PASSWORD; with $CONVEYOR_DASHBOARD_TOKEN,
-bearer-token auth.`,
+		Short:   "serve the dashboard, its API, /metrics and the producer HTTP API",
+		Long: `serve the dashboard, its API and /metrics until interrupted, and at /v1/ the
+producer HTTP API (enqueue by task name, status, wait, cancel) for the app's tasks. With
+--user, basic auth with the password from $CONVEYOR_DASHBOARD_PASSWORD; with
+$CONVEYOR_DASHBOARD_TOKEN, bearer-token auth; both apply to the producer API too.`,
 		Args: nArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error {
 			cfg := dashboard.Config{ReadOnly: readOnly, BearerToken: os.Getenv("CONVEYOR_DASHBOARD_TOKEN")}
@@ -44,7 +47,17 @@ bearer-token auth.`,
 			}
 			defer s.Close()
 			cfg.Backend = s
-			stop, err := ServeDashboard(cfg, addr, c.OutOrStdout())
+			var api http.Handler
+			if len(e.app.Tasks) > 0 {
+				acfg := httpapi.Config{Client: queue.NewClient(s, queue.Config{}), Tasks: e.app.Tasks, BearerToken: cfg.BearerToken}
+				if cfg.BasicAuth != nil {
+					acfg.BasicAuth = &httpapi.BasicAuth{User: cfg.BasicAuth.User, Password: cfg.BasicAuth.Password}
+				}
+				if api, err = httpapi.New(acfg); err != nil {
+					return err
+				}
+			}
+			stop, err := serveDashboard(cfg, api, addr, c.OutOrStdout())
 			if err != nil {
 				return err
 			}
@@ -63,15 +76,30 @@ bearer-token auth.`,
 // of an app's own that show the dashboard while they run (as `conveyor
 // demo` does).
 func ServeDashboard(cfg dashboard.Config, addr string, out io.Writer) (stop func() error, err error) {
+	return serveDashboard(cfg, nil, addr, out)
+}
+
+// serveDashboard is ServeDashboard with the producer API at /v1/ when api
+// is set.
+func serveDashboard(cfg dashboard.Config, api http.Handler, addr string, out io.Writer) (stop func() error, err error) {
 	h, err := dashboard.New(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if api != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/", h)
+		mux.Handle("/v1/", api)
+		h = mux
 	}
 	at, stop, err := serveHTTP(h, addr)
 	if err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(out, "dashboard on http://%s/ (API: /api/queues, metrics: /metrics, health: /healthz, /readyz)\n", at)
+	if api != nil {
+		fmt.Fprintf(out, "producer API on http://%s/v1/ (its OpenAPI document: /v1/openapi.json)\n", at)
+	}
 	return stop, nil
 }
 

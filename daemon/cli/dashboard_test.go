@@ -11,8 +11,9 @@ import (
 	"github.com/conveyorhq/conveyor/daemon/cli"
 )
 
-// The dashboard command serves the API on the address it prints, and
-// stops cleanly when its context ends.
+// The dashboard command serves the API on the address it prints, the
+// producer HTTP API at /v1/ for the app's tasks, and stops cleanly when its
+// context ends.
 func TestDashboardCommand(t *testing.T) {
 	db, _ := newDB(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -26,14 +27,16 @@ func TestDashboardCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := strings.Fields(line)[2] + "api/queues" // "dashboard on http://127.0.0.1:PORT/ ..."
-	res, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s = %s", url, res.Status)
+	base := strings.Fields(line)[2] // "dashboard on http://127.0.0.1:PORT/ ..."
+	for _, path := range []string{"api/queues", "v1/openapi.json"} {
+		res, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s = %s", base+path, res.Status)
+		}
 	}
 	go io.Copy(io.Discard, pr)
 	cancel()
