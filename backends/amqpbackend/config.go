@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/knobs"
 )
 
 // Config configures a Backend. Zero values mean the stated default.
@@ -21,12 +22,13 @@ type Config struct {
 	// days; negative keeps them forever. Without a store they do nothing:
 	// the broker forgets a job once it is acked.
 	KeepDone, KeepDead time.Duration
-	// RecountEvery is how often the janitor recounts the store's jobs (a
+	// JanitorEvery is how often the janitor recounts the store's jobs (a
 	// scan of every job) to repair per-queue counts a process left behind
 	// when it died between a job's change and its count's (QueueStats
-	// reads the counts, not the jobs). Default 1h; negative never. Without
-	// a store it does nothing.
-	RecountEvery time.Duration
+	// reads the counts, not the jobs). Default 1h, as it reads every job;
+	// negative turns it off in this process. Without a store it does
+	// nothing.
+	JanitorEvery time.Duration
 	// Prefix starts every exchange, queue and store key name, so several
 	// apps can share one broker (and one store). Default "conveyor".
 	Prefix string
@@ -73,10 +75,8 @@ func (c *Config) defaults() {
 	if c.Prefix == "" {
 		c.Prefix = "conveyor"
 	}
-	backends.DefaultRetention(&c.KeepDone, &c.KeepDead)
-	if c.RecountEvery == 0 {
-		c.RecountEvery = time.Hour
-	}
+	knobs.Knobs{KeepDone: &c.KeepDone, KeepDead: &c.KeepDead, JanitorEvery: &c.JanitorEvery,
+		Logger: &c.Logger, Clock: &c.Clock}.Fill(time.Hour)
 	if c.QueueType == "" {
 		c.QueueType = "quorum"
 	}
@@ -94,11 +94,5 @@ func (c *Config) defaults() {
 	}
 	if c.TransitWait <= 0 {
 		c.TransitWait = 500 * time.Millisecond
-	}
-	if c.Clock == nil {
-		c.Clock = backends.SystemClock{}
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
 	}
 }

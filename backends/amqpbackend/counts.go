@@ -22,7 +22,7 @@ import (
 // counter keys (compare-and-set) every countFlush, and before this
 // process's QueueStats. A process that dies between the two loses up to a
 // countFlush of its counts; the janitor recounts from the jobs every
-// Config.RecountEvery (and once when a store has no counts yet).
+// Config.JanitorEvery (and once when a store has no counts yet).
 //
 // A finished job's record expires with its retention, silently, so its
 // count must too: finished jobs are counted in buckets by when they
@@ -354,14 +354,14 @@ func (b *Backend) recount(ctx context.Context, settle time.Duration) error {
 }
 
 // keepCounts flushes counts every countFlush and recounts every
-// Config.RecountEvery, until Close; then it flushes once more.
+// Config.JanitorEvery, until Close; then it flushes once more.
 func (b *Backend) keepCounts() {
 	defer b.bg.Done()
 	flush := time.NewTicker(countFlush)
 	defer flush.Stop()
 	var recount <-chan time.Time
-	if b.cfg.RecountEvery > 0 {
-		t := time.NewTicker(b.cfg.RecountEvery)
+	if b.cfg.JanitorEvery > 0 {
+		t := time.NewTicker(b.cfg.JanitorEvery)
 		defer t.Stop()
 		recount = t.C
 	}

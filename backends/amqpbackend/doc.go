@@ -96,7 +96,7 @@
 //   - QueueStats from per-queue counters the store keeps with every change
 //     (a few keys a call, whatever the number of jobs; see counts.go for
 //     why they are not atomic with the jobs' changes and how the janitor
-//     recounts them every Config.RecountEvery).
+//     recounts them every Config.JanitorEvery).
 //
 // The broker holds the job and the store its state, so the two can
 // disagree. A delivery whose record the store does not have is not taken

@@ -77,7 +77,7 @@ func statCounts(t *testing.T, in backends.Inspector, q string) map[job.State]int
 // counter damaged by hand is repaired by the janitor's recount.
 func TestCountsMatchTheJobs(t *testing.T) {
 	st := sqliteStore(t)
-	b := open(t, amqpbackend.Config{Store: st, RecountEvery: 300 * time.Millisecond})
+	b := open(t, amqpbackend.Config{Store: st, JanitorEvery: 300 * time.Millisecond})
 	other := open(t, amqpbackend.Config{Store: st})
 	in := b.(backends.Inspector)
 	ctx := context.Background()
@@ -145,7 +145,7 @@ func TestCountsMatchTheJobs(t *testing.T) {
 // good; the recount sets the counter to what the jobs say.
 func TestRecountRepairsALeakedDepthSlot(t *testing.T) {
 	st := sqliteStore(t)
-	b := open(t, amqpbackend.Config{Store: st, RecountEvery: 300 * time.Millisecond})
+	b := open(t, amqpbackend.Config{Store: st, JanitorEvery: 300 * time.Millisecond})
 	ctx := context.Background()
 	q := fresh("depth-leak")
 	bounded := func(id string) *backends.JobInsert {

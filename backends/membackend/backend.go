@@ -3,6 +3,7 @@ package membackend
 import (
 	"container/heap"
 	"context"
+	"log/slog"
 	"maps"
 	"slices"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/internal/gate"
+	"github.com/conveyorhq/conveyor/backends/internal/knobs"
 	"github.com/conveyorhq/conveyor/backends/internal/notify"
 	"github.com/conveyorhq/conveyor/backends/internal/record"
 	"github.com/conveyorhq/conveyor/job"
@@ -26,13 +28,33 @@ type Backend struct {
 	seq    uint64
 	gate   *gate.Gate
 	hub    notify.Hub
-	clock  backends.Clock
+	cfg    Config
+
+	expiring  timeHeap  // finished jobs by the end of their retention
+	nextPrune time.Time // when an Enqueue next prunes
 }
 
-// Config configures a memory backend. The zero value is ready to use.
+// Config configures a memory backend. Zero values mean the stated default;
+// the zero Config is ready to use.
 type Config struct {
+	// KeepDone is how long done and cancelled jobs (and their results) are
+	// kept. Default 24h; negative keeps them forever.
+	KeepDone time.Duration
+	// KeepDead is how long dead letters are kept for inspection and replay.
+	// Default 7 days; negative keeps them forever.
+	KeepDead time.Duration
+	// JanitorEvery is how often, at most, finished jobs past their
+	// retention are pruned. The pruning runs inside the next Enqueue once
+	// it is due, so that a backend no one closes runs no goroutine, and
+	// memory grows only when jobs are added. Default 1s; negative turns it
+	// off (Tidy still prunes).
+	JanitorEvery time.Duration
+	// Logger receives the janitor's reports, at debug level: how many
+	// finished jobs it pruned. Default slog.Default().
+	Logger *slog.Logger
 	// Clock tells the time: when a job is due, when a lease expires, the
-	// times records carry. Default backends.SystemClock{}.
+	// times records carry, when a finished job's retention ends. Default
+	// backends.SystemClock{}.
 	Clock backends.Clock
 }
 
@@ -58,15 +80,15 @@ var (
 	_ backends.Notifier  = (*Backend)(nil)
 )
 
-// New returns an empty in-memory backend. It keeps finished jobs until it
-// is closed, and nothing survives the process: it is for tests, examples
-// and the demo, not for work that must outlive a restart.
+// New returns an empty in-memory backend. It keeps finished jobs for
+// their retention (Config.KeepDone, KeepDead), and nothing survives the
+// process: it is for tests, examples and the demo, not for work that must
+// outlive a restart.
 func New(cfg Config) *Backend {
-	if cfg.Clock == nil {
-		cfg.Clock = backends.SystemClock{}
-	}
+	knobs.Knobs{KeepDone: &cfg.KeepDone, KeepDead: &cfg.KeepDead, JanitorEvery: &cfg.JanitorEvery,
+		Logger: &cfg.Logger, Clock: &cfg.Clock}.Fill(time.Second)
 	return &Backend{
-		clock:  cfg.Clock,
+		cfg:    cfg,
 		jobs:   map[string]*entry{},
 		queues: map[string]*queueState{},
 		unique: map[string]*entry{},
@@ -106,6 +128,7 @@ func (b *Backend) setState(e *entry, s job.State, now time.Time) {
 	if s.Finished() {
 		e.rec.FinishedAt = now
 		e.rec.Lease = job.Lease{}
+		b.expire(it, now)
 		b.hub.Publish(backends.Event{Kind: backends.JobFinished, Queue: e.rec.Queue, JobID: e.rec.ID})
 	}
 }
@@ -115,9 +138,12 @@ func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]back
 	if res, err := b.gate.Enqueue(ctx, p); res != nil || err != nil {
 		return res, err
 	}
-	now := b.clock.Now()
+	now := b.cfg.Clock.Now()
+	pruned := 0
+	defer func() { b.logPruned(pruned) }() // after the unlock below
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	pruned = b.pruneDue(now)
 	res := make([]backends.EnqueueResult, len(p.Jobs))
 	held := map[string]string{} // unique keys taken within this batch
 	adding := map[string]int{}
@@ -216,7 +242,7 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
-	now := b.clock.Now()
+	now := b.cfg.Clock.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	q := b.queue(p.Queue)
@@ -267,7 +293,7 @@ func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backen
 	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
-	now := b.clock.Now()
+	now := b.cfg.Clock.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := make([]backends.ExtendResult, len(p.Leases))
@@ -290,7 +316,7 @@ func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backen
 
 // withLease runs fn on the job l holds, under the lock.
 func (b *Backend) withLease(l job.Lease, fn func(e *entry, now time.Time)) error {
-	now := b.clock.Now()
+	now := b.cfg.Clock.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	e, err := b.leased(l)
@@ -351,7 +377,7 @@ func (b *Backend) Cancel(ctx context.Context, p backends.CancelParams) (job.Stat
 	if err := b.gate.Check(ctx); err != nil {
 		return "", err
 	}
-	now := b.clock.Now()
+	now := b.cfg.Clock.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	e := b.jobs[p.JobID]

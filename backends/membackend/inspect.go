@@ -92,7 +92,7 @@ func (b *Backend) ReplayJobs(ctx context.Context, p backends.ReplayJobsParams) (
 	if err := b.gate.Check(ctx); err != nil {
 		return 0, err
 	}
-	now := b.clock.Now()
+	now := b.cfg.Clock.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var targets []*entry
@@ -159,6 +159,9 @@ func (b *Backend) remove(e *entry) {
 	b.queue(e.rec.Queue).counts[e.rec.State]--
 	e.ver++ // drops it from every heap
 	delete(b.jobs, e.rec.ID)
+	if b.unique[e.rec.UniqueKey] == e {
+		delete(b.unique, e.rec.UniqueKey)
+	}
 }
 
 // PauseQueue implements backends.Pauser.

@@ -13,11 +13,7 @@ import (
 // schema's janitor advisory lock at that moment.
 func (b *Backend) janitorLoop() {
 	defer b.bg.Done()
-	tick.Every(b.gate.Closing(), b.cfg.JanitorEvery, func(ctx context.Context) {
-		if err := b.Tidy(ctx); err != nil && ctx.Err() == nil {
-			b.cfg.Logger.Warn("pgbackend: janitor", "err", err)
-		}
-	})
+	tick.Janitor(b.gate.Closing(), b.cfg.JanitorEvery, b.cfg.Logger, "pgbackend", b.Tidy)
 }
 
 // Tidy folds the logged count deltas into the counts, recovers expired

@@ -15,6 +15,7 @@ import (
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/internal/gate"
+	"github.com/conveyorhq/conveyor/backends/internal/knobs"
 	"github.com/conveyorhq/conveyor/backends/internal/notify"
 )
 
@@ -93,16 +94,8 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.PollEvery <= 0 {
 		cfg.PollEvery = time.Second
 	}
-	backends.DefaultRetention(&cfg.KeepDone, &cfg.KeepDead)
-	if cfg.JanitorEvery == 0 {
-		cfg.JanitorEvery = time.Second
-	}
-	if cfg.Clock == nil {
-		cfg.Clock = backends.SystemClock{}
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	knobs.Knobs{KeepDone: &cfg.KeepDone, KeepDead: &cfg.KeepDead, JanitorEvery: &cfg.JanitorEvery,
+		Logger: &cfg.Logger, Clock: &cfg.Clock}.Fill(time.Second)
 	if cfg.Migrate {
 		if _, err := Migrate(ctx, cfg.Pool, MigrateParams{Schema: cfg.Schema}); err != nil {
 			return nil, err

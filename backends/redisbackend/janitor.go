@@ -23,14 +23,12 @@ const reconcileBatch = 500
 // when that one dies.
 func (b *Backend) janitorLoop() {
 	defer b.bg.Done()
-	tick.Every(b.gate.Closing(), b.cfg.JanitorEvery, func(ctx context.Context) {
+	tick.Janitor(b.gate.Closing(), b.cfg.JanitorEvery, b.cfg.Logger, "redisbackend", func(ctx context.Context) error {
 		ok, err := b.rdb.SetNX(ctx, b.cfg.Prefix+":janitor", "1", b.cfg.JanitorEvery).Result()
 		if err != nil || !ok {
-			return
+			return err
 		}
-		if err := b.Tidy(ctx); err != nil && ctx.Err() == nil {
-			b.cfg.Logger.Warn("redisbackend: janitor", "err", err)
-		}
+		return b.Tidy(ctx)
 	})
 }
 

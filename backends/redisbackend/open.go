@@ -13,6 +13,7 @@ import (
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/internal/gate"
+	"github.com/conveyorhq/conveyor/backends/internal/knobs"
 	"github.com/conveyorhq/conveyor/backends/internal/record"
 )
 
@@ -78,16 +79,8 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.Prefix == "" {
 		cfg.Prefix = "conveyor"
 	}
-	backends.DefaultRetention(&cfg.KeepDone, &cfg.KeepDead)
-	if cfg.JanitorEvery == 0 {
-		cfg.JanitorEvery = time.Second
-	}
-	if cfg.Clock == nil {
-		cfg.Clock = backends.SystemClock{}
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	knobs.Knobs{KeepDone: &cfg.KeepDone, KeepDead: &cfg.KeepDead, JanitorEvery: &cfg.JanitorEvery,
+		Logger: &cfg.Logger, Clock: &cfg.Clock}.Fill(time.Second)
 	_, cluster := cfg.Client.(*redis.ClusterClient)
 	b := &Backend{cfg: cfg, rdb: cfg.Client, cluster: cluster, s: loadScripts(), gate: gate.New("redisbackend")}
 	for _, s := range b.s.all() {

@@ -22,7 +22,7 @@
 // Rows are data another program may have written. The jobs table refuses
 // an unknown state and an INTEGER column holding anything else (CHECK
 // constraints; SQLite cannot add them to a table created before them), and
-// the janitor (Tidy, every PruneEvery, which also prunes) dead-letters rows
+// the janitor (Tidy, every JanitorEvery, which also prunes) dead-letters rows
 // that slip through anyway, with a reason naming each bad column and its
 // value, so no job waits forever in a state or at a time no query finds.
 // GetJob and ListJobs return such a row as far as it decodes.

@@ -256,7 +256,7 @@ const pruneBatch = 1000
 // Prune deletes finished jobs past their retention (Config.KeepDone,
 // KeepDead) and returns how many. A job whose unique key window is still
 // open is kept, so pruning never lets a duplicate in. It runs every
-// PruneEvery on its own; call it to prune now.
+// JanitorEvery on its own; call it to prune now.
 func (b *Backend) Prune(ctx context.Context) (int, error) {
 	if err := b.gate.Check(ctx); err != nil {
 		return 0, err

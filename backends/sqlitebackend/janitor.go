@@ -64,7 +64,7 @@ var (
 // be finished (see findQueueCorrupt), with the reason naming each column
 // that does not decode, and
 // prunes finished jobs past their retention (Prune). It runs every
-// PruneEvery on its own; call it to tidy now.
+// JanitorEvery on its own; call it to tidy now.
 func (b *Backend) Tidy(ctx context.Context) error {
 	if err := b.gate.Check(ctx); err != nil {
 		return err

@@ -16,7 +16,7 @@ import (
 
 // openOld opens a file whose jobs table was created without the CHECK
 // constraints, as files created before them were; the janitor is left to
-// the test (PruneEvery an hour).
+// the test (JanitorEvery an hour).
 func openOld(t *testing.T) *sqlitebackend.Backend {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "old.db")
@@ -34,7 +34,7 @@ func openOld(t *testing.T) *sqlitebackend.Backend {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	b, err := sqlitebackend.Open(context.Background(), sqlitebackend.Config{Path: path, PruneEvery: time.Hour})
+	b, err := sqlitebackend.Open(context.Background(), sqlitebackend.Config{Path: path, JanitorEvery: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func (l logLines) Write(p []byte) (int, error) {
 func TestJanitorFailuresAreLogged(t *testing.T) {
 	lines := make(logLines, 16)
 	b, err := sqlitebackend.Open(context.Background(), sqlitebackend.Config{
-		Path: filepath.Join(t.TempDir(), "logged.db"), PruneEvery: 10 * time.Millisecond,
+		Path: filepath.Join(t.TempDir(), "logged.db"), JanitorEvery: 10 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(lines, nil)),
 	})
 	if err != nil {

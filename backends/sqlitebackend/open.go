@@ -17,6 +17,7 @@ import (
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/internal/gate"
+	"github.com/conveyorhq/conveyor/backends/internal/knobs"
 	"github.com/conveyorhq/conveyor/backends/internal/notify"
 	"github.com/conveyorhq/conveyor/backends/internal/tick"
 )
@@ -43,10 +44,11 @@ type Config struct {
 	// KeepDead is how long dead letters are kept for inspection and replay.
 	// Default 7 days; negative keeps them forever.
 	KeepDead time.Duration
-	// PruneEvery is how often the janitor runs (Tidy): it dead-letters rows
-	// that do not decode and deletes finished jobs past their retention.
-	// Default 1m.
-	PruneEvery time.Duration
+	// JanitorEvery is how often the janitor runs (Tidy) in this process: it
+	// dead-letters rows that do not decode and deletes finished jobs past
+	// their retention. Default 1m; negative turns it off in this process
+	// (some process should run it, or call Tidy).
+	JanitorEvery time.Duration
 	// Logger receives janitor failures. Default slog.Default().
 	Logger *slog.Logger
 	// Clock tells the time: when a job is due, when a lease expires, the
@@ -93,16 +95,8 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.CheckpointEvery <= 0 {
 		cfg.CheckpointEvery = time.Second
 	}
-	backends.DefaultRetention(&cfg.KeepDone, &cfg.KeepDead)
-	if cfg.PruneEvery <= 0 {
-		cfg.PruneEvery = time.Minute
-	}
-	if cfg.Clock == nil {
-		cfg.Clock = backends.SystemClock{}
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	knobs.Knobs{KeepDone: &cfg.KeepDone, KeepDead: &cfg.KeepDead, JanitorEvery: &cfg.JanitorEvery,
+		Logger: &cfg.Logger, Clock: &cfg.Clock}.Fill(time.Minute)
 	db, err := OpenDB(cfg.Path, cfg.BusyTimeout)
 	if err != nil {
 		return nil, err
@@ -131,35 +125,29 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		}
 		b.stmts[q] = st
 	}
-	b.polling.Add(1)
-	go b.maintain()
+	b.maintain()
 	return b, nil
 }
 
-// maintain runs the housekeeping every process with a Backend open shares:
-// checkpoints and the janitor. Both are idempotent, so processes need not
-// agree on who does them.
+// maintain starts the housekeeping every process with a Backend open
+// shares: checkpoints and the janitor. Both are idempotent, so processes
+// need not agree on who does them.
 func (b *Backend) maintain() {
-	defer b.polling.Done()
-	ctx, cancel := tick.Until(b.gate.Closing())
-	defer cancel()
-	checkpoint := time.NewTicker(b.cfg.CheckpointEvery)
-	defer checkpoint.Stop()
-	prune := time.NewTicker(b.cfg.PruneEvery)
-	defer prune.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-checkpoint.C:
+	b.polling.Add(1)
+	go func() {
+		defer b.polling.Done()
+		tick.Every(b.gate.Closing(), b.cfg.CheckpointEvery, func(ctx context.Context) {
 			// PASSIVE never waits for readers or writers: what it
 			// cannot copy now it copies next time.
 			_, _ = b.ro.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`)
-		case <-prune.C:
-			if err := b.Tidy(ctx); err != nil && ctx.Err() == nil {
-				b.cfg.Logger.Warn("sqlitebackend: janitor", "err", err)
-			}
-		}
+		})
+	}()
+	if b.cfg.JanitorEvery > 0 {
+		b.polling.Add(1)
+		go func() {
+			defer b.polling.Done()
+			tick.Janitor(b.gate.Closing(), b.cfg.JanitorEvery, b.cfg.Logger, "sqlitebackend", b.Tidy)
+		}()
 	}
 }
 

@@ -3,6 +3,7 @@ package tick
 
 import (
 	"context"
+	"log/slog"
 	"time"
 )
 
@@ -35,4 +36,16 @@ func Every(closing <-chan struct{}, every time.Duration, fn func(ctx context.Con
 			fn(ctx)
 		}
 	}
+}
+
+// Janitor calls tidy every interval until closing is closed, logging its
+// failures as warnings from name ("pgbackend") on log: a janitor has no
+// caller to return them to. A failure because the backend is closing is
+// not one.
+func Janitor(closing <-chan struct{}, every time.Duration, log *slog.Logger, name string, tidy func(ctx context.Context) error) {
+	Every(closing, every, func(ctx context.Context) {
+		if err := tidy(ctx); err != nil && ctx.Err() == nil {
+			log.Warn(name+": janitor", "err", err)
+		}
+	})
 }
