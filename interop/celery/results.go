@@ -183,4 +183,3 @@ func (b *Broker) ListJobs(context.Context, backends.ListJobsParams) (*backends.J
 func (b *Broker) QueueStats(context.Context, backends.QueueStatsParams) ([]backends.QueueStats, error) {
 	return nil, fmt.Errorf("%w: Celery's brokers keep no counts by state", job.ErrUnsupported)
 }
-
