@@ -31,6 +31,9 @@ type spec struct {
 	URL    string `json:"url"`              // file, redis://, redis+cluster://, postgres:// or amqp:// URL
 	Store  string `json:"store,omitempty"`  // amqp: the redis:// URL of the job-state store, if any
 	Prefix string `json:"prefix,omitempty"` // redis, amqp: key and entity names on a shared server
+	// Wait, on a Redis Cluster: every script waits for this many replicas
+	// to have it (WAIT) before its answer counts (see waitingCluster).
+	Wait int `json:"wait,omitempty"`
 }
 
 // opened is a backend as the test and its workers use it.
@@ -56,6 +59,9 @@ func (o *opened) Close() error {
 }
 
 func open(ctx context.Context, sp spec, logger *slog.Logger) (*opened, error) {
+	if sp.Kind == "redis" && sp.Wait > 0 {
+		return openWaitingCluster(ctx, sp, logger)
+	}
 	var b backends.Backend
 	var err error
 	switch sp.Kind {
@@ -94,7 +100,7 @@ func openAMQP(ctx context.Context, sp spec, logger *slog.Logger) (*opened, error
 		// Killed workers lose their last unflushed counts and may leak a
 		// depth slot; the recount repairs both. Every few seconds here, so
 		// the run's end sees the repair (the default is hourly).
-		cfg.RecountEvery = 3 * time.Second
+		cfg.JanitorEvery = 3 * time.Second
 		o.closers = append(o.closers, st.Close)
 	}
 	b, err := amqpbackend.New(ctx, cfg)
@@ -162,6 +168,9 @@ type chaosCase struct {
 	spec    spec
 	server  crasher     // nil: nothing to crash-restart
 	corrupt []corruptor // how to damage waiting jobs in this backend's own format
+	// lossAllowed: the crash may lose acknowledged jobs (a failover to an
+	// asynchronous replica); the run measures how many instead of failing.
+	lossAllowed bool
 }
 
 func TestChaos(t *testing.T) {

@@ -124,6 +124,7 @@ func runChaos(t *testing.T, c chaosCase) {
 	led.read(t)
 
 	r := account(t, o, led, enq.log.all(), corrupted, workers)
+	r.lossAllowed = c.lossAllowed
 	r.samples = *samples
 	r.kills, r.stops, r.restarts = kills, stops, len(outages)
 	r.outages = outages
