@@ -176,14 +176,13 @@ func (f *redisFailover) Start() {
 // rabbitCluster stops one node's RabbitMQ application (every connection
 // to it drops; the quorum queues' members on the other two keep a
 // majority and elect a leader) and starts it again. The first stop takes
-// the node leading the main queue, the next ones the others in turn.
+// the node leading the main queue, each next one the node after the last.
 type rabbitCluster struct {
 	t       testing.TB
 	nodes   []string
 	epmd    string
 	queue   string // the main work queue's name
-	stopped string
-	n       int
+	stopped string // the node stopped last
 }
 
 func (r *rabbitCluster) ctl(node string, args ...string) (string, error) {
@@ -212,13 +211,20 @@ func (r *rabbitCluster) queueInfo(node string, cols ...string) ([]string, error)
 
 func (r *rabbitCluster) Crash() {
 	r.t.Helper()
-	victim := r.nodes[r.n%len(r.nodes)]
-	if r.n == 0 {
+	victim := ""
+	if r.stopped == "" {
 		if f, err := r.queueInfo(r.nodes[0], "leader"); err == nil && len(f) == 1 {
 			victim = f[0]
 		}
 	}
-	r.n++
+	if victim == "" { // the node after the one stopped last
+		victim = r.nodes[0]
+		for i, n := range r.nodes {
+			if n == r.stopped {
+				victim = r.nodes[(i+1)%len(r.nodes)]
+			}
+		}
+	}
 	if _, err := r.ctl(victim, "stop_app"); err != nil {
 		r.t.Fatal(err)
 	}
