@@ -89,7 +89,7 @@ func decode(m *message, queue string, now time.Time) (*delivered, error) {
 		return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, a...))
 	}
 	switch ct := strings.ToLower(m.ContentType); {
-	case strings.Contains(ct, "pickle"):
+	case strings.Contains(ct, "pickle"), ct == "application/x-python-serialize":
 		return nil, bad("content type %s: pickle is never accepted", m.ContentType)
 	case ct != "application/json":
 		return nil, bad("content type %q is not supported: only application/json", m.ContentType)
