@@ -72,3 +72,31 @@ func Example_webHandler() {
 	// 202 job true
 	// 503 busy, try again later
 }
+
+// A job's ID is all a later request needs: store it (in the user's row, a
+// URL), then read the result through the task, typed, from any process.
+func ExampleTask_Handle() {
+	ctx := context.Background()
+	b := membackend.New(membackend.Config{})
+	client := queue.NewClient(b, queue.Config{})
+	h, err := Resize.Enqueue(ctx, client, ResizeArgs{URL: "/dog.png", Width: 32}, nil)
+	if err != nil {
+		panic(err)
+	}
+	stored := h.ID // e.g. saved with the upload
+
+	// Later, elsewhere: not finished yet.
+	_, err = Resize.Handle(client, stored).Result(ctx)
+	fmt.Println(errors.Is(err, queue.ErrNotFinished))
+
+	w := worker.New(b, worker.Config{Queues: []worker.QueueConfig{{Name: "images"}}})
+	worker.Register(w, Resize, func(ctx context.Context, a ResizeArgs) (ResizeResult, error) {
+		return ResizeResult{Thumb: fmt.Sprintf("%s?w=%d", a.URL, a.Width)}, nil
+	})
+	_, _ = w.WorkDue(ctx)
+	res, err := Resize.Handle(client, stored).Result(ctx)
+	fmt.Println(res.Thumb, err)
+	// Output:
+	// true
+	// /dog.png?w=32 <nil>
+}
