@@ -42,7 +42,7 @@ type Config struct {
 	// Prefetch is how many deliveries each queue's consumer may hold
 	// unacknowledged, running jobs included. Set it to at least the worker
 	// concurrency on that queue: past it, Reserve falls back to one
-	// basic.get per job. Default 256.
+	// basic.get per job. Default 1000.
 	Prefetch int
 	// MaxMessageBytes refuses, with job.ErrPayloadTooLarge, a job whose
 	// payload is larger, before it reaches the broker: the broker would

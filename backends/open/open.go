@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 
@@ -26,6 +27,10 @@ type Options struct {
 	// Migrate creates or upgrades the PostgreSQL schema on open. Default
 	// off: production schemas change through `conveyor migrate`.
 	Migrate bool
+	// Logger receives what each backend opened reports with no caller to
+	// return it to (janitor failures, malformed records). Default
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // Schemes lists the URL forms URL accepts, for help texts and errors.
@@ -40,17 +45,17 @@ const Schemes = "a SQLite file path (or sqlite:PATH), memory:, postgres:// or po
 func URL(ctx context.Context, u string, o Options) (backends.Backend, error) {
 	scheme, rest, hasScheme := strings.Cut(u, ":")
 	if !hasScheme || len(scheme) == 1 { // a path, or a Windows drive letter
-		return sqlitebackend.Open(ctx, sqlitebackend.Config{Path: u})
+		return sqlitebackend.Open(ctx, sqlitebackend.Config{Path: u, Logger: o.Logger})
 	}
 	switch scheme {
 	case "sqlite":
-		return sqlitebackend.Open(ctx, sqlitebackend.Config{Path: strings.TrimPrefix(rest, "//")})
+		return sqlitebackend.Open(ctx, sqlitebackend.Config{Path: strings.TrimPrefix(rest, "//"), Logger: o.Logger})
 	case "memory":
-		return membackend.New(membackend.Config{}), nil
+		return membackend.New(membackend.Config{Logger: o.Logger}), nil
 	case "postgres", "postgresql":
-		return pgbackend.Open(ctx, u, pgbackend.Config{Migrate: o.Migrate})
+		return pgbackend.Open(ctx, u, pgbackend.Config{Migrate: o.Migrate, Logger: o.Logger})
 	case "redis", "rediss", "redis+cluster":
-		return redisbackend.Open(ctx, u, redisbackend.Config{})
+		return redisbackend.Open(ctx, u, redisbackend.Config{Logger: o.Logger})
 	case "amqp", "amqps":
 		return amqp(ctx, u, o)
 	}
@@ -72,7 +77,7 @@ func amqp(ctx context.Context, raw string, o Options) (backends.Backend, error) 
 	q.Del("store")
 	q.Del("prefix")
 	u.RawQuery = q.Encode()
-	cfg := amqpbackend.Config{URL: u.String(), Prefix: prefix}
+	cfg := amqpbackend.Config{URL: u.String(), Prefix: prefix, Logger: o.Logger}
 	if storeURL == "" {
 		return amqpbackend.New(ctx, cfg)
 	}
