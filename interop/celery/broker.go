@@ -227,7 +227,7 @@ func (b *Broker) consumerLost(q string) {
 	defer b.mu.Unlock()
 	l := b.local(q)
 	l.started = false
-	l.ready, l.later = nil, nil
+	l.ready.items, l.later.items = nil, nil
 }
 
 // room is how many more due messages the queue's consumer may fetch.
@@ -288,10 +288,10 @@ func (b *Broker) Close() error {
 	b.mu.Lock()
 	var rs []receipt
 	for _, l := range b.queues {
-		for _, it := range l.ready {
+		for _, it := range l.ready.items {
 			rs = append(rs, it.r)
 		}
-		for _, it := range l.later {
+		for _, it := range l.later.items {
 			rs = append(rs, it.r)
 		}
 	}

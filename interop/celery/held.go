@@ -22,8 +22,8 @@ type item struct {
 
 // local is what one queue's consumer has received in this process.
 type local struct {
-	ready   readyHeap // due: priority, then run-at, then arrival
-	later   laterHeap // not due yet: by run-at
+	ready   *itemHeap // due, in readyOrder
+	later   *itemHeap // not due yet, in laterOrder
 	transit map[string]time.Time
 	started bool
 	arrived chan struct{} // closed at each arrival, then replaced
@@ -31,15 +31,18 @@ type local struct {
 }
 
 func newLocal() *local {
-	return &local{transit: map[string]time.Time{}, arrived: make(chan struct{}), room: make(chan struct{}, 1)}
+	return &local{
+		ready: &itemHeap{less: readyOrder}, later: &itemHeap{less: laterOrder},
+		transit: map[string]time.Time{}, arrived: make(chan struct{}), room: make(chan struct{}, 1),
+	}
 }
 
 // add files a received message as due or later.
 func (l *local) add(it *item, now time.Time) {
 	if it.d.rec.RunAt.After(now) {
-		heap.Push(&l.later, it)
+		heap.Push(l.later, it)
 	} else {
-		heap.Push(&l.ready, it)
+		heap.Push(l.ready, it)
 	}
 	close(l.arrived)
 	l.arrived = make(chan struct{})
@@ -47,8 +50,8 @@ func (l *local) add(it *item, now time.Time) {
 
 // promote moves the items that became due to the ready heap.
 func (l *local) promote(now time.Time) {
-	for l.later.Len() > 0 && !l.later[0].d.rec.RunAt.After(now) {
-		heap.Push(&l.ready, heap.Pop(&l.later))
+	for l.later.Len() > 0 && !l.later.items[0].d.rec.RunAt.After(now) {
+		heap.Push(l.ready, heap.Pop(l.later))
 	}
 }
 
@@ -70,42 +73,42 @@ func (l *local) wakeConsumer() {
 	}
 }
 
-type readyHeap []*item
+// itemHeap is a heap of items in the order less gives.
+type itemHeap struct {
+	items []*item
+	less  func(a, b *item) bool
+}
 
-func (h readyHeap) Len() int { return len(h) }
-func (h readyHeap) Less(i, j int) bool {
-	a, b := h[i].d.rec, h[j].d.rec
+func (h *itemHeap) Len() int           { return len(h.items) }
+func (h *itemHeap) Less(i, j int) bool { return h.less(h.items[i], h.items[j]) }
+func (h *itemHeap) Swap(i, j int) {
+	h.items[i], h.items[j] = h.items[j], h.items[i]
+	h.items[i].idx, h.items[j].idx = i, j
+}
+func (h *itemHeap) Push(x any) { it := x.(*item); it.idx = len(h.items); h.items = append(h.items, it) }
+func (h *itemHeap) Pop() any {
+	it := h.items[len(h.items)-1]
+	h.items = h.items[:len(h.items)-1]
+	return it
+}
+
+// readyOrder is every backend's reserve order: priority, then run-at,
+// then arrival.
+func readyOrder(a, b *item) bool {
+	ra, rb := a.d.rec, b.d.rec
 	switch {
-	case a.Priority != b.Priority:
-		return a.Priority > b.Priority
-	case !a.RunAt.Equal(b.RunAt):
-		return a.RunAt.Before(b.RunAt)
+	case ra.Priority != rb.Priority:
+		return ra.Priority > rb.Priority
+	case !ra.RunAt.Equal(rb.RunAt):
+		return ra.RunAt.Before(rb.RunAt)
 	}
-	return h[i].seq < h[j].seq
-}
-func (h readyHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i]; h[i].idx = i; h[j].idx = j }
-func (h *readyHeap) Push(x any)   { it := x.(*item); it.idx = len(*h); *h = append(*h, it) }
-func (h *readyHeap) Pop() any {
-	old := *h
-	it := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return it
+	return a.seq < b.seq
 }
 
-type laterHeap []*item
-
-func (h laterHeap) Len() int { return len(h) }
-func (h laterHeap) Less(i, j int) bool {
-	if a, b := h[i].d.rec.RunAt, h[j].d.rec.RunAt; !a.Equal(b) {
-		return a.Before(b)
+// laterOrder is by run-at, then arrival.
+func laterOrder(a, b *item) bool {
+	if ra, rb := a.d.rec.RunAt, b.d.rec.RunAt; !ra.Equal(rb) {
+		return ra.Before(rb)
 	}
-	return h[i].seq < h[j].seq
-}
-func (h laterHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i]; h[i].idx = i; h[j].idx = j }
-func (h *laterHeap) Push(x any)   { it := x.(*item); it.idx = len(*h); *h = append(*h, it) }
-func (h *laterHeap) Pop() any {
-	old := *h
-	it := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return it
+	return a.seq < b.seq
 }

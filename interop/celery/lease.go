@@ -39,7 +39,7 @@ func (b *Broker) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.
 		// prefetch is full and they cannot arrive.
 		transit := !waited && l.ready.Len() < b.cfg.Prefetch && l.inTransit(now, b.cfg.TransitWait)
 		for !transit && len(out) < p.Limit && l.ready.Len() > 0 {
-			it := heap.Pop(&l.ready).(*item)
+			it := heap.Pop(l.ready).(*item)
 			r := it.d.rec
 			switch {
 			case r.MaxDeliveries > 0 && r.Deliveries >= r.MaxDeliveries:
@@ -75,16 +75,12 @@ func (b *Broker) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.
 	b.mu.Unlock()
 	for _, it := range poison {
 		reason := fmt.Sprintf("poison message: delivered %d times (max %d)", it.d.rec.Deliveries, it.d.rec.MaxDeliveries)
-		if err := b.finishDead(ctx, it, job.AttemptError{Attempt: it.d.rec.Attempts() + 1, At: b.cfg.Clock.Now(), Error: reason}); err != nil {
+		if err := b.deadLetter(ctx, it, job.AttemptError{Attempt: it.d.rec.Attempts() + 1, At: b.cfg.Clock.Now(), Error: reason}); err != nil {
 			return out, err
 		}
 	}
 	for _, it := range expired {
-		rev := failure("TaskRevokedError", "celery.exceptions", "expired")
-		if err := b.publishResult(ctx, it.d, StateRevoked, rev, ""); err != nil {
-			return out, err
-		}
-		if err := b.t.settle(ctx, it.r, nil, dest{}); err != nil {
+		if err := b.finish(ctx, it, StateRevoked, failure("TaskRevokedError", "celery.exceptions", "expired")); err != nil {
 			return out, err
 		}
 	}
@@ -113,7 +109,7 @@ func (b *Broker) unlease(recs []*job.Record) {
 		if it := b.leases[r.Lease.Token]; it != nil {
 			b.drop(it)
 			it.d.rec.Deliveries--
-			heap.Push(&b.local(it.queue).ready, it)
+			heap.Push(b.local(it.queue).ready, it)
 		}
 	}
 }
@@ -127,7 +123,7 @@ func (b *Broker) recoverExpired(l *local, now time.Time) {
 			continue
 		}
 		b.drop(it)
-		heap.Push(&l.ready, it)
+		heap.Push(l.ready, it)
 	}
 }
 
@@ -189,66 +185,58 @@ func (b *Broker) Extend(ctx context.Context, p backends.ExtendParams) ([]backend
 
 // Complete stores SUCCESS with the result, then acks the message.
 func (b *Broker) Complete(ctx context.Context, p backends.CompleteParams) error {
+	return b.withLease(ctx, p.Lease, func(it *item) error {
+		return b.finish(ctx, it, StateSuccess, resultValue(p.Result))
+	})
+}
+
+// withLease runs fn on the job p's lease holds, which leaves this process
+// if fn succeeds.
+func (b *Broker) withLease(ctx context.Context, l job.Lease, fn func(*item) error) error {
 	if err := b.usable(ctx); err != nil {
 		return err
 	}
-	it, err := b.claim(p.Lease)
+	it, err := b.claim(l)
 	if err != nil {
 		return err
 	}
-	err = b.publishResult(ctx, it.d, StateSuccess, resultValue(p.Result), "")
-	if err == nil {
-		err = b.t.settle(ctx, it.r, nil, dest{})
+	return b.settled(it, fn(it))
+}
+
+// finish stores a final state, then acks the message.
+func (b *Broker) finish(ctx context.Context, it *item, status string, result []byte) error {
+	if err := b.publishResult(ctx, it.d, status, result, ""); err != nil {
+		return err
 	}
-	return b.settled(it, err)
+	return b.t.settle(ctx, it.r, nil, dest{})
 }
 
 // Retry republishes the message with eta p.At, as Celery's own retry does:
 // after a failed attempt with retries+1, RETRY stored with the error; for
 // a snooze as it was, its delivery given back. Then it acks the old one.
 func (b *Broker) Retry(ctx context.Context, p backends.RetryParams) error {
-	if err := b.usable(ctx); err != nil {
-		return err
-	}
-	it, err := b.claim(p.Lease)
-	if err != nil {
-		return err
-	}
-	deliveries := it.d.rec.Deliveries
-	if p.Error == nil {
-		deliveries--
-	} else {
-		err = b.publishResult(ctx, it.d, StateRetry, failure(ErrorType, "", p.Error.Error), traceback(*p.Error))
-	}
-	if err == nil {
+	return b.withLease(ctx, p.Lease, func(it *item) error {
+		deliveries := it.d.rec.Deliveries
+		if p.Error == nil {
+			deliveries--
+		} else if err := b.publishResult(ctx, it.d, StateRetry, failure(ErrorType, "", p.Error.Error), traceback(*p.Error)); err != nil {
+			return err
+		}
 		next := again(it.d, p.At, deliveries, p.Error)
 		tag := token()
 		next.Headers[hTransit] = tag
 		b.mu.Lock()
 		b.local(it.queue).transit[tag] = b.cfg.Clock.Now()
 		b.mu.Unlock()
-		err = b.t.settle(ctx, it.r, next, dest{queue: it.queue})
-	}
-	return b.settled(it, err)
+		return b.t.settle(ctx, it.r, next, dest{queue: it.queue})
+	})
 }
 
 // DeadLetter stores FAILURE with the error, so the Python side's get
 // raises it, moves the message to the dead-letter queue with the reason,
 // and acks it.
 func (b *Broker) DeadLetter(ctx context.Context, p backends.DeadLetterParams) error {
-	if err := b.usable(ctx); err != nil {
-		return err
-	}
-	it, err := b.claim(p.Lease)
-	if err != nil {
-		return err
-	}
-	return b.settled(it, b.deadLetter(ctx, it, p.Error))
-}
-
-// finishDead dead-letters an item no caller holds (poison).
-func (b *Broker) finishDead(ctx context.Context, it *item, e job.AttemptError) error {
-	return b.deadLetter(ctx, it, e)
+	return b.withLease(ctx, p.Lease, func(it *item) error { return b.deadLetter(ctx, it, p.Error) })
 }
 
 func (b *Broker) deadLetter(ctx context.Context, it *item, e job.AttemptError) error {
@@ -278,15 +266,7 @@ func (b *Broker) Cancel(ctx context.Context, p backends.CancelParams) (job.State
 	}
 	rev := failure("TaskRevokedError", "celery.exceptions", "cancelled")
 	if p.Lease != nil {
-		it, err := b.claim(*p.Lease)
-		if err != nil {
-			return "", err
-		}
-		err = b.publishResult(ctx, it.d, StateRevoked, rev, "")
-		if err == nil {
-			err = b.t.settle(ctx, it.r, nil, dest{})
-		}
-		if err := b.settled(it, err); err != nil {
+		if err := b.withLease(ctx, *p.Lease, func(it *item) error { return b.finish(ctx, it, StateRevoked, rev) }); err != nil {
 			return "", err
 		}
 		return job.Cancelled, nil
@@ -302,10 +282,7 @@ func (b *Broker) Cancel(ctx context.Context, p backends.CancelParams) (job.State
 	if it == nil {
 		return "", fmt.Errorf("%w: job %s is not held by this process, and a Celery broker cannot find a job by ID", job.ErrUnsupported, p.JobID)
 	}
-	if err := b.publishResult(ctx, it.d, StateRevoked, rev, ""); err != nil {
-		return "", err
-	}
-	if err := b.t.settle(ctx, it.r, nil, dest{}); err != nil {
+	if err := b.finish(ctx, it, StateRevoked, rev); err != nil {
 		return "", err
 	}
 	return job.Cancelled, nil
@@ -314,14 +291,14 @@ func (b *Broker) Cancel(ctx context.Context, p backends.CancelParams) (job.State
 // takeWaiting removes a waiting job from its heaps; b.mu is held.
 func (b *Broker) takeWaiting(id string) *item {
 	for _, l := range b.queues {
-		for _, it := range l.ready {
+		for _, it := range l.ready.items {
 			if it.d.rec.ID == id {
-				return heap.Remove(&l.ready, it.idx).(*item)
+				return heap.Remove(l.ready, it.idx).(*item)
 			}
 		}
-		for _, it := range l.later {
+		for _, it := range l.later.items {
 			if it.d.rec.ID == id {
-				return heap.Remove(&l.later, it.idx).(*item)
+				return heap.Remove(l.later, it.idx).(*item)
 			}
 		}
 	}

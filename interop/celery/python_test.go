@@ -211,45 +211,52 @@ func TestPythonToGo(t *testing.T) {
 // content-encoding are dead-lettered with the reason, never run, and the
 // consumer goes on to run the next good message.
 func TestMalformedMessages(t *testing.T) {
+	eachKind(t, "malformed", func(t *testing.T, k kind, q string) {
+		b := newBroker(t, k.goCfg(t, false))
+		g := startGoWorker(t, b, q)
+		var res struct {
+			IDs  map[string]string `json:"ids"`
+			Good int               `json:"good"`
+		}
+		python(t, pyEnv(t, k, q, false), &res, "malformed")
+		if res.Good != 42 {
+			t.Fatalf("the good task after the malformed ones returned %d, want 42", res.Good)
+		}
+		for name, id := range res.IDs {
+			if _, ran := g.seen.Load(id); ran {
+				t.Errorf("the %s message ran", name)
+			}
+		}
+		reasons := deadReasons(t, b, q)
+		for _, want := range []string{"protocol 1", "pickle is never accepted", "not a JSON array", `content-encoding "x-rot13"`} {
+			found := false
+			for _, r := range reasons {
+				found = found || strings.Contains(r, want)
+			}
+			if !found {
+				t.Errorf("no dead letter says %q; reasons: %q", want, reasons)
+			}
+		}
+		if len(reasons) != 4 {
+			t.Errorf("%d dead letters, want 4: %q", len(reasons), reasons)
+		}
+		// The client of a malformed message with an id learns why.
+		for _, name := range []string{"pickle", "garbage", "encoding"} {
+			rec, err := b.GetJob(context.Background(), backends.GetJobParams{ID: res.IDs[name]})
+			if err != nil || rec.State != job.Dead || rec.LastError() == nil || !strings.Contains(rec.LastError().Error, "malformed") {
+				t.Errorf("result of the %s message: %+v, %v; want FAILURE with the reason", name, rec, err)
+			}
+		}
+	})
+}
+
+// eachKind runs fn as a parallel subtest per broker kind, on a queue of
+// its own.
+func eachKind(t *testing.T, name string, fn func(t *testing.T, k kind, q string)) {
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
 			t.Parallel()
-			q := fresh("malformed")
-			b := newBroker(t, k.goCfg(t, false))
-			g := startGoWorker(t, b, q)
-			var res struct {
-				IDs  map[string]string `json:"ids"`
-				Good int               `json:"good"`
-			}
-			python(t, pyEnv(t, k, q, false), &res, "malformed")
-			if res.Good != 42 {
-				t.Fatalf("the good task after the malformed ones returned %d, want 42", res.Good)
-			}
-			for name, id := range res.IDs {
-				if _, ran := g.seen.Load(id); ran {
-					t.Errorf("the %s message ran", name)
-				}
-			}
-			reasons := deadReasons(t, b, q)
-			for _, want := range []string{"protocol 1", "pickle is never accepted", "not a JSON array", `content-encoding "x-rot13"`} {
-				found := false
-				for _, r := range reasons {
-					found = found || strings.Contains(r, want)
-				}
-				if !found {
-					t.Errorf("no dead letter says %q; reasons: %q", want, reasons)
-				}
-			}
-			if len(reasons) != 4 {
-				t.Errorf("%d dead letters, want 4: %q", len(reasons), reasons)
-			}
-			// The client of a malformed message with an id learns why.
-			for _, name := range []string{"pickle", "garbage", "encoding"} {
-				rec, err := b.GetJob(context.Background(), backends.GetJobParams{ID: res.IDs[name]})
-				if err != nil || rec.State != job.Dead || rec.LastError() == nil || !strings.Contains(rec.LastError().Error, "malformed") {
-					t.Errorf("result of the %s message: %+v, %v; want FAILURE with the reason", name, rec, err)
-				}
-			}
+			fn(t, k, fresh(name))
 		})
 	}
 }
@@ -298,70 +305,66 @@ func deadReasons(t *testing.T, b *Broker, q string) []string {
 // Celery worker (prefork) and reads every result, then kwargs from a plain
 // struct and a failure's text.
 func TestGoToPython(t *testing.T) {
-	for _, k := range kinds {
-		t.Run(k.name, func(t *testing.T) {
-			t.Parallel()
-			q := fresh("go2py")
-			b := newBroker(t, k.goCfg(t, false))
-			startCelery(t, pyEnv(t, k, q, false), q)
-			c := queue.NewClient(b, queue.Config{})
-			add := queue.NewTask[Call[scaleKwargs], int]("py.add", queue.TaskOptions{Queue: q})
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			const n = 1000
-			var reqs []queue.Request
-			for i := range n {
-				args, _ := Values(i, 1)
-				reqs = append(reqs, add.Request(Call[scaleKwargs]{Args: args, Kwargs: scaleKwargs{Scale: 3}}, nil))
-			}
-			refs, err := c.EnqueueMany(ctx, reqs...)
-			if err != nil {
-				t.Fatalf("EnqueueMany: %v", err)
-			}
-			var wg sync.WaitGroup
-			sem := make(chan struct{}, 32)
-			var wrong atomic.Int32
-			for i, ref := range refs {
-				wg.Add(1)
-				sem <- struct{}{}
-				go func() {
-					defer wg.Done()
-					defer func() { <-sem }()
-					got, err := add.Handle(c, ref.ID).Wait(ctx)
-					if err != nil || got != (i+1)*3 {
-						if wrong.Add(1) <= 3 {
-							t.Errorf("py.add(%d, 1, scale=3) = %d, %v", i, got, err)
-						}
+	eachKind(t, "go2py", func(t *testing.T, k kind, q string) {
+		b := newBroker(t, k.goCfg(t, false))
+		startCelery(t, pyEnv(t, k, q, false), q)
+		c := queue.NewClient(b, queue.Config{})
+		add := queue.NewTask[Call[scaleKwargs], int]("py.add", queue.TaskOptions{Queue: q})
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		const n = 1000
+		var reqs []queue.Request
+		for i := range n {
+			args, _ := Values(i, 1)
+			reqs = append(reqs, add.Request(Call[scaleKwargs]{Args: args, Kwargs: scaleKwargs{Scale: 3}}, nil))
+		}
+		refs, err := c.EnqueueMany(ctx, reqs...)
+		if err != nil {
+			t.Fatalf("EnqueueMany: %v", err)
+		}
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 32)
+		var wrong atomic.Int32
+		for i, ref := range refs {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				got, err := add.Handle(c, ref.ID).Wait(ctx)
+				if err != nil || got != (i+1)*3 {
+					if wrong.Add(1) <= 3 {
+						t.Errorf("py.add(%d, 1, scale=3) = %d, %v", i, got, err)
 					}
-				}()
-			}
-			wg.Wait()
-			if w := wrong.Load(); w > 0 {
-				t.Fatalf("%d of %d results wrong", w, n)
-			}
+				}
+			}()
+		}
+		wg.Wait()
+		if w := wrong.Load(); w > 0 {
+			t.Fatalf("%d of %d results wrong", w, n)
+		}
 
-			type greeting struct {
-				Name  string `json:"name"`
-				Punct string `json:"punct"`
-			}
-			greet := queue.NewTask[greeting, string]("py.greet", queue.TaskOptions{Queue: q})
-			h, err := greet.Enqueue(ctx, c, greeting{Name: "ada", Punct: "?"}, nil)
-			if err != nil {
-				t.Fatalf("Enqueue: %v", err)
-			}
-			if s, err := h.Wait(ctx); err != nil || s != "hello ada?" {
-				t.Errorf("py.greet(name=ada, punct=?) = %q, %v", s, err)
-			}
-			fail := queue.NewTask[[]string, queue.None]("py.fail", queue.TaskOptions{Queue: q})
-			hf, err := fail.Enqueue(ctx, c, []string{"boom"}, nil)
-			if err != nil {
-				t.Fatalf("Enqueue: %v", err)
-			}
-			if _, err := hf.Wait(ctx); !errors.Is(err, job.ErrDeadLettered) || !strings.Contains(err.Error(), "ValueError: boom") {
-				t.Errorf("py.fail(boom) = %v, want a dead letter saying ValueError: boom", err)
-			}
-		})
-	}
+		type greeting struct {
+			Name  string `json:"name"`
+			Punct string `json:"punct"`
+		}
+		greet := queue.NewTask[greeting, string]("py.greet", queue.TaskOptions{Queue: q})
+		h, err := greet.Enqueue(ctx, c, greeting{Name: "ada", Punct: "?"}, nil)
+		if err != nil {
+			t.Fatalf("Enqueue: %v", err)
+		}
+		if s, err := h.Wait(ctx); err != nil || s != "hello ada?" {
+			t.Errorf("py.greet(name=ada, punct=?) = %q, %v", s, err)
+		}
+		fail := queue.NewTask[[]string, queue.None]("py.fail", queue.TaskOptions{Queue: q})
+		hf, err := fail.Enqueue(ctx, c, []string{"boom"}, nil)
+		if err != nil {
+			t.Fatalf("Enqueue: %v", err)
+		}
+		if _, err := hf.Wait(ctx); !errors.Is(err, job.ErrDeadLettered) || !strings.Contains(err.Error(), "ValueError: boom") {
+			t.Errorf("py.fail(boom) = %v, want a dead letter saying ValueError: boom", err)
+		}
+	})
 }
 
 // startCelery runs `celery worker` (prefork, 4 processes) on queue q and
