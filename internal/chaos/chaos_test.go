@@ -30,7 +30,7 @@ type spec struct {
 	Kind   string `json:"kind"`             // sqlite, memory, redis, postgres, amqp
 	URL    string `json:"url"`              // file, redis://, redis+cluster://, postgres:// or amqp:// URL
 	Store  string `json:"store,omitempty"`  // amqp: the redis:// URL of the job-state store, if any
-	Prefix string `json:"prefix,omitempty"` // redis, amqp: key and entity names on a shared server
+	Prefix string `json:"prefix,omitempty"` // redis, amqp: key and entity names on a shared server; postgres: the schema (default conveyor)
 	// Wait, on a Redis Cluster: every script waits for this many replicas
 	// to have it (WAIT) before its answer counts (see waitingCluster).
 	Wait int `json:"wait,omitempty"`
@@ -72,7 +72,7 @@ func open(ctx context.Context, sp spec, logger *slog.Logger) (*opened, error) {
 	case "redis":
 		b, err = redisbackend.Open(ctx, sp.URL, redisbackend.Config{Prefix: sp.Prefix, Logger: logger})
 	case "postgres":
-		b, err = pgbackend.Open(ctx, sp.URL, pgbackend.Config{Migrate: true, Logger: logger})
+		b, err = pgbackend.Open(ctx, sp.URL, pgbackend.Config{Migrate: true, Logger: logger, Schema: sp.Prefix})
 	case "amqp":
 		return openAMQP(ctx, sp, logger)
 	default:
@@ -201,7 +201,7 @@ func TestChaos(t *testing.T) {
 			// A pool per process big enough for its enqueuers (the default
 			// is 4 connections on this machine).
 			url := srv.URL + "?pool_max_conns=16"
-			return chaosCase{spec: spec{Kind: "postgres", URL: url}, server: srv, corrupt: pgCorruptors(srv.URL)}
+			return chaosCase{spec: spec{Kind: "postgres", URL: url}, server: srv, corrupt: pgCorruptors(srv.URL, "conveyor")}
 		},
 		"amqp": func(t *testing.T) chaosCase {
 			sp := spec{Kind: "amqp", URL: testenv.RabbitMQURL(t), Prefix: uniquePrefix()}

@@ -341,6 +341,8 @@ func (p *pgPair) Crash() {
 
 func (p *pgPair) Start() {
 	p.t.Helper()
+	start := time.Now()
+	defer func() { p.t.Logf("postgres: %d rebuilt as a streaming replica in %s", p.down, time.Since(start).Round(time.Millisecond)) }()
 	old := p.down
 	primary := p.ports[0]
 	if primary == old {
@@ -350,7 +352,7 @@ func (p *pgPair) Start() {
 		p.t.Fatal(err)
 	}
 	if out, err := asPostgres(pgBin("pg_basebackup"), "-h", "127.0.0.1", "-p", strconv.Itoa(primary), "-U", "conveyor",
-		"-D", p.data(old), "-X", "stream", "-R", "-d", "application_name=pg"+strconv.Itoa(old)).CombinedOutput(); err != nil {
+		"-D", p.data(old), "-X", "stream", "-R", "-c", "fast", "-d", "application_name=pg"+strconv.Itoa(old)).CombinedOutput(); err != nil {
 		p.t.Fatalf("pg_basebackup from %d: %v: %s", primary, err, out)
 	}
 	if err := p.ctl(old, "-o", fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1", old, p.dir), "start"); err != nil {

@@ -142,7 +142,9 @@ func affectedOne(res sql.Result, err error) error {
 	return nil
 }
 
-func pgCorruptors(url string) []corruptor {
+// pgCorruptors damages jobs in the tables of schema.
+func pgCorruptors(url, schema string) []corruptor {
+	jobs := pgx.Identifier{schema, "jobs"}.Sanitize()
 	exec := func(query string) func(ctx context.Context, id, _ string) error {
 		return func(ctx context.Context, id, _ string) error {
 			conn, err := pgx.Connect(ctx, url)
@@ -166,8 +168,8 @@ func pgCorruptors(url string) []corruptor {
 	}
 	const where = ` WHERE id = $1 AND state = 'scheduled'`
 	return []corruptor{
-		{name: "UPDATE state='bogus'", expect: expectDead, apply: exec(`UPDATE conveyor.jobs SET state = 'bogus'` + where)},
-		{name: "UPDATE payload=garbage", expect: expectDead, apply: exec(`UPDATE conveyor.jobs SET payload = '\x00ff'::bytea` + where)},
+		{name: "UPDATE state='bogus'", expect: expectDead, apply: exec(`UPDATE ` + jobs + ` SET state = 'bogus'` + where)},
+		{name: "UPDATE payload=garbage", expect: expectDead, apply: exec(`UPDATE ` + jobs + ` SET payload = '\x00ff'::bytea` + where)},
 	}
 }
 

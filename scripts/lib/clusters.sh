@@ -173,7 +173,7 @@ CONF
   pg_ha_start "$dir/$primary" "$primary"
   STOP_HOOKS+=("runuser -u postgres -- $PG_BIN/pg_ctl -D $dir/$primary stop -m fast")
   pg_ha_as "$PG_BIN/createdb" -h 127.0.0.1 -p "$primary" -U conveyor conveyor || die "creating the conveyor database on the primary failed"
-  pg_ha_as "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$primary" -U conveyor -D "$dir/$replica" -X stream -R \
+  pg_ha_as "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$primary" -U conveyor -D "$dir/$replica" -X stream -R -c fast \
     -d "application_name=pg$replica" >"$dir/basebackup.log" 2>&1 ||
     die "pg_basebackup for the PostgreSQL replica failed: $(tail -5 "$dir/basebackup.log")"
   pg_ha_start "$dir/$replica" "$replica"
