@@ -342,7 +342,9 @@ func (p *pgPair) Crash() {
 func (p *pgPair) Start() {
 	p.t.Helper()
 	start := time.Now()
-	defer func() { p.t.Logf("postgres: %d rebuilt as a streaming replica in %s", p.down, time.Since(start).Round(time.Millisecond)) }()
+	defer func() {
+		p.t.Logf("postgres: %d rebuilt as a streaming replica in %s", p.down, time.Since(start).Round(time.Millisecond))
+	}()
 	old := p.down
 	primary := p.ports[0]
 	if primary == old {
