@@ -7,6 +7,7 @@ require (
 	github.com/conveyorhq/conveyor/backends/amqpbackend v0.0.0-00010101000000-000000000000
 	github.com/conveyorhq/conveyor/backends/pgbackend v0.0.0-00010101000000-000000000000
 	github.com/conveyorhq/conveyor/backends/redisbackend v0.0.0-00010101000000-000000000000
+	github.com/conveyorhq/conveyor/interop/celery v0.0.0-00010101000000-000000000000
 	github.com/hibiken/asynq v0.26.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/rabbitmq/amqp091-go v1.16.0
@@ -58,3 +59,5 @@ replace github.com/conveyorhq/conveyor/backends/pgbackend => ../backends/pgbacke
 replace github.com/conveyorhq/conveyor/backends/redisbackend => ../backends/redisbackend
 
 replace github.com/conveyorhq/conveyor/backends/amqpbackend => ../backends/amqpbackend
+
+replace github.com/conveyorhq/conveyor/interop/celery => ../interop/celery

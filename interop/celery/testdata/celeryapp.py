@@ -5,6 +5,7 @@ CELERY_BACKEND  result backend URL (redis://... or rpc://)
 CELERY_QUEUE    the test's own queue, the default queue of every task
 """
 import os
+import time
 
 from celery import Celery
 
@@ -51,3 +52,11 @@ def go_add(x, y, scale=1):
 @app.task(name="go.noop")
 def go_noop():
     raise NotImplementedError("runs in Go")
+
+
+# The benchmark's no-op: when it started, and how long after its client
+# sent it (t, the client's clock: the same machine's).
+@app.task(name="bench.noop")
+def bench_noop(t=0.0):
+    now = time.time()
+    return [now - t, now]
