@@ -62,6 +62,8 @@ type entry struct {
 	rec job.Record
 	seq uint64 // enqueue order
 	ver uint64 // bumped at every change of state; see item
+	// notes are the job's long-job notes (notes.go), nil until written.
+	notes *job.Notes
 }
 
 type queueState struct {
