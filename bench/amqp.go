@@ -185,15 +185,8 @@ func runRawAMQP(ctx context.Context, cfg config) (row, error) {
 		return r, err
 	}
 	defer stop()
-	err = atRate(cfg.rate, rec.total, func() error { return publishWait(q, noopArgs{At: time.Now().UnixNano()}) })
-	if err != nil {
-		return r, err
-	}
-	if err := rec.wait(); err != nil {
-		return r, err
-	}
-	r.setLatency(rec)
-	return r, nil
+	err = r.measureLatency(rec, cfg.rate, func() error { return publishWait(q, noopArgs{At: time.Now().UnixNano()}) })
+	return r, err
 }
 
 // rawConsume consumes q with prefetch rawPrefetch on a channel of its own,

@@ -1,6 +1,7 @@
 // Command bench measures Conveyor's backends side by side with their peers,
 // in one run on one machine and the same servers, and prints each figure
-// with its ratio to the row it is compared with: sqlite to memory, Conveyor
+// with its ratio to the row it is compared with: Conveyor on SQLite to River
+// on SQLite (riversqlite, the same modernc.org/sqlite driver), Conveyor
 // on Redis to raw asynq on the same Redis, Conveyor on PostgreSQL to River on
 // the same server, Conveyor on RabbitMQ to a raw amqp091-go publisher and
 // consumer on the same broker.
@@ -83,7 +84,8 @@ var targets = []target{
 		b := membackend.New(membackend.Config{})
 		return b, func() { b.Close() }, nil
 	}),
-	conveyor("sqlite", "memory", always, func(ctx context.Context, _ config) (backends.Backend, func(), error) {
+	{name: "river-sqlite", needs: always, run: runRiverSQLite},
+	conveyor("sqlite", "river-sqlite", always, func(ctx context.Context, _ config) (backends.Backend, func(), error) {
 		dir, err := os.MkdirTemp("", "conveyor-bench-")
 		if err != nil {
 			return nil, nil, err

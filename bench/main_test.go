@@ -32,7 +32,7 @@ func TestBenchRunsEveryWorkload(t *testing.T) {
 	}
 	var out bytes.Buffer
 	printTable(&out, rows, cfg)
-	for _, want := range []string{"sqlite", "asynq", "redis", "river", "postgres", "amqp091", "amqp", "x)"} {
+	for _, want := range []string{"river-sqlite", "sqlite", "asynq", "redis", "river", "postgres", "amqp091", "amqp", "x)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("table lacks %q:\n%s", want, out.String())
 		}

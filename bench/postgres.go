@@ -68,28 +68,10 @@ func openPostgres(ctx context.Context, cfg config) (backends.Backend, func(), er
 	return b, func() { b.Close(); pool.Close() }, nil
 }
 
-// The river row: the same workloads through River's public API (riverpgxv5)
-// on the same server. Its fetch cooldown (100ms by default, a floor on the
-// time between fetches) is set to 5ms so its latency figures are not a
-// straw man; everything else is River's default.
-type riverNoop noopArgs
-
-func (riverNoop) Kind() string { return noop.Name() }
-
-type riverNoopWorker struct {
-	river.WorkerDefaults[riverNoop]
-	fn func(at int64)
-}
-
-func (w *riverNoopWorker) Work(_ context.Context, j *river.Job[riverNoop]) error {
-	noopArgs(j.Args).work()
-	w.fn(j.Args.At)
-	return nil
-}
-
+// runRiver is the river row: River on the same PostgreSQL, in a schema of
+// its own.
 func runRiver(ctx context.Context, cfg config) (row, error) {
-	r := row{name: "river"}
-	fresh := func(concurrency int, fn func(int64)) (*river.Client[pgx.Tx], *pgxpool.Pool, error) {
+	return runRiverRow(ctx, cfg, "river", func(concurrency int, fn func(int64)) (*river.Client[pgx.Tx], func(), error) {
 		pool, err := freshSchema(ctx, cfg, riverSchema)
 		if err != nil {
 			return nil, nil, err
@@ -102,92 +84,13 @@ func runRiver(ctx context.Context, cfg config) (row, error) {
 			pool.Close()
 			return nil, nil, fmt.Errorf("river migrate: %w", err)
 		}
-		rc := &river.Config{Schema: riverSchema, Logger: quietSlog(), FetchCooldown: 5 * time.Millisecond}
-		if fn != nil {
-			workers := river.NewWorkers()
-			river.AddWorker(workers, &riverNoopWorker{fn: fn})
-			rc.Workers = workers
-			rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: concurrency}}
-		}
-		client, err := river.NewClient(riverpgxv5.New(pool), rc)
+		client, err := river.NewClient(riverpgxv5.New(pool), riverConfig(riverSchema, concurrency, fn))
 		if err != nil {
 			pool.Close()
 			return nil, nil, err
 		}
-		return client, pool, nil
-	}
-
-	client, pool, err := fresh(0, nil)
-	if err != nil {
-		return r, err
-	}
-	start := time.Now()
-	for range cfg.single {
-		if _, err := client.Insert(ctx, riverNoop{}, nil); err != nil {
-			pool.Close()
-			return r, err
-		}
-	}
-	r.single = float64(cfg.single) / time.Since(start).Seconds()
-	pool.Close()
-
-	// burn inserts n jobs with args, then times one client draining them.
-	burn := func(n, c int, args noopArgs, insertRate *float64) (float64, error) {
-		done := newCountdown(n)
-		client, pool, err := fresh(c, func(int64) { done.ran1() })
-		if err != nil {
-			return 0, err
-		}
-		defer pool.Close()
-		start := time.Now()
-		for j := 0; j < n; j += cfg.batch {
-			params := make([]river.InsertManyParams, 0, cfg.batch)
-			for range min(cfg.batch, n-j) {
-				params = append(params, river.InsertManyParams{Args: riverNoop(args)})
-			}
-			if _, err := client.InsertManyFast(ctx, params); err != nil {
-				return 0, err
-			}
-		}
-		if insertRate != nil {
-			*insertRate = float64(n) / time.Since(start).Seconds()
-		}
-		start = time.Now()
-		if err := client.Start(ctx); err != nil {
-			return 0, err
-		}
-		defer client.Stop(ctx)
-		if err := done.wait("river burn-down"); err != nil {
-			return 0, err
-		}
-		return float64(n) / time.Since(start).Seconds(), nil
-	}
-	if err := runDrains(cfg, &r, burn); err != nil {
-		return r, err
-	}
-
-	rec := newRecorder(int(cfg.duration.Seconds() * float64(cfg.rate)))
-	client, pool, err = fresh(cfg.concurrency[0], rec.record)
-	if err != nil {
-		return r, err
-	}
-	defer pool.Close()
-	if err := client.Start(ctx); err != nil {
-		return r, err
-	}
-	defer client.Stop(ctx)
-	err = atRate(cfg.rate, rec.total, func() error {
-		_, err := client.Insert(ctx, riverNoop{At: time.Now().UnixNano()}, nil)
-		return err
+		return client, pool.Close, nil
 	})
-	if err != nil {
-		return r, err
-	}
-	if err := rec.wait(); err != nil {
-		return r, err
-	}
-	r.setLatency(rec)
-	return r, nil
 }
 
 func quietSlog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

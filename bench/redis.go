@@ -145,19 +145,12 @@ func runAsynq(ctx context.Context, cfg config) (row, error) {
 		return r, err
 	}
 	defer srv.Shutdown()
-	err = atRate(cfg.rate, rec.total, func() error {
+	err = r.measureLatency(rec, cfg.rate, func() error {
 		p, _ := json.Marshal(noopArgs{At: time.Now().UnixNano()})
 		_, err := client.EnqueueContext(ctx, asynq.NewTask(noop.Name(), p))
 		return err
 	})
-	if err != nil {
-		return r, err
-	}
-	if err := rec.wait(); err != nil {
-		return r, err
-	}
-	r.setLatency(rec)
-	return r, nil
+	return r, err
 }
 
 func asynqParallelEnqueue(ctx context.Context, client *asynq.Client, n int, payload []byte) error {

@@ -214,6 +214,19 @@ type point struct {
 	at, latency time.Duration
 }
 
+// measureLatency calls enqueue rec.total times at perSec a second, waits
+// for every job to start and fills r's latency figures.
+func (r *row) measureLatency(rec *recorder, perSec int, enqueue func() error) error {
+	if err := atRate(perSec, rec.total, enqueue); err != nil {
+		return err
+	}
+	if err := rec.wait(); err != nil {
+		return err
+	}
+	r.setLatency(rec)
+	return nil
+}
+
 // atRate calls enqueue total times, spaced evenly at perSec per second.
 func atRate(perSec, total int, enqueue func() error) error {
 	interval := time.Second / time.Duration(perSec)
