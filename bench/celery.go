@@ -30,8 +30,8 @@ import (
 
 const (
 	celeryJobs   = 10_000
-	celeryStream = 2_000 // latency: this many at celeryRate
-	celeryRate   = 500
+	celeryStream = 1_000 // latency: this many at celeryRate, below both workers' drain rates
+	celeryRate   = 100
 	celeryDB     = 6 // flushed before each row
 	celeryQueue  = "bench-celery"
 )
