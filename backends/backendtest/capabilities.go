@@ -26,6 +26,7 @@ func (s Suite) RunCapabilities(t *testing.T) {
 		{"BatchCompleter", is[backends.BatchCompleter](probe), testBatchCompleter},
 		{"KVStore", is[backends.KVStore](probe), testKV},
 		{"TxEnqueuer", is[backends.TxEnqueuer](probe), testTxEnqueuer},
+		{"Limits", hasLimits(probe), testLimits},
 		{"Annotator", is[backends.Annotator](probe), testAnnotator},
 	}
 	for _, c := range caps {
