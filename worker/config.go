@@ -72,6 +72,25 @@ type Config struct {
 	// live workers (a backends.KVStore), a job whose task a live worker on
 	// its queue announces is never dead-lettered for this. Default 24h.
 	UnknownTaskWindow time.Duration
+	// ProgressEvery is the most often a job's progress and log lines are
+	// written to the backend (worker.Progress, worker.Logger): the first
+	// at once, then at most one write per job per interval, and the
+	// latest always at the end of the run. Default 1s.
+	ProgressEvery time.Duration
+	// JobLogLines and JobLogBytes bound the log lines kept with each job
+	// (worker.Logger): the newest lines within both bounds are kept, older
+	// ones dropped and counted (job.Notes.LogsDropped). The worker buffers
+	// at most as much per running job. Defaults 1000 lines, 256 KiB.
+	JobLogLines int
+	JobLogBytes int
+	// CancelGrace is how long a handler may run on after its context ended
+	// (timeout, cancel request, lost lease, shutdown) before the worker
+	// abandons it: it logs that, records the outcome the cancellation
+	// calls for, frees the slot and stops extending the lease; the
+	// goroutine is left to return, and what it returns is discarded
+	// (outcome Abandoned, job.Notes.IgnoredCancel). Default 5s; negative:
+	// never abandon.
+	CancelGrace time.Duration
 }
 
 // QueueConfig is one queue a worker takes jobs from.
@@ -121,6 +140,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.UnknownTaskWindow <= 0 {
 		c.UnknownTaskWindow = 24 * time.Hour
+	}
+	if c.ProgressEvery <= 0 {
+		c.ProgressEvery = time.Second
+	}
+	if c.JobLogLines <= 0 {
+		c.JobLogLines = 1000
+	}
+	if c.JobLogBytes <= 0 {
+		c.JobLogBytes = 256 << 10
+	}
+	if c.CancelGrace == 0 {
+		c.CancelGrace = shutdownGrace
 	}
 	return c
 }

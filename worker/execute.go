@@ -26,14 +26,15 @@ func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
 
 // startJob runs rec in its own goroutine, tracked for heartbeats and drain.
 func (w *Worker) startJob(rec *job.Record) {
-	ctx, cancel := context.WithCancelCause(w.base)
+	l := &longJob{w: w, rec: rec, tracked: true} // longjobs.go
+	ctx, cancel := context.WithCancelCause(context.WithValue(w.base, longJobKey{}, l))
 	w.mu.Lock()
 	w.running[rec.ID] = &runningJob{rec: rec, cancel: cancel}
 	w.perQueue[rec.Queue]++
 	w.mu.Unlock()
 	w.jobs.Add(1)
 	go func() {
-		defer w.jobs.Done()
+		defer l.untrack() // unless the watchdog abandoned it first
 		growStack()
 		w.execute(ctx, rec)
 		cancel(nil)
@@ -85,6 +86,7 @@ func (w *Worker) release(rec *job.Record) {
 // cancelled, with a cause, when the lease is lost, the job is cancelled or
 // the worker shuts down.
 func (w *Worker) execute(ctx context.Context, rec *job.Record) {
+	ctx, l := w.longJobFor(ctx, rec)
 	// Every delivery counts as started, also one no handler can run, so
 	// that each Finished has its Started.
 	if w.cfg.Observer != nil {
@@ -116,11 +118,15 @@ func (w *Worker) execute(ctx context.Context, rec *job.Record) {
 	call := func() ([]byte, error) { return safeCall(jctx, h.fn, rec) }
 	var res []byte
 	var err error
+	// A handler that ignores jctx's end past Config.CancelGrace is
+	// abandoned (longjobs.go).
+	returned := l.watch(jctx, func(ignored time.Duration) { w.abandon(ctx, jctx, rec, h, l, ignored, time.Since(start)) })
 	if opts.Breaker != "" {
 		res, err = w.brk.get(opts.Breaker).execute(call)
 	} else {
 		res, err = call()
 	}
+	returned()
 	cancel()
 	w.finish(ctx, rec, h, res, err, time.Since(start))
 }
@@ -158,8 +164,12 @@ func (w *Worker) finish(ctx context.Context, rec *job.Record, h *handler, res []
 	log := func() *slog.Logger { return w.log.With("job", rec.ID, "task", rec.Task, "queue", rec.Queue) }
 	var op func(context.Context) error
 	var outcome Outcome
+	_, l := w.longJobFor(ctx, rec)
 	defer func() {
-		if w.cfg.Observer != nil {
+		if w.cfg.Observer != nil && l.report() { // once, also when abandoned
+			if l.isAbandoned() {
+				outcome = Abandoned
+			}
 			w.cfg.Observer.Finished(rec, outcome, ran)
 		}
 	}()
@@ -168,7 +178,7 @@ func (w *Worker) finish(ctx context.Context, rec *job.Record, h *handler, res []
 		outcome = Succeeded
 		p := backends.CompleteParams{Lease: rec.Lease, Result: res}
 		op = func(c context.Context) error {
-			if w.cmp != nil {
+			if w.cmp != nil && !l.isAbandoned() { // a late return may come after Stop ended the completer
 				return w.cmp.complete(c, p)
 			}
 			return w.b.Complete(c, p)
@@ -176,8 +186,9 @@ func (w *Worker) finish(ctx context.Context, rec *job.Record, h *handler, res []
 	case errors.Is(cause, job.ErrLeaseLost):
 		outcome = LeaseLost
 		log().Warn("lease lost while running; the job's new owner will finish it", "err", err)
+		l.end(nil)
 		return
-	case errors.Is(cause, ErrShutdown):
+	case errors.Is(cause, ErrShutdown), errors.Is(err, ErrShutdown): // the latter: Iterate stopped at a drain
 		outcome, op = Released, w.retryAt(rec, now, nil) // no attempt used
 	case errors.Is(cause, ErrCancelRequested):
 		outcome = Cancelled
@@ -194,6 +205,8 @@ func (w *Worker) finish(ctx context.Context, rec *job.Record, h *handler, res []
 	fctx, cancel := context.WithTimeout(context.Background(), w.cfg.LeaseDuration)
 	defer cancel()
 	retryable := func(err error) bool { return !errors.Is(err, job.ErrLeaseLost) && !errors.Is(err, job.ErrFinished) }
+	// The last progress and log lines go while the lease holds.
+	l.end(fctx)
 	ferr := op(fctx) // the common case, without setting up retries
 	if ferr != nil && retryable(ferr) {
 		ferr = retrygo.Do(func() error { return op(fctx) },

@@ -37,6 +37,7 @@ type Worker struct {
 	loops    sync.WaitGroup // heartbeat and completer loops: they serve jobs
 	jobs     sync.WaitGroup // running jobs
 	idle     chan struct{}  // closed when Stop is done with the jobs: ends heartbeats
+	drain    chan struct{}  // closed when Stop begins: Draining, Iterate
 	stopped  chan struct{}
 	reg      registry // this worker's entry in the backend's list of workers
 	unknown  unknownTasks
@@ -75,6 +76,7 @@ func New(b backends.Backend, cfg Config) *Worker {
 		wake:     make(chan struct{}, 1),
 		base:     context.Background(),
 		idle:     make(chan struct{}),
+		drain:    make(chan struct{}),
 		stopped:  make(chan struct{}),
 	}
 }
@@ -168,6 +170,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 	}
 	stop := w.stop
 	w.stop = nil
+	close(w.drain)
 	w.mu.Unlock()
 
 	stop()
