@@ -56,7 +56,7 @@ func deleteQueues(url string, queues, exchanges []string) {
 // which is what the raw client it is compared with does too.
 func openAMQP(ctx context.Context, cfg config) (backends.Backend, func(), error) {
 	prefix := benchName("conveyor")
-	b, err := amqpbackend.New(ctx, amqpbackend.Config{URL: cfg.rabbitURL, Prefix: prefix})
+	b, err := amqpbackend.Open(ctx, amqpbackend.Config{URL: cfg.rabbitURL, Prefix: prefix})
 	if err != nil {
 		return nil, nil, err
 	}

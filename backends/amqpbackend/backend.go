@@ -95,25 +95,27 @@ var (
 	_ backends.KVStore   = (*StoredBackend)(nil)
 )
 
-// NewStored connects to the broker (giving up when ctx ends) and pairs it
+// OpenStored connects to the broker (giving up when ctx ends) and pairs it
 // with cfg.Store, which it requires: the pair adds lookups by ID
 // (backends.Inspector) and the store's KVStore to what the broker keeps.
-func NewStored(ctx context.Context, cfg Config) (*StoredBackend, error) {
+func OpenStored(ctx context.Context, cfg Config) (*StoredBackend, error) {
 	if cfg.Store == nil {
-		return nil, errors.New("amqpbackend: NewStored needs Config.Store (New opens the broker alone)")
+		return nil, errors.New("amqpbackend: OpenStored needs Config.Store (Open opens the broker alone)")
 	}
-	b, err := New(ctx, cfg)
+	b, err := Open(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	return &StoredBackend{Backend: b, KVStore: cfg.Store}, nil
 }
 
-// New connects to the broker (giving up when ctx ends) and keeps the
-// connection until Close. Without cfg.Store it is the stateless backend
-// (backendtest.RunStateless); with one, the store keeps job state, and
-// NewStored returns the pair that exposes it.
-func New(ctx context.Context, cfg Config) (*Backend, error) {
+// Open connects to the broker cfg.URL names (giving up when ctx ends) and
+// owns the connection until Close: Open, as sqlitebackend.Open owns its
+// file, since no caller hands the backend a connection. Without cfg.Store
+// it is the stateless backend (backendtest.Suite.RunStateless); with one,
+// the store keeps job state, and OpenStored returns the pair that
+// exposes it.
+func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("amqpbackend: Config.URL is required")
 	}

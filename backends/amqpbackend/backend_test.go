@@ -91,9 +91,9 @@ func open(t testing.TB, cfg amqpbackend.Config) backends.Backend {
 	var b backends.Backend
 	var err error
 	if cfg.Store != nil {
-		b, err = amqpbackend.NewStored(context.Background(), cfg)
+		b, err = amqpbackend.OpenStored(context.Background(), cfg)
 	} else {
-		b, err = amqpbackend.New(context.Background(), cfg)
+		b, err = amqpbackend.Open(context.Background(), cfg)
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,7 @@ import (
 // SQLite here, PostgreSQL or Redis in production) keeps what a broker
 // cannot: status by ID, cancel, unique keys, exact bounds. New opens the
 // broker alone. The URL comes from the environment scripts/test sets up.
-func ExampleNewStored() {
+func ExampleOpenStored() {
 	ctx := context.Background()
 	dir, _ := os.MkdirTemp("", "conveyor-example")
 	defer os.RemoveAll(dir)
@@ -24,7 +24,7 @@ func ExampleNewStored() {
 		panic(err)
 	}
 	defer store.Close()
-	b, err := amqpbackend.NewStored(ctx, amqpbackend.Config{
+	b, err := amqpbackend.OpenStored(ctx, amqpbackend.Config{
 		URL: os.Getenv("CONVEYOR_RABBITMQ_URL"), Store: store,
 		Prefix: testPrefix, // the names of this package's tests, which TestMain deletes
 	})

@@ -247,7 +247,7 @@ func testBrokerBound(t *testing.T, kind string) {
 // comes back with a fresh delivery count and its attempt history, and a
 // message that is no job stays in the dead-letter queue.
 func TestReplayDeadWithoutStore(t *testing.T) {
-	b, err := amqpbackend.New(context.Background(), amqpbackend.Config{URL: testenv.RabbitMQURL(t), Prefix: testPrefix})
+	b, err := amqpbackend.Open(context.Background(), amqpbackend.Config{URL: testenv.RabbitMQURL(t), Prefix: testPrefix})
 	must(t, err)
 	defer b.Close()
 	ctx := context.Background()

@@ -63,7 +63,7 @@ func TestAMQPOverEveryStore(t *testing.T) {
 			testenv.DeleteRabbitMQQueues(t, prefix)
 			backendtest.Suite{New: func(t *testing.T, clock backends.Clock) backends.Backend {
 				st := store(t, clock)
-				b, err := amqpbackend.NewStored(ctx, amqpbackend.Config{
+				b, err := amqpbackend.OpenStored(ctx, amqpbackend.Config{
 					URL: testenv.RabbitMQURL(t), Prefix: prefix, Store: st, Clock: clock,
 					TransitWait: 5 * time.Second, // as in amqpbackend's tests: a loaded machine's delivery
 				})

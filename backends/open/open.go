@@ -79,7 +79,7 @@ func amqp(ctx context.Context, raw string, o Options) (backends.Backend, error) 
 	u.RawQuery = q.Encode()
 	cfg := amqpbackend.Config{URL: u.String(), Prefix: prefix, Logger: o.Logger}
 	if storeURL == "" {
-		return amqpbackend.New(ctx, cfg)
+		return amqpbackend.Open(ctx, cfg)
 	}
 	if strings.HasPrefix(storeURL, "amqp") {
 		return nil, fmt.Errorf("%w: the job-state store of %s cannot be a broker", job.ErrInvalid, raw)
@@ -94,7 +94,7 @@ func amqp(ctx context.Context, raw string, o Options) (backends.Backend, error) 
 		return nil, fmt.Errorf("%s cannot store job state: %w", storeURL, job.ErrUnsupported)
 	}
 	cfg.Store = kv
-	b, err := amqpbackend.NewStored(ctx, cfg)
+	b, err := amqpbackend.OpenStored(ctx, cfg)
 	if err != nil {
 		_ = state.Close()
 		return nil, err

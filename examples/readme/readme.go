@@ -31,7 +31,7 @@ func web(ctx context.Context) error {
 	// or on Redis (a *redis.Client or *redis.ClusterClient you configure):
 	// b, err := redisbackend.New(ctx, redisbackend.Config{Client: redis.NewClient(&redis.Options{Addr: "localhost:6379"})})
 	// or on RabbitMQ, with a store for status by ID, cancel, unique keys and exact bounds:
-	// b, err := amqpbackend.NewStored(ctx, amqpbackend.Config{URL: "amqp://guest:guest@localhost:5672/", Store: pg})
+	// b, err := amqpbackend.OpenStored(ctx, amqpbackend.Config{URL: "amqp://guest:guest@localhost:5672/", Store: pg})
 	client := queue.NewClient(b, queue.Config{Queues: []*queue.Queue{tasks.Email}})
 
 	http.HandleFunc("POST /signup", func(w http.ResponseWriter, r *http.Request) {

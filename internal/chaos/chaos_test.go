@@ -103,7 +103,7 @@ func openAMQP(ctx context.Context, sp spec, logger *slog.Logger) (*opened, error
 		cfg.JanitorEvery = 3 * time.Second
 		o.closers = append(o.closers, st.Close)
 	}
-	b, err := amqpbackend.New(ctx, cfg)
+	b, err := amqpbackend.Open(ctx, cfg)
 	if err != nil {
 		for _, c := range o.closers {
 			_ = c()

@@ -35,7 +35,7 @@ func TestClusterRabbitMQ(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = st.Close() })
-			b, err := amqpbackend.NewStored(context.Background(), amqpbackend.Config{URL: url, Prefix: prefix, Store: st, Clock: clock,
+			b, err := amqpbackend.OpenStored(context.Background(), amqpbackend.Config{URL: url, Prefix: prefix, Store: st, Clock: clock,
 				TransitWait: 5 * time.Second}) // as the backend's own suite: a loaded machine delays arrivals
 			if err != nil {
 				t.Fatal(err)
