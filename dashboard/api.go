@@ -92,7 +92,7 @@ func (a *api) job(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, view(rec))
+	writeJSON(w, http.StatusOK, NewJobView(rec))
 }
 
 func (a *api) workers(w http.ResponseWriter, r *http.Request) {

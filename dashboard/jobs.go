@@ -117,7 +117,7 @@ func list(ctx context.Context, in backends.Inspector, p backends.ListJobsParams)
 	}
 	out := JobPage{Jobs: make([]JobView, len(page.Jobs)), Next: page.Next}
 	for i, rec := range page.Jobs {
-		out.Jobs[i] = view(rec)
+		out.Jobs[i] = NewJobView(rec)
 	}
 	return out, nil
 }
@@ -134,7 +134,7 @@ func search(ctx context.Context, in backends.Inspector, p backends.ListJobsParam
 		}
 		for _, rec := range page.Jobs {
 			if strings.Contains(rec.ID, text) || strings.Contains(rec.Task, text) || bytes.Contains(rec.Payload, []byte(text)) {
-				out = append(out, view(rec))
+				out = append(out, NewJobView(rec))
 			}
 		}
 		scanned += len(page.Jobs)

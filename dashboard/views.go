@@ -46,7 +46,9 @@ type JobPage struct {
 	Next string    `json:"next,omitempty"` // the cursor of the next page
 }
 
-func view(r *job.Record) JobView {
+// NewJobView is a job as the dashboard's API shows it, for tools that
+// print the same view (`conveyor jobs show --json`).
+func NewJobView(r *job.Record) JobView {
 	v := JobView{
 		ID: r.ID, Queue: r.Queue, Task: r.Task, State: r.State, Priority: r.Priority,
 		Args: raw(r.Payload), Headers: r.Headers, Deliveries: r.Deliveries, MaxDeliveries: r.MaxDeliveries,

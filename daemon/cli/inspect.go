@@ -117,7 +117,7 @@ func (e *env) deadCmd() *cobra.Command {
 			}
 			views := []dashboard.JobView{}
 			for _, r := range page.Jobs {
-				views = append(views, jobView(r))
+				views = append(views, dashboard.NewJobView(r))
 			}
 			return e.show(c, views, func(w io.Writer) error {
 				return table(w, "ID\tQUEUE\tTASK\tREASON", func(tw io.Writer) {

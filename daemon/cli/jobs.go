@@ -59,7 +59,7 @@ func (e *env) jobsListCmd() *cobra.Command {
 					return err
 				}
 				for _, r := range p.Jobs {
-					page.Jobs = append(page.Jobs, jobView(r))
+					page.Jobs = append(page.Jobs, dashboard.NewJobView(r))
 				}
 				page.Next = p.Next
 				if len(page.Jobs) >= limit {
@@ -109,7 +109,7 @@ func (e *env) showJob(c *cobra.Command, args []string) error {
 	if err != nil {
 		return fmt.Errorf("job %s: %w", args[0], err)
 	}
-	v := jobView(r)
+	v := dashboard.NewJobView(r)
 	return e.show(c, v, func(w io.Writer) error { return printJob(w, v) })
 }
 
@@ -281,41 +281,6 @@ func (e *env) jobsPurgeCmd() *cobra.Command {
 	}
 	c.Flags().StringSliceVar(&states, "state", nil, "states to purge, comma-separated: "+statesList())
 	return c
-}
-
-// jobView is a job as the dashboard's job view shows it, so --json output
-// and the dashboard's API read alike. (It repeats the dashboard's own
-// unexported conversion until the dashboard exports it.)
-func jobView(r *job.Record) dashboard.JobView {
-	when := func(t time.Time) *time.Time {
-		if t.IsZero() {
-			return nil
-		}
-		return &t
-	}
-	v := dashboard.JobView{
-		ID: r.ID, Queue: r.Queue, Task: r.Task, State: r.State, Priority: r.Priority,
-		Args: rawJSON(r.Payload), Headers: r.Headers, Deliveries: r.Deliveries, MaxDeliveries: r.MaxDeliveries,
-		Attempts: r.Errors, Result: rawJSON(r.Result), CreatedAt: r.CreatedAt, RunAt: r.RunAt,
-		StartedAt: when(r.StartedAt), FinishedAt: when(r.FinishedAt), CancelRequested: r.CancelRequested,
-	}
-	if r.State == job.Running {
-		v.LeaseExpiresAt = when(r.Lease.ExpiresAt)
-	}
-	return v
-}
-
-// rawJSON is b itself if it is JSON, else b as a JSON string: a payload
-// no handler could decode still shows.
-func rawJSON(b []byte) json.RawMessage {
-	if len(b) == 0 {
-		return nil
-	}
-	if json.Valid(b) {
-		return b
-	}
-	s, _ := json.Marshal(string(b))
-	return s
 }
 
 func indentJSON(b json.RawMessage) string {
