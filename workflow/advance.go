@@ -1,0 +1,238 @@
+package workflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
+	"github.com/conveyorhq/conveyor/queue"
+)
+
+// Headers a step's job carries, so that a worker knows which workflow and
+// step it runs without reading the record.
+const (
+	HeaderWorkflow = "conveyor-workflow"
+	HeaderStep     = "conveyor-workflow-step"
+)
+
+// DefaultKeepFinished is how long a finished workflow's record is kept:
+// as long as dead letters are by default, so that by the time a workflow
+// ID could be used again its steps' jobs are gone too.
+const DefaultKeepFinished = backends.DefaultKeepDead
+
+// casAttempts bounds the compare-and-set retries of one advance; each
+// conflict means another process moved the record on, so the next read
+// has its changes and usually leaves less to do.
+const casAttempts = 50
+
+// store is what every operation needs: the client that enqueues steps and
+// cancels them, and the backend's KV store and inspector.
+type store struct {
+	c     *queue.Client
+	kv    backends.KVStore
+	in    backends.Inspector
+	clock backends.Clock
+	keep  time.Duration
+}
+
+func newStore(c *queue.Client, clock backends.Clock, keep time.Duration) (*store, error) {
+	b := c.Backend()
+	kv, ok := b.(backends.KVStore)
+	if !ok {
+		return nil, fmt.Errorf("%w: workflows need a backends.KVStore, %T is none", job.ErrUnsupported, b)
+	}
+	in, ok := b.(backends.Inspector)
+	if !ok {
+		return nil, fmt.Errorf("%w: workflows need a backends.Inspector, %T is none", job.ErrUnsupported, b)
+	}
+	if clock == nil {
+		clock = backends.SystemClock{}
+	}
+	if keep == 0 {
+		keep = DefaultKeepFinished
+	}
+	return &store{c: c, kv: kv, in: in, clock: clock, keep: keep}, nil
+}
+
+func (s *store) now() time.Time { return s.clock.Now() }
+
+// load reads a workflow's record and its version.
+func (s *store) load(ctx context.Context, id string) (*record, int64, error) {
+	kv, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: key(id), Now: s.now()})
+	if err != nil {
+		return nil, 0, fmt.Errorf("workflow %s: %w", id, err)
+	}
+	r, err := decodeRecord(kv.Value)
+	if err != nil {
+		return nil, 0, err
+	}
+	return r, kv.Version, nil
+}
+
+// save writes r over version; a final record gets its expiry.
+func (s *store) save(ctx context.Context, r *record, version int64) (int64, error) {
+	b, err := r.encode()
+	if err != nil {
+		return 0, err
+	}
+	p := backends.PutKVParams{Key: key(r.ID), Value: b, IfVersion: version, Now: s.now()}
+	if r.State.Final() && s.keep > 0 {
+		p.ExpiresAt = r.Finished.Add(s.keep)
+	}
+	return s.kv.PutKV(ctx, p)
+}
+
+// advance folds obs (step name -> what its job is now) into workflow id's
+// record, cancels or releases the blocked steps that can move, enqueues
+// the released ones (enqueue first, record second: a crash between leaves
+// jobs whose IDs make the next enqueue a duplicate) and writes the record
+// by compare-and-set, again on a conflict. It is idempotent, so any
+// process may run it for any workflow at any time.
+func (s *store) advance(ctx context.Context, id string, obs map[string]StepState) (*record, error) {
+	mine := map[string]bool{} // steps this call enqueued, in case a cancel races it
+	for range casAttempts {
+		r, version, err := s.load(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if r.CancelRequested {
+			s.cancelOrphans(ctx, r, mine)
+		}
+		now := s.now()
+		changed := false
+		if r.State == Starting && r.Tx {
+			// Enqueued in the caller's transaction: only a root job seen
+			// proves that it committed, and then every root exists.
+			if len(obs) == 0 {
+				return r, nil
+			}
+			for _, st := range r.Steps {
+				if len(st.Deps) == 0 && st.State == StepBlocked {
+					st.State, st.HasJob, st.Enqueued = StepEnqueued, true, r.Created
+				}
+			}
+			r.State, changed = Running, true
+		}
+		for name, st := range obs {
+			changed = r.observe(name, st, now) || changed
+		}
+		ready, settled := r.settle(now)
+		changed = changed || settled
+		var enqErr error
+		if len(ready) > 0 {
+			ready, enqErr = s.enqueueSteps(ctx, r, ready, now, r.State == Starting)
+			for _, st := range ready {
+				mine[st.Name] = true
+			}
+			changed = changed || len(ready) > 0
+		}
+		if r.State == Starting && enqErr == nil {
+			r.State, changed = Running, true
+		}
+		changed = r.finish(now) || changed
+		if !changed {
+			return r, enqErr
+		}
+		if _, err := s.save(ctx, r, version); err != nil {
+			if errors.Is(err, job.ErrConflict) {
+				continue
+			}
+			return nil, fmt.Errorf("workflow %s: save: %w", id, err)
+		}
+		return r, enqErr
+	}
+	return nil, fmt.Errorf("workflow %s: %w: the record kept changing under %d attempts", id, job.ErrConflict, casAttempts)
+}
+
+// cancelOrphans cancels the jobs this advance enqueued that the record,
+// written meanwhile by Cancel, holds as cancelled without a job.
+func (s *store) cancelOrphans(ctx context.Context, r *record, mine map[string]bool) {
+	for name := range mine {
+		if st := r.step(name); st != nil && st.State == StepCancelled && !st.HasJob {
+			_, _ = s.c.Cancel(ctx, JobID(r.ID, name)) // finished or absent: nothing to stop
+		}
+	}
+}
+
+// enqueueSteps enqueues ready steps in one all-or-nothing batch and marks
+// those enqueued. A step the backend refuses as such (invalid, too large)
+// cannot run: it is marked dead with the reason, and the rest go on. A
+// full queue or a backend failure leaves the steps blocked, for the next
+// advance (the reconciler's) to try again.
+//
+// While the workflow is Starting (strict) any refusal is returned as is:
+// Enqueue then refuses the whole workflow.
+func (s *store) enqueueSteps(ctx context.Context, r *record, ready []*stepRecord, now time.Time, strict bool) ([]*stepRecord, error) {
+	reqs := make([]queue.Request, len(ready))
+	for i, st := range ready {
+		reqs[i] = request(r.ID, st)
+	}
+	_, err := s.c.EnqueueMany(ctx, reqs...)
+	if err == nil {
+		for _, st := range ready {
+			st.State, st.HasJob, st.Enqueued = StepEnqueued, true, now
+		}
+		return ready, nil
+	}
+	if strict || !unrunnable(err) {
+		return nil, err
+	}
+	// One step spoils the batch: find it by enqueueing one at a time.
+	var done []*stepRecord
+	var last error
+	for i, st := range ready {
+		_, err := s.c.EnqueueMany(ctx, reqs[i])
+		switch {
+		case err == nil:
+			st.State, st.HasJob, st.Enqueued = StepEnqueued, true, now
+		case unrunnable(err):
+			st.State, st.Finished = StepDead, now
+			st.Reason = "its job was refused at enqueue: " + err.Error()
+		default:
+			last = err
+			continue
+		}
+		done = append(done, st)
+	}
+	return done, last
+}
+
+// unrunnable reports an enqueue refused for the request itself, which no
+// retry can pass.
+func unrunnable(err error) bool {
+	return errors.Is(err, job.ErrInvalid) || errors.Is(err, job.ErrPayloadTooLarge)
+}
+
+// rawCodec passes a step's stored payload through: it was encoded with the
+// step's own task codec when the workflow was built.
+type rawCodec struct{}
+
+func (rawCodec) Encode(v any) ([]byte, error) { return v.([]byte), nil }
+func (rawCodec) Decode(data []byte, v any) error {
+	*(v.(*[]byte)) = append([]byte(nil), data...)
+	return nil
+}
+
+// request rebuilds a step's job from its spec through a task of the same
+// name, so that the client's checks, bounds, tracer and observer apply
+// as to any enqueue.
+func request(workflowID string, st *stepRecord) queue.Request {
+	sp := st.Spec
+	md := sp.MaxDeliveries
+	if md == 0 {
+		md = -1 // stored 0 is "no bound", which a task spells negative
+	}
+	t := queue.NewTask[[]byte, queue.None](sp.Task, queue.TaskOptions{
+		Queue: sp.Queue, Priority: sp.Priority, Timeout: sp.Timeout, MaxDeliveries: md, Codec: rawCodec{},
+	})
+	h := make(map[string]string, len(sp.Headers)+2)
+	maps.Copy(h, sp.Headers)
+	h[HeaderWorkflow], h[HeaderStep] = workflowID, st.Name
+	return t.Request(sp.Payload, &queue.EnqueueOptions{
+		ID: JobID(workflowID, st.Name), Headers: h, Delay: sp.Delay, RunAt: sp.RunAt, RetryPolicy: sp.RetryPolicy,
+	})
+}

@@ -1,0 +1,274 @@
+package workflow
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/conveyorhq/conveyor/job"
+)
+
+// State is a workflow's state as a whole.
+type State string
+
+// The workflow states. Done, Failed and Cancelled are final.
+const (
+	// Starting: the record is stored and its first steps are being
+	// enqueued; a crash here is completed by the reconciler (or by an
+	// Enqueue retried with the same ID).
+	Starting State = "starting"
+	// Running: some step has not finished.
+	Running State = "running"
+	// Done: every step finished and every exit step is done.
+	Done State = "done"
+	// Failed: every step finished and some exit step did not end done.
+	Failed State = "failed"
+	// Cancelled: Cancel was called and every step has since finished.
+	Cancelled State = "cancelled"
+)
+
+// Final reports whether the workflow has finished.
+func (s State) Final() bool { return s == Done || s == Failed || s == Cancelled }
+
+// StepState is one step's state.
+type StepState string
+
+// The step states. Done, Dead and Cancelled are final.
+const (
+	// StepBlocked: waiting for its dependencies; it has no job yet.
+	StepBlocked StepState = "blocked"
+	// StepEnqueued: its job exists and has not finished (pending,
+	// scheduled, running or retrying).
+	StepEnqueued StepState = "enqueued"
+	// StepDone: its job is done; its result is the job's result.
+	StepDone StepState = "done"
+	// StepDead: its job was dead-lettered.
+	StepDead StepState = "dead"
+	// StepCancelled: its job was cancelled, or it never got one because a
+	// dependency failed or the workflow was cancelled (Reason says which).
+	StepCancelled StepState = "cancelled"
+)
+
+// Final reports whether the step has finished.
+func (s StepState) Final() bool { return s == StepDone || s == StepDead || s == StepCancelled }
+
+// failed reports whether a finished step ended other than done.
+func (s StepState) failed() bool { return s == StepDead || s == StepCancelled }
+
+// stepStateOf maps a job's state to its step's.
+func stepStateOf(st job.State) StepState {
+	switch st {
+	case job.Done:
+		return StepDone
+	case job.Dead:
+		return StepDead
+	case job.Cancelled:
+		return StepCancelled
+	}
+	return StepEnqueued
+}
+
+// recordFormat is the stored record's format version, checked on load so
+// that a later format is refused rather than misread.
+const recordFormat = 1
+
+// record is the durable state of one workflow, the value of the KV key
+// workflow/<id>, changed only by compare-and-set.
+type record struct {
+	Format          int            `json:"format"`
+	ID              string         `json:"id"`
+	State           State          `json:"state"`
+	AllowFailure    bool           `json:"allow_failure,omitempty"`
+	CancelRequested bool           `json:"cancel_requested,omitempty"`
+	Tx              bool           `json:"tx,omitempty"` // enqueued in the caller's transaction: its roots prove the commit
+	Created         time.Time      `json:"created"`
+	Finished        time.Time      `json:"finished,omitzero"`
+	Steps           []*stepRecord  `json:"steps"`
+	index           map[string]int // step name -> position in Steps
+	dependents      [][]int        // position -> positions of the steps depending on it
+}
+
+// stepRecord is one step in the record.
+type stepRecord struct {
+	Name         string    `json:"name"`
+	Deps         []string  `json:"deps,omitempty"`
+	AllowFailure bool      `json:"allow_failure,omitempty"`
+	Spec         stepSpec  `json:"spec"`
+	State        StepState `json:"state"`
+	Reason       string    `json:"reason,omitempty"` // why it was cancelled without a job
+	HasJob       bool      `json:"has_job,omitempty"`
+	Enqueued     time.Time `json:"enqueued,omitzero"`
+	Finished     time.Time `json:"finished,omitzero"`
+}
+
+// JobID returns the ID of a step's job: deterministic, so that enqueueing
+// it again is a duplicate, never a second job.
+func JobID(workflowID, step string) string { return "wf-" + workflowID + "-" + step }
+
+// key is the KV key of a workflow's record.
+func key(id string) string { return keyPrefix + id }
+
+const keyPrefix = "workflow/"
+
+func decodeRecord(b []byte) (*record, error) {
+	r := &record{}
+	if err := json.Unmarshal(b, r); err != nil {
+		return nil, fmt.Errorf("%w: workflow record: %w", job.ErrMalformedPayload, err)
+	}
+	if r.Format != recordFormat {
+		return nil, fmt.Errorf("%w: workflow record %s has format %d, this build reads %d", job.ErrMalformedPayload, r.ID, r.Format, recordFormat)
+	}
+	r.link()
+	return r, nil
+}
+
+func (r *record) encode() ([]byte, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("workflow record %s: %w", r.ID, err)
+	}
+	return b, nil
+}
+
+// link builds the indexes the stored form leaves out.
+func (r *record) link() {
+	r.index = make(map[string]int, len(r.Steps))
+	for i, s := range r.Steps {
+		r.index[s.Name] = i
+	}
+	r.dependents = make([][]int, len(r.Steps))
+	for i, s := range r.Steps {
+		for _, d := range s.Deps {
+			if j, ok := r.index[d]; ok {
+				r.dependents[j] = append(r.dependents[j], i)
+			}
+		}
+	}
+}
+
+func (r *record) step(name string) *stepRecord {
+	if i, ok := r.index[name]; ok {
+		return r.Steps[i]
+	}
+	return nil
+}
+
+// observe folds in what a step's job is now (the job is the truth about a
+// step that has one). A finished step whose job is waiting again was
+// replayed: it is enqueued once more, and the dependents its failure had
+// cancelled without a job wait for it again. It reports a change.
+func (r *record) observe(name string, st StepState, now time.Time) bool {
+	s := r.step(name)
+	if s == nil || s.State == st {
+		return false
+	}
+	if st != StepEnqueued && !st.Final() {
+		return false
+	}
+	was := s.State
+	s.State, s.HasJob = st, true
+	if st.Final() {
+		s.Finished = now
+	} else {
+		s.Finished = time.Time{}
+	}
+	if was.failed() && !st.failed() {
+		r.reopen(r.index[name])
+	}
+	return true
+}
+
+// reopen puts back to blocked the dependents of step i that were cancelled
+// without a job because of a failure, transitively, and the workflow back
+// to running.
+func (r *record) reopen(i int) {
+	if !r.CancelRequested && r.State.Final() {
+		r.State, r.Finished = Running, time.Time{}
+	}
+	for _, d := range r.dependents[i] {
+		s := r.Steps[d]
+		if s.State == StepCancelled && !s.HasJob && !r.CancelRequested {
+			s.State, s.Reason, s.Finished = StepBlocked, "", time.Time{}
+			r.reopen(d)
+		}
+	}
+}
+
+// settle moves blocked steps on: cancelled when the workflow is being
+// cancelled or a dependency failed (unless the step allows failure),
+// returned as ready when every dependency has finished. It reports whether
+// the record changed.
+func (r *record) settle(now time.Time) (ready []*stepRecord, changed bool) {
+	for again := true; again; {
+		again = false
+		for _, s := range r.Steps {
+			if s.State != StepBlocked {
+				continue
+			}
+			if r.CancelRequested {
+				s.State, s.Reason, s.Finished = StepCancelled, "workflow cancelled", now
+				changed = true
+				continue
+			}
+			finished, failed := true, ""
+			for _, d := range s.Deps {
+				ds := r.step(d)
+				if !ds.State.Final() {
+					finished = false
+					break
+				}
+				if ds.State.failed() && failed == "" {
+					failed = d
+				}
+			}
+			if !finished {
+				continue
+			}
+			if failed != "" && !s.AllowFailure && !r.AllowFailure {
+				s.State, s.Finished = StepCancelled, now
+				s.Reason = fmt.Sprintf("dependency %s ended %s", failed, r.step(failed).State)
+				changed, again = true, true // its dependents may now be cancelled too
+				continue
+			}
+			ready = append(ready, s)
+		}
+	}
+	return ready, changed
+}
+
+// finish sets the workflow's final state once every step has finished. It
+// reports a change.
+func (r *record) finish(now time.Time) bool {
+	if r.State.Final() || r.State == Starting {
+		return false
+	}
+	for _, s := range r.Steps {
+		if !s.State.Final() {
+			return false
+		}
+	}
+	r.State, r.Finished = Done, now
+	switch {
+	case r.CancelRequested:
+		r.State = Cancelled
+	default:
+		for i, s := range r.Steps {
+			if len(r.dependents[i]) == 0 && s.State != StepDone {
+				r.State = Failed
+				break
+			}
+		}
+	}
+	return true
+}
+
+// sinks returns the exit steps: those no step depends on.
+func (r *record) sinks() []*stepRecord {
+	var out []*stepRecord
+	for i, s := range r.Steps {
+		if len(r.dependents[i]) == 0 {
+			out = append(out, s)
+		}
+	}
+	return out
+}

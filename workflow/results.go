@@ -1,0 +1,219 @@
+package workflow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
+	"github.com/conveyorhq/conveyor/queue"
+)
+
+// Output is one finished step's result as stored: its job's encoded result
+// when it is done, else Err.
+type Output struct {
+	Step  string
+	State StepState
+	Data  []byte // the encoded result (the task's codec, JSON by default)
+	// Err is nil for a done step. For a dead step it wraps ErrStepFailed
+	// and says the job's last error; for a cancelled one it wraps
+	// ErrStepCancelled and says why.
+	Err error
+}
+
+// Decode decodes the step's result into v with the JSON codec, the
+// default; a task with another codec decodes Data with it. A failed step
+// returns its Err.
+func (o Output) Decode(v any) error {
+	if o.Err != nil {
+		return o.Err
+	}
+	if len(o.Data) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(o.Data, v); err != nil {
+		return fmt.Errorf("%w: result of step %s: %w", job.ErrMalformedPayload, o.Step, err)
+	}
+	return nil
+}
+
+// stepKey is the context key of a running step's view of its workflow.
+type stepKey struct{}
+
+// stepView is what the engine's middleware puts in a step's context: no
+// backend call is made until the handler asks for a result.
+type stepView struct {
+	s        *store
+	workflow string
+	step     string
+}
+
+// Current returns the workflow ID and step name of the step a handler
+// runs, or ok=false outside a workflow (the engine's middleware must be
+// installed on the worker: Engine.Install).
+func Current(ctx context.Context) (workflowID, step string, ok bool) {
+	v, ok := ctx.Value(stepKey{}).(*stepView)
+	if !ok {
+		return "", "", false
+	}
+	return v.workflow, v.step, true
+}
+
+// Results returns the outputs of the steps the running step depends on,
+// in the order of its dependencies (a group's order, for a Chord's
+// callback). Outside a workflow the error wraps ErrNotInWorkflow.
+//
+// Results come through the context, not as arguments, so that a task
+// stays the same task outside workflows: its argument type is what its
+// callers send, and a workflow adds to it without changing it.
+func Results(ctx context.Context) ([]Output, error) {
+	v, ok := ctx.Value(stepKey{}).(*stepView)
+	if !ok {
+		return nil, ErrNotInWorkflow
+	}
+	r, _, err := v.s.load(ctx, v.workflow)
+	if err != nil {
+		return nil, err
+	}
+	st := r.step(v.step)
+	if st == nil {
+		return nil, fmt.Errorf("%w: workflow %s has no step %q", job.ErrNotFound, v.workflow, v.step)
+	}
+	out := make([]Output, len(st.Deps))
+	for i, d := range st.Deps {
+		if out[i], err = v.s.output(ctx, r, r.step(d)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// output reads one finished step's output from its job.
+func (s *store) output(ctx context.Context, r *record, st *stepRecord) (Output, error) {
+	o := Output{Step: st.Name, State: st.State}
+	if !st.HasJob {
+		switch st.State {
+		case StepCancelled:
+			o.Err = fmt.Errorf("%w: step %s: %s", ErrStepCancelled, st.Name, st.Reason)
+		case StepDead:
+			o.Err = fmt.Errorf("%w: step %s: %s", ErrStepFailed, st.Name, st.Reason)
+		default:
+			o.Err = fmt.Errorf("%w: step %s is %s", job.ErrNotFinished, st.Name, st.State)
+		}
+		return o, nil
+	}
+	rec, err := s.in.GetJob(ctx, backends.GetJobParams{ID: JobID(r.ID, st.Name)})
+	if err != nil {
+		return o, fmt.Errorf("step %s: %w", st.Name, err)
+	}
+	o.State = stepStateOf(rec.State)
+	switch rec.State {
+	case job.Done:
+		o.Data = rec.Result
+	case job.Dead:
+		reason := "no reason recorded"
+		if le := rec.LastError(); le != nil {
+			reason = le.Error
+		}
+		o.Err = fmt.Errorf("%w: step %s: %s", ErrStepFailed, st.Name, reason)
+	case job.Cancelled:
+		o.Err = fmt.Errorf("%w: step %s: its job was cancelled", ErrStepCancelled, st.Name)
+	default:
+		o.Err = fmt.Errorf("%w: step %s is %s", job.ErrNotFinished, st.Name, rec.State)
+	}
+	return o, nil
+}
+
+// Result decodes the result of step, which the running step depends on,
+// as R (JSON, the default codec; ResultOf takes the task's own). A failed
+// dependency (the step allows failure) returns an error wrapping
+// ErrStepFailed or ErrStepCancelled with its reason.
+func Result[R any](ctx context.Context, step string) (R, error) {
+	var out R
+	outs, err := Results(ctx)
+	if err != nil {
+		return out, err
+	}
+	for _, o := range outs {
+		if o.Step == step {
+			return out, o.Decode(&out)
+		}
+	}
+	_, me, _ := Current(ctx)
+	return out, fmt.Errorf("%w: step %s does not depend on %q", job.ErrInvalid, me, step)
+}
+
+// ResultOf is Result decoded with task t's codec, for a dependency whose
+// task encodes with something other than JSON.
+func ResultOf[A, R any](ctx context.Context, t *queue.Task[A, R], step string) (R, error) {
+	var out R
+	outs, err := Results(ctx)
+	if err != nil {
+		return out, err
+	}
+	for _, o := range outs {
+		if o.Step != step {
+			continue
+		}
+		if o.Err != nil || len(o.Data) == 0 {
+			return out, o.Err
+		}
+		if err := t.Options().Codec.Decode(o.Data, &out); err != nil {
+			return out, fmt.Errorf("%w: result of step %s: %w", job.ErrMalformedPayload, step, err)
+		}
+		return out, nil
+	}
+	return out, fmt.Errorf("%w: the running step does not depend on %q", job.ErrInvalid, step)
+}
+
+// Previous decodes the result of the one step the running step depends
+// on: a Chain's previous step. A step with no dependency or several (after
+// a Group: use All) gets an error wrapping job.ErrInvalid.
+func Previous[R any](ctx context.Context) (R, error) {
+	var out R
+	outs, err := Results(ctx)
+	if err != nil {
+		return out, err
+	}
+	if len(outs) != 1 {
+		_, me, _ := Current(ctx)
+		return out, fmt.Errorf("%w: step %s depends on %d steps, not one", job.ErrInvalid, me, len(outs))
+	}
+	return out, outs[0].Decode(&out)
+}
+
+// All decodes the results of every step the running step depends on, in
+// order: a Chord callback's members. The first failed dependency's error
+// is returned with the results decoded so far; a step allowing failure
+// that wants the others reads Results instead.
+func All[R any](ctx context.Context) ([]R, error) {
+	outs, err := Results(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := make([]R, 0, len(outs))
+	for _, o := range outs {
+		var v R
+		if err := o.Decode(&v); err != nil {
+			return res, err
+		}
+		res = append(res, v)
+	}
+	return res, nil
+}
+
+// Sentinel errors callers branch on.
+var (
+	// ErrStepFailed: a step ended dead (or its job was refused).
+	ErrStepFailed = errors.New("conveyor: workflow step failed")
+	// ErrStepCancelled: a step was cancelled, or never ran because a
+	// dependency failed or the workflow was cancelled.
+	ErrStepCancelled = errors.New("conveyor: workflow step cancelled")
+	// ErrNotInWorkflow: the handler does not run a workflow step (or the
+	// engine's middleware is not installed on its worker).
+	ErrNotInWorkflow = errors.New("conveyor: not running in a workflow")
+	// ErrWorkflowFailed: Wait's workflow ended Failed or Cancelled.
+	ErrWorkflowFailed = errors.New("conveyor: workflow failed")
+)
