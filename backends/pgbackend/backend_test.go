@@ -19,6 +19,7 @@ import (
 	"github.com/conveyorhq/conveyor/internal/testenv"
 	"github.com/conveyorhq/conveyor/job"
 	"github.com/conveyorhq/conveyor/scheduler/schedulertest"
+	"github.com/conveyorhq/conveyor/workflow/workflowtest"
 )
 
 // newPool connects to the test server and gives the test a schema of its
@@ -195,4 +196,13 @@ func TestCountsMatchTheRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("after a fold")
+}
+
+// TestWorkflows runs the workflow engine's suite on the backend's KV
+// store, each case in a schema of its own.
+func TestWorkflows(t *testing.T) {
+	workflowtest.Run(t, func(t *testing.T) backends.Backend {
+		pool, schema := newPool(t)
+		return open(t, pool, pgbackend.Config{Schema: schema})
+	})
 }

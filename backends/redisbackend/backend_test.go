@@ -14,6 +14,7 @@ import (
 	"github.com/conveyorhq/conveyor/internal/faulttest"
 	"github.com/conveyorhq/conveyor/internal/testenv"
 	"github.com/conveyorhq/conveyor/scheduler/schedulertest"
+	"github.com/conveyorhq/conveyor/workflow/workflowtest"
 )
 
 // open returns a backend on client under a prefix of its own, so tests
@@ -65,4 +66,11 @@ func TestScheduler(t *testing.T) {
 func TestTidyPrunesFinishedJobs(t *testing.T) {
 	b := open(t, newClient(t), redisbackend.Config{KeepDone: time.Millisecond, JanitorEvery: -1})
 	faulttest.PruneAfterRetention(t, b, b.Tidy)
+}
+
+// TestWorkflows runs the workflow engine's suite on the backend's KV
+// store, each case under a prefix of its own.
+func TestWorkflows(t *testing.T) {
+	client := newClient(t)
+	workflowtest.Run(t, func(t *testing.T) backends.Backend { return open(t, client, redisbackend.Config{}) })
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/conveyorhq/conveyor/backends/backendtest"
 	"github.com/conveyorhq/conveyor/backends/sqlitebackend"
 	"github.com/conveyorhq/conveyor/job"
+	"github.com/conveyorhq/conveyor/workflow/workflowtest"
 )
 
 func open(t *testing.T, path string) *sqlitebackend.Backend {
@@ -237,4 +238,10 @@ func TestPruneKeepsWhatRetentionAndUniquenessNeed(t *testing.T) {
 			t.Errorf("job %s: kept=%v, GetJob error %v", id, kept, err)
 		}
 	}
+}
+
+// TestWorkflows runs the workflow engine's suite on the backend's KV
+// store, each case in a file of its own.
+func TestWorkflows(t *testing.T) {
+	workflowtest.Run(t, func(t *testing.T) backends.Backend { return open(t, filepath.Join(t.TempDir(), "wf.db")) })
 }
