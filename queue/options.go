@@ -41,6 +41,15 @@ type EnqueueOptions struct {
 	RetryPolicy string
 	// Headers travel with the job to its handler: trace context, tenant, ...
 	Headers map[string]string
+	// Key is the job's key for limits per key (flow.ByJobKey): a tenant,
+	// an account, a store. Stored in the header flow.KeyHeader. Default
+	// "": the job shares the empty key with every job without one.
+	Key string
+	// ExpiresAt is when the job expires: a worker that reserves it later
+	// does not run it but dead-letters it with the reason "expired: not
+	// started by <time>". Stored in the header flow.ExpiresHeader.
+	// Default: TaskOptions.Expires after enqueue, else never.
+	ExpiresAt time.Time
 }
 
 // Config configures a Client. Zero values mean the stated default.

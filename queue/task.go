@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/flow"
 	"github.com/conveyorhq/conveyor/job"
 	"github.com/conveyorhq/conveyor/retry"
 )
@@ -35,6 +37,16 @@ type TaskOptions struct {
 	Unique *UniqueOptions
 	// Codec encodes arguments and results. Default JSON.
 	Codec Codec
+	// RateLimit lets at most so many of the task's jobs start per
+	// interval across every worker (flow.RateLimit). Default nil: no limit.
+	RateLimit *flow.RateLimit
+	// ConcurrencyLimit lets at most so many of the task's jobs with one
+	// key run at once across every worker (flow.ConcurrencyLimit), e.g.
+	// one export per account. Default nil: no limit.
+	ConcurrencyLimit *flow.ConcurrencyLimit
+	// Expires gives each job an expiry this long after enqueue
+	// (EnqueueOptions.ExpiresAt wins). Default 0: jobs never expire.
+	Expires time.Duration
 }
 
 // UniqueOptions derive a unique key from the arguments.
@@ -152,6 +164,7 @@ func (t *Task[A, R]) request(payload []byte, opts *EnqueueOptions) Request {
 	case o.Delay > 0:
 		ins.RunAt = time.Now().Add(o.Delay)
 	}
+	ins.Headers = flowHeaders(o, t.opts)
 	window := o.UniqueWindow
 	switch {
 	case o.UniqueKey != "":
@@ -165,6 +178,27 @@ func (t *Task[A, R]) request(payload []byte, opts *EnqueueOptions) Request {
 		ins.UniqueUntil = time.Now().Add(window)
 	}
 	return Request{ins: ins}
+}
+
+// flowHeaders adds the job's key and expiry to a copy of its headers: the
+// caller's map is not changed, and a job without either keeps it as given.
+func flowHeaders(o EnqueueOptions, t TaskOptions) map[string]string {
+	exp := o.ExpiresAt
+	if exp.IsZero() && t.Expires > 0 {
+		exp = time.Now().Add(t.Expires)
+	}
+	if o.Key == "" && exp.IsZero() {
+		return o.Headers
+	}
+	h := make(map[string]string, len(o.Headers)+2)
+	maps.Copy(h, o.Headers)
+	if o.Key != "" {
+		h[flow.KeyHeader] = o.Key
+	}
+	if !exp.IsZero() {
+		h[flow.ExpiresHeader] = flow.FormatExpiry(exp)
+	}
+	return h
 }
 
 // DecodeArgs decodes a stored payload into the task's argument type. The

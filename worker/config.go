@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/conveyorhq/conveyor/flow"
 	"github.com/conveyorhq/conveyor/queue"
 	"github.com/conveyorhq/conveyor/retry"
 )
@@ -101,6 +102,11 @@ type QueueConfig struct {
 	Concurrency int
 	// Weight is the queue's share of fetch rounds in weighted mode. Default 1.
 	Weight int
+	// RateLimit lets at most so many of the queue's jobs start per
+	// interval across every worker on the backend (flow.RateLimit; its
+	// Name defaults to "queue:<name>"), on top of the tasks' own limits.
+	// Reconfigure changes it at run time. Default nil: no limit.
+	RateLimit *flow.RateLimit
 }
 
 func (c Config) withDefaults() Config {

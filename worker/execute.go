@@ -11,6 +11,7 @@ import (
 	retrygo "github.com/avast/retry-go/v4"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/flow"
 	"github.com/conveyorhq/conveyor/job"
 	"github.com/conveyorhq/conveyor/retry"
 )
@@ -103,6 +104,11 @@ func (w *Worker) execute(ctx context.Context, rec *job.Record) {
 		return
 	}
 	opts := h.def.Options()
+	if err := w.admit(ctx, rec, opts); err != nil { // expiry and limits (limits.go)
+		w.finish(ctx, rec, h, nil, err, 0)
+		return
+	}
+	defer w.releaseSlot(rec)
 	timeout := rec.Timeout
 	if timeout <= 0 {
 		timeout = opts.Timeout
@@ -246,7 +252,7 @@ func (w *Worker) failure(rec *job.Record, h *handler, now time.Time, err error, 
 	if errors.As(err, &pe) {
 		ae.Stack = pe.Stack
 	}
-	if errors.Is(err, job.ErrUnknownTask) || errors.Is(err, job.ErrMalformedPayload) {
+	if errors.Is(err, job.ErrUnknownTask) || errors.Is(err, job.ErrMalformedPayload) || errors.Is(err, flow.ErrExpired) {
 		w.logFailed(log, ae, DeadLettered, err, "reason", "cannot run")
 		return DeadLettered, w.deadLetter(rec, ae)
 	}

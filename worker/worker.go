@@ -41,6 +41,7 @@ type Worker struct {
 	stopped  chan struct{}
 	reg      registry // this worker's entry in the backend's list of workers
 	unknown  unknownTasks
+	flow     flowState // limits' gate and the slots running jobs hold (limits.go)
 }
 
 type runningJob struct {
@@ -124,6 +125,9 @@ func (w *Worker) start(ctx context.Context) error {
 	w.stop = cancel
 	w.fetching.Add(1)
 	go w.fetchLoop(fetchCtx)
+	if err := w.initLimits(); err != nil {
+		return err
+	}
 	w.reg.kv, _ = w.b.(backends.KVStore)
 	w.reg.host, _ = os.Hostname()
 	w.reg.started = time.Now()
@@ -437,6 +441,7 @@ func (w *Worker) heartbeat() {
 		w.log.Error("lease heartbeat failed", "err", err, "jobs", len(leases))
 		return
 	}
+	w.renewSlots(res) // concurrency slots end with their leases (limits.go)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, r := range res {

@@ -1,0 +1,99 @@
+package flow_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/backendtest"
+	"github.com/conveyorhq/conveyor/backends/membackend"
+	"github.com/conveyorhq/conveyor/flow"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+func delivery(id, key string, lease time.Time) *job.Record {
+	return &job.Record{ID: id, Task: "t", Headers: map[string]string{flow.KeyHeader: key},
+		Lease: job.Lease{JobID: id, Token: "tok-" + id, ExpiresAt: lease}}
+}
+
+// A delivery refused by a bucket gives back the slot it took first, so a
+// rate-limited job does not also block its key.
+func TestAdmitGivesTheSlotBackWhenABucketIsEmpty(t *testing.T) {
+	clock := &backendtest.Clock{}
+	g, err := flow.NewGate(membackend.New(membackend.Config{Clock: clock}), clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	lim := flow.Limits{
+		Rates:       []flow.RateLimit{{Limit: 1, Per: time.Minute}},
+		Concurrency: &flow.ConcurrencyLimit{Limit: 1},
+	}
+	lease := clock.Now().Add(time.Minute)
+	first, err := g.Admit(ctx, delivery("a", "k", lease), "t", lim)
+	if err != nil {
+		t.Fatalf("first delivery: %v", err)
+	}
+	first.Release(ctx)
+	_, err = g.Admit(ctx, delivery("b", "k", lease), "t", lim)
+	var hb *flow.HeldBackError
+	if !errors.As(err, &hb) || hb.Limit != "t" {
+		t.Fatalf("second delivery within the minute: %v; want held back by the bucket", err)
+	}
+	if d := hb.Until.Sub(clock.Now()); d <= 0 || d > time.Minute {
+		t.Fatalf("held back for %s; the next token is under a minute away", d)
+	}
+	slots, err := g.Limiter().SlotsInUse(ctx, backends.SlotsParams{Key: "conc/t/k", Now: clock.Now()})
+	if err != nil || len(slots) != 0 {
+		t.Fatalf("slots in use %v, %v; the refused delivery should hold none", slots, err)
+	}
+	clock.Advance(time.Minute)
+	if _, err := g.Admit(ctx, delivery("b", "k", clock.Now().Add(time.Minute)), "t", lim); err != nil {
+		t.Fatalf("a minute later: %v", err)
+	}
+}
+
+// A slot renewed by the heartbeat outlives the first lease; one not
+// renewed frees the key when the lease ends.
+func TestSlotsEndWithTheLease(t *testing.T) {
+	clock := &backendtest.Clock{}
+	g, err := flow.NewGate(membackend.New(membackend.Config{Clock: clock}), clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	lim := flow.Limits{Concurrency: &flow.ConcurrencyLimit{Limit: 1}}
+	tk, err := g.Admit(ctx, delivery("a", "k", clock.Now().Add(10*time.Second)), "t", lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tk.Renew(ctx, clock.Now().Add(30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(20 * time.Second) // past the first lease, within the renewed one
+	var hb *flow.HeldBackError
+	if _, err := g.Admit(ctx, delivery("b", "k", clock.Now().Add(10*time.Second)), "t", lim); !errors.As(err, &hb) {
+		t.Fatalf("while a's renewed slot lives: %v; want held back", err)
+	}
+	clock.Advance(20 * time.Second) // a's holder died without releasing
+	if _, err := g.Admit(ctx, delivery("b", "k", clock.Now().Add(10*time.Second)), "t", lim); err != nil {
+		t.Fatalf("after a's lease ended: %v", err)
+	}
+}
+
+func TestExpired(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	r := &job.Record{Headers: map[string]string{flow.ExpiresHeader: flow.FormatExpiry(at)}}
+	if err := flow.Expired(r, at); err != nil {
+		t.Fatalf("at its expiry: %v; a job may still start then", err)
+	}
+	err := flow.Expired(r, at.Add(time.Nanosecond))
+	if !errors.Is(err, flow.ErrExpired) || err.Error() != "expired: not started by 2026-01-02T03:04:05Z" {
+		t.Fatalf("after its expiry: %v", err)
+	}
+	if err := flow.Expired(&job.Record{Headers: map[string]string{flow.ExpiresHeader: "soon"}}, at); err != nil {
+		t.Fatalf("a header that does not parse: %v; want no expiry", err)
+	}
+}
