@@ -17,11 +17,25 @@ import (
 	"github.com/conveyorhq/conveyor/worker"
 )
 
+// kvOnly is the memory backend without its Annotator: the worker keeps
+// the notes in its KVStore (backends.AnnotateKV).
+type kvOnly struct {
+	backends.Backend
+	backends.Inspector
+	backends.KVStore
+	backends.Notifier
+}
+
 // longBackends are the backends the long-job tests run on: both embedded,
-// each on a clock the test steps to make a lease expire.
+// and the KVStore fallback, each on a clock the test steps to make a
+// lease expire.
 func longBackends(t *testing.T) map[string]func(clock backends.Clock) backends.Backend {
 	return map[string]func(clock backends.Clock) backends.Backend{
 		"memory": func(clock backends.Clock) backends.Backend { return membackend.New(membackend.Config{Clock: clock}) },
+		"kv-fallback": func(clock backends.Clock) backends.Backend {
+			b := membackend.New(membackend.Config{Clock: clock})
+			return kvOnly{b, b, b, b}
+		},
 		"sqlite": func(clock backends.Clock) backends.Backend {
 			b, err := sqlitebackend.Open(context.Background(), sqlitebackend.Config{Path: filepath.Join(t.TempDir(), "q.db"), Clock: clock})
 			if err != nil {

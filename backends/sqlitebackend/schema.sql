@@ -53,3 +53,13 @@ CREATE TABLE IF NOT EXISTS conveyor_kv (
     version    INTEGER NOT NULL,
     expires_at INTEGER NOT NULL DEFAULT 0 -- microseconds; 0: never
 );
+-- A long job's notes (progress, checkpoint, log lines: job.Notes as JSON),
+-- written under the job's lease (notes.go); they go with the job.
+CREATE TABLE IF NOT EXISTS conveyor_job_notes (
+    id    TEXT PRIMARY KEY, -- the job's
+    notes BLOB NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS conveyor_job_notes_gone AFTER DELETE ON conveyor_jobs
+BEGIN
+    DELETE FROM conveyor_job_notes WHERE id = OLD.id;
+END;
