@@ -3,6 +3,7 @@ package celery
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -51,6 +52,16 @@ type Config struct {
 	Origin string
 	// Clock tells the time of leases, eta and expires. Default the system clock.
 	Clock backends.Clock
+	// VisibilityTimeout is kombu's visibility_timeout on Redis: a message
+	// taken from a queue and neither acked nor given back for this long
+	// (its consumer crashed) is put back on its queue by any Go process
+	// consuming, as Celery's own workers do. Keep it above the longest
+	// job and the furthest eta, or such jobs run twice (Celery's own
+	// caveat). Default 1h, kombu's.
+	VisibilityTimeout time.Duration
+	// Logger receives what the broker does on its own (restores of
+	// unacked messages, their failures). Default slog.Default().
+	Logger *slog.Logger
 }
 
 // ErrConfig is returned by New for a Config it cannot use.
@@ -86,6 +97,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Clock == nil {
 		c.Clock = backends.SystemClock{}
+	}
+	if c.VisibilityTimeout <= 0 {
+		c.VisibilityTimeout = time.Hour
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
 	}
 	return c, nil
 }

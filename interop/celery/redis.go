@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -68,8 +69,9 @@ type redisReceipt struct {
 }
 
 type redisTransport struct {
-	cfg Config
-	rdb redis.UniversalClient
+	cfg       Config
+	rdb       redis.UniversalClient
+	restoring sync.Once // one restoreLoop per transport, from the first start
 }
 
 func newRedisTransport(cfg Config) *redisTransport {
@@ -160,6 +162,7 @@ func (t *redisTransport) start(ctx context.Context, queue string, b *Broker) err
 	if err != nil {
 		return fmt.Errorf("celery: Redis declare %s: %w", queue, err)
 	}
+	t.restoring.Do(func() { go t.restoreLoop(ctx) })
 	go func() {
 		for ctx.Err() == nil {
 			n, room := b.room(queue)
