@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/conveyorhq/conveyor/backends/membackend"
 	"github.com/conveyorhq/conveyor/backends/sqlitebackend"
 	"github.com/conveyorhq/conveyor/flow"
+	"github.com/conveyorhq/conveyor/flow/flowtest"
 	"github.com/conveyorhq/conveyor/internal/testenv"
 	"github.com/conveyorhq/conveyor/job"
 	"github.com/conveyorhq/conveyor/queue"
@@ -96,14 +96,12 @@ func TestRateLimitHoldsAcrossWorkers(t *testing.T) {
 	if n := ran.Load(); n != 5 {
 		t.Fatalf("the handler ran %d times under a limit of 5", n)
 	}
+	flowtest.HeldBackUnspent(t, bs[0], "rated")
 	page, err := bs[0].ListJobs(context.Background(), backends.ListJobsParams{Queue: "rated", State: job.Scheduled})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range page.Jobs {
-		if r.Attempts() != 0 || r.Deliveries != 0 {
-			t.Fatalf("held-back job %s used %d attempts and %d deliveries", r.ID, r.Attempts(), r.Deliveries)
-		}
 		if d := time.Until(r.RunAt); d < 5*time.Minute {
 			t.Fatalf("held-back job due in %s; the next token is about 12 minutes away", d)
 		}
@@ -140,26 +138,6 @@ func TestQueueRateLimit(t *testing.T) {
 	}
 }
 
-// keyLedger records, per key, how many jobs run at once and the most ever.
-type keyLedger struct {
-	mu      sync.Mutex
-	running map[string]int
-	most    map[string]int
-}
-
-func (l *keyLedger) enter(key string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.running[key]++
-	l.most[key] = max(l.most[key], l.running[key])
-}
-
-func (l *keyLedger) leave(key string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.running[key]--
-}
-
 // Two workers on one SQLite file, each with room for 8 jobs, never run
 // more than 2 jobs of one key at once, and every job still runs once
 // without an attempt used.
@@ -168,7 +146,7 @@ func TestConcurrencyLimitPerKeyAcrossWorkers(t *testing.T) {
 	task := queue.NewTask[Args, queue.None]("flow.conc", queue.TaskOptions{
 		Queue: "keyed", ConcurrencyLimit: &flow.ConcurrencyLimit{Limit: 2, Backoff: 5 * time.Millisecond},
 	})
-	ledger := &keyLedger{running: map[string]int{}, most: map[string]int{}}
+	var ledger flowtest.Ledger
 	held := &outcomeCount{want: worker.Postponed}
 	for i, b := range bs {
 		w := worker.New(b, worker.Config{ID: fmt.Sprintf("w%d", i), Queues: []worker.QueueConfig{{Name: "keyed"}},
@@ -176,8 +154,7 @@ func TestConcurrencyLimitPerKeyAcrossWorkers(t *testing.T) {
 		worker.Register(w, task, func(ctx context.Context, _ Args) (queue.None, error) {
 			j, _ := worker.JobFromContext(ctx)
 			key := flow.ByJobKey(j)
-			ledger.enter(key)
-			defer ledger.leave(key)
+			defer ledger.Enter(key)()
 			time.Sleep(20 * time.Millisecond) // the job's work: long enough for others to try to overlap
 			return queue.None{}, nil
 		})
@@ -203,19 +180,13 @@ func TestConcurrencyLimitPerKeyAcrossWorkers(t *testing.T) {
 			t.Fatalf("job %s ended %s after %d attempts", r.ID, r.State, r.Attempts())
 		}
 	}
-	ledger.mu.Lock()
-	defer ledger.mu.Unlock()
-	for key, most := range ledger.most {
-		if most > 2 {
-			t.Fatalf("key %s had %d jobs running at once under a limit of 2", key, most)
-		}
-	}
+	ledger.AtMost(t, 2)
 	// The first reserve takes 8 of the 30 jobs, so some key had more than
 	// 2 of them: the limit held some back.
 	if held.n.Load() == 0 {
 		t.Fatal("no job was held back: the limit was never reached")
 	}
-	t.Logf("most running at once per key: %v; %d deliveries held back", ledger.most, held.n.Load())
+	t.Logf("most running at once per key: %v; %d deliveries held back", ledger.Most(), held.n.Load())
 }
 
 // outcomeCount counts the deliveries that ended with one outcome.

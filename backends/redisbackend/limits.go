@@ -56,7 +56,9 @@ end
 return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 `)
 
-func (b *Backend) flowKey(key, kind string) string { return b.cfg.Prefix + ":{flow:" + key + "}:" + kind }
+func (b *Backend) flowKey(key, kind string) string {
+	return b.cfg.Prefix + ":{flow:" + key + "}:" + kind
+}
 
 // TakeToken implements backends.Limiter.
 func (b *Backend) TakeToken(ctx context.Context, p backends.TakeTokenParams) (backends.TakeTokenResult, error) {

@@ -3,7 +3,6 @@ package redisbackend_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/redisbackend"
 	"github.com/conveyorhq/conveyor/flow"
+	"github.com/conveyorhq/conveyor/flow/flowtest"
 	"github.com/conveyorhq/conveyor/internal/testenv"
 	"github.com/conveyorhq/conveyor/job"
 	"github.com/conveyorhq/conveyor/queue"
@@ -37,8 +37,7 @@ func TestLimitsHoldAcrossWorkers(t *testing.T) {
 		Queue: "keyed", ConcurrencyLimit: &flow.ConcurrencyLimit{Limit: 2, Backoff: 5 * time.Millisecond},
 	})
 	var ran atomic.Int64
-	var mu sync.Mutex
-	running, most := map[string]int{}, map[string]int{}
+	var ledger flowtest.Ledger
 	for i, b := range bs {
 		w := worker.New(b, worker.Config{ID: fmt.Sprintf("w%d", i), Concurrency: 8, PollInterval: 20 * time.Millisecond,
 			Queues: []worker.QueueConfig{{Name: "rated"}, {Name: "keyed"}}})
@@ -46,14 +45,8 @@ func TestLimitsHoldAcrossWorkers(t *testing.T) {
 		worker.Register(w, keyed, func(ctx context.Context, _ flowArgs) (queue.None, error) {
 			j, _ := worker.JobFromContext(ctx)
 			key := flow.ByJobKey(j)
-			mu.Lock()
-			running[key]++
-			most[key] = max(most[key], running[key])
-			mu.Unlock()
+			defer ledger.Enter(key)()
 			time.Sleep(20 * time.Millisecond) // the job's work, for others to try to overlap
-			mu.Lock()
-			running[key]--
-			mu.Unlock()
 			return queue.None{}, nil
 		})
 		if err := w.Start(context.Background()); err != nil {
@@ -88,21 +81,7 @@ func TestLimitsHoldAcrossWorkers(t *testing.T) {
 	if n := ran.Load(); n != 5 {
 		t.Fatalf("the rated handler ran %d times under a limit of 5", n)
 	}
-	page, err := bs[0].ListJobs(context.Background(), backends.ListJobsParams{Queue: "rated", State: job.Scheduled})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range page.Jobs {
-		if r.Attempts() != 0 || r.Deliveries != 0 {
-			t.Fatalf("held-back job %s used %d attempts and %d deliveries", r.ID, r.Attempts(), r.Deliveries)
-		}
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	for key, n := range most {
-		if n > 2 {
-			t.Fatalf("key %s had %d jobs running at once under a limit of 2", key, n)
-		}
-	}
-	t.Logf("most running at once per key: %v", most)
+	flowtest.HeldBackUnspent(t, bs[0], "rated")
+	ledger.AtMost(t, 2)
+	t.Logf("most running at once per key: %v", ledger.Most())
 }
