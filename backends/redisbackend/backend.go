@@ -52,20 +52,33 @@ func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]back
 }
 
 func (b *Backend) enqueue(ctx context.Context, queues []string, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
-	keys := make([]string, len(queues))
-	args := make([]any, 0, 1+2*len(queues)+12*len(p.Jobs))
-	args = append(args, b.cfg.Clock.Now().UnixMilli())
-	need := p.DepthNeeded()
-	for i, q := range queues {
-		keys[i] = b.base(q)
-		args = append(args, q, need[q].MaxDepth)
+	now := b.cfg.Clock.Now().UnixMilli()
+	var v []any
+	var err error
+	if lean(queues, p) {
+		args := make([]any, 0, 1+9*len(p.Jobs))
+		args = append(args, now)
+		for _, ins := range p.Jobs {
+			args = append(args, ins.ID, ins.Task, ins.Payload, ins.Priority, record.Millis(ins.RunAt),
+				ins.MaxDeliveries, ins.Timeout.Milliseconds(), ins.RetryPolicy, record.Headers(ins.Headers))
+		}
+		v, err = b.s.enqueueLean.Run(ctx, b.rdb, []string{b.base(queues[0])}, args...).Slice()
+	} else {
+		keys := make([]string, len(queues))
+		args := make([]any, 0, 1+2*len(queues)+12*len(p.Jobs))
+		args = append(args, now)
+		need := p.DepthNeeded()
+		for i, q := range queues {
+			keys[i] = b.base(q)
+			args = append(args, q, need[q].MaxDepth)
+		}
+		for _, ins := range p.Jobs {
+			args = append(args, ins.ID, slices.Index(queues, ins.Queue)+1, ins.Task, ins.Payload,
+				ins.Priority, record.Millis(ins.RunAt), ins.MaxDeliveries, ins.Timeout.Milliseconds(), ins.RetryPolicy,
+				record.Headers(ins.Headers), ins.UniqueKey, record.Millis(ins.UniqueUntil))
+		}
+		v, err = b.s.enqueue.Run(ctx, b.rdb, keys, args...).Slice()
 	}
-	for _, ins := range p.Jobs {
-		args = append(args, ins.ID, slices.Index(queues, ins.Queue)+1, ins.Task, ins.Payload,
-			ins.Priority, record.Millis(ins.RunAt), ins.MaxDeliveries, ins.Timeout.Milliseconds(), ins.RetryPolicy,
-			record.Headers(ins.Headers), ins.UniqueKey, record.Millis(ins.UniqueUntil))
-	}
-	v, err := b.s.enqueue.Run(ctx, b.rdb, keys, args...).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("redisbackend: enqueue: %w", err)
 	}
@@ -81,6 +94,21 @@ func (b *Backend) enqueue(ctx context.Context, queues []string, p backends.Enque
 		res[i] = backends.EnqueueResult{ID: str(v[o]), State: job.State(str(v[o+1])), Duplicate: integer(v[o+2]) == 1}
 	}
 	return res, nil
+}
+
+// lean tells whether a batch can take the lean enqueue script: one queue,
+// no bound to check and no unique key to hold, so nothing but the job's own
+// ID is read before writing.
+func lean(queues []string, p backends.EnqueueParams) bool {
+	if len(queues) != 1 {
+		return false
+	}
+	for _, ins := range p.Jobs {
+		if ins.MaxDepth > 0 || ins.UniqueKey != "" || !ins.UniqueUntil.IsZero() {
+			return false
+		}
+	}
+	return true
 }
 
 // maxBatch bounds the jobs one script run reserves or completes: the

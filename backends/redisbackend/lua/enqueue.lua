@@ -74,14 +74,19 @@ for i = 0, njobs - 1 do
         table.insert(h, v)
       end
     end
-    redis.call('HSET', jk(id), unpack(h))
     zadd(sk(state), seq, id)
     if state == 'pending' then
-      makeready(id, prio, runat, seq)
+      -- makeready's two writes, folded into the job's HSET below and the
+      -- deferred ZADDs.
+      local rk = string.format('%013d:%016d:', runat, seq) .. id
+      table.insert(h, 'rk')
+      table.insert(h, rk)
+      zadd(READY, -prio, rk)
       avail[qi] = true
     else
       zadd(LATER, runat, id)
     end
+    redis.call('HSET', jk(id), unpack(h))
     if ARGV[o + 10] ~= '' then redis.call('HSET', base .. ':uniq', ARGV[o + 10], id) end
     table.insert(out, id)
     table.insert(out, state)
