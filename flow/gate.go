@@ -3,6 +3,7 @@ package flow
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
@@ -20,11 +21,16 @@ type Limits struct {
 func (l Limits) Empty() bool { return len(l.Rates) == 0 && l.Concurrency == nil }
 
 // HeldBackError says a limit holds a job back until Until. The worker
-// postpones the job to then without using an attempt or a delivery.
+// postpones the job to then without using an attempt or a delivery. For a
+// rate limit, Until is the next token's time plus a random part of the
+// limit's interval, so that held-back jobs come back spread out.
 type HeldBackError struct {
 	Limit string // the limit's name
 	Key   string // the key it counted the job under
 	Until time.Time
+	// Next is when the limit next admits a job (a rate limit's next
+	// token); zero for a concurrency limit, which cannot tell.
+	Next time.Time
 }
 
 func (e *HeldBackError) Error() string {
@@ -117,7 +123,11 @@ func (g *Gate) take(ctx context.Context, rec *job.Record, rl RateLimit, now time
 		return fmt.Errorf("rate limit %s: %w", rl.Name, err)
 	}
 	if !res.OK {
-		return &HeldBackError{Limit: rl.Name, Key: key, Until: res.NextAt}
+		// Spread over one interval past the next token: held back to one
+		// instant, every waiting job would come back for each token and
+		// all but one be postponed again (a herd of reserves per token).
+		// Spread, each comes back about once per interval.
+		return &HeldBackError{Limit: rl.Name, Key: key, Until: res.NextAt.Add(rand.N(rl.Per)), Next: res.NextAt}
 	}
 	return nil
 }

@@ -20,6 +20,9 @@ type flowState struct {
 	gate *flow.Gate // nil: the backend holds no limits
 	mu   sync.Mutex
 	held map[string]flow.Ticket // by job ID, jobs holding a slot
+	// quiet holds, per queue whose own rate limit is out of tokens, the
+	// time of its next token: fetching before then would only postpone.
+	quiet map[string]time.Time
 }
 
 // initLimits opens the gate on the backend's limits and refuses to start
@@ -28,6 +31,7 @@ type flowState struct {
 // Called by start with w.mu held.
 func (w *Worker) initLimits() error {
 	w.flow.held = map[string]flow.Ticket{}
+	w.flow.quiet = map[string]time.Time{}
 	gate, gerr := flow.NewGate(w.b, nil)
 	w.flow.gate = gate
 	check := func(what string, r *flow.RateLimit, c *flow.ConcurrencyLimit) error {
@@ -66,8 +70,7 @@ func (w *Worker) initLimits() error {
 // limitsOf returns the limits rec's delivery must pass: its queue's rate
 // limit, read now so that Reconfigure changes it at run time, then its
 // task's.
-func (w *Worker) limitsOf(rec *job.Record, opts queue.TaskOptions) (flow.Limits, string) {
-	var lim flow.Limits
+func (w *Worker) limitsOf(rec *job.Record, opts queue.TaskOptions) (lim flow.Limits, queueLimit string) {
 	for _, q := range w.live().Queues {
 		if q.Name == rec.Queue && q.RateLimit != nil {
 			ql := *q.RateLimit
@@ -75,30 +78,36 @@ func (w *Worker) limitsOf(rec *job.Record, opts queue.TaskOptions) (flow.Limits,
 				ql.Name = "queue:" + q.Name
 			}
 			lim.Rates = append(lim.Rates, ql)
+			queueLimit = ql.Name
 		}
 	}
 	if opts.RateLimit != nil {
 		lim.Rates = append(lim.Rates, *opts.RateLimit)
 	}
 	lim.Concurrency = opts.ConcurrencyLimit
-	return lim, rec.Task
+	return lim, queueLimit
 }
 
 // admit decides whether rec runs now. nil: run it (releaseSlot gives its
 // slot back afterwards). Otherwise an error for finish: a snooze for a job
 // a limit holds back, ErrExpired (wrapped) for a job past its expiry.
 func (w *Worker) admit(ctx context.Context, rec *job.Record, opts queue.TaskOptions) error {
-	lim, name := w.limitsOf(rec, opts)
+	lim, queueLimit := w.limitsOf(rec, opts)
 	if lim.Empty() {
 		return flow.Expired(rec, time.Now())
 	}
 	if w.flow.gate == nil { // a limit added by Reconfigure on a backend without limits
 		return fmt.Errorf("worker: limits of task %s: %w", rec.Task, job.ErrUnsupported)
 	}
-	t, err := w.flow.gate.Admit(ctx, rec, name, lim)
+	t, err := w.flow.gate.Admit(ctx, rec, rec.Task, lim)
 	var hb *flow.HeldBackError
 	switch {
 	case errors.As(err, &hb):
+		if hb.Limit == queueLimit {
+			w.flow.mu.Lock()
+			w.flow.quiet[rec.Queue] = hb.Next
+			w.flow.mu.Unlock()
+		}
 		// A snooze: postponed without an attempt or a delivery.
 		return retry.Snooze(max(time.Until(hb.Until), time.Millisecond))
 	case errors.Is(err, job.ErrConflict):
@@ -113,6 +122,14 @@ func (w *Worker) admit(ctx context.Context, rec *job.Record, opts queue.TaskOpti
 		w.flow.mu.Unlock()
 	}
 	return nil
+}
+
+// queueQuiet reports whether queue q's own rate limit has no token before
+// a time still to come: the fetch loop skips the queue until then.
+func (w *Worker) queueQuiet(q string) bool {
+	w.flow.mu.Lock()
+	defer w.flow.mu.Unlock()
+	return time.Now().Before(w.flow.quiet[q])
 }
 
 // releaseSlot gives back the slot rec's delivery holds, if any, once its

@@ -284,7 +284,7 @@ func (w *Worker) fetchRound(ctx context.Context) (bool, error) {
 	live := w.live()
 	for _, q := range queueOrder(live) {
 		free := w.freeSlots(q)
-		if free == 0 || w.behindOpenBreakers(q.Name) {
+		if free == 0 || w.behindOpenBreakers(q.Name) || w.queueQuiet(q.Name) {
 			continue
 		}
 		// Jobs of every task come back, also of tasks this worker has no
