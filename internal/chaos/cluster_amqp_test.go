@@ -50,6 +50,9 @@ func TestClusterRabbitMQ(t *testing.T) {
 		crash := *rc
 		crash.t, crash.queue = t, sp.Prefix+".q."+mainQueue
 		runChaos(t, chaosCase{spec: sp, server: &crash, corrupt: amqpStoreCorruptors(sp)})
+		if crash.moved == 0 {
+			t.Error("no process was connected to a stopped node: the reconnection to a live node went untested")
+		}
 		members, err := crash.queueInfo(rc.nodes[0], "members")
 		if err != nil {
 			t.Fatal(err)

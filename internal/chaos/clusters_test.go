@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -176,13 +178,109 @@ func (f *redisFailover) Start() {
 // rabbitCluster stops one node's RabbitMQ application (every connection
 // to it drops; the quorum queues' members on the other two keep a
 // majority and elect a leader) and starts it again. The first stop takes
-// the node leading the main queue, each next one the node after the last.
+// the node leading the main queue, the next ones the node most of this
+// run's processes are connected to. After each stop it waits until every
+// process that was connected to the stopped node, and is still alive, is
+// connected to another one: what the URL of several addresses is for.
 type rabbitCluster struct {
 	t       testing.TB
-	nodes   []string
+	nodes   []string // conveyor-c<AMQP port>@localhost, as clusters.sh names them
 	epmd    string
 	queue   string // the main work queue's name
 	stopped string // the node stopped last
+	moved   int    // processes seen reconnected to a live node after a stop
+}
+
+// port is the AMQP port of a node, from its name.
+func (r *rabbitCluster) port(node string) string {
+	name, _, _ := strings.Cut(node, "@")
+	return strings.TrimPrefix(name, "conveyor-c")
+}
+
+// conveyorConn matches the connection name amqpbackend gives its
+// connections, "conveyor <host>/<pid>".
+var conveyorConn = regexp.MustCompile(`"conveyor [^"/]*/([0-9]+)"`)
+
+// conns maps the pid of every process with a Conveyor connection to the
+// AMQP ports it is connected to, as a running node lists the cluster's
+// connections.
+func (r *rabbitCluster) conns() (map[int][]string, error) {
+	var last error
+	for _, n := range r.nodes {
+		if n == r.stopped {
+			continue
+		}
+		out, err := r.ctl(n, "list_connections", "--no-table-headers", "port", "client_properties")
+		if err != nil {
+			last = err
+			continue
+		}
+		m := map[int][]string{}
+		for _, line := range strings.Split(out, "\n") {
+			port, props, _ := strings.Cut(strings.TrimSpace(line), "\t")
+			if sm := conveyorConn.FindStringSubmatch(props); sm != nil {
+				pid, _ := strconv.Atoi(sm[1])
+				m[pid] = append(m[pid], port)
+			}
+		}
+		return m, nil
+	}
+	return nil, last
+}
+
+func (r *rabbitCluster) Crash() {
+	r.t.Helper()
+	before, err := r.conns()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	victim := ""
+	if r.stopped == "" {
+		if f, err := r.queueInfo(r.nodes[0], "leader"); err == nil && len(f) == 1 {
+			victim = f[0]
+		}
+	}
+	if victim == "" { // the node with the most of this run's connections
+		most := -1
+		for _, n := range r.nodes {
+			c := 0
+			for _, ports := range before {
+				c += strings.Count(strings.Join(ports, " "), r.port(n))
+			}
+			if c > most {
+				victim, most = n, c
+			}
+		}
+	}
+	if _, err := r.ctl(victim, "stop_app"); err != nil {
+		r.t.Fatal(err)
+	}
+	r.stopped = victim
+	var on []int // the processes that were connected to the victim
+	for pid, ports := range before {
+		if slices.Contains(ports, r.port(victim)) {
+			on = append(on, pid)
+		}
+	}
+	start := time.Now()
+	waitAnswers(r.t, "the stopped node's clients on live nodes", func() error {
+		now, err := r.conns()
+		if err != nil {
+			return err
+		}
+		for _, pid := range on {
+			if syscall.Kill(pid, 0) != nil {
+				continue // killed meanwhile: nothing to reconnect
+			}
+			if len(now[pid]) == 0 || slices.Contains(now[pid], r.port(victim)) {
+				return fmt.Errorf("process %d not connected to a live node yet", pid)
+			}
+		}
+		return nil
+	}, "")
+	r.moved += len(on)
+	r.t.Logf("rabbitmq: stopped node %s; %d processes connected to it reconnected elsewhere within %s",
+		victim, len(on), time.Since(start).Round(time.Millisecond))
 }
 
 func (r *rabbitCluster) ctl(node string, args ...string) (string, error) {
@@ -207,29 +305,6 @@ func (r *rabbitCluster) queueInfo(node string, cols ...string) ([]string, error)
 		}
 	}
 	return nil, fmt.Errorf("%s: no queue %s", node, r.queue)
-}
-
-func (r *rabbitCluster) Crash() {
-	r.t.Helper()
-	victim := ""
-	if r.stopped == "" {
-		if f, err := r.queueInfo(r.nodes[0], "leader"); err == nil && len(f) == 1 {
-			victim = f[0]
-		}
-	}
-	if victim == "" { // the node after the one stopped last
-		victim = r.nodes[0]
-		for i, n := range r.nodes {
-			if n == r.stopped {
-				victim = r.nodes[(i+1)%len(r.nodes)]
-			}
-		}
-	}
-	if _, err := r.ctl(victim, "stop_app"); err != nil {
-		r.t.Fatal(err)
-	}
-	r.stopped = victim
-	r.t.Logf("rabbitmq: stopped node %s", victim)
 }
 
 func (r *rabbitCluster) Start() {
