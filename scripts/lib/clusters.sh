@@ -134,7 +134,7 @@ start_rabbitmq_cluster() {
     wait_for 60 rabbit_cluster_up "$node" || die "rabbitmq cluster node $node does not answer after joining"
   done
   local running
-  running=$($ctl "$first" cluster_status --formatter json | grep -o "conveyor-c[0-9]*@localhost" | sort -u | wc -l)
+  running=$($ctl "$first" cluster_status --formatter json | grep -o '"running_nodes":\[[^]]*\]' | grep -o "conveyor-c[0-9]*@localhost" | sort -u | wc -l || true)
   [ "$running" = "${#nodes[@]}" ] || die "rabbitmq cluster has $running nodes, want ${#nodes[@]}: $($ctl "$first" cluster_status)"
   CONVEYOR_RABBITMQ_CLUSTER_URL="amqp://guest:guest@$(IFS=,; echo "${addrs[*]}")/"
   CONVEYOR_RABBITMQ_CLUSTER_NODES=$(IFS=,; echo "${nodes[*]}")
@@ -158,7 +158,7 @@ start_postgres_ha() {
   local dir="$SERVERS_DIR/pg-ha" primary replica p
   read -r primary replica <<<"$PG_HA_PORTS"
   for p in $primary $replica; do
-    [ -d "$dir/$p" ] && pg_ha_as "$PG_BIN/pg_ctl" -D "$dir/$p" stop -m immediate >/dev/null 2>&1
+    if [ -d "$dir/$p" ]; then pg_ha_as "$PG_BIN/pg_ctl" -D "$dir/$p" stop -m immediate >/dev/null 2>&1 || true; fi
   done
   rm -rf "$dir" && mkdir -p "$dir" && chown postgres:postgres "$dir"
   pg_ha_as "$PG_BIN/initdb" -D "$dir/$primary" -U conveyor -A trust >"$dir/initdb.log" 2>&1 ||
