@@ -17,6 +17,18 @@
 // their damage calls for; no count of waiting or running jobs may be left.
 // docs/reliability.md has the figures of a long run and what each means.
 //
+// The same workload runs on clusters (cluster_*_test.go, on the clusters
+// scripts/lib/clusters.sh starts): a Redis Cluster of 3 masters and 3
+// replicas whose main-queue master is SIGKILLed and its replica promoted,
+// with every write WAITing for a replica; a 3-node RabbitMQ cluster, a
+// node stopped and restarted while clients reconnect to live nodes through
+// a URL of several addresses; a PostgreSQL primary and streaming replica,
+// the primary stopped and the replica promoted, with synchronous
+// replication (nothing acknowledged may be lost) and without (the loss is
+// measured). Redis Cluster also runs the conformance suite and a worker of
+// 16 queues that must reach every master; RabbitMQ, the AMQP backend's
+// suite. docs/scaling.md has what they measured.
+//
 // The package has no code outside its tests. `go test ./internal/chaos`
 // (as CI runs it) uses 1,000 jobs per backend; scripts/chaos runs 20,000
 // (CONVEYOR_CHAOS_JOBS).
