@@ -28,6 +28,7 @@ func (s Suite) RunCapabilities(t *testing.T) {
 		{"TxEnqueuer", is[backends.TxEnqueuer](probe), testTxEnqueuer},
 		{"Limits", hasLimits(probe), testLimits},
 		{"Annotator", is[backends.Annotator](probe), testAnnotator},
+		{"AnnotateKV", is[backends.KVStore](probe), testAnnotateKV},
 	}
 	for _, c := range caps {
 		t.Run(c.name, func(t *testing.T) {

@@ -113,3 +113,34 @@ func msgs(lines []job.LogLine) []string {
 	}
 	return out
 }
+
+// testAnnotateKV checks the fallback for backends without an Annotator
+// (backends.AnnotateKV over the backend's KVStore): notes kept across
+// deliveries, and once a later delivery wrote or claimed them, an earlier
+// one's writes refused.
+func testAnnotateKV(h *harness) {
+	kv := h.b.(backends.KVStore)
+	id := h.newID()
+	first := job.Lease{JobID: id, Token: "t1"}
+	second := job.Lease{JobID: id, Token: "t2"}
+	now := h.now()
+	must(h.t, backends.AnnotateKV(h.ctx, kv, 1, backends.AnnotateParams{
+		Lease: first, Progress: &job.Progress{Fraction: 0.3}, Checkpoint: []byte(`{"page":3}`),
+		Logs: []job.LogLine{{Level: "INFO", Msg: "a"}, {Level: "INFO", Msg: "b"}}, KeepLogs: 1,
+	}, now))
+	n, err := backends.ClaimKV(h.ctx, kv, second, 2, now) // the re-delivery reads its checkpoint
+	must(h.t, err)
+	if string(n.Checkpoint) != `{"page":3}` || n.Progress == nil || n.Progress.Fraction != 0.3 || len(n.Logs) != 1 || n.LogsDropped != 1 {
+		h.t.Fatalf("claimed notes %+v", n)
+	}
+	expectErr(h.t, backends.AnnotateKV(h.ctx, kv, 1, backends.AnnotateParams{Lease: first, Checkpoint: []byte(`"stale"`)}, now), job.ErrLeaseLost)
+	must(h.t, backends.AnnotateKV(h.ctx, kv, 2, backends.AnnotateParams{Lease: second, Checkpoint: []byte(`{"page":4}`)}, now))
+	n, err = backends.NotesKV(h.ctx, kv, id, now)
+	must(h.t, err)
+	if string(n.Checkpoint) != `{"page":4}` || n.Progress == nil || n.Progress.Fraction != 0.3 {
+		h.t.Fatalf("notes %+v; want the second delivery's checkpoint and the first's progress", n)
+	}
+	if n, err := backends.NotesKV(h.ctx, kv, h.newID(), now); err != nil || n.Checkpoint != nil {
+		h.t.Fatalf("notes of a job without any = %+v, %v", n, err)
+	}
+}
