@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
@@ -17,7 +18,15 @@ import (
 const (
 	HeaderWorkflow = "conveyor-workflow"
 	HeaderStep     = "conveyor-workflow-step"
+	// HeaderDeps lists the step's dependencies, comma-separated, when
+	// they fit in maxDepsHeader bytes; without it, a step that reads its
+	// results reads the workflow's record for them.
+	HeaderDeps = "conveyor-workflow-deps"
 )
+
+// maxDepsHeader bounds HeaderDeps: a chord's callback with 10,000 members
+// reads the record once rather than carry them all in every delivery.
+const maxDepsHeader = 1024
 
 // DefaultKeepFinished is how long a finished workflow's record is kept:
 // as long as dead letters are by default, so that by the time a workflow
@@ -229,9 +238,12 @@ func request(workflowID string, st *stepRecord) queue.Request {
 	t := queue.NewTask[[]byte, queue.None](sp.Task, queue.TaskOptions{
 		Queue: sp.Queue, Priority: sp.Priority, Timeout: sp.Timeout, MaxDeliveries: md, Codec: rawCodec{},
 	})
-	h := make(map[string]string, len(sp.Headers)+2)
+	h := make(map[string]string, len(sp.Headers)+3)
 	maps.Copy(h, sp.Headers)
 	h[HeaderWorkflow], h[HeaderStep] = workflowID, st.Name
+	if deps := strings.Join(st.Deps, ","); len(deps) <= maxDepsHeader {
+		h[HeaderDeps] = deps
+	}
 	return t.Request(sp.Payload, &queue.EnqueueOptions{
 		ID: JobID(workflowID, st.Name), Headers: h, Delay: sp.Delay, RunAt: sp.RunAt, RetryPolicy: sp.RetryPolicy,
 	})

@@ -19,7 +19,7 @@ type Options struct {
 	// retried after an error wrapping ErrOutcomeUnknown (even from another
 	// process) cannot make a second workflow: while a record with this ID
 	// exists, Enqueue returns it with Duplicate set. At most 72 printable
-	// ASCII characters, no spaces. Default: a new time-ordered UUID.
+	// ASCII characters, no spaces or commas. Default: a new time-ordered UUID.
 	ID string
 	// AllowFailure lets every step run once its dependencies finished,
 	// even when some failed, as Step.AllowFailure does for one step.
@@ -76,40 +76,73 @@ func Enqueue(ctx context.Context, c *queue.Client, root Node, opts *Options) (Re
 // EnqueueTx enqueues workflow root inside the caller's database
 // transaction (a *sql.Tx, or a pgx.Tx on PostgreSQL; the backend must be a
 // backends.TxEnqueuer): its first steps' jobs exist if and only if tx
-// commits. The record cannot join the transaction (the KV store has no
-// transactional form), so it is written before, in state Starting and
-// marked as transactional: nothing enqueues a step of it until one of its
-// first jobs is seen, which proves the commit. The reconciler deletes such
-// a record whose first jobs never appeared after Config.TxGrace (the
-// caller rolled back). A step refused at run time is dead-lettered with
-// the reason, as with Enqueue.
+// commits. It is Prepare and then Prepared.EnqueueTx; on SQLite, whose
+// backend writes through one connection that an open transaction holds,
+// call Prepare before beginning the transaction.
 func EnqueueTx(ctx context.Context, c *queue.Client, tx any, root Node, opts *Options) (Ref, error) {
+	p, err := Prepare(ctx, c, root, opts)
+	if err != nil {
+		return Ref{}, err
+	}
+	return p.EnqueueTx(ctx, tx)
+}
+
+// Prepared is a workflow whose record is stored, waiting to be enqueued
+// in the caller's transaction.
+type Prepared struct {
+	s       *store
+	r       *record
+	version int64
+	dup     bool
+}
+
+// ID returns the prepared workflow's ID.
+func (p *Prepared) ID() string { return p.r.ID }
+
+// Prepare checks workflow root and stores its record, for
+// Prepared.EnqueueTx. The record cannot join the caller's transaction
+// (the KV store has no transactional form), so it is written first, in
+// state Starting and marked as transactional: nothing enqueues a step of
+// it until one of its first jobs is seen, which proves the commit. The
+// reconciler deletes such a record whose first jobs never appeared after
+// Config.TxGrace (the caller rolled back, or never enqueued). A taken ID
+// is a duplicate, as with Enqueue.
+func Prepare(ctx context.Context, c *queue.Client, root Node, opts *Options) (*Prepared, error) {
 	if _, ok := c.Backend().(backends.TxEnqueuer); !ok {
-		return Ref{}, fmt.Errorf("%w: transactional enqueue on %T", job.ErrUnsupported, c.Backend())
+		return nil, fmt.Errorf("%w: transactional enqueue on %T", job.ErrUnsupported, c.Backend())
 	}
 	s, r, err := prepare(c, root, opts)
 	if err != nil {
-		return Ref{}, err
+		return nil, err
 	}
 	r.Tx = true
 	version, err := s.save(ctx, r, 0)
 	switch {
 	case errors.Is(err, job.ErrConflict):
-		return Ref{ID: r.ID, Duplicate: true}, nil
+		return &Prepared{s: s, r: r, dup: true}, nil
 	case err != nil:
-		return Ref{}, fmt.Errorf("workflow %s: %w", r.ID, err)
+		return nil, fmt.Errorf("workflow %s: %w", r.ID, err)
+	}
+	return &Prepared{s: s, r: r, version: version}, nil
+}
+
+// EnqueueTx enqueues the prepared workflow's first steps in tx. On an
+// error the caller rolls back; the record is deleted.
+func (p *Prepared) EnqueueTx(ctx context.Context, tx any) (Ref, error) {
+	if p.dup {
+		return Ref{ID: p.r.ID, Duplicate: true}, nil
 	}
 	var reqs []queue.Request
-	for _, st := range r.Steps {
+	for _, st := range p.r.Steps {
 		if len(st.Deps) == 0 {
-			reqs = append(reqs, request(r.ID, st))
+			reqs = append(reqs, request(p.r.ID, st))
 		}
 	}
-	if _, err := c.EnqueueTx(ctx, tx, reqs...); err != nil {
-		_ = s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: key(r.ID), IfVersion: version})
-		return Ref{}, fmt.Errorf("workflow %s: %w", r.ID, err)
+	if _, err := p.s.c.EnqueueTx(ctx, tx, reqs...); err != nil {
+		_ = p.s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: key(p.r.ID), IfVersion: p.version})
+		return Ref{}, fmt.Errorf("workflow %s: %w", p.r.ID, err)
 	}
-	return Ref{ID: r.ID}, nil
+	return Ref{ID: p.r.ID}, nil
 }
 
 // prepare builds and checks a workflow's record, state Starting.

@@ -269,14 +269,15 @@ func findCycle(steps []*stepRecord, index map[string]int) []string {
 }
 
 // validName checks a name that becomes part of job IDs and storage keys:
-// printable ASCII without spaces, not empty, at most max bytes.
+// printable ASCII without spaces or commas (a header lists step names
+// with commas), not empty, at most max bytes.
 func validName(what, s string, max int) error {
 	if s == "" || len(s) > max {
 		return fmt.Errorf("%w: workflow: %s %q must be 1 to %d bytes", job.ErrInvalid, what, s, max)
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c > '~' {
-			return fmt.Errorf("%w: workflow: %s %q has byte %#x; use printable ASCII without spaces", job.ErrInvalid, what, s, c)
+		if c := s[i]; c <= ' ' || c > '~' || c == ',' {
+			return fmt.Errorf("%w: workflow: %s %q has byte %#x; use printable ASCII without spaces or commas", job.ErrInvalid, what, s, c)
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -109,7 +110,14 @@ func (e *Engine) Middleware() worker.Middleware {
 	return func(next worker.HandlerFunc) worker.HandlerFunc {
 		return func(ctx context.Context, j *job.Record) ([]byte, error) {
 			if id, step := j.Headers[HeaderWorkflow], j.Headers[HeaderStep]; id != "" && step != "" {
-				ctx = context.WithValue(ctx, stepKey{}, &stepView{s: e.s, workflow: id, step: step})
+				v := &stepView{s: e.s, workflow: id, step: step}
+				if deps, ok := j.Headers[HeaderDeps]; ok {
+					v.deps = []string{} // known, maybe none
+					if deps != "" {
+						v.deps = strings.Split(deps, ",")
+					}
+				}
+				ctx = context.WithValue(ctx, stepKey{}, v)
 			}
 			return next(ctx, j)
 		}

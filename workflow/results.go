@@ -9,6 +9,7 @@ import (
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/job"
 	"github.com/conveyorhq/conveyor/queue"
+	"github.com/conveyorhq/conveyor/retry"
 )
 
 // Output is one finished step's result as stored: its job's encoded result
@@ -26,15 +27,24 @@ type Output struct {
 // Decode decodes the step's result into v with the JSON codec, the
 // default; a task with another codec decodes Data with it. A failed step
 // returns its Err.
+//
+// Both errors are retry.Permanent: no attempt of the handler can change a
+// finished step's outcome or a result that does not decode as what it
+// expects, so a handler that returns them is dead-lettered at once with
+// the reason, and the rest of the workflow follows its failure policy.
 func (o Output) Decode(v any) error {
+	return o.decode(func(b []byte) error { return json.Unmarshal(b, v) })
+}
+
+func (o Output) decode(dec func([]byte) error) error {
 	if o.Err != nil {
-		return o.Err
+		return retry.Permanent(o.Err)
 	}
 	if len(o.Data) == 0 {
 		return nil
 	}
-	if err := json.Unmarshal(o.Data, v); err != nil {
-		return fmt.Errorf("%w: result of step %s: %w", job.ErrMalformedPayload, o.Step, err)
+	if err := dec(o.Data); err != nil {
+		return retry.Permanent(fmt.Errorf("%w: result of step %s: %w", job.ErrMalformedPayload, o.Step, err))
 	}
 	return nil
 }
@@ -48,6 +58,7 @@ type stepView struct {
 	s        *store
 	workflow string
 	step     string
+	deps     []string // from the job's header; nil: read them from the record
 }
 
 // Current returns the workflow ID and step name of the step a handler
@@ -73,42 +84,82 @@ func Results(ctx context.Context) ([]Output, error) {
 	if !ok {
 		return nil, ErrNotInWorkflow
 	}
-	r, _, err := v.s.load(ctx, v.workflow)
-	if err != nil {
-		return nil, err
+	var r *record // read only when needed: it may hold 10,000 steps
+	record := func() (*record, error) {
+		if r != nil {
+			return r, nil
+		}
+		var err error
+		r, _, err = v.s.load(ctx, v.workflow)
+		return r, err
 	}
-	st := r.step(v.step)
-	if st == nil {
-		return nil, fmt.Errorf("%w: workflow %s has no step %q", job.ErrNotFound, v.workflow, v.step)
-	}
-	out := make([]Output, len(st.Deps))
-	for i, d := range st.Deps {
-		if out[i], err = v.s.output(ctx, r, r.step(d)); err != nil {
+	deps := v.deps
+	if deps == nil {
+		r, err := record()
+		if err != nil {
 			return nil, err
+		}
+		st := r.step(v.step)
+		if st == nil {
+			return nil, fmt.Errorf("%w: workflow %s has no step %q", job.ErrNotFound, v.workflow, v.step)
+		}
+		deps = st.Deps
+	}
+	out := make([]Output, len(deps))
+	for i, d := range deps {
+		rec, err := v.s.in.GetJob(ctx, backends.GetJobParams{ID: JobID(v.workflow, d)})
+		switch {
+		case err == nil:
+			out[i] = jobOutput(d, rec)
+		case errors.Is(err, job.ErrNotFound):
+			// No job: cancelled or refused before it had one; the record
+			// says why.
+			r, err := record()
+			if err != nil {
+				return nil, err
+			}
+			st := r.step(d)
+			if st == nil {
+				return nil, fmt.Errorf("%w: workflow %s has no step %q", job.ErrNotFound, v.workflow, d)
+			}
+			out[i] = recordOutput(st)
+		default:
+			return nil, fmt.Errorf("step %s: %w", d, err)
 		}
 	}
 	return out, nil
 }
 
-// output reads one finished step's output from its job.
+// output reads one finished step's output: from its job, or from the
+// record when it never had one.
 func (s *store) output(ctx context.Context, r *record, st *stepRecord) (Output, error) {
-	o := Output{Step: st.Name, State: st.State}
 	if !st.HasJob {
-		switch st.State {
-		case StepCancelled:
-			o.Err = fmt.Errorf("%w: step %s: %s", ErrStepCancelled, st.Name, st.Reason)
-		case StepDead:
-			o.Err = fmt.Errorf("%w: step %s: %s", ErrStepFailed, st.Name, st.Reason)
-		default:
-			o.Err = fmt.Errorf("%w: step %s is %s", job.ErrNotFinished, st.Name, st.State)
-		}
-		return o, nil
+		return recordOutput(st), nil
 	}
 	rec, err := s.in.GetJob(ctx, backends.GetJobParams{ID: JobID(r.ID, st.Name)})
 	if err != nil {
-		return o, fmt.Errorf("step %s: %w", st.Name, err)
+		return Output{}, fmt.Errorf("step %s: %w", st.Name, err)
 	}
-	o.State = stepStateOf(rec.State)
+	return jobOutput(st.Name, rec), nil
+}
+
+// recordOutput is the output of a step that has no job.
+func recordOutput(st *stepRecord) Output {
+	o := Output{Step: st.Name, State: st.State}
+	switch st.State {
+	case StepCancelled:
+		o.Err = fmt.Errorf("%w: step %s: %s", ErrStepCancelled, st.Name, st.Reason)
+	case StepDead:
+		o.Err = fmt.Errorf("%w: step %s: %s", ErrStepFailed, st.Name, st.Reason)
+	default:
+		o.Err = fmt.Errorf("%w: step %s is %s", job.ErrNotFinished, st.Name, st.State)
+	}
+	return o
+}
+
+// jobOutput is the output of a step from its job's record.
+func jobOutput(step string, rec *job.Record) Output {
+	o := Output{Step: step, State: stepStateOf(rec.State)}
 	switch rec.State {
 	case job.Done:
 		o.Data = rec.Result
@@ -117,13 +168,13 @@ func (s *store) output(ctx context.Context, r *record, st *stepRecord) (Output, 
 		if le := rec.LastError(); le != nil {
 			reason = le.Error
 		}
-		o.Err = fmt.Errorf("%w: step %s: %s", ErrStepFailed, st.Name, reason)
+		o.Err = fmt.Errorf("%w: step %s: %s", ErrStepFailed, step, reason)
 	case job.Cancelled:
-		o.Err = fmt.Errorf("%w: step %s: its job was cancelled", ErrStepCancelled, st.Name)
+		o.Err = fmt.Errorf("%w: step %s: its job was cancelled", ErrStepCancelled, step)
 	default:
-		o.Err = fmt.Errorf("%w: step %s is %s", job.ErrNotFinished, st.Name, rec.State)
+		o.Err = fmt.Errorf("%w: step %s is %s", job.ErrNotFinished, step, rec.State)
 	}
-	return o, nil
+	return o
 }
 
 // Result decodes the result of step, which the running step depends on,
@@ -157,13 +208,7 @@ func ResultOf[A, R any](ctx context.Context, t *queue.Task[A, R], step string) (
 		if o.Step != step {
 			continue
 		}
-		if o.Err != nil || len(o.Data) == 0 {
-			return out, o.Err
-		}
-		if err := t.Options().Codec.Decode(o.Data, &out); err != nil {
-			return out, fmt.Errorf("%w: result of step %s: %w", job.ErrMalformedPayload, step, err)
-		}
-		return out, nil
+		return out, o.decode(func(b []byte) error { return t.Options().Codec.Decode(b, &out) })
 	}
 	return out, fmt.Errorf("%w: the running step does not depend on %q", job.ErrInvalid, step)
 }

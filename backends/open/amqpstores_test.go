@@ -20,6 +20,7 @@ import (
 	"github.com/conveyorhq/conveyor/backends/redisbackend"
 	"github.com/conveyorhq/conveyor/backends/sqlitebackend"
 	"github.com/conveyorhq/conveyor/internal/testenv"
+	"github.com/conveyorhq/conveyor/workflow/workflowtest"
 )
 
 // The AMQP backend keeps job state in whichever store it is paired with,
@@ -86,4 +87,24 @@ func must[B backends.Backend](b B, err error) func(t *testing.T) B {
 		t.Cleanup(func() { _ = b.Close() })
 		return b
 	}
+}
+
+// TestWorkflows runs the workflow engine's suite on the broker with a
+// SQLite store (records and job state in the store, jobs on the broker),
+// each case under a prefix and in a file of its own.
+func TestWorkflows(t *testing.T) {
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	workflowtest.Run(t, func(t *testing.T) backends.Backend {
+		ctx := context.Background()
+		prefix := "test-wf-" + run + "-" + strings.NewReplacer("/", "-").Replace(t.Name())
+		testenv.DeleteRabbitMQQueues(t, prefix)
+		st := must(sqlitebackend.Open(ctx, sqlitebackend.Config{Path: filepath.Join(t.TempDir(), "state.db")}))(t)
+		b, err := amqpbackend.OpenStored(ctx, amqpbackend.Config{
+			URL: testenv.RabbitMQURL(t), Prefix: prefix, Store: st, TransitWait: 5 * time.Second,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	})
 }

@@ -201,8 +201,17 @@ func TestCountsMatchTheRows(t *testing.T) {
 // TestWorkflows runs the workflow engine's suite on the backend's KV
 // store, each case in a schema of its own.
 func TestWorkflows(t *testing.T) {
-	workflowtest.Run(t, func(t *testing.T) backends.Backend {
+	fresh := func(t *testing.T) backends.Backend {
 		pool, schema := newPool(t)
 		return open(t, pool, pgbackend.Config{Schema: schema})
+	}
+	workflowtest.Run(t, fresh)
+	workflowtest.RunTx(t, fresh, func(t *testing.T, b backends.Backend) (any, func() error, func() error) {
+		ctx := context.Background()
+		tx, err := b.(*pgbackend.Backend).Pool().Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tx, func() error { return tx.Commit(ctx) }, func() error { return tx.Rollback(ctx) }
 	})
 }

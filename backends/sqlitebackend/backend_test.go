@@ -243,5 +243,13 @@ func TestPruneKeepsWhatRetentionAndUniquenessNeed(t *testing.T) {
 // TestWorkflows runs the workflow engine's suite on the backend's KV
 // store, each case in a file of its own.
 func TestWorkflows(t *testing.T) {
-	workflowtest.Run(t, func(t *testing.T) backends.Backend { return open(t, filepath.Join(t.TempDir(), "wf.db")) })
+	fresh := func(t *testing.T) backends.Backend { return open(t, filepath.Join(t.TempDir(), "wf.db")) }
+	workflowtest.Run(t, fresh)
+	workflowtest.RunTx(t, fresh, func(t *testing.T, b backends.Backend) (any, func() error, func() error) {
+		tx, err := b.(*sqlitebackend.Backend).DB().BeginTx(context.Background(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tx, tx.Commit, tx.Rollback
+	})
 }

@@ -44,6 +44,12 @@ var trace = queue.NewTask[label, []string]("workflowtest.trace", queue.TaskOptio
 // flaky fails for good (dead at once) while the test says so.
 var flaky = queue.NewTask[label, string]("workflowtest.flaky", queue.TaskOptions{Queue: q})
 
+// text wants the previous step's result as a string.
+var text = queue.NewTask[label, string]("workflowtest.text", queue.TaskOptions{Queue: q})
+
+// block runs until its context is cancelled.
+var block = queue.NewTask[label, string]("workflowtest.block", queue.TaskOptions{Queue: q})
+
 // unencodable has an argument type JSON cannot encode.
 var unencodable = queue.NewTask[chan int, int]("workflowtest.unencodable", queue.TaskOptions{Queue: q})
 
@@ -65,6 +71,9 @@ func Run(t *testing.T, open Opener) {
 		{"ReconcilerHealsACrashBeforeTheAdvance", testCrashHealed},
 		{"IdempotentEnqueueByID", testIdempotent},
 		{"WaitWithStartedWorkers", testStarted},
+		{"BadResultDeadLettersTheStep", testBadResult},
+		{"CancelStopsARunningStep", testCancelRunning},
+		{"ChordOfAThousand", testLarge},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -83,22 +92,26 @@ type env struct {
 	w   *worker.Worker
 	ctx context.Context
 
-	mu    sync.Mutex
-	ran   []string        // step names in the order their handlers ran
-	fails map[string]bool // flaky steps that fail while set
+	mu      sync.Mutex
+	ran     []string        // step names in the order their handlers ran
+	fails   map[string]bool // flaky steps that fail while set
+	started chan string     // block steps, as they start
 }
 
-func newEnv(t *testing.T, open Opener) *env {
+func newEnv(t *testing.T, open Opener) *env { return newEnvAt(t, open, nil) }
+
+// newEnvAt is newEnv with the engine on clock (nil: the system clock).
+func newEnvAt(t *testing.T, open Opener, clock backends.Clock) *env {
 	b := open(t)
 	t.Cleanup(func() { _ = b.Close() })
 	c := queue.NewClient(b, queue.Config{})
-	e, err := workflow.NewEngine(c, workflow.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	e, err := workflow.NewEngine(c, workflow.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	en := &env{t: t, b: b, c: c, e: e, ctx: ctx, fails: map[string]bool{}}
+	en := &env{t: t, b: b, c: c, e: e, ctx: ctx, fails: map[string]bool{}, started: make(chan string, 16)}
 	en.w = en.worker()
 	return en
 }
@@ -106,7 +119,8 @@ func newEnv(t *testing.T, open Opener) *env {
 func (en *env) worker() *worker.Worker {
 	w := worker.New(en.b, en.e.Install(worker.Config{
 		Queues: []worker.QueueConfig{{Name: q}}, Concurrency: 4,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), QuietFailedAttempts: true,
+		LeaseDuration: 3 * time.Second, // heartbeats, which carry cancel requests, every second
+		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)), QuietFailedAttempts: true,
 	}))
 	worker.Register(w, sum, func(ctx context.Context, a num) (int, error) {
 		en.note(ctx)
@@ -146,6 +160,16 @@ func (en *env) worker() *worker.Worker {
 			return "", retry.Permanent(errors.New("flaky " + a.Name + " failed"))
 		}
 		return "ok " + a.Name, nil
+	})
+	worker.Register(w, text, func(ctx context.Context, a label) (string, error) {
+		en.note(ctx)
+		return workflow.Previous[string](ctx)
+	})
+	worker.Register(w, block, func(ctx context.Context, a label) (string, error) {
+		en.note(ctx)
+		en.started <- a.Name
+		<-ctx.Done()
+		return "", context.Cause(ctx)
 	})
 	return w
 }
@@ -486,4 +510,154 @@ func testStarted(t *testing.T, en *env) {
 	if n := strings.Count(" "+strings.Join(en.ranSteps(), " ")+" ", " total "); n != 1 {
 		t.Fatalf("the callback ran %d times", n)
 	}
+}
+
+// A result that does not decode as what the next step reads dead-letters
+// that step at once with the reason; its dependents are cancelled.
+func testBadResult(t *testing.T, en *env) {
+	id := en.enqueue(workflow.Chain(s("n", 1), workflow.Task("t", text, label{}, nil), s("after", 2)), nil)
+	en.drain()
+	en.wantStates(id, workflow.Failed, "n:done", "t:dead", "after:cancelled")
+	rec, err := en.c.Job(en.ctx, workflow.JobID(id, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if le := rec.LastError(); le == nil || !strings.Contains(le.Error, "result of step n") || len(rec.Errors) != 1 {
+		t.Fatalf("the step's errors are %+v; want one naming step n's result", rec.Errors)
+	}
+}
+
+// Cancelling a workflow whose step runs cancels the handler's context;
+// the step after it never starts.
+func testCancelRunning(t *testing.T, en *env) {
+	ctx, cancel := context.WithCancel(en.ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = en.e.Run(ctx) }()
+	if err := en.w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = en.w.Stop(context.Background())
+		cancel()
+		<-done
+	}()
+	id := en.enqueue(workflow.Chain(workflow.Task("long", block, label{Name: "long"}, nil), s("next", 1)), nil)
+	select {
+	case <-en.started:
+	case <-en.ctx.Done():
+		t.Fatal("the step never started")
+	}
+	if err := workflow.Cancel(en.ctx, en.c, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := workflow.Wait(en.ctx, en.c, id); !errors.Is(err, workflow.ErrWorkflowFailed) {
+		t.Fatalf("Wait returned %v; want ErrWorkflowFailed", err)
+	}
+	en.wantStates(id, workflow.Cancelled, "long:cancelled", "next:cancelled")
+	if slices.Contains(en.ranSteps(), "next") {
+		t.Fatal("the step after the cancelled one ran")
+	}
+}
+
+// A chord of 1,000 members: the callback runs once, after all of them,
+// with every result in order.
+func testLarge(t *testing.T, en *env) {
+	const n = 1000
+	members := make([]workflow.Node, n)
+	want := 0
+	for i := range n {
+		members[i] = s(fmt.Sprint("m", i), i)
+		want += i
+	}
+	id := en.enqueue(workflow.Chord(s("total", 0), members...), nil)
+	en.drain()
+	var got int
+	if en.waitFor(id, &got); got != want {
+		t.Fatalf("total = %d; want %d", got, want)
+	}
+	if ran := en.ranSteps(); len(ran) != n+1 || ran[n] != "total" {
+		t.Fatalf("%d steps ran, the last %q; want %d and the callback last", len(ran), ran[len(ran)-1], n+1)
+	}
+}
+
+// BeginTx begins a transaction on b in the form b's EnqueueTx takes.
+type BeginTx func(t *testing.T, b backends.Backend) (tx any, commit, rollback func() error)
+
+// RunTx runs the transactional cases on a backends.TxEnqueuer (Prepare,
+// then Prepared.EnqueueTx, as SQLite needs): a workflow
+// enqueued in a transaction that commits runs whole; one whose
+// transaction rolls back never runs, and its record is deleted after the
+// engine's TxGrace.
+func RunTx(t *testing.T, open Opener, begin BeginTx) {
+	t.Run("CommittedTxRuns", func(t *testing.T) {
+		t.Parallel()
+		en := newEnv(t, open)
+		p, err := workflow.Prepare(en.ctx, en.c, workflow.Chain(s("a", 1), s("b", 2)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tx, commit, _ := begin(t, en.b)
+		ref, err := p.EnqueueTx(en.ctx, tx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := commit(); err != nil {
+			t.Fatal(err)
+		}
+		en.drain()
+		var got int
+		if en.waitFor(ref.ID, &got); got != 3 {
+			t.Fatalf("b = %d; want 3", got)
+		}
+	})
+	t.Run("RolledBackTxNeverRuns", func(t *testing.T) {
+		t.Parallel()
+		clock := &fakeClock{t: time.Now()}
+		en := newEnvAt(t, open, clock)
+		p, err := workflow.Prepare(en.ctx, en.c, workflow.Chain(s("a", 1), s("b", 2)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tx, _, rollback := begin(t, en.b)
+		ref, err := p.EnqueueTx(en.ctx, tx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rollback(); err != nil {
+			t.Fatal(err)
+		}
+		en.drain()
+		if _, err := en.e.Reconcile(en.ctx); err != nil {
+			t.Fatal(err)
+		}
+		en.wantStates(ref.ID, workflow.Starting, "a:blocked", "b:blocked")
+		clock.add(2 * time.Hour) // past the default TxGrace of 1h
+		if _, err := en.e.Reconcile(en.ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := workflow.Status(en.ctx, en.c, ref.ID); !errors.Is(err, job.ErrNotFound) {
+			t.Fatalf("Status after TxGrace returned %v; want ErrNotFound", err)
+		}
+		if ran := en.ranSteps(); len(ran) != 0 {
+			t.Fatalf("steps of a rolled-back workflow ran: %v", ran)
+		}
+	})
+}
+
+// fakeClock is the engine's injected clock: the case moves it.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
 }
