@@ -1,11 +1,13 @@
 package backends
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/conveyorhq/conveyor/job"
@@ -21,54 +23,59 @@ import (
 // neither gives job.ErrUnsupported, and a worker with a limited task
 // refuses to start on it, rather than limiting each process on its own.
 type Limiter interface {
-	// TakeToken takes one token from the bucket p.Key if it holds one. A
-	// bucket starts full (p.Burst tokens) and refills at p.Limit tokens per
-	// p.Per. Without a token, the result says when the next one comes.
-	TakeToken(ctx context.Context, p TakeTokenParams) (TakeTokenResult, error)
-	// AcquireSlot gives p.Holder one of the p.Limit slots of p.Key until
-	// p.ExpiresAt, and reports whether it did. A holder that already has a
-	// slot keeps it, with the new expiry (a heartbeat renews this way,
-	// whatever p.Limit now is). Slots past their expiry are free: a holder
-	// that died gives its slot back when its lease would have ended.
-	AcquireSlot(ctx context.Context, p AcquireSlotParams) (bool, error)
-	// ReleaseSlot frees p.Holder's slot of p.Key; releasing a slot not
+	// TakeTokens takes up to p.Count tokens from the bucket p.Key: as many
+	// whole tokens as it holds. A bucket starts full (p.Burst tokens) and
+	// refills at p.Limit tokens per p.Per. When it took fewer than asked,
+	// the result says when the next token comes. One call serves the jobs
+	// of one reserve, so a batch costs one round trip, not one per job.
+	TakeTokens(ctx context.Context, p TakeTokensParams) (TakeTokensResult, error)
+	// AcquireSlots gives each of p.Holders, in order, one of the p.Limit
+	// slots of p.Key until p.ExpiresAt while slots are free, and returns
+	// the holders it gave one. A holder that already has a slot keeps it,
+	// with the new expiry (a heartbeat renews this way, whatever p.Limit
+	// now is). Slots past their expiry are free: a holder that died gives
+	// its slot back when its lease would have ended.
+	AcquireSlots(ctx context.Context, p AcquireSlotsParams) ([]string, error)
+	// ReleaseSlots frees p.Holders' slots of p.Key; releasing a slot not
 	// held is not an error.
-	ReleaseSlot(ctx context.Context, p ReleaseSlotParams) error
+	ReleaseSlots(ctx context.Context, p ReleaseSlotsParams) error
 	// SlotsInUse returns the holders of p.Key's live slots with their
 	// expiry, for inspection.
 	SlotsInUse(ctx context.Context, p SlotsParams) (map[string]time.Time, error)
 }
 
-// TakeTokenParams is the input of Limiter.TakeToken.
-type TakeTokenParams struct {
+// TakeTokensParams is the input of Limiter.TakeTokens.
+type TakeTokensParams struct {
 	Key   string
 	Limit int           // tokens added per Per; at least 1
 	Per   time.Duration // at least 1ns
 	Burst int           // the bucket's size; 0 means Limit
+	Count int           // tokens wanted; 0 means 1
 	Now   time.Time     // zero: the current time
 }
 
-// TakeTokenResult is the outcome of Limiter.TakeToken.
-type TakeTokenResult struct {
-	OK bool
-	// NextAt is when the bucket next holds a whole token; set when !OK.
+// TakeTokensResult is the outcome of Limiter.TakeTokens.
+type TakeTokensResult struct {
+	Taken int
+	// NextAt is when the bucket next holds a whole token; set when Taken
+	// is less than the count asked for.
 	NextAt time.Time
 }
 
-// AcquireSlotParams is the input of Limiter.AcquireSlot.
-type AcquireSlotParams struct {
+// AcquireSlotsParams is the input of Limiter.AcquireSlots.
+type AcquireSlotsParams struct {
 	Key       string
-	Limit     int    // at least 1
-	Holder    string // who holds the slot: a job ID and its lease token
+	Limit     int      // at least 1
+	Holders   []string // who hold the slots: job IDs with their lease tokens
 	ExpiresAt time.Time
 	Now       time.Time // zero: the current time
 }
 
-// ReleaseSlotParams is the input of Limiter.ReleaseSlot.
-type ReleaseSlotParams struct {
-	Key    string
-	Holder string
-	Now    time.Time // zero: the current time
+// ReleaseSlotsParams is the input of Limiter.ReleaseSlots.
+type ReleaseSlotsParams struct {
+	Key     string
+	Holders []string
+	Now     time.Time // zero: the current time
 }
 
 // SlotsParams is the input of Limiter.SlotsInUse.
@@ -78,17 +85,22 @@ type SlotsParams struct {
 }
 
 // Validate checks p's fields.
-func (p TakeTokenParams) Validate() error {
-	if p.Key == "" || p.Limit < 1 || p.Per <= 0 || p.Burst < 0 {
+func (p TakeTokensParams) Validate() error {
+	if p.Key == "" || p.Limit < 1 || p.Per <= 0 || p.Burst < 0 || p.Count < 0 {
 		return fmt.Errorf("%w: token bucket needs a key, a limit of at least 1 and a positive interval", job.ErrInvalid)
 	}
 	return nil
 }
 
+// Sizes returns the bucket's size and the count asked for, defaults filled.
+func (p TakeTokensParams) Sizes() (burst, count int) {
+	return cmp.Or(p.Burst, p.Limit), cmp.Or(p.Count, 1)
+}
+
 // Validate checks p's fields.
-func (p AcquireSlotParams) Validate() error {
-	if p.Key == "" || p.Limit < 1 || p.Holder == "" || p.ExpiresAt.IsZero() {
-		return fmt.Errorf("%w: slot needs a key, a limit of at least 1, a holder and an expiry", job.ErrInvalid)
+func (p AcquireSlotsParams) Validate() error {
+	if p.Key == "" || p.Limit < 1 || len(p.Holders) == 0 || slices.Contains(p.Holders, "") || p.ExpiresAt.IsZero() {
+		return fmt.Errorf("%w: slots need a key, a limit of at least 1, holders and an expiry", job.ErrInvalid)
 	}
 	return nil
 }
@@ -140,70 +152,82 @@ type kvBucket struct {
 	At     time.Time `json:"at"`
 }
 
-// TakeToken implements Limiter.
-func (l KVLimiter) TakeToken(ctx context.Context, p TakeTokenParams) (TakeTokenResult, error) {
+// TakeTokens implements Limiter.
+func (l KVLimiter) TakeTokens(ctx context.Context, p TakeTokensParams) (TakeTokensResult, error) {
 	if err := p.Validate(); err != nil {
-		return TakeTokenResult{}, err
+		return TakeTokensResult{}, err
 	}
 	now := KVNow(p.Now)
-	burst := p.Burst
-	if burst == 0 {
-		burst = p.Limit
-	}
+	burst, count := p.Sizes()
 	key := "flow/rate/" + p.Key
 	for range kvCASAttempts {
 		b, version, err := getJSON[kvBucket](ctx, l.KV, key, now)
 		if err != nil {
-			return TakeTokenResult{}, err
+			return TakeTokensResult{}, err
 		}
 		if version == 0 {
 			b = kvBucket{Tokens: float64(burst), At: now}
 		}
 		tokens := Refill(b.Tokens, b.At, now, p.Limit, p.Per, burst)
-		if tokens < 1 {
-			return TakeTokenResult{NextAt: NextToken(tokens, now, p.Limit, p.Per)}, nil
+		taken := min(count, int(math.Floor(tokens)))
+		res := TakeTokensResult{Taken: taken}
+		if taken < count {
+			res.NextAt = NextToken(tokens-float64(taken), now, p.Limit, p.Per)
 		}
+		if taken == 0 {
+			return res, nil
+		}
+		tokens -= float64(taken)
 		// Once full again the bucket is the same as an absent one.
-		full := now.Add(time.Duration(math.Ceil((float64(burst) - tokens + 1) * float64(p.Per) / float64(p.Limit))))
-		err = putJSON(ctx, l.KV, key, kvBucket{Tokens: tokens - 1, At: now}, version, full.Add(time.Second), now)
+		full := now.Add(time.Duration(math.Ceil((float64(burst) - tokens) * float64(p.Per) / float64(p.Limit))))
+		err = putJSON(ctx, l.KV, key, kvBucket{Tokens: tokens, At: now}, version, full.Add(time.Second), now)
 		if errors.Is(err, job.ErrConflict) {
 			continue
 		}
 		if err != nil {
-			return TakeTokenResult{}, err
+			return TakeTokensResult{}, err
 		}
-		return TakeTokenResult{OK: true}, nil
+		return res, nil
 	}
-	return TakeTokenResult{}, fmt.Errorf("rate limit %s: %w after %d attempts", p.Key, job.ErrConflict, kvCASAttempts)
+	return TakeTokensResult{}, fmt.Errorf("rate limit %s: %w after %d attempts", p.Key, job.ErrConflict, kvCASAttempts)
 }
 
-// AcquireSlot implements Limiter.
-func (l KVLimiter) AcquireSlot(ctx context.Context, p AcquireSlotParams) (bool, error) {
+// AcquireSlots implements Limiter.
+func (l KVLimiter) AcquireSlots(ctx context.Context, p AcquireSlotsParams) ([]string, error) {
 	if err := p.Validate(); err != nil {
-		return false, err
+		return nil, err
 	}
 	now := KVNow(p.Now)
 	key := "flow/slots/" + p.Key
 	for range kvCASAttempts {
 		slots, version, err := l.liveSlots(ctx, key, now)
 		if err != nil {
-			return false, err
+			return nil, err
 		}
-		if _, held := slots[p.Holder]; !held && len(slots) >= p.Limit {
-			return false, nil
+		var granted []string
+		for _, h := range p.Holders {
+			if _, held := slots[h]; held || len(slots) < p.Limit {
+				slots[h] = p.ExpiresAt
+				granted = append(granted, h)
+			}
 		}
-		slots[p.Holder] = p.ExpiresAt
+		if len(granted) == 0 {
+			return nil, nil
+		}
 		err = putJSON(ctx, l.KV, key, slots, version, latest(slots), now)
 		if errors.Is(err, job.ErrConflict) {
 			continue
 		}
-		return err == nil, err
+		if err != nil {
+			return nil, err
+		}
+		return granted, nil
 	}
-	return false, fmt.Errorf("concurrency limit %s: %w after %d attempts", p.Key, job.ErrConflict, kvCASAttempts)
+	return nil, fmt.Errorf("concurrency limit %s: %w after %d attempts", p.Key, job.ErrConflict, kvCASAttempts)
 }
 
-// ReleaseSlot implements Limiter.
-func (l KVLimiter) ReleaseSlot(ctx context.Context, p ReleaseSlotParams) error {
+// ReleaseSlots implements Limiter.
+func (l KVLimiter) ReleaseSlots(ctx context.Context, p ReleaseSlotsParams) error {
 	key := "flow/slots/" + p.Key
 	now := KVNow(p.Now)
 	for range kvCASAttempts {
@@ -211,13 +235,16 @@ func (l KVLimiter) ReleaseSlot(ctx context.Context, p ReleaseSlotParams) error {
 		if err != nil {
 			return err
 		}
-		if _, held := slots[p.Holder]; !held {
-			return nil
+		n := len(slots)
+		for _, h := range p.Holders {
+			delete(slots, h)
 		}
-		delete(slots, p.Holder)
-		if len(slots) == 0 {
+		switch {
+		case len(slots) == n:
+			return nil // none held
+		case len(slots) == 0:
 			err = l.KV.DeleteKV(ctx, DeleteKVParams{Key: key, IfVersion: version})
-		} else {
+		default:
 			err = putJSON(ctx, l.KV, key, slots, version, latest(slots), now)
 		}
 		if errors.Is(err, job.ErrConflict) {

@@ -2,8 +2,8 @@ package flow
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
@@ -70,78 +70,56 @@ type Ticket struct {
 	limit  int
 }
 
-// Admit decides whether delivery rec may run now under lim, whose defaults
-// are filled with name (the task's). It takes the concurrency slot first,
-// then a token from each bucket, and gives the slot back if a bucket is
-// empty. A job held back gets a *HeldBackError; an expired one an error
-// wrapping ErrExpired, checked first so that an expired job takes no slot.
+// Verdict is the gate's answer for one delivery: run it holding Ticket
+// (Err nil), or not: a *HeldBackError, an error wrapping ErrExpired, or
+// the limiter's failure.
+type Verdict struct {
+	Ticket Ticket
+	Err    error
+}
+
+// Admit decides whether delivery rec may run now under lim, whose names
+// default to name (the task's); see AdmitBatch.
 func (g *Gate) Admit(ctx context.Context, rec *job.Record, name string, lim Limits) (Ticket, error) {
-	now := g.clock.Now()
-	if err := Expired(rec, now); err != nil {
-		return Ticket{}, err
-	}
-	var t Ticket
-	if c := lim.Concurrency; c != nil {
-		cl, err := c.withDefaults(name)
-		if err != nil {
-			return Ticket{}, err
+	v := g.AdmitBatch(ctx, []*job.Record{rec}, func(*job.Record) (Limits, string) { return lim, name })[0]
+	return v.Ticket, v.Err
+}
+
+// Renew moves the slot expiry of tickets to expiresAt, the jobs' extended
+// leases: a worker's heartbeat keeps its slots as it keeps its leases,
+// one call per slot set.
+func (g *Gate) Renew(ctx context.Context, tickets []Ticket, expiresAt time.Time) error {
+	sets := map[Ticket][]string{}
+	for _, t := range tickets {
+		if t.g != nil {
+			k := Ticket{g: g, key: t.key, limit: t.limit}
+			sets[k] = append(sets[k], t.holder)
 		}
-		key := cl.Key(rec)
-		t = Ticket{g: g, key: "conc/" + cl.Name + "/" + key, holder: rec.ID + "/" + rec.Lease.Token, limit: cl.Limit}
-		ok, err := g.l.AcquireSlot(ctx, backends.AcquireSlotParams{
-			Key: t.key, Limit: cl.Limit, Holder: t.holder, ExpiresAt: rec.Lease.ExpiresAt, Now: now,
+	}
+	var errs []error
+	for k, holders := range sets {
+		_, err := g.l.AcquireSlots(ctx, backends.AcquireSlotsParams{
+			Key: k.key, Limit: k.limit, Holders: holders, ExpiresAt: expiresAt, Now: g.clock.Now(),
 		})
-		if err != nil {
-			return Ticket{}, fmt.Errorf("concurrency limit %s: %w", cl.Name, err)
-		}
-		if !ok {
-			return Ticket{}, &HeldBackError{Limit: cl.Name, Key: key, Until: now.Add(cl.Backoff)}
-		}
+		errs = append(errs, err)
 	}
-	for _, r := range lim.Rates {
-		rl, err := r.withDefaults(name)
-		if err == nil {
-			err = g.take(ctx, rec, rl, now)
-		}
-		if err != nil {
-			t.Release(context.WithoutCancel(ctx))
-			return Ticket{}, err
-		}
-	}
-	return t, nil
+	return errors.Join(errs...)
 }
 
-func (g *Gate) take(ctx context.Context, rec *job.Record, rl RateLimit, now time.Time) error {
-	key := ""
-	if rl.Key != nil {
-		key = rl.Key(rec)
+// Release gives the tickets' slots back, one call per slot set. A slot not
+// released (the error) is free when its lease would have ended.
+func (g *Gate) Release(ctx context.Context, tickets []Ticket) error {
+	sets := map[string][]string{}
+	for _, t := range tickets {
+		if t.g != nil {
+			sets[t.key] = append(sets[t.key], t.holder)
+		}
 	}
-	res, err := g.l.TakeToken(ctx, backends.TakeTokenParams{
-		Key: "rate/" + rl.Name + "/" + key, Limit: rl.Limit, Per: rl.Per, Burst: rl.Burst, Now: now,
-	})
-	if err != nil {
-		return fmt.Errorf("rate limit %s: %w", rl.Name, err)
+	var errs []error
+	for key, holders := range sets {
+		errs = append(errs, g.l.ReleaseSlots(ctx, backends.ReleaseSlotsParams{Key: key, Holders: holders, Now: g.clock.Now()}))
 	}
-	if !res.OK {
-		// Spread over one interval past the next token: held back to one
-		// instant, every waiting job would come back for each token and
-		// all but one be postponed again (a herd of reserves per token).
-		// Spread, each comes back about once per interval.
-		return &HeldBackError{Limit: rl.Name, Key: key, Until: res.NextAt.Add(rand.N(rl.Per)), Next: res.NextAt}
-	}
-	return nil
-}
-
-// Renew moves the ticket's slot expiry to expiresAt, the job's extended
-// lease: a worker's heartbeat keeps its slots as it keeps its leases.
-func (t Ticket) Renew(ctx context.Context, expiresAt time.Time) error {
-	if t.g == nil {
-		return nil
-	}
-	_, err := t.g.l.AcquireSlot(ctx, backends.AcquireSlotParams{
-		Key: t.key, Limit: t.limit, Holder: t.holder, ExpiresAt: expiresAt, Now: t.g.clock.Now(),
-	})
-	return err
+	return errors.Join(errs...)
 }
 
 // Release gives the ticket's slot back. Errors are left to the slot's
@@ -150,5 +128,5 @@ func (t Ticket) Release(ctx context.Context) {
 	if t.g == nil {
 		return
 	}
-	_ = t.g.l.ReleaseSlot(ctx, backends.ReleaseSlotParams{Key: t.key, Holder: t.holder, Now: t.g.clock.Now()})
+	_ = t.g.l.ReleaseSlots(ctx, backends.ReleaseSlotsParams{Key: t.key, Holders: []string{t.holder}, Now: t.g.clock.Now()})
 }

@@ -69,7 +69,7 @@ func TestSlotsEndWithTheLease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tk.Renew(ctx, clock.Now().Add(30*time.Second)); err != nil {
+	if err := g.Renew(ctx, []flow.Ticket{tk}, clock.Now().Add(30*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(20 * time.Second) // past the first lease, within the renewed one

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -20,6 +21,13 @@ type flowState struct {
 	gate *flow.Gate // nil: the backend holds no limits
 	mu   sync.Mutex
 	held map[string]flow.Ticket // by job ID, jobs holding a slot
+	// verdicts are preAdmit's answers, by job ID and lease token, until
+	// each delivery's execute takes its own.
+	verdicts map[string]flow.Verdict
+	// releasing are slots to give back; flushing says a caller of
+	// releaseSlot is writing, and will write these too.
+	releasing []flow.Ticket
+	flushing  bool
 	// quiet holds, per queue whose own rate limit is out of tokens, the
 	// time of its next token: fetching before then would only postpone.
 	quiet map[string]time.Time
@@ -31,6 +39,7 @@ type flowState struct {
 // Called by start with w.mu held.
 func (w *Worker) initLimits() error {
 	w.flow.held = map[string]flow.Ticket{}
+	w.flow.verdicts = map[string]flow.Verdict{}
 	w.flow.quiet = map[string]time.Time{}
 	gate, gerr := flow.NewGate(w.b, nil)
 	w.flow.gate = gate
@@ -67,11 +76,11 @@ func (w *Worker) initLimits() error {
 	return nil
 }
 
-// limitsOf returns the limits rec's delivery must pass: its queue's rate
-// limit, read now so that Reconfigure changes it at run time, then its
-// task's.
-func (w *Worker) limitsOf(rec *job.Record, opts queue.TaskOptions) (lim flow.Limits, queueLimit string) {
-	for _, q := range w.live().Queues {
+// limitsOf returns the limits rec's delivery must pass under live: its
+// queue's rate limit (live, so that Reconfigure changes it at run time),
+// then its task's; and the name of the queue's limit, if any.
+func limitsOf(live LiveConfig, rec *job.Record, opts queue.TaskOptions) (lim flow.Limits, queueLimit string) {
+	for _, q := range live.Queues {
 		if q.Name == rec.Queue && q.RateLimit != nil {
 			ql := *q.RateLimit
 			if ql.Name == "" {
@@ -88,20 +97,63 @@ func (w *Worker) limitsOf(rec *job.Record, opts queue.TaskOptions) (lim flow.Lim
 	return lim, queueLimit
 }
 
-// admit decides whether rec runs now. nil: run it (releaseSlot gives its
-// slot back afterwards). Otherwise an error for finish: a snooze for a job
-// a limit holds back, ErrExpired (wrapped) for a job past its expiry.
+// preAdmit asks the gate about one reserve's limited deliveries at once,
+// a limiter call per bucket and slot set rather than per job, before they
+// start; each one's execute then takes its verdict (admit).
+func (w *Worker) preAdmit(ctx context.Context, recs []*job.Record) {
+	if w.flow.gate == nil || len(recs) == 0 {
+		return
+	}
+	live := w.live()
+	var limited []*job.Record
+	var lims []flow.Limits
+	w.mu.Lock()
+	for _, r := range recs {
+		if h := w.handlers[r.Task]; h != nil {
+			if lim, _ := limitsOf(live, r, h.def.Options()); !lim.Empty() {
+				limited, lims = append(limited, r), append(lims, lim)
+			}
+		}
+	}
+	w.mu.Unlock()
+	if len(limited) == 0 {
+		return
+	}
+	i := 0
+	verdicts := w.flow.gate.AdmitBatch(ctx, limited, func(r *job.Record) (flow.Limits, string) {
+		i++
+		return lims[i-1], r.Task
+	})
+	w.flow.mu.Lock()
+	for i, r := range limited {
+		w.flow.verdicts[r.ID+"/"+r.Lease.Token] = verdicts[i]
+	}
+	w.flow.mu.Unlock()
+}
+
+// admit decides whether rec runs now, from preAdmit's verdict or by asking
+// the gate. nil: run it (releaseSlot gives its slot back afterwards).
+// Otherwise an error for finish: a snooze for a job a limit holds back or
+// whose limit could not be read, ErrExpired (wrapped) for a job past its
+// expiry.
 func (w *Worker) admit(ctx context.Context, rec *job.Record, opts queue.TaskOptions) error {
-	lim, queueLimit := w.limitsOf(rec, opts)
+	lim, queueLimit := limitsOf(w.live(), rec, opts)
 	if lim.Empty() {
 		return flow.Expired(rec, time.Now())
 	}
 	if w.flow.gate == nil { // a limit added by Reconfigure on a backend without limits
 		return fmt.Errorf("worker: limits of task %s: %w", rec.Task, job.ErrUnsupported)
 	}
-	t, err := w.flow.gate.Admit(ctx, rec, rec.Task, lim)
+	w.flow.mu.Lock()
+	v, ok := w.flow.verdicts[rec.ID+"/"+rec.Lease.Token]
+	delete(w.flow.verdicts, rec.ID+"/"+rec.Lease.Token)
+	w.flow.mu.Unlock()
+	if !ok {
+		v.Ticket, v.Err = w.flow.gate.Admit(ctx, rec, rec.Task, lim)
+	}
 	var hb *flow.HeldBackError
-	switch {
+	switch err := v.Err; {
+	case err == nil:
 	case errors.As(err, &hb):
 		if hb.Limit == queueLimit {
 			w.flow.mu.Lock()
@@ -110,15 +162,17 @@ func (w *Worker) admit(ctx context.Context, rec *job.Record, opts queue.TaskOpti
 		}
 		// A snooze: postponed without an attempt or a delivery.
 		return retry.Snooze(max(time.Until(hb.Until), time.Millisecond))
-	case errors.Is(err, job.ErrConflict):
-		// The limit's state was too contended to read: as good as full.
-		return retry.Snooze(time.Duration(50+time.Now().UnixNano()%100) * time.Millisecond)
-	case err != nil:
+	case errors.Is(err, flow.ErrExpired), errors.Is(err, job.ErrInvalid):
 		return err
+	default:
+		// The limit could not be read (too contended, the backend away):
+		// as good as full, and no attempt of the job's is to blame.
+		w.log.Warn("a limit could not be read; the job waits", "job", rec.ID, "task", rec.Task, "err", err)
+		return retry.Snooze(time.Duration(500+rand.IntN(500)) * time.Millisecond)
 	}
-	if lim.Concurrency != nil {
+	if v.Ticket != (flow.Ticket{}) {
 		w.flow.mu.Lock()
-		w.flow.held[rec.ID] = t
+		w.flow.held[rec.ID] = v.Ticket
 		w.flow.mu.Unlock()
 	}
 	return nil
@@ -133,39 +187,61 @@ func (w *Worker) queueQuiet(q string) bool {
 }
 
 // releaseSlot gives back the slot rec's delivery holds, if any, once its
-// handler has returned and its outcome is recorded.
+// handler has returned and its outcome is recorded. Releases that come
+// while one is being written wait and go together in the next write, by
+// the caller that finds none under way (no goroutine of its own): under
+// load a write frees many slots, as the completer's group commit does.
 func (w *Worker) releaseSlot(rec *job.Record) {
 	w.flow.mu.Lock()
 	t, ok := w.flow.held[rec.ID]
 	delete(w.flow.held, rec.ID)
-	w.flow.mu.Unlock()
-	if ok {
-		ctx, cancel := context.WithTimeout(context.Background(), w.cfg.LeaseDuration/3)
-		defer cancel()
-		t.Release(ctx)
-	}
-}
-
-// renewSlots moves the slots of jobs whose leases a heartbeat extended to
-// their new lease expiry, so a slot ends when its lease would.
-func (w *Worker) renewSlots(res []backends.ExtendResult) {
-	w.flow.mu.Lock()
-	if len(w.flow.held) == 0 {
+	if !ok {
 		w.flow.mu.Unlock()
 		return
 	}
-	renew := map[flow.Ticket]time.Time{}
+	w.flow.releasing = append(w.flow.releasing, t)
+	if w.flow.flushing {
+		w.flow.mu.Unlock()
+		return
+	}
+	w.flow.flushing = true
+	for len(w.flow.releasing) > 0 {
+		batch := w.flow.releasing
+		w.flow.releasing = nil
+		w.flow.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), w.cfg.LeaseDuration/3)
+		if err := w.flow.gate.Release(ctx, batch); err != nil {
+			w.log.Warn("releasing concurrency slots failed; they end with their leases", "slots", len(batch), "err", err)
+		}
+		cancel()
+		w.flow.mu.Lock()
+	}
+	w.flow.flushing = false
+	w.flow.mu.Unlock()
+}
+
+// renewSlots moves the slots of jobs whose leases a heartbeat extended to
+// their new lease expiry (the latest of them: leases extended together
+// end together), so a slot ends when its lease would.
+func (w *Worker) renewSlots(res []backends.ExtendResult) {
+	var tickets []flow.Ticket
+	var exp time.Time
+	w.flow.mu.Lock()
 	for _, r := range res {
 		if t, ok := w.flow.held[r.JobID]; ok && !r.Lost {
-			renew[t] = r.ExpiresAt
+			tickets = append(tickets, t)
+			if r.ExpiresAt.After(exp) {
+				exp = r.ExpiresAt
+			}
 		}
 	}
 	w.flow.mu.Unlock()
+	if len(tickets) == 0 {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.LeaseDuration/3)
 	defer cancel()
-	for t, exp := range renew {
-		if err := t.Renew(ctx, exp); err != nil {
-			w.log.Warn("renewing a concurrency slot failed; it ends with the job's first lease", "err", err)
-		}
+	if err := w.flow.gate.Renew(ctx, tickets, exp); err != nil {
+		w.log.Warn("renewing concurrency slots failed; they end with the jobs' earlier leases", "err", err)
 	}
 }

@@ -296,6 +296,7 @@ func (w *Worker) fetchRound(ctx context.Context) (bool, error) {
 		if err != nil {
 			return got, fmt.Errorf("queue %s: %w", q.Name, err)
 		}
+		w.preAdmit(ctx, recs) // limits asked once for the batch (limits.go)
 		for _, rec := range recs {
 			w.startJob(rec)
 		}

@@ -32,11 +32,18 @@ func testLimits(h *harness) {
 func limitsTokenBucket(h *harness, l backends.Limiter) {
 	key := "bt/" + h.ns + "/rate"
 	now := h.now()
-	take := func(at time.Time) backends.TakeTokenResult {
+	type result struct {
+		OK     bool
+		NextAt time.Time
+	}
+	take := func(at time.Time) result {
 		h.t.Helper()
-		r, err := l.TakeToken(h.ctx, backends.TakeTokenParams{Key: key, Limit: 3, Per: time.Minute, Now: at})
+		r, err := l.TakeTokens(h.ctx, backends.TakeTokensParams{Key: key, Limit: 3, Per: time.Minute, Now: at})
 		must(h.t, err)
-		return r
+		if r.Taken > 1 {
+			h.t.Fatalf("took %d tokens, asked for 1", r.Taken)
+		}
+		return result{r.Taken == 1, r.NextAt}
 	}
 	for i := range 3 { // a new bucket is full: the burst, which defaults to the limit
 		if r := take(now); !r.OK {
@@ -72,17 +79,20 @@ func limitsTokenBucket(h *harness, l backends.Limiter) {
 	if got != 3 {
 		h.t.Fatalf("an hour later the bucket gave %d tokens, want its burst of 3", got)
 	}
-	// Other keys have buckets of their own; an explicit burst is the size.
-	r2, err := l.TakeToken(h.ctx, backends.TakeTokenParams{Key: key + "-other", Limit: 1, Per: time.Hour, Burst: 2, Now: now})
-	must(h.t, err)
-	r3, err := l.TakeToken(h.ctx, backends.TakeTokenParams{Key: key + "-other", Limit: 1, Per: time.Hour, Burst: 2, Now: now})
-	must(h.t, err)
-	r4, err := l.TakeToken(h.ctx, backends.TakeTokenParams{Key: key + "-other", Limit: 1, Per: time.Hour, Burst: 2, Now: now})
-	must(h.t, err)
-	if !r2.OK || !r3.OK || r4.OK {
-		h.t.Fatalf("burst of 2: got %v %v %v, want true true false", r2.OK, r3.OK, r4.OK)
+	// Other keys have buckets of their own; an explicit burst is the
+	// size; a batch takes what there is and says when more comes.
+	other := backends.TakeTokensParams{Key: key + "-other", Limit: 1, Per: time.Hour, Burst: 5, Count: 3, Now: now}
+	for _, want := range []int{3, 2, 0} {
+		r, err := l.TakeTokens(h.ctx, other)
+		must(h.t, err)
+		if r.Taken != want {
+			h.t.Fatalf("batch of 3 from a bucket of 5: took %d, want %d", r.Taken, want)
+		}
+		if want < 3 && r.NextAt.Sub(now).Round(time.Second) != time.Hour {
+			h.t.Fatalf("next token in %s, want an hour (1 an hour)", r.NextAt.Sub(now))
+		}
 	}
-	_, err = l.TakeToken(h.ctx, backends.TakeTokenParams{Key: key, Limit: 0, Per: time.Second})
+	_, err := l.TakeTokens(h.ctx, backends.TakeTokensParams{Key: key, Limit: 0, Per: time.Second})
 	expectErr(h.t, err, job.ErrInvalid)
 }
 
@@ -93,16 +103,14 @@ const concurrentCallers = 12
 func limitsTokensConcurrent(h *harness, l backends.Limiter) {
 	key := "bt/" + h.ns + "/race"
 	now := h.now()
-	got, failed := race(h, func(int) (int, error) {
+	got, failed := race(h, func(i int) (int, error) {
 		n := 0
 		for range 3 {
-			r, err := l.TakeToken(h.ctx, backends.TakeTokenParams{Key: key, Limit: 5, Per: time.Hour, Now: now})
+			r, err := l.TakeTokens(h.ctx, backends.TakeTokensParams{Key: key, Limit: 5, Per: time.Hour, Count: 1 + i%2, Now: now})
 			if err != nil {
 				return n, err
 			}
-			if r.OK {
-				n++
-			}
+			n += r.Taken
 		}
 		return n, nil
 	})
@@ -143,9 +151,9 @@ func limitsSlots(h *harness, l backends.Limiter) {
 	now := h.now()
 	acq := func(holder string, exp time.Time, at time.Time) bool {
 		h.t.Helper()
-		ok, err := l.AcquireSlot(h.ctx, backends.AcquireSlotParams{Key: key, Limit: 2, Holder: holder, ExpiresAt: exp, Now: at})
+		got, err := l.AcquireSlots(h.ctx, backends.AcquireSlotsParams{Key: key, Limit: 2, Holders: []string{holder}, ExpiresAt: exp, Now: at})
 		must(h.t, err)
-		return ok
+		return len(got) == 1 && got[0] == holder
 	}
 	if !acq("a", now.Add(time.Minute), now) || !acq("b", now.Add(time.Hour), now) {
 		h.t.Fatal("2 slots of 2 refused")
@@ -161,8 +169,8 @@ func limitsSlots(h *harness, l backends.Limiter) {
 	if len(inUse) != 2 || inUse["a"].IsZero() || inUse["b"].IsZero() {
 		h.t.Fatalf("slots in use %v, want a and b", inUse)
 	}
-	must(h.t, l.ReleaseSlot(h.ctx, backends.ReleaseSlotParams{Key: key, Holder: "b", Now: now}))
-	must(h.t, l.ReleaseSlot(h.ctx, backends.ReleaseSlotParams{Key: key, Holder: "b", Now: now})) // twice: no error
+	must(h.t, l.ReleaseSlots(h.ctx, backends.ReleaseSlotsParams{Key: key, Holders: []string{"b"}, Now: now}))
+	must(h.t, l.ReleaseSlots(h.ctx, backends.ReleaseSlotsParams{Key: key, Holders: []string{"b"}, Now: now})) // twice: no error
 	if !acq("c", now.Add(time.Hour), now) {
 		h.t.Fatal("a released slot was not given again")
 	}
@@ -173,21 +181,36 @@ func limitsSlots(h *harness, l backends.Limiter) {
 	if !acq("d", now.Add(time.Hour), now.Add(2*time.Minute)) {
 		h.t.Fatal("an expired slot was not given again")
 	}
-	_, err = l.AcquireSlot(h.ctx, backends.AcquireSlotParams{Key: key, Limit: 1})
+	_, err = l.AcquireSlots(h.ctx, backends.AcquireSlotsParams{Key: key, Limit: 1})
 	expectErr(h.t, err, job.ErrInvalid)
+
+	// A batch: holders in order while slots are free; one already held
+	// is kept whatever its place.
+	batch := key + "-batch"
+	got, err := l.AcquireSlots(h.ctx, backends.AcquireSlotsParams{Key: batch, Limit: 3, Holders: []string{"p", "q"}, ExpiresAt: now.Add(time.Hour), Now: now})
+	must(h.t, err)
+	if len(got) != 2 {
+		h.t.Fatalf("2 holders of 3 free slots: granted %v", got)
+	}
+	got, err = l.AcquireSlots(h.ctx, backends.AcquireSlotsParams{Key: batch, Limit: 3, Holders: []string{"r", "s", "p"}, ExpiresAt: now.Add(time.Hour), Now: now})
+	must(h.t, err)
+	if len(got) != 2 || got[0] != "r" || got[1] != "p" {
+		h.t.Fatalf("r, s, p with p holding and 1 slot free: granted %v, want [r p]", got)
+	}
+	must(h.t, l.ReleaseSlots(h.ctx, backends.ReleaseSlotsParams{Key: batch, Holders: []string{"p", "q", "r"}, Now: now}))
+	if inUse, err := l.SlotsInUse(h.ctx, backends.SlotsParams{Key: batch, Now: now}); err != nil || len(inUse) != 0 {
+		h.t.Fatalf("after releasing all: %v, %v", inUse, err)
+	}
 }
 
 func limitsSlotsConcurrent(h *harness, l backends.Limiter) {
 	key := "bt/" + h.ns + "/slot-race"
 	now := h.now()
 	got, failed := race(h, func(i int) (int, error) {
-		ok, err := l.AcquireSlot(h.ctx, backends.AcquireSlotParams{
-			Key: key, Limit: 2, Holder: fmt.Sprintf("holder-%d", i), ExpiresAt: now.Add(time.Hour), Now: now,
+		got, err := l.AcquireSlots(h.ctx, backends.AcquireSlotsParams{
+			Key: key, Limit: 2, Holders: []string{fmt.Sprintf("holder-%d", i), fmt.Sprintf("holder-%d-b", i)}, ExpiresAt: now.Add(time.Hour), Now: now,
 		})
-		if ok {
-			return 1, err
-		}
-		return 0, err
+		return len(got), err
 	})
 	if got > 2 || (got < 2 && !failed) {
 		h.t.Fatalf("%d callers got %d slots of 2", concurrentCallers, got)

@@ -22,36 +22,50 @@ import (
 var _ backends.Limiter = (*Backend)(nil)
 
 // bucketScript: KEYS[1] the bucket (hash t tokens, at ms); ARGV limit, per
-// (ms, fractional), burst, now ms -> {1, 0} taken, or {0, next token ms}.
+// (ms, fractional), burst, count, now ms -> {taken, next token ms or 0}.
 var bucketScript = redis.NewScript(`
-local limit, per, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local limit, per, burst, count, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local h = redis.call('HMGET', KEYS[1], 't', 'at')
 local tokens, at = tonumber(h[1]), tonumber(h[2])
 if not tokens then tokens, at = burst, now end
 if now > at then tokens = tokens + (now - at) * limit / per; at = now end
 tokens = math.min(tokens, burst)
-if tokens < 1 then return {0, math.ceil(now + (1 - tokens) * per / limit)} end
-tokens = tokens - 1
-redis.call('HSET', KEYS[1], 't', tostring(tokens), 'at', at)
-redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * per / limit) + 1000)
-return {1, 0}
+local taken = math.min(count, math.floor(tokens))
+local left = tokens - taken
+local next = 0
+if taken < count then next = math.ceil(now + (1 - left) * per / limit) end
+if taken > 0 then
+  redis.call('HSET', KEYS[1], 't', tostring(left), 'at', at)
+  redis.call('PEXPIRE', KEYS[1], math.ceil((burst - left) * per / limit) + 1000)
+end
+return {taken, next}
 `)
 
 // slotScript: KEYS[1] the slot set (sorted set holder -> expiry ms); ARGV
-// action, now ms, then acquire: holder, limit, expiry ms -> 1 or 0;
-// release: holder; list -> holder, expiry, ...
+// action, now ms, then acquire: limit, expiry ms, holders... -> the
+// holders given a slot; release: holders...; list -> holder, expiry, ...
 var slotScript = redis.NewScript(`
 local action, now = ARGV[1], tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if action == 'acquire' then
-  local holder, limit = ARGV[3], tonumber(ARGV[4])
-  if not redis.call('ZSCORE', KEYS[1], holder) and redis.call('ZCARD', KEYS[1]) >= limit then return 0 end
-  redis.call('ZADD', KEYS[1], ARGV[5], holder)
-  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-  redis.call('PEXPIRE', KEYS[1], math.max(tonumber(last[2]) - now, 0) + 1000)
-  return 1
+  local limit, exp, n = tonumber(ARGV[3]), ARGV[4], redis.call('ZCARD', KEYS[1])
+  local granted = {}
+  for i = 5, #ARGV do
+    local held = redis.call('ZSCORE', KEYS[1], ARGV[i])
+    if held or n < limit then
+      if not held then n = n + 1 end
+      redis.call('ZADD', KEYS[1], exp, ARGV[i])
+      granted[#granted + 1] = ARGV[i]
+    end
+  end
+  if #granted > 0 then
+    local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+    redis.call('PEXPIRE', KEYS[1], math.max(tonumber(last[2]) - now, 0) + 1000)
+  end
+  return granted
 elseif action == 'release' then
-  return redis.call('ZREM', KEYS[1], ARGV[3])
+  for i = 3, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end
+  return 0
 end
 return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 `)
@@ -60,46 +74,55 @@ func (b *Backend) flowKey(key, kind string) string {
 	return b.cfg.Prefix + ":{flow:" + key + "}:" + kind
 }
 
-// TakeToken implements backends.Limiter.
-func (b *Backend) TakeToken(ctx context.Context, p backends.TakeTokenParams) (backends.TakeTokenResult, error) {
+// TakeTokens implements backends.Limiter.
+func (b *Backend) TakeTokens(ctx context.Context, p backends.TakeTokensParams) (backends.TakeTokensResult, error) {
 	if err := p.Validate(); err != nil {
-		return backends.TakeTokenResult{}, err
+		return backends.TakeTokensResult{}, err
 	}
 	if err := b.gate.Check(ctx); err != nil {
-		return backends.TakeTokenResult{}, err
+		return backends.TakeTokensResult{}, err
 	}
-	burst := p.Burst
-	if burst == 0 {
-		burst = p.Limit
-	}
+	burst, count := p.Sizes()
 	per := strconv.FormatFloat(float64(p.Per)/float64(time.Millisecond), 'g', -1, 64)
 	v, err := bucketScript.Run(ctx, b.rdb, []string{b.flowKey(p.Key, "bucket")},
-		p.Limit, per, burst, record.Millis(backends.KVNow(p.Now))).Int64Slice()
+		p.Limit, per, burst, count, record.Millis(backends.KVNow(p.Now))).Int64Slice()
 	if err != nil {
-		return backends.TakeTokenResult{}, fmt.Errorf("redisbackend: take a token of %s: %w", p.Key, err)
+		return backends.TakeTokensResult{}, fmt.Errorf("redisbackend: take tokens of %s: %w", p.Key, err)
 	}
-	if v[0] == 1 {
-		return backends.TakeTokenResult{OK: true}, nil
+	res := backends.TakeTokensResult{Taken: int(v[0])}
+	if res.Taken < count {
+		res.NextAt = record.FromMillis(v[1])
 	}
-	return backends.TakeTokenResult{NextAt: record.FromMillis(v[1])}, nil
+	return res, nil
 }
 
-// AcquireSlot implements backends.Limiter.
-func (b *Backend) AcquireSlot(ctx context.Context, p backends.AcquireSlotParams) (bool, error) {
+// AcquireSlots implements backends.Limiter.
+func (b *Backend) AcquireSlots(ctx context.Context, p backends.AcquireSlotsParams) ([]string, error) {
 	if err := p.Validate(); err != nil {
-		return false, err
+		return nil, err
 	}
-	n, err := b.slots(ctx, p.Key, "acquire", p.Now, p.Holder, p.Limit, record.Millis(p.ExpiresAt)).Int64()
+	args := []any{p.Limit, record.Millis(p.ExpiresAt)}
+	for _, h := range p.Holders {
+		args = append(args, h)
+	}
+	granted, err := b.slots(ctx, p.Key, "acquire", p.Now, args...).StringSlice()
 	if err != nil {
-		return false, fmt.Errorf("redisbackend: acquire a slot of %s: %w", p.Key, err)
+		return nil, fmt.Errorf("redisbackend: acquire slots of %s: %w", p.Key, err)
 	}
-	return n == 1, nil
+	return granted, nil
 }
 
-// ReleaseSlot implements backends.Limiter.
-func (b *Backend) ReleaseSlot(ctx context.Context, p backends.ReleaseSlotParams) error {
-	if err := b.slots(ctx, p.Key, "release", p.Now, p.Holder).Err(); err != nil {
-		return fmt.Errorf("redisbackend: release a slot of %s: %w", p.Key, err)
+// ReleaseSlots implements backends.Limiter.
+func (b *Backend) ReleaseSlots(ctx context.Context, p backends.ReleaseSlotsParams) error {
+	if len(p.Holders) == 0 {
+		return nil
+	}
+	args := make([]any, len(p.Holders))
+	for i, h := range p.Holders {
+		args[i] = h
+	}
+	if err := b.slots(ctx, p.Key, "release", p.Now, args...).Err(); err != nil {
+		return fmt.Errorf("redisbackend: release slots of %s: %w", p.Key, err)
 	}
 	return nil
 }

@@ -85,3 +85,10 @@ func TestLimitsHoldAcrossWorkers(t *testing.T) {
 	ledger.AtMost(t, 2)
 	t.Logf("most running at once per key: %v", ledger.Most())
 }
+
+// BenchmarkLimitsOverhead: a burn-down with a rate limit and with a
+// concurrency limit, both far above the throughput, against none.
+func BenchmarkLimitsOverhead(b *testing.B) {
+	client := newClient(b)
+	flowtest.BenchOverhead(b, func(b *testing.B) backends.Backend { return open(b, client, redisbackend.Config{}) })
+}
