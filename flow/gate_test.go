@@ -3,6 +3,7 @@ package flow_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -95,5 +96,45 @@ func TestExpired(t *testing.T) {
 	}
 	if err := flow.Expired(&job.Record{Headers: map[string]string{flow.ExpiresHeader: "soon"}}, at); err != nil {
 		t.Fatalf("a header that does not parse: %v; want no expiry", err)
+	}
+}
+
+// A reserve's deliveries are admitted together: in order, while the slot
+// set and the bucket have room, each shared by the deliveries of its key.
+func TestAdmitBatch(t *testing.T) {
+	clock := &backendtest.Clock{}
+	g, err := flow.NewGate(membackend.New(membackend.Config{Clock: clock}), clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease := clock.Now().Add(time.Minute)
+	recs := []*job.Record{
+		delivery("a1", "a", lease), delivery("a2", "a", lease), delivery("a3", "a", lease),
+		delivery("b1", "b", lease), delivery("b2", "b", lease), delivery("b3", "b", lease),
+	}
+	lim := flow.Limits{
+		Concurrency: &flow.ConcurrencyLimit{Limit: 2},
+		Rates:       []flow.RateLimit{{Limit: 3, Per: time.Hour}},
+	}
+	vs := g.AdmitBatch(context.Background(), recs, func(*job.Record) (flow.Limits, string) { return lim, "t" })
+	var got []string
+	for i, v := range vs {
+		var hb *flow.HeldBackError
+		switch {
+		case v.Err == nil:
+			got = append(got, recs[i].ID)
+		case !errors.As(v.Err, &hb):
+			t.Fatalf("%s: %v", recs[i].ID, v.Err)
+		}
+	}
+	// a3 and b3 have no slot; of a1, a2, b1, b2 the bucket of 3 takes the
+	// first three.
+	if want := "[a1 a2 b1]"; fmt.Sprint(got) != want {
+		t.Fatalf("admitted %v, want %s", got, want)
+	}
+	// b2 took a slot, then found the bucket empty: it gave the slot back.
+	slots, err := g.Limiter().SlotsInUse(context.Background(), backends.SlotsParams{Key: "conc/t/b", Now: clock.Now()})
+	if err != nil || len(slots) != 1 {
+		t.Fatalf("key b's slots %v, %v; want b1's only", slots, err)
 	}
 }
