@@ -99,14 +99,25 @@ func enqueue(ctx context.Context, tx *sql.Tx, p backends.EnqueueParams, now time
 			return nil, backends.QueueFullError(q, depth, check.Adding, check.MaxDepth)
 		}
 	}
-	insert, err := tx.PrepareContext(ctx, `INSERT INTO conveyor_jobs
-		(id, queue, task, payload, headers, priority, state, run_at, created_at, max_deliveries, timeout_us, retry_policy, unique_key, unique_until)
+	done := 0
+	if chunked(p.Jobs) {
+		n, err := insertChunks(ctx, tx, p.Jobs, res, now)
+		if err != nil {
+			return nil, err
+		}
+		done = n
+	}
+	if done == len(p.Jobs) {
+		return res, nil
+	}
+	insert, err := tx.PrepareContext(ctx, `INSERT INTO conveyor_jobs `+insertColumns+`
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
 	if err != nil {
 		return nil, err
 	}
 	defer insert.Close()
-	for i, ins := range p.Jobs {
+	for i := done; i < len(p.Jobs); i++ {
+		ins := p.Jobs[i]
 		if ins.UniqueKey != "" {
 			id, state, held, err := heldKey(ctx, tx, ins.UniqueKey, now)
 			if err != nil {
@@ -117,25 +128,17 @@ func enqueue(ctx context.Context, tx *sql.Tx, p backends.EnqueueParams, now time
 				continue
 			}
 		}
-		runAt, state := ins.RunAt, job.Pending
-		if runAt.IsZero() {
-			runAt = now
-		}
-		if runAt.After(now) {
-			state = job.Scheduled
-		}
-		r, err := insert.ExecContext(ctx, ins.ID, ins.Queue, ins.Task, record.NonNil(ins.Payload), nullString(string(record.Headers(ins.Headers))), ins.Priority,
-			string(state), record.Micros(runAt), record.Micros(now), ins.MaxDeliveries, ins.Timeout.Microseconds(), ins.RetryPolicy,
-			nullString(ins.UniqueKey), record.Micros(ins.UniqueUntil))
+		args, state := insertArgs(ins, now)
+		r, err := insert.ExecContext(ctx, args...)
 		if err != nil {
 			return nil, err
 		}
 		if n, _ := r.RowsAffected(); n == 0 { // the ID exists: a re-sent insert
-			var st string
-			if err := tx.QueryRowContext(ctx, `SELECT state FROM conveyor_jobs WHERE id = ?`, ins.ID).Scan(&st); err != nil {
+			st, err := stateOf(ctx, tx, ins.ID)
+			if err != nil {
 				return nil, err
 			}
-			res[i] = backends.EnqueueResult{ID: ins.ID, State: job.State(st), Duplicate: true}
+			res[i] = backends.EnqueueResult{ID: ins.ID, State: st, Duplicate: true}
 			continue
 		}
 		res[i] = backends.EnqueueResult{ID: ins.ID, State: state}
