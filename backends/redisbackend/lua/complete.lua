@@ -6,8 +6,7 @@ for i = 3, #ARGV, 3 do
   local id = ARGV[i]
   local f = fields(id, 's', 'tk', 'seq', 'uu')
   if f and f[1] == 'running' and f[2] == ARGV[i + 1] then
-    if ARGV[i + 2] ~= '' then redis.call('HSET', jk(id), 'r', ARGV[i + 2]) end
-    finish(id, 'running', 'done', num(f[3]), now, keep, num(f[4]))
+    finish(id, 'running', 'done', num(f[3]), now, keep, num(f[4]), ARGV[i + 2])
     table.insert(out, 1)
   else
     table.insert(out, 0)

@@ -103,9 +103,14 @@ end
 
 -- finish moves a job to a final state and files it for pruning after keep
 -- ms (never when keep < 0), or after its unique window if that is later.
+-- A result, when given and not empty, is stored in the same HSET.
 local FINISHED = {}
-local function finish(id, from, to, seq, now, keep, uu)
-  redis.call('HSET', jk(id), 's', to, 'fa', now)
+local function finish(id, from, to, seq, now, keep, uu, result)
+  if result and result ~= '' then
+    redis.call('HSET', jk(id), 's', to, 'fa', now, 'r', result)
+  else
+    redis.call('HSET', jk(id), 's', to, 'fa', now)
+  end
   move(id, from, to, seq)
   if from == 'running' then zrem(LEASED, id) end
   if keep >= 0 then
