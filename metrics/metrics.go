@@ -34,7 +34,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		started: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "conveyor_jobs_started_total",
 			Help: "Job deliveries started by this process's workers."}, []string{"queue", "task"}),
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "conveyor_jobs_finished_total",
-			Help: "Job deliveries by what became of them: succeeded, retried, dead_lettered, postponed, cancelled, released, lease_lost, unrecorded, unknown_task."},
+			Help: "Job deliveries by what became of them: succeeded, retried, dead_lettered, postponed, cancelled, released, lease_lost, unrecorded, unknown_task, abandoned."},
 			[]string{"queue", "task", "outcome"}),
 		runTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "conveyor_job_run_seconds",
 			Help:    "How long a job's handler ran, per delivery.",

@@ -70,7 +70,7 @@ conveyor_jobs_rejected_total{queue="m"} 1
 # HELP conveyor_jobs_started_total Job deliveries started by this process's workers.
 # TYPE conveyor_jobs_started_total counter
 conveyor_jobs_started_total{queue="m",task="m.task"} 3
-# HELP conveyor_jobs_finished_total Job deliveries by what became of them: succeeded, retried, dead_lettered, postponed, cancelled, released, lease_lost, unrecorded, unknown_task.
+# HELP conveyor_jobs_finished_total Job deliveries by what became of them: succeeded, retried, dead_lettered, postponed, cancelled, released, lease_lost, unrecorded, unknown_task, abandoned.
 # TYPE conveyor_jobs_finished_total counter
 conveyor_jobs_finished_total{outcome="dead_lettered",queue="m",task="m.task"} 1
 conveyor_jobs_finished_total{outcome="succeeded",queue="m",task="m.task"} 2

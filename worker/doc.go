@@ -29,4 +29,14 @@
 // Every failed attempt is logged as a warning with the task, job ID,
 // attempt number, error and what comes next, through Config.Logger, unless
 // Config.QuietFailedAttempts turns it off.
+//
+// Long jobs: from a handler, Progress reports how far it is (at most one
+// backend write per job per Config.ProgressEvery), Checkpoint and
+// LastCheckpoint keep state across retries and re-deliveries under the
+// job's lease, Logger's lines are kept with the job (bounded by
+// Config.JobLogLines and JobLogBytes), Iterate runs a cursor loop that
+// checkpoints after each batch and stops cleanly at a drain, and Draining
+// tells that a drain began. A handler that ignores its cancellation past
+// Config.CancelGrace is abandoned: its outcome recorded, its slot freed,
+// its lease no longer extended, its late result refused.
 package worker

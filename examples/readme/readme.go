@@ -16,6 +16,7 @@ import (
 	"github.com/conveyorhq/conveyor/backends/sqlitebackend"
 	"github.com/conveyorhq/conveyor/dashboard"
 	"github.com/conveyorhq/conveyor/examples/readme/tasks"
+	"github.com/conveyorhq/conveyor/job"
 	"github.com/conveyorhq/conveyor/queue"
 	"github.com/conveyorhq/conveyor/scheduler"
 	"github.com/conveyorhq/conveyor/worker"
@@ -97,5 +98,23 @@ func mountDashboard(b backends.Backend, mux *http.ServeMux) error {
 	mux.Handle("/conveyor/", http.StripPrefix("/conveyor", dash))
 	return nil
 }
+
+func longJob(w *worker.Worker) {
+	worker.Register(w, tasks.Export, func(ctx context.Context, a tasks.ExportArgs) (int, error) {
+		log := worker.Logger(ctx) // lines kept with the job, and in the worker's log
+		err := worker.Iterate(ctx, func(ctx context.Context, page int) (int, bool, error) {
+			if err := exportPage(ctx, a.ReportID, page); err != nil {
+				return page, false, err // retried from this page, not from the first
+			}
+			log.Info("page exported", "page", page)
+			_ = worker.Progress(ctx, job.Progress{Fraction: float64(page+1) / float64(a.Pages),
+				Message: fmt.Sprintf("page %d of %d", page+1, a.Pages)})
+			return page + 1, page+1 == a.Pages, nil
+		})
+		return a.Pages, err
+	})
+}
+
+func exportPage(context.Context, string, int) error { return nil }
 
 func sendMail(context.Context, tasks.WelcomeArgs) error { return errors.New("no SMTP server here") }

@@ -30,3 +30,11 @@ var SendWelcome = queue.NewTask[WelcomeArgs, queue.None]("app.send_welcome", que
 type DigestArgs struct{}
 
 var SendDigest = queue.NewTask[DigestArgs, queue.None]("app.send_digest", queue.TaskOptions{Queue: "email"})
+
+// ExportArgs are the arguments of Export, the README's long job.
+type ExportArgs struct {
+	ReportID string `json:"report_id"`
+	Pages    int    `json:"pages"`
+}
+
+var Export = queue.NewTask[ExportArgs, int]("app.export", queue.TaskOptions{})
