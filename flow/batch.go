@@ -3,8 +3,10 @@ package flow
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
@@ -79,7 +81,7 @@ func (b *batch) acquire(ctx context.Context) {
 		addTo(sets, &order, id, cl, key, i)
 		b.out[i].Ticket = Ticket{g: b.g, key: id, holder: r.ID + "/" + r.Lease.Token, limit: cl.Limit}
 	}
-	for _, id := range order {
+	each(order, func(id string) {
 		s := sets[id]
 		p := backends.AcquireSlotsParams{Key: id, Limit: s.limit.Limit, Now: b.now}
 		for _, i := range s.idx {
@@ -98,7 +100,7 @@ func (b *batch) acquire(ctx context.Context) {
 				b.out[i] = Verdict{Err: &HeldBackError{Limit: s.limit.Name, Key: s.key, Until: b.now.Add(s.limit.Backoff)}}
 			}
 		}
-	}
+	})
 }
 
 // take asks each bucket of the stage-th rate limit once for its
@@ -126,7 +128,7 @@ func (b *batch) take(ctx context.Context, stage int) bool {
 		}
 		addTo(buckets, &order, "rate/"+rl.Name+"/"+key, rl, key, i)
 	}
-	for _, id := range order {
+	each(order, func(id string) {
 		bk := buckets[id]
 		rl := bk.limit
 		res, err := b.g.l.TakeTokens(ctx, backends.TakeTokensParams{
@@ -145,7 +147,7 @@ func (b *batch) take(ctx context.Context, stage int) bool {
 				b.out[i].Err = &HeldBackError{Limit: rl.Name, Key: bk.key, Until: res.NextAt.Add(rand.N(rl.Per)), Next: res.NextAt}
 			}
 		}
-	}
+	})
 	return staged
 }
 
@@ -159,7 +161,23 @@ func (b *batch) giveBack(ctx context.Context) {
 			b.out[i].Ticket = Ticket{}
 		}
 	}
-	for key, holders := range refused {
-		_ = b.g.l.ReleaseSlots(context.WithoutCancel(ctx), backends.ReleaseSlotsParams{Key: key, Holders: holders, Now: b.now})
+	each(slices.Collect(maps.Keys(refused)), func(key string) {
+		_ = b.g.l.ReleaseSlots(context.WithoutCancel(ctx), backends.ReleaseSlotsParams{Key: key, Holders: refused[key], Now: b.now})
+	})
+}
+
+// each runs fn for every key at once: the calls for different slot sets
+// and buckets are independent, so a batch of many keys waits for the
+// slowest round trip, not for their sum. Each fn writes only its own
+// deliveries' verdicts.
+func each[K comparable](keys []K, fn func(key K)) {
+	if len(keys) == 1 {
+		fn(keys[0])
+		return
 	}
+	var wg sync.WaitGroup
+	for _, k := range keys {
+		wg.Go(func() { fn(k) })
+	}
+	wg.Wait()
 }

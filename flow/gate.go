@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
@@ -96,13 +99,16 @@ func (g *Gate) Renew(ctx context.Context, tickets []Ticket, expiresAt time.Time)
 			sets[k] = append(sets[k], t.holder)
 		}
 	}
+	var mu sync.Mutex
 	var errs []error
-	for k, holders := range sets {
+	each(slices.Collect(maps.Keys(sets)), func(k Ticket) {
 		_, err := g.l.AcquireSlots(ctx, backends.AcquireSlotsParams{
-			Key: k.key, Limit: k.limit, Holders: holders, ExpiresAt: expiresAt, Now: g.clock.Now(),
+			Key: k.key, Limit: k.limit, Holders: sets[k], ExpiresAt: expiresAt, Now: g.clock.Now(),
 		})
+		mu.Lock()
 		errs = append(errs, err)
-	}
+		mu.Unlock()
+	})
 	return errors.Join(errs...)
 }
 
@@ -115,10 +121,14 @@ func (g *Gate) Release(ctx context.Context, tickets []Ticket) error {
 			sets[t.key] = append(sets[t.key], t.holder)
 		}
 	}
+	var mu sync.Mutex
 	var errs []error
-	for key, holders := range sets {
-		errs = append(errs, g.l.ReleaseSlots(ctx, backends.ReleaseSlotsParams{Key: key, Holders: holders, Now: g.clock.Now()}))
-	}
+	each(slices.Collect(maps.Keys(sets)), func(key string) {
+		err := g.l.ReleaseSlots(ctx, backends.ReleaseSlotsParams{Key: key, Holders: sets[key], Now: g.clock.Now()})
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	})
 	return errors.Join(errs...)
 }
 
