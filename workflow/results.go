@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/job"
@@ -106,41 +108,68 @@ func Results(ctx context.Context) ([]Output, error) {
 		deps = st.Deps
 	}
 	out := make([]Output, len(deps))
-	for i, d := range deps {
-		rec, err := v.s.in.GetJob(ctx, backends.GetJobParams{ID: JobID(v.workflow, d)})
-		switch {
-		case err == nil:
-			out[i] = jobOutput(d, rec)
-		case errors.Is(err, job.ErrNotFound):
-			// No job: cancelled or refused before it had one; the record
-			// says why.
-			r, err := record()
-			if err != nil {
-				return nil, err
-			}
-			st := r.step(d)
-			if st == nil {
-				return nil, fmt.Errorf("%w: workflow %s has no step %q", job.ErrNotFound, v.workflow, d)
-			}
-			out[i] = recordOutput(st)
-		default:
-			return nil, fmt.Errorf("step %s: %w", d, err)
+	missing, err := v.s.jobOutputs(ctx, v.workflow, deps, out)
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range missing {
+		// No job: cancelled or refused before it had one; the record
+		// says why.
+		r, err := record()
+		if err != nil {
+			return nil, err
 		}
+		st := r.step(deps[i])
+		if st == nil {
+			return nil, fmt.Errorf("%w: workflow %s has no step %q", job.ErrNotFound, v.workflow, deps[i])
+		}
+		out[i] = recordOutput(st)
 	}
 	return out, nil
 }
 
-// output reads one finished step's output: from its job, or from the
-// record when it never had one.
-func (s *store) output(ctx context.Context, r *record, st *stepRecord) (Output, error) {
-	if !st.HasJob {
-		return recordOutput(st), nil
+// readers bounds the concurrent job reads of one Results call: a chord's
+// callback reads every member's job.
+const readers = 16
+
+// jobOutputs reads the jobs of steps into out, readers at a time, and
+// returns the positions of the steps that have no job.
+func (s *store) jobOutputs(ctx context.Context, workflowID string, steps []string, out []Output) ([]int, error) {
+	var (
+		mu      sync.Mutex
+		missing []int
+		errs    []error
+		wg      sync.WaitGroup
+		next    atomic.Int64
+	)
+	for range min(readers, len(steps)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(steps) || ctx.Err() != nil {
+					return
+				}
+				rec, err := s.in.GetJob(ctx, backends.GetJobParams{ID: JobID(workflowID, steps[i])})
+				switch {
+				case err == nil:
+					out[i] = jobOutput(steps[i], rec)
+				case errors.Is(err, job.ErrNotFound):
+					mu.Lock()
+					missing = append(missing, i)
+					mu.Unlock()
+				default:
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("step %s: %w", steps[i], err))
+					mu.Unlock()
+				}
+			}
+		})
 	}
-	rec, err := s.in.GetJob(ctx, backends.GetJobParams{ID: JobID(r.ID, st.Name)})
-	if err != nil {
-		return Output{}, fmt.Errorf("step %s: %w", st.Name, err)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
-	return jobOutput(st.Name, rec), nil
+	return missing, ctx.Err()
 }
 
 // recordOutput is the output of a step that has no job.
@@ -151,6 +180,8 @@ func recordOutput(st *stepRecord) Output {
 		o.Err = fmt.Errorf("%w: step %s: %s", ErrStepCancelled, st.Name, st.Reason)
 	case StepDead:
 		o.Err = fmt.Errorf("%w: step %s: %s", ErrStepFailed, st.Name, st.Reason)
+	case StepDone:
+		o.Err = fmt.Errorf("%w: step %s is done but its job, with its result, is no longer kept", job.ErrNotFound, st.Name)
 	default:
 		o.Err = fmt.Errorf("%w: step %s is %s", job.ErrNotFinished, st.Name, st.State)
 	}

@@ -55,13 +55,18 @@ func Wait(ctx context.Context, c *queue.Client, id string) ([]Output, error) {
 
 // outputs returns a final workflow's exit steps' outputs.
 func (s *store) outputs(ctx context.Context, r *record) ([]Output, error) {
-	var out []Output
-	for _, st := range r.sinks() {
-		o, err := s.output(ctx, r, st)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, o)
+	sinks := r.sinks()
+	names := make([]string, len(sinks))
+	for i, st := range sinks {
+		names[i] = st.Name
+	}
+	out := make([]Output, len(sinks))
+	missing, err := s.jobOutputs(ctx, r.ID, names, out)
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range missing {
+		out[i] = recordOutput(sinks[i])
 	}
 	if r.State != Done {
 		return out, fmt.Errorf("%w: workflow %s is %s", ErrWorkflowFailed, r.ID, r.State)
