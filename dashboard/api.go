@@ -92,7 +92,14 @@ func (a *api) job(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, NewJobView(rec))
+	v := NewJobView(rec)
+	// A backend that keeps no notes has none to show: not an error here.
+	if n, err := queue.NewClient(a.cfg.Backend, queue.Config{}).Notes(r.Context(), rec.ID); err == nil {
+		v.Notes = NewNotesView(n)
+	} else if !errors.Is(err, job.ErrUnsupported) {
+		a.cfg.Logger.Warn("dashboard: reading a job's notes", "job", rec.ID, "err", err)
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (a *api) workers(w http.ResponseWriter, r *http.Request) {

@@ -38,6 +38,9 @@ type JobView struct {
 	FinishedAt      *time.Time         `json:"finished_at,omitempty"`
 	LeaseExpiresAt  *time.Time         `json:"lease_expires_at,omitempty"`
 	CancelRequested bool               `json:"cancel_requested,omitempty"`
+	// Notes are a long job's progress, checkpoint and log lines: in the
+	// one job's view (GET /api/jobs/{id}), not in lists.
+	Notes *NotesView `json:"notes,omitempty"`
 }
 
 // JobPage is GET /api/jobs.

@@ -110,8 +110,16 @@ func (e *env) showJob(c *cobra.Command, args []string) error {
 		return fmt.Errorf("job %s: %w", args[0], err)
 	}
 	v := dashboard.NewJobView(r)
+	if n, err := queue.NewClient(s, queue.Config{}).Notes(c.Context(), r.ID); err == nil {
+		v.Notes = dashboard.NewNotesView(n)
+	} else if !errors.Is(err, job.ErrUnsupported) {
+		return fmt.Errorf("job %s: notes: %w", r.ID, err)
+	}
 	return e.show(c, v, func(w io.Writer) error { return printJob(w, v) })
 }
+
+// jobLogLines is how many of a job's kept log lines `jobs show` prints.
+const jobLogLines = 20
 
 func printJob(w io.Writer, v dashboard.JobView) error {
 	tw := tabwriterFor(w)
@@ -152,7 +160,46 @@ func printJob(w io.Writer, v dashboard.JobView) error {
 	for _, a := range v.Attempts {
 		fmt.Fprintf(w, "attempt %d failed at %s: %s\n", a.Attempt, stamp(a.At), a.Error)
 	}
+	printNotes(w, v.Notes)
 	return nil
+}
+
+// printNotes prints a long job's progress, checkpoint, the last of its
+// kept log lines and a flag for an ignored cancellation.
+func printNotes(w io.Writer, n *dashboard.NotesView) {
+	if n == nil {
+		return
+	}
+	if ic := n.IgnoredCancel; ic != nil {
+		fmt.Fprintf(w, "IGNORED CANCELLATION (%s) for %.0fs on worker %s at %s: it runs again elsewhere\n", ic.Cause, ic.Seconds, ic.Worker, stamp(ic.At))
+	}
+	if p := n.Progress; p != nil {
+		line := fmt.Sprintf("progress: %.0f%%", 100*p.Fraction)
+		if p.Message != "" {
+			line += " " + p.Message
+		}
+		if p.At != nil {
+			line += " (" + stamp(*p.At) + ")"
+		}
+		fmt.Fprintln(w, line)
+	}
+	if len(n.Checkpoint) > 0 {
+		fmt.Fprintf(w, "checkpoint:\n  %s\n", indentJSON(n.Checkpoint))
+	}
+	logs := n.Logs
+	dropped := n.LogsDropped
+	if len(logs) > jobLogLines {
+		dropped += len(logs) - jobLogLines
+		logs = logs[len(logs)-jobLogLines:]
+	}
+	if dropped > 0 {
+		fmt.Fprintf(w, "log (%d older lines not shown; --json has the kept ones):\n", dropped)
+	} else if len(logs) > 0 {
+		fmt.Fprintln(w, "log:")
+	}
+	for _, l := range logs {
+		fmt.Fprintf(w, "  %s %s %s %s\n", stamp(l.At), l.Level, l.Msg, l.Attrs)
+	}
 }
 
 func (e *env) jobsCancelCmd() *cobra.Command {

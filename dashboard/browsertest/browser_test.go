@@ -170,8 +170,10 @@ func TestPageInBrowser(t *testing.T) {
 			}
 		})
 	}
-	// clean fails on the text "undefined" in the view or a problem logged
-	// so far, then keeps the view's screenshot.
+	// clean fails on the text "undefined" or "NaN" in the view, on a text
+	// node that is a value printed raw ("null", "[object ...]": a child the
+	// page forgot to skip or render), or a problem logged so far, then keeps
+	// the view's screenshot.
 	clean := func(name string) step {
 		return step(func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
 			text, err := chromedp.Evaluate[string](`document.body.innerText`)(ctx, tg)
@@ -180,6 +182,20 @@ func TestPageInBrowser(t *testing.T) {
 			}
 			if strings.Contains(text, "undefined") || strings.Contains(text, "NaN") {
 				t.Errorf("view %s shows undefined or NaN:\n%s", name, text)
+			}
+			raw, err := chromedp.Evaluate[[]string](`(() => {
+				const out = [], w = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+				for (let n; (n = w.nextNode());) {
+					const t = n.textContent.trim();
+					if (/^(null)+$/.test(t) || t.includes("[object ")) out.push(t);
+				}
+				return out;
+			})()`)(ctx, tg)
+			if err != nil {
+				return chromedp.Void{}, err
+			}
+			if len(raw) > 0 {
+				t.Errorf("view %s prints raw values as text: %q", name, raw)
 			}
 			mu.Lock()
 			for _, p := range problems {

@@ -1,7 +1,7 @@
 // The router: the hash names a view (#/queues/mail/dead), the nav lists
 // the views that have an entry, and the current view refreshes itself
 // every two seconds while the tab is visible, one refresh at a time.
-import { api, el, toast } from "./core.js";
+import { api, el, toast, fill } from "./core.js";
 import { views } from "./views.js";
 
 const nav = document.getElementById("nav");
@@ -21,7 +21,7 @@ function route() {
 }
 
 function renderNav(active) {
-  nav.replaceChildren(...views.filter(v => v.nav).map(v =>
+  fill(nav, ...views.filter(v => v.nav).map(v =>
     el("a", { href: "#/" + v.id, class: v.id === active || v.detailOf === active ? "active" : null, "data-view": v.id }, v.title)));
 }
 
@@ -30,7 +30,7 @@ async function show() {
   const active = r.view.detailOf || r.view.id;
   renderNav(active);
   document.title = r.view.title + " · Conveyor";
-  main.replaceChildren();
+  fill(main, );
   main.dataset.view = r.view.id;
   current = { r, mounted: r.view.mount(main, r.args, r.query) };
   await refresh();

@@ -1,7 +1,7 @@
 // Charts of the history the backend keeps (GET /api/history): SVG with
 // axes, units and gaps where no process sampled, over a range the
 // operator picks. No library: lines, ticks and labels are drawn here.
-import { api, el } from "./core.js";
+import { api, el, fill } from "./core.js";
 
 const svgNS = "http://www.w3.org/2000/svg";
 const palette = ["#36c", "#2a7", "#c80", "#85c", "#0aa", "#a63", "#c33", "#777"];
@@ -95,7 +95,7 @@ export function activity({ queue }) {
   const charts = el("div", { class: "charts" });
   const node = el("section", { class: "activity" }, el("div", { class: "bar" }, el("h2", null, "Activity"), picker), charts);
   let refresh;
-  const drawPicker = () => picker.replaceChildren(...ranges.map(r => el("button", { type: "button", class: r === range ? "on" : null,
+  const drawPicker = () => fill(picker, ...ranges.map(r => el("button", { type: "button", class: r === range ? "on" : null,
     "data-range": r, onclick: () => { range = r; drawPicker(); refresh(); } }, r)));
   drawPicker();
   refresh = async () => {
@@ -113,7 +113,7 @@ export function activity({ queue }) {
       points: h.depth.filter(p => p.queue === q).map(p => [new Date(p.at).getTime(), p.depth]) }));
     const pick = key => h.pickup.map(p => [new Date(p.at).getTime(), p[key]]);
     const common = { from, to, step };
-    charts.replaceChildren(
+    fill(charts, 
       lineChart({ ...common, id: "throughput", title: "Finished" + (queue ? "" : ", all queues"), unit: "jobs/min",
         series: [{ name: "done", color: "#2a7", points: done }, { name: "dead", color: "#c33", points: dead }] }),
       lineChart({ ...common, id: "depth", title: "Depth (unfinished jobs)", unit: "jobs", series: depth }),

@@ -69,6 +69,12 @@ export function el(tag, attrs, ...children) {
   return e;
 }
 
+// fill replaces parent's children as el adds them: arrays flattened, null,
+// undefined and false skipped (replaceChildren would print them as text).
+export function fill(parent, ...children) {
+  parent.replaceChildren(...children.flat(Infinity).filter(c => c !== null && c !== undefined && c !== false));
+}
+
 export function link(href, text, attrs) {
   return el("a", { href, ...attrs }, text);
 }

@@ -1,6 +1,6 @@
 // The views of jobs: the job list (filters, sort), one job, a queue's
 // page (its jobs by state, bulk actions, its charts) and the dead letters.
-import { api, act, el, link, button, when, num, badge, table, states, waiting, jobHref, queueHref, Selection, bulk, toast, pauseButton } from "./core.js";
+import { api, act, el, link, button, when, ago, num, badge, table, states, waiting, jobHref, queueHref, Selection, bulk, toast, pauseButton, fill } from "./core.js";
 import { activity } from "./charts.js";
 
 const lastError = j => { const a = (j.attempts || []).at(-1); return a ? a.error : ""; };
@@ -60,7 +60,7 @@ export function jobsView(root, _args, query) {
   const draw = () => {
     const ids = jobs.map(j => j.id);
     sel.keep(ids);
-    list.replaceChildren(bulkBar(sel, state, refresh), table(jobColumns(sel, ids, draw), jobs,
+    fill(list, bulkBar(sel, state, refresh), table(jobColumns(sel, ids, draw), jobs,
       { id: "jobs", sort, onSort: s => go({ sort: s }), rowAttrs: j => ({ "data-job": j.id }), empty: "no jobs match" }));
   };
   async function refresh() {
@@ -75,7 +75,7 @@ export function jobsView(root, _args, query) {
     jobs = page.jobs;
     next = page.next || "";
     draw();
-    more.replaceChildren(
+    fill(more, 
       cursor ? button("First page", () => { cursor = ""; refresh(); }) : null,
       next ? button("Next page", () => { cursor = next; refresh(); }, { id: "jobs-more" }) : null,
       state ? null : el("span", { class: "muted" }, "every state: the first 100 of each, newest first; pick a state to page through it"));
@@ -108,7 +108,7 @@ export function jobView(root, args) {
   argsBox.addEventListener("input", () => { edited = true; });
   async function refresh() {
     const j = await api("api/jobs/" + encodeURIComponent(id));
-    head.replaceChildren(el("h1", null, "Job ", el("span", { class: "mono", id: "detail-id" }, j.id), " ", el("span", { id: "detail-state" }, badge(j.state))),
+    fill(head, el("h1", null, "Job ", el("span", { class: "mono", id: "detail-id" }, j.id), " ", el("span", { id: "detail-state" }, badge(j.state))),
       el("dl", { class: "facts" },
         el("dt", null, "task"), el("dd", null, j.task),
         el("dt", null, "queue"), el("dd", null, link(queueHref(j.queue), j.queue)),
@@ -124,7 +124,8 @@ export function jobView(root, args) {
     replay.disabled = !["dead", "cancelled"].includes(j.state);
     cancel.disabled = !waiting.includes(j.state);
     del.disabled = j.state === "running";
-    rest.replaceChildren(
+    fill(rest, 
+      notesView(j.notes),
       el("h2", null, "Attempts"),
       table([["attempt", a => num(a.attempt), { cls: "n" }], ["at", a => when(a.at)], ["error", a => el("pre", { class: "err" }, a.error + (a.stack ? "\n" + a.stack : ""))]],
         j.attempts || [], { id: "detail-attempts", empty: "no failed attempts" }),
@@ -132,6 +133,36 @@ export function jobView(root, args) {
       j.headers ? [el("h2", null, "Headers"), table([["header", ([k]) => k], ["value", ([, v]) => v]], Object.entries(j.headers))] : null);
   }
   return { refresh };
+}
+
+// notesView shows what a long job's handler left with it: progress, a
+// flag if a handler ignored its cancellation, the checkpoint, the kept log
+// lines with the count of those dropped.
+function notesView(n) {
+  if (!n) return null;
+  const out = [];
+  if (n.ignored_cancel) {
+    const ic = n.ignored_cancel;
+    out.push(el("p", { class: "flag", id: "detail-ignored" }, "ignored cancellation (" + ic.cause + ") for " + num(Math.round(ic.seconds)) + " s on worker " + ic.worker + ", " + ago(ic.at) + "; it runs again elsewhere"));
+  }
+  if (n.progress) {
+    const pct = Math.round(100 * Math.min(Math.max(n.progress.fraction, 0), 1));
+    out.push(el("h2", null, "Progress"),
+      el("p", { id: "detail-progress" }, el("progress", { max: "100", value: String(pct) }), " " + pct + "%",
+        n.progress.message ? " — " + n.progress.message : "", n.progress.at ? el("span", { class: "muted" }, " (" + ago(n.progress.at) + ")") : null));
+    if (n.progress.output !== undefined) out.push(el("pre", null, JSON.stringify(n.progress.output, null, 2)));
+  }
+  if (n.checkpoint !== undefined) {
+    out.push(el("h2", null, "Checkpoint"), el("pre", { id: "detail-checkpoint" }, JSON.stringify(n.checkpoint, null, 2)),
+      n.checkpoint_at ? el("p", { class: "muted" }, "written " + ago(n.checkpoint_at)) : null);
+  }
+  if ((n.logs || []).length || n.logs_dropped) {
+    out.push(el("h2", null, "Log"),
+      n.logs_dropped ? el("p", { class: "muted" }, num(n.logs_dropped) + " older lines dropped") : null,
+      table([["at", l => when(l.at)], ["level", l => l.level], ["message", l => l.msg + (l.attrs ? " " + l.attrs : "")]],
+        n.logs || [], { id: "detail-logs" }));
+  }
+  return out;
 }
 
 // queueView is one queue: its counts as tabs, its jobs in the chosen
@@ -148,7 +179,7 @@ export function queueView(root, args) {
   const draw = () => {
     const ids = jobs.map(j => j.id);
     sel.keep(ids);
-    list.replaceChildren(bulkBar(sel, state, refresh), table(jobColumns(sel, ids, draw, { noQueue: true, noState: true, error: ["dead", "retrying"].includes(state) }),
+    fill(list, bulkBar(sel, state, refresh), table(jobColumns(sel, ids, draw, { noQueue: true, noState: true, error: ["dead", "retrying"].includes(state) }),
       jobs, { id: "queue-jobs", rowAttrs: j => ({ "data-job": j.id }), empty: "no " + state + " jobs" }));
   };
   async function refresh() {
@@ -157,14 +188,14 @@ export function queueView(root, args) {
     const [qs, page] = await Promise.all([api("api/queues"), api("api/jobs?" + p)]);
     const q = qs.find(q => q.queue === name) || { queue: name, counts: {}, depth: 0, paused: false };
     const dead = q.counts.dead || 0;
-    head.replaceChildren(el("h1", null, "Queue ", name, " ", q.paused ? el("span", { class: "badge paused" }, "paused") : null),
+    fill(head, el("h1", null, "Queue ", name, " ", q.paused ? el("span", { class: "badge paused" }, "paused") : null),
       el("p", { class: "actions" }, "depth " + num(q.depth) + (q.bound ? " of " + num(q.bound) : " (unbounded)") + " ", pauseButton(q),
         dead ? button("Replay all " + num(dead) + " dead", () => act("api/queues/" + qp + "/replay", undefined, "Replay every dead job of " + name + "?").then(refresh), { "data-action": "replay-all" }) : null,
         dead ? button("Delete all dead", () => act("api/queues/" + qp + "/purge?state=dead", undefined, "Delete every dead job of " + name + " for good?").then(refresh), { "data-action": "purge-dead" }) : null));
-    tabs.replaceChildren(...states.map(s => link(queueHref(name, s), s + " " + num(q.counts[s]), { class: s === state ? "active" : null, "data-state": s })));
+    fill(tabs, ...states.map(s => link(queueHref(name, s), s + " " + num(q.counts[s]), { class: s === state ? "active" : null, "data-state": s })));
     jobs = page.jobs;
     draw();
-    more.replaceChildren(cursor ? button("First page", () => { cursor = ""; refresh(); }) : null,
+    fill(more, cursor ? button("First page", () => { cursor = ""; refresh(); }) : null,
       page.next ? button("Next page", () => { cursor = page.next; refresh(); }) : null);
     await charts.refresh();
   }
@@ -181,13 +212,13 @@ export function deadView(root) {
   const draw = () => {
     const ids = jobs.map(j => j.id);
     sel.keep(ids);
-    list.replaceChildren(bulkBar(sel, "dead", refresh), table(jobColumns(sel, ids, draw, { noState: true, error: true }), jobs,
+    fill(list, bulkBar(sel, "dead", refresh), table(jobColumns(sel, ids, draw, { noState: true, error: true }), jobs,
       { id: "dead", rowAttrs: j => ({ "data-job": j.id }), empty: "no dead letters" }));
   };
   async function refresh() {
     const [qs, page] = await Promise.all([api("api/queues"), api("api/jobs?state=dead&limit=200")]);
     const withDead = qs.filter(q => q.counts.dead);
-    summary.replaceChildren(withDead.length ? table([
+    fill(summary, withDead.length ? table([
       ["queue", q => link(queueHref(q.queue, "dead"), q.queue)],
       ["dead", q => num(q.counts.dead), { cls: "n" }],
       ["", q => button("Replay all", () => act("api/queues/" + encodeURIComponent(q.queue) + "/replay", undefined, "Replay every dead job of " + q.queue + "?").then(refresh))],

@@ -1,5 +1,5 @@
 // The views of what runs the jobs: periodic entries and worker processes.
-import { api, act, el, link, button, when, num, ms, table, queueHref } from "./core.js";
+import { api, act, el, link, button, when, num, ms, table, queueHref, fill } from "./core.js";
 
 export function schedulesView(root) {
   const box = el("div");
@@ -7,7 +7,7 @@ export function schedulesView(root) {
   return {
     async refresh() {
       const entries = await api("api/schedules");
-      box.replaceChildren(table([
+      fill(box, table([
         ["entry", e => e.name],
         ["schedule", e => el("code", null, e.schedule)],
         ["task", e => e.task],
@@ -39,7 +39,7 @@ export function workersView(root) {
   return {
     async refresh() {
       const ws = await api("api/workers");
-      box.replaceChildren(table([
+      fill(box, table([
         ["worker", w => el("span", { class: "mono" }, w.id)],
         ["host", w => w.host],
         ["pid", w => String(w.pid), { cls: "n" }],

@@ -3,7 +3,7 @@
 // returns {refresh}, called at once and every two seconds. A view with
 // detail: "x" hands #/id/<arg> to view x. Workflows and rate limits,
 // when they land, are one entry each here and a module like ops.js.
-import { api, el, link, num, states, queueHref, pauseButton } from "./core.js";
+import { api, el, link, num, states, queueHref, pauseButton, fill } from "./core.js";
 import { jobsView, jobView, queueView, deadView } from "./jobs.js";
 import { schedulesView, workersView } from "./ops.js";
 import { activity } from "./charts.js";
@@ -55,7 +55,7 @@ function overview(root) {
       const [qs, ws, ss] = await Promise.all([api("api/queues"), api("api/workers").catch(() => []), api("api/schedules").catch(() => [])]);
       const sum = s => qs.reduce((n, q) => n + (q.counts[s] || 0), 0);
       const open = ws.flatMap(w => w.breakers).filter(b => b.state !== "closed").length;
-      cards.replaceChildren(
+      fill(cards, 
         card("waiting", num(sum("pending") + sum("scheduled") + sum("retrying")), "#/queues"),
         card("running", num(sum("running")), "#/jobs?state=running"),
         card("dead letters", num(sum("dead")), "#/dead", sum("dead") ? "warn" : ""),
@@ -64,7 +64,7 @@ function overview(root) {
         card("open breakers", num(open), "#/workers", open ? "warn" : ""),
         card("schedules", num(ss.length) + (ss.some(s => s.paused) ? " (" + ss.filter(s => s.paused).length + " paused)" : ""), "#/schedules"),
       );
-      queues.replaceChildren(queueTable(qs, "queues"));
+      fill(queues, queueTable(qs, "queues"));
       await charts.refresh();
     },
   };
@@ -75,7 +75,7 @@ function queuesView(root) {
   root.append(el("h1", null, "Queues"), box);
   return {
     async refresh() {
-      box.replaceChildren(queueTable(await api("api/queues"), "queues"));
+      fill(box, queueTable(await api("api/queues"), "queues"));
     },
   };
 }
