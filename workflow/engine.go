@@ -280,7 +280,7 @@ func (e *Engine) reconcile(ctx context.Context, r *record, version int64) (bool,
 		case errors.Is(err, job.ErrNotFound) && st.State == StepEnqueued:
 			// Deleted, or pruned after it finished unseen: nothing will
 			// ever finish it, so the step fails.
-			obs[st.Name] = StepDead
+			obs[st.Name] = stepGone
 		case err != nil && !errors.Is(err, job.ErrNotFound):
 			return false, fmt.Errorf("workflow %s: step %s: %w", r.ID, st.Name, err)
 		case err == nil:

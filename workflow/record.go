@@ -49,6 +49,10 @@ const (
 	StepCancelled StepState = "cancelled"
 )
 
+// stepGone is what the reconciler observes of an enqueued step whose job
+// no longer exists; it is recorded as StepDead with the reason.
+const stepGone StepState = "gone"
+
 // Final reports whether the step has finished.
 func (s StepState) Final() bool { return s == StepDone || s == StepDead || s == StepCancelled }
 
@@ -159,6 +163,14 @@ func (r *record) step(name string) *stepRecord {
 // cancelled without a job wait for it again. It reports a change.
 func (r *record) observe(name string, st StepState, now time.Time) bool {
 	s := r.step(name)
+	if st == stepGone {
+		if s == nil || s.State != StepEnqueued {
+			return false
+		}
+		s.State, s.HasJob, s.Finished = StepDead, false, now
+		s.Reason = "its job is gone (deleted, or pruned before the workflow saw it finish)"
+		return true
+	}
 	if s == nil || s.State == st {
 		return false
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/job"
+	"github.com/conveyorhq/conveyor/queue"
 	"github.com/conveyorhq/conveyor/workflow"
 )
 
@@ -92,6 +93,18 @@ func testAllOrNothing(t *testing.T, en *env) {
 		if _, err := workflow.Status(en.ctx, en.c, id); !errors.Is(err, job.ErrNotFound) {
 			t.Errorf("%s: Status after the refusal returned %v; want ErrNotFound", c.name, err)
 		}
+	}
+	// First steps refused by a full queue refuse the workflow whole.
+	small := queue.NewQueue("wf-small", queue.QueueOptions{MaxDepth: 1})
+	bounded := queue.NewClient(en.b, queue.Config{Queues: []*queue.Queue{small}})
+	into := &queue.EnqueueOptions{Queue: small.Name()}
+	_, err := workflow.Enqueue(en.ctx, bounded, workflow.Chain(workflow.Group(
+		workflow.Task("a", sum, num{}, into), workflow.Task("b", sum, num{}, into)), s("c", 1)), &workflow.Options{ID: "too-big"})
+	if !errors.Is(err, job.ErrQueueFull) {
+		t.Errorf("Enqueue into a full queue returned %v; want ErrQueueFull", err)
+	}
+	if _, err := workflow.Status(en.ctx, en.c, "too-big"); !errors.Is(err, job.ErrNotFound) {
+		t.Errorf("Status after the refusal returned %v; want ErrNotFound", err)
 	}
 	st, err := en.b.(backends.Inspector).QueueStats(en.ctx, backends.QueueStatsParams{})
 	if err != nil {
