@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/avast/retry-go/v4"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -96,29 +95,4 @@ func redactURL(u string) string {
 		return scheme + "://" + user + ":xxxxx" + rest[at:]
 	}
 	return u
-}
-
-// awaitReadyAnyNode is awaitReady for a queue declared on the Backend's
-// session: it dials through dialURL, so a URL of several nodes works (the
-// session may be on any of them; a quorum queue serves reads from each).
-func (b *Backend) awaitReadyAnyNode(ctx context.Context, name string) error {
-	ctx, cancel := context.WithTimeout(ctx, readyWait)
-	defer cancel()
-	err := retry.Do(func() error {
-		conn, err := b.dialURL(ctx, amqp.Config{Heartbeat: b.cfg.Heartbeat})
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		return onChannel(conn, func(ch *amqp.Channel) error {
-			_, _, err := ch.Get(name, false)
-			return err
-		})
-	}, retry.RetryIf(isNoproc), retry.Context(ctx), retry.WrapContextErrorWithLastError(true),
-		retry.Attempts(0), retry.DelayType(retry.BackOffDelay),
-		retry.Delay(20*time.Millisecond), retry.MaxDelay(time.Second), retry.LastErrorOnly(true))
-	if err != nil {
-		return fmt.Errorf("amqpbackend: queue %s not ready: %w", name, err)
-	}
-	return nil
 }

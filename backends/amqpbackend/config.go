@@ -10,7 +10,10 @@ import (
 
 // Config configures a Backend. Zero values mean the stated default.
 type Config struct {
-	// URL of the broker, amqp:// or amqps://. Required.
+	// URL of the broker, amqp:// or amqps://; a cluster's nodes as
+	// several comma-separated addresses (amqp://u:p@h1:5672,h2:5672/vh),
+	// dialled in turn from a random one and again on a reconnect, so a
+	// stopped node's clients move to a live one. Required.
 	URL string
 	// Store keeps job state for lookup by ID, cancel, unique keys and an
 	// exact depth bound (see the package documentation). Optional: any

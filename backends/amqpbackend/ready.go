@@ -37,9 +37,11 @@ func (b *Backend) onOwnConnection(ctx context.Context, fn func(*amqp.Channel) er
 	ctx, cancel := context.WithTimeout(ctx, readyWait)
 	defer cancel()
 	return retry.Do(func() error {
-		conn, err := amqp.DialConfig(b.cfg.URL, amqp.Config{Heartbeat: b.cfg.Heartbeat})
+		// Through dialURL: any live node of a URL of several serves
+		// (a quorum queue serves reads from each of its members).
+		conn, err := b.dialURL(ctx, amqp.Config{Heartbeat: b.cfg.Heartbeat})
 		if err != nil {
-			return fmt.Errorf("amqpbackend: dial: %w", err)
+			return err
 		}
 		defer conn.Close()
 		return onChannel(conn, fn)

@@ -219,7 +219,7 @@ func (b *Backend) readyAfterDeclare(st amqp.Queue) error {
 	if st.Messages > 0 || st.Consumers > 0 {
 		return nil
 	}
-	return b.awaitReadyAnyNode(b.ctx, st.Name)
+	return b.awaitReady(b.ctx, st.Name)
 }
 
 // ensureLevel declares a delay level.
