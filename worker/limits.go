@@ -23,7 +23,7 @@ type flowState struct {
 	held map[string]flow.Ticket // by job ID, jobs holding a slot
 	// verdicts are preAdmit's answers, by job ID and lease token, until
 	// each delivery's execute takes its own.
-	verdicts map[string]flow.Verdict
+	verdicts map[string]*verdicts
 	// releasing are slots to give back; flushing says a caller of
 	// releaseSlot is writing, and will write these too.
 	releasing []flow.Ticket
@@ -39,7 +39,7 @@ type flowState struct {
 // Called by start with w.mu held.
 func (w *Worker) initLimits() error {
 	w.flow.held = map[string]flow.Ticket{}
-	w.flow.verdicts = map[string]flow.Verdict{}
+	w.flow.verdicts = map[string]*verdicts{}
 	w.flow.quiet = map[string]time.Time{}
 	gate, gerr := flow.NewGate(w.b, nil)
 	w.flow.gate = gate
@@ -97,9 +97,18 @@ func limitsOf(live LiveConfig, rec *job.Record, opts queue.TaskOptions) (lim flo
 	return lim, queueLimit
 }
 
+// verdicts are the answers for one reserve's deliveries, there once done
+// is closed.
+type verdicts struct {
+	done chan struct{}
+	of   map[string]flow.Verdict // by job ID and lease token
+}
+
 // preAdmit asks the gate about one reserve's limited deliveries at once,
-// a limiter call per bucket and slot set rather than per job, before they
-// start; each one's execute then takes its verdict (admit).
+// a limiter call per bucket and slot set rather than per job; each one's
+// execute then waits for its verdict (admit). The question is asked in a
+// goroutine of its own so that the fetch loop reserves again meanwhile:
+// in the loop, its round trips would add to every reserve's.
 func (w *Worker) preAdmit(ctx context.Context, recs []*job.Record) {
 	if w.flow.gate == nil || len(recs) == 0 {
 		return
@@ -119,16 +128,23 @@ func (w *Worker) preAdmit(ctx context.Context, recs []*job.Record) {
 	if len(limited) == 0 {
 		return
 	}
-	i := 0
-	verdicts := w.flow.gate.AdmitBatch(ctx, limited, func(r *job.Record) (flow.Limits, string) {
-		i++
-		return lims[i-1], r.Task
-	})
+	vs := &verdicts{done: make(chan struct{}), of: make(map[string]flow.Verdict, len(limited))}
 	w.flow.mu.Lock()
-	for i, r := range limited {
-		w.flow.verdicts[r.ID+"/"+r.Lease.Token] = verdicts[i]
+	for _, r := range limited {
+		w.flow.verdicts[r.ID+"/"+r.Lease.Token] = vs
 	}
 	w.flow.mu.Unlock()
+	go func() {
+		defer close(vs.done)
+		i := 0
+		got := w.flow.gate.AdmitBatch(ctx, limited, func(r *job.Record) (flow.Limits, string) {
+			i++
+			return lims[i-1], r.Task
+		})
+		for i, r := range limited {
+			vs.of[r.ID+"/"+r.Lease.Token] = got[i]
+		}
+	}()
 }
 
 // admit decides whether rec runs now, from preAdmit's verdict or by asking
@@ -144,11 +160,16 @@ func (w *Worker) admit(ctx context.Context, rec *job.Record, opts queue.TaskOpti
 	if w.flow.gate == nil { // a limit added by Reconfigure on a backend without limits
 		return fmt.Errorf("worker: limits of task %s: %w", rec.Task, job.ErrUnsupported)
 	}
+	id := rec.ID + "/" + rec.Lease.Token
 	w.flow.mu.Lock()
-	v, ok := w.flow.verdicts[rec.ID+"/"+rec.Lease.Token]
-	delete(w.flow.verdicts, rec.ID+"/"+rec.Lease.Token)
+	vs, ok := w.flow.verdicts[id]
+	delete(w.flow.verdicts, id)
 	w.flow.mu.Unlock()
-	if !ok {
+	var v flow.Verdict
+	if ok {
+		<-vs.done
+		v = vs.of[id]
+	} else {
 		v.Ticket, v.Err = w.flow.gate.Admit(ctx, rec, rec.Task, lim)
 	}
 	var hb *flow.HeldBackError
