@@ -82,17 +82,70 @@ func (s *store) load(ctx context.Context, id string) (*record, int64, error) {
 	return r, kv.Version, nil
 }
 
-// save writes r over version; a final record gets its expiry.
+// save writes r over version; a final record gets its expiry, and its
+// open marker is deleted (unless a reopen rewrote it meanwhile).
 func (s *store) save(ctx context.Context, r *record, version int64) (int64, error) {
 	b, err := r.encode()
 	if err != nil {
 		return 0, err
 	}
 	p := backends.PutKVParams{Key: key(r.ID), Value: b, IfVersion: version, Now: s.now()}
-	if r.State.Final() && s.keep > 0 {
-		p.ExpiresAt = r.Finished.Add(s.keep)
+	marker := int64(-1)
+	if r.State.Final() {
+		if s.keep > 0 {
+			p.ExpiresAt = r.Finished.Add(s.keep)
+		}
+		if kv, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: openKey(r.ID), Now: s.now()}); err == nil {
+			marker = kv.Version
+		}
 	}
-	return s.kv.PutKV(ctx, p)
+	v, err := s.kv.PutKV(ctx, p)
+	if err == nil && marker > 0 {
+		// Best effort: the reconciler deletes a marker of a final record.
+		_ = s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: openKey(r.ID), IfVersion: marker})
+	}
+	return v, err
+}
+
+// openKey is the KV key marking workflow id as unfinished: the reconciler
+// lists these, not every record kept, so its round costs what the
+// unfinished workflows cost however many finished ones are kept.
+func openKey(id string) string { return openPrefix + id }
+
+const openPrefix = "workflow-open/"
+
+// markOpen writes workflow id's open marker, or rewrites it with a new
+// version, so that a deletion by whoever saw the workflow final before
+// (holding the old version) fails. The value is when, for the grace of a
+// marker whose record never came.
+func (s *store) markOpen(ctx context.Context, id string) error {
+	for range casAttempts {
+		var version int64
+		kv, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: openKey(id), Now: s.now()})
+		switch {
+		case err == nil:
+			version = kv.Version
+		case !errors.Is(err, job.ErrNotFound):
+			return fmt.Errorf("workflow %s: open marker: %w", id, err)
+		}
+		now, _ := s.now().MarshalText()
+		_, err = s.kv.PutKV(ctx, backends.PutKVParams{Key: openKey(id), Value: now, IfVersion: version, Now: s.now()})
+		if !errors.Is(err, job.ErrConflict) {
+			if err != nil {
+				return fmt.Errorf("workflow %s: open marker: %w", id, err)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("workflow %s: open marker: %w", id, job.ErrConflict)
+}
+
+// remove deletes a workflow's record at version, then its marker.
+func (s *store) remove(ctx context.Context, id string, version int64) error {
+	if err := s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: key(id), IfVersion: version}); err != nil {
+		return err
+	}
+	return s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: openKey(id)})
 }
 
 // advance folds obs (step name -> what its job is now) into workflow id's
@@ -111,6 +164,7 @@ func (s *store) advance(ctx context.Context, id string, obs map[string]StepState
 		if r.CancelRequested {
 			s.cancelOrphans(ctx, r, mine)
 		}
+		wasFinal := r.State.Final()
 		now := s.now()
 		changed := false
 		if r.State == Starting && r.Tx {
@@ -128,6 +182,11 @@ func (s *store) advance(ctx context.Context, id string, obs map[string]StepState
 		}
 		for name, st := range obs {
 			changed = r.observe(name, st, now) || changed
+			if r.CancelRequested && st == StepEnqueued {
+				// A first job of a cancelled transactional start that
+				// committed late, or a replay after the cancel.
+				_, _ = s.c.Cancel(ctx, JobID(id, name))
+			}
 		}
 		ready, settled := r.settle(now)
 		changed = changed || settled
@@ -145,6 +204,11 @@ func (s *store) advance(ctx context.Context, id string, obs map[string]StepState
 		changed = r.finish(now) || changed
 		if !changed {
 			return r, enqErr
+		}
+		if wasFinal && !r.State.Final() { // a replay reopened it
+			if err := s.markOpen(ctx, id); err != nil {
+				return nil, err
+			}
 		}
 		if _, err := s.save(ctx, r, version); err != nil {
 			if errors.Is(err, job.ErrConflict) {

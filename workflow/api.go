@@ -54,6 +54,9 @@ func Enqueue(ctx context.Context, c *queue.Client, root Node, opts *Options) (Re
 	if err != nil {
 		return Ref{}, err
 	}
+	if err := s.markOpen(ctx, r.ID); err != nil {
+		return Ref{}, err
+	}
 	version, err := s.save(ctx, r, 0)
 	switch {
 	case errors.Is(err, job.ErrConflict):
@@ -64,7 +67,7 @@ func Enqueue(ctx context.Context, c *queue.Client, root Node, opts *Options) (Re
 	if _, err := s.advance(ctx, r.ID, nil); err != nil {
 		if refused(err) {
 			// Nothing of it is a job: the refused batch was all or nothing.
-			if derr := s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: key(r.ID), IfVersion: version}); derr == nil {
+			if derr := s.remove(ctx, r.ID, version); derr == nil {
 				return Ref{}, fmt.Errorf("workflow %s: %w", r.ID, err)
 			}
 		}
@@ -116,6 +119,9 @@ func Prepare(ctx context.Context, c *queue.Client, root Node, opts *Options) (*P
 		return nil, err
 	}
 	r.Tx = true
+	if err := s.markOpen(ctx, r.ID); err != nil {
+		return nil, err
+	}
 	version, err := s.save(ctx, r, 0)
 	switch {
 	case errors.Is(err, job.ErrConflict):
@@ -139,7 +145,7 @@ func (p *Prepared) EnqueueTx(ctx context.Context, tx any) (Ref, error) {
 		}
 	}
 	if _, err := p.s.c.EnqueueTx(ctx, tx, reqs...); err != nil {
-		_ = p.s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: key(p.r.ID), IfVersion: p.version})
+		_ = p.s.remove(ctx, p.r.ID, p.version)
 		return Ref{}, fmt.Errorf("workflow %s: %w", p.r.ID, err)
 	}
 	return Ref{ID: p.r.ID}, nil

@@ -237,19 +237,33 @@ func (e *Engine) Flush(ctx context.Context) (int, error) {
 // transactional start whose transaction never committed. It returns how
 // many workflows it changed.
 func (e *Engine) Reconcile(ctx context.Context) (int, error) {
-	kvs, err := e.s.kv.ListKV(ctx, backends.ListKVParams{Prefix: keyPrefix, Now: e.s.now()})
+	marks, err := e.s.kv.ListKV(ctx, backends.ListKVParams{Prefix: openPrefix, Now: e.s.now()})
 	if err != nil {
 		return 0, fmt.Errorf("workflow: reconcile: %w", err)
 	}
 	var errs []error
 	n := 0
-	for _, kv := range kvs {
-		r, err := decodeRecord(kv.Value)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", kv.Key, err))
+	for _, m := range marks {
+		id := strings.TrimPrefix(m.Key, openPrefix)
+		r, version, err := e.s.load(ctx, id)
+		switch {
+		case errors.Is(err, job.ErrNotFound):
+			// Its Enqueue died between the marker and the record, or
+			// the record expired: past the grace, nothing is coming.
+			var at time.Time
+			if at.UnmarshalText(m.Value) != nil || e.s.now().Sub(at) >= e.cfg.StartGrace {
+				_ = e.s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: m.Key, IfVersion: m.Version})
+			}
+			continue
+		case err != nil:
+			errs = append(errs, err)
+			continue
+		case r.State.Final():
+			// Its final save could not delete the marker.
+			_ = e.s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: m.Key, IfVersion: m.Version})
 			continue
 		}
-		changed, err := e.reconcile(ctx, r, kv.Version)
+		changed, err := e.reconcile(ctx, r, version)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -263,8 +277,6 @@ func (e *Engine) Reconcile(ctx context.Context) (int, error) {
 func (e *Engine) reconcile(ctx context.Context, r *record, version int64) (bool, error) {
 	age := e.s.now().Sub(r.Created)
 	switch {
-	case r.State.Final():
-		return false, nil
 	case r.State == Starting && r.Tx:
 		return e.reconcileTx(ctx, r, version, age)
 	case r.State == Starting && age < e.cfg.StartGrace:
@@ -292,7 +304,7 @@ func (e *Engine) reconcile(ctx context.Context, r *record, version int64) (bool,
 	_, err := e.s.advance(ctx, r.ID, obs)
 	if err != nil && r.State == Starting && refused(err) {
 		// A start whose first jobs are refused is refused whole.
-		return true, e.s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: key(r.ID), IfVersion: version})
+		return true, e.s.remove(ctx, r.ID, version)
 	}
 	return len(obs) > 0 || r.State == Starting, err
 }
@@ -317,7 +329,7 @@ func (e *Engine) reconcileTx(ctx context.Context, r *record, version int64, age 
 	if age < e.cfg.TxGrace {
 		return false, nil
 	}
-	return true, e.s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: key(r.ID), IfVersion: version})
+	return true, e.s.remove(ctx, r.ID, version)
 }
 
 // WorkDue runs w's due jobs and advances the workflows they belong to,

@@ -29,9 +29,26 @@ func halfStarted(t *testing.T, c *queue.Client, id string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := s.markOpen(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.save(context.Background(), r, 0); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// open lists the workflows marked unfinished.
+func open(t *testing.T, c *queue.Client) []string {
+	t.Helper()
+	kvs, err := c.Backend().(backends.KVStore).ListKV(context.Background(), backends.ListKVParams{Prefix: openPrefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, kv := range kvs {
+		ids = append(ids, kv.Key[len(openPrefix):])
+	}
+	return ids
 }
 
 func jobState(t *testing.T, c *queue.Client, id string) job.State {
@@ -101,6 +118,9 @@ func TestReconcilerFailsAStepWhoseJobIsGone(t *testing.T) {
 	if _, err := Enqueue(ctx, c, chainOfTwo(), &Options{ID: "w3"}); err != nil {
 		t.Fatal(err)
 	}
+	if ids := open(t, c); len(ids) != 1 || ids[0] != "w3" {
+		t.Fatalf("open workflows %v; want [w3]", ids)
+	}
 	if _, err := b.DeleteJobs(ctx, backends.DeleteJobsParams{IDs: []string{JobID("w3", "a")}}); err != nil {
 		t.Fatal(err)
 	}
@@ -113,5 +133,30 @@ func TestReconcilerFailsAStepWhoseJobIsGone(t *testing.T) {
 	}
 	if in.State != Failed || in.Steps[0].State != StepDead || in.Steps[0].Reason == "" || in.Steps[1].State != StepCancelled {
 		t.Fatalf("status %+v; want failed, a dead with a reason, b cancelled", in)
+	}
+	if ids := open(t, c); len(ids) != 0 {
+		t.Fatalf("a failed workflow is still marked open: %v", ids)
+	}
+}
+
+// A marker whose record never came (its Enqueue died between the two
+// writes) is deleted past StartGrace.
+func TestReconcilerDropsAMarkerWithoutARecord(t *testing.T) {
+	ctx := context.Background()
+	c := queue.NewClient(membackend.New(membackend.Config{}), queue.Config{})
+	clock := &backendtest.Clock{}
+	e, err := NewEngine(c, Config{Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.s.markOpen(ctx, "w4"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Reconcile(ctx); err != nil || len(open(t, c)) != 1 {
+		t.Fatalf("a fresh marker was dropped (%v)", err)
+	}
+	clock.Advance(2 * time.Minute)
+	if _, err := e.Reconcile(ctx); err != nil || len(open(t, c)) != 0 {
+		t.Fatalf("a stale marker was kept: %v (%v)", open(t, c), err)
 	}
 }
