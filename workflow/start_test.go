@@ -51,6 +51,19 @@ func open(t *testing.T, c *queue.Client) []string {
 	return ids
 }
 
+// clocked returns a client on a memory backend and an engine on a clock
+// the test moves.
+func clocked(t *testing.T) (*queue.Client, *Engine, *backendtest.Clock) {
+	t.Helper()
+	c := queue.NewClient(membackend.New(membackend.Config{}), queue.Config{})
+	clock := &backendtest.Clock{}
+	e, err := NewEngine(c, Config{Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, e, clock
+}
+
 func jobState(t *testing.T, c *queue.Client, id string) job.State {
 	t.Helper()
 	rec, err := c.Job(context.Background(), id)
@@ -64,12 +77,7 @@ func jobState(t *testing.T, c *queue.Client, id string) job.State {
 // completes one past StartGrace.
 func TestReconcilerCompletesAHalfDoneStart(t *testing.T) {
 	ctx := context.Background()
-	c := queue.NewClient(membackend.New(membackend.Config{}), queue.Config{})
-	clock := &backendtest.Clock{}
-	e, err := NewEngine(c, Config{Clock: clock})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, e, clock := clocked(t)
 	halfStarted(t, c, "w1")
 	if _, err := e.Reconcile(ctx); err != nil {
 		t.Fatal(err)
@@ -143,12 +151,7 @@ func TestReconcilerFailsAStepWhoseJobIsGone(t *testing.T) {
 // writes) is deleted past StartGrace.
 func TestReconcilerDropsAMarkerWithoutARecord(t *testing.T) {
 	ctx := context.Background()
-	c := queue.NewClient(membackend.New(membackend.Config{}), queue.Config{})
-	clock := &backendtest.Clock{}
-	e, err := NewEngine(c, Config{Clock: clock})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, e, clock := clocked(t)
 	if err := e.s.markOpen(ctx, "w4"); err != nil {
 		t.Fatal(err)
 	}
