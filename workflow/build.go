@@ -210,17 +210,26 @@ func build(root Node) ([]*stepRecord, error) {
 	if len(b.steps) == 0 {
 		return nil, fmt.Errorf("%w: workflow: no steps", job.ErrInvalid)
 	}
-	for _, s := range b.steps {
+	if err := check(b.steps, b.index); err != nil {
+		return nil, err
+	}
+	return b.steps, nil
+}
+
+// check checks a graph: every dependency names a step, and no step
+// depends on itself through any path.
+func check(steps []*stepRecord, index map[string]int) error {
+	for _, s := range steps {
 		for _, d := range s.Deps {
-			if _, ok := b.index[d]; !ok {
-				return nil, fmt.Errorf("%w: workflow: step %s depends on %q, which is no step of the workflow", job.ErrInvalid, s.Name, d)
+			if _, ok := index[d]; !ok {
+				return fmt.Errorf("%w: workflow: step %s depends on %q, which is no step of the workflow", job.ErrInvalid, s.Name, d)
 			}
 		}
 	}
-	if cyc := findCycle(b.steps, b.index); cyc != nil {
-		return nil, fmt.Errorf("%w: workflow: the steps form a cycle: %v", job.ErrInvalid, cyc)
+	if cyc := findCycle(steps, index); cyc != nil {
+		return fmt.Errorf("%w: workflow: the steps form a cycle: %v", job.ErrInvalid, cyc)
 	}
-	return b.steps, nil
+	return nil
 }
 
 // findCycle returns the steps of one cycle, or nil (depth-first search

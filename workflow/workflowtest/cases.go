@@ -327,3 +327,22 @@ func testLarge(t *testing.T, en *env) {
 		t.Fatalf("%d steps ran, the last %q; want %d and the callback last", len(ran), ran[len(ran)-1], n+1)
 	}
 }
+
+// Steps added to a running workflow before its callback (a Sidekiq batch
+// that grows) are waited for and passed to it; a finished workflow takes
+// no more.
+func testAdd(t *testing.T, en *env) {
+	id := en.enqueue(workflow.Chord(workflow.Task("cb", trace, label{Name: "cb"}, nil), s("m1", 1)), nil)
+	if err := workflow.Add(en.ctx, en.c, id, workflow.Group(s("m2", 2), s("m3", 3)), &workflow.AddOptions{Before: []string{"cb"}}); err != nil {
+		t.Fatal(err)
+	}
+	en.drain()
+	var got []string
+	if en.waitFor(id, &got); !slices.Equal(got, []string{"m1=1", "m2=2", "m3=3", "cb"}) {
+		t.Fatalf("callback saw %v", got)
+	}
+	err := workflow.Add(en.ctx, en.c, id, s("late", 4), nil)
+	if !errors.Is(err, job.ErrInvalid) {
+		t.Fatalf("Add to a finished workflow returned %v; want ErrInvalid", err)
+	}
+}

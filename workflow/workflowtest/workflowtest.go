@@ -72,6 +72,7 @@ func Run(t *testing.T, open Opener) {
 		{"BadResultDeadLettersTheStep", testBadResult},
 		{"CancelStopsARunningStep", testCancelRunning},
 		{"ChordOfAThousand", testLarge},
+		{"BatchGrowsWhileItRuns", testAdd},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
