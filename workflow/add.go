@@ -2,7 +2,6 @@ package workflow
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/conveyorhq/conveyor/job"
@@ -37,23 +36,11 @@ func Add(ctx context.Context, c *queue.Client, id string, node Node, opts *AddOp
 	if err != nil {
 		return err
 	}
-	for range casAttempts {
-		r, version, err := s.load(ctx, id)
-		if err != nil {
-			return err
-		}
-		if err := r.add(node, o); err != nil {
-			return fmt.Errorf("workflow %s: add: %w", id, err)
-		}
-		if _, err := s.save(ctx, r, version); errors.Is(err, job.ErrConflict) {
-			continue
-		} else if err != nil {
-			return fmt.Errorf("workflow %s: add: %w", id, err)
-		}
-		_, err = s.advance(ctx, id, nil) // the added steps with nothing to wait for start now
-		return err
+	if _, err := s.update(ctx, id, func(r *record) (bool, error) { return true, r.add(node, o) }); err != nil {
+		return fmt.Errorf("workflow %s: add: %w", id, err)
 	}
-	return fmt.Errorf("workflow %s: add: %w", id, job.ErrConflict)
+	_, err = s.advance(ctx, id, nil) // the added steps with nothing to wait for start now
+	return err
 }
 
 // add puts node's steps into the record, checked as Enqueue checks a

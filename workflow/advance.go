@@ -107,6 +107,29 @@ func (s *store) save(ctx context.Context, r *record, version int64) (int64, erro
 	return v, err
 }
 
+// update applies change to workflow id's record and writes it by
+// compare-and-set, reading and applying again on a conflict. A change
+// that reports false leaves the record as it is; its error is returned.
+func (s *store) update(ctx context.Context, id string, change func(*record) (bool, error)) (*record, error) {
+	for range casAttempts {
+		r, version, err := s.load(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		changed, err := change(r)
+		if err != nil || !changed {
+			return r, err
+		}
+		if _, err := s.save(ctx, r, version); errors.Is(err, job.ErrConflict) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		return r, nil
+	}
+	return nil, fmt.Errorf("%w: the record kept changing under %d attempts", job.ErrConflict, casAttempts)
+}
+
 // openKey is the KV key marking workflow id as unfinished: the reconciler
 // lists these, not every record kept, so its round costs what the
 // unfinished workflows cost however many finished ones are kept.

@@ -266,42 +266,37 @@ func Cancel(ctx context.Context, c *queue.Client, id string) error {
 	if err != nil {
 		return err
 	}
-	for range casAttempts {
-		r, version, err := s.load(ctx, id)
-		if err != nil {
-			return err
+	r, err := s.update(ctx, id, func(r *record) (bool, error) {
+		if r.State.Final() || r.CancelRequested {
+			return false, nil
 		}
-		if r.State.Final() {
-			return nil
-		}
-		if !r.CancelRequested {
-			r.CancelRequested = true
-			r.settle(s.now())
-			r.finish(s.now())
-			if _, err := s.save(ctx, r, version); errors.Is(err, job.ErrConflict) {
-				continue
-			} else if err != nil {
-				return fmt.Errorf("workflow %s: cancel: %w", id, err)
-			}
-		}
-		// Every unfinished step's job by its ID, also those the record
-		// holds as blocked: an advance may have enqueued one just now.
-		obs := map[string]StepState{}
-		for _, st := range r.Steps {
-			if st.State == StepEnqueued || (st.State == StepCancelled && !st.HasJob) {
-				js, err := s.c.Cancel(ctx, JobID(id, st.Name))
-				switch {
-				case err == nil && js == job.Cancelled:
-					obs[st.Name] = StepCancelled // a running one is reported by its worker
-				case err != nil && !errors.Is(err, job.ErrNotFound) && !errors.Is(err, job.ErrFinished):
-					return fmt.Errorf("workflow %s: cancel step %s: %w", id, st.Name, err)
-				}
-			}
-		}
-		_, err = s.advance(ctx, id, obs)
-		return err
+		r.CancelRequested = true
+		r.settle(s.now())
+		r.finish(s.now())
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("workflow %s: cancel: %w", id, err)
 	}
-	return fmt.Errorf("workflow %s: cancel: %w", id, job.ErrConflict)
+	if r.State.Final() {
+		return nil
+	}
+	// Every unfinished step's job by its ID, also those the record holds
+	// as blocked: an advance may have enqueued one just now.
+	obs := map[string]StepState{}
+	for _, st := range r.Steps {
+		if st.State == StepEnqueued || (st.State == StepCancelled && !st.HasJob) {
+			js, err := s.c.Cancel(ctx, JobID(id, st.Name))
+			switch {
+			case err == nil && js == job.Cancelled:
+				obs[st.Name] = StepCancelled // a running one is reported by its worker
+			case err != nil && !errors.Is(err, job.ErrNotFound) && !errors.Is(err, job.ErrFinished):
+				return fmt.Errorf("workflow %s: cancel step %s: %w", id, st.Name, err)
+			}
+		}
+	}
+	_, err = s.advance(ctx, id, obs)
+	return err
 }
 
 // Replay runs a dead (or cancelled) step of workflow id again: its job is
