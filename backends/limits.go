@@ -44,6 +44,21 @@ type Limiter interface {
 	SlotsInUse(ctx context.Context, p SlotsParams) (map[string]time.Time, error)
 }
 
+// LimiterBatcher is a Limiter that sends the calls for many keys in one
+// round trip (a pipeline): a reserve's jobs of many tenants are admitted
+// with one wait, not one per tenant. Each call means what the Limiter
+// method of its name does; results are in the order of the calls; keys
+// within one batch are distinct. A non-nil error means the batch's
+// outcome is unknown for every call in it.
+//
+// Fallback when absent: the calls run concurrently, a round trip each.
+type LimiterBatcher interface {
+	Limiter
+	TakeTokensMany(ctx context.Context, ps []TakeTokensParams) ([]TakeTokensResult, error)
+	AcquireSlotsMany(ctx context.Context, ps []AcquireSlotsParams) ([][]string, error)
+	ReleaseSlotsMany(ctx context.Context, ps []ReleaseSlotsParams) error
+}
+
 // TakeTokensParams is the input of Limiter.TakeTokens.
 type TakeTokensParams struct {
 	Key   string

@@ -3,10 +3,8 @@ package flow
 import (
 	"context"
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
@@ -81,26 +79,33 @@ func (b *batch) acquire(ctx context.Context) {
 		addTo(sets, &order, id, cl, key, i)
 		b.out[i].Ticket = Ticket{g: b.g, key: id, holder: r.ID + "/" + r.Lease.Token, limit: cl.Limit}
 	}
-	each(order, func(id string) {
+	ps := make([]backends.AcquireSlotsParams, len(order))
+	for n, id := range order {
 		s := sets[id]
-		p := backends.AcquireSlotsParams{Key: id, Limit: s.limit.Limit, Now: b.now}
+		ps[n] = backends.AcquireSlotsParams{Key: id, Limit: s.limit.Limit, Now: b.now}
 		for _, i := range s.idx {
-			p.Holders = append(p.Holders, b.out[i].Ticket.holder)
+			ps[n].Holders = append(ps[n].Holders, b.out[i].Ticket.holder)
 			// Leases of one reserve end together; the latest covers all.
-			if exp := b.recs[i].Lease.ExpiresAt; exp.After(p.ExpiresAt) {
-				p.ExpiresAt = exp
+			if exp := b.recs[i].Lease.ExpiresAt; exp.After(ps[n].ExpiresAt) {
+				ps[n].ExpiresAt = exp
 			}
 		}
-		granted, err := b.g.l.AcquireSlots(ctx, p)
+	}
+	if len(ps) == 0 {
+		return
+	}
+	granted, err := acquireMany(ctx, b.g.l, ps)
+	for n, id := range order {
+		s := sets[id]
 		for _, i := range s.idx {
 			switch {
 			case err != nil:
 				b.out[i] = Verdict{Err: fmt.Errorf("concurrency limit %s: %w", s.limit.Name, err)}
-			case !slices.Contains(granted, b.out[i].Ticket.holder):
+			case !slices.Contains(granted[n], b.out[i].Ticket.holder):
 				b.out[i] = Verdict{Err: &HeldBackError{Limit: s.limit.Name, Key: s.key, Until: b.now.Add(s.limit.Backoff)}}
 			}
 		}
-	})
+	}
 }
 
 // take asks each bucket of the stage-th rate limit once for its
@@ -128,56 +133,43 @@ func (b *batch) take(ctx context.Context, stage int) bool {
 		}
 		addTo(buckets, &order, "rate/"+rl.Name+"/"+key, rl, key, i)
 	}
-	each(order, func(id string) {
+	ps := make([]backends.TakeTokensParams, len(order))
+	for n, id := range order {
+		bk := buckets[id]
+		ps[n] = backends.TakeTokensParams{Key: id, Limit: bk.limit.Limit, Per: bk.limit.Per, Burst: bk.limit.Burst, Count: len(bk.idx), Now: b.now}
+	}
+	if len(ps) == 0 {
+		return staged
+	}
+	res, err := takeMany(ctx, b.g.l, ps)
+	for n, id := range order {
 		bk := buckets[id]
 		rl := bk.limit
-		res, err := b.g.l.TakeTokens(ctx, backends.TakeTokensParams{
-			Key: id, Limit: rl.Limit, Per: rl.Per, Burst: rl.Burst, Count: len(bk.idx), Now: b.now,
-		})
-		for n, i := range bk.idx {
+		for k, i := range bk.idx {
 			switch {
 			case err != nil:
 				b.out[i].Err = fmt.Errorf("rate limit %s: %w", rl.Name, err)
-			case n >= res.Taken:
+			case k >= res[n].Taken:
 				// Spread over one interval past the next token: held back
 				// to one instant, every waiting job would come back for
 				// each token and all but one be postponed again (a herd of
 				// reserves per token). Spread, each comes back about once
 				// per interval.
-				b.out[i].Err = &HeldBackError{Limit: rl.Name, Key: bk.key, Until: res.NextAt.Add(rand.N(rl.Per)), Next: res.NextAt}
+				b.out[i].Err = &HeldBackError{Limit: rl.Name, Key: bk.key, Until: res[n].NextAt.Add(rand.N(rl.Per)), Next: res[n].NextAt}
 			}
 		}
-	})
+	}
 	return staged
 }
 
-// giveBack releases the slots of deliveries a bucket refused, one call per
-// slot set.
+// giveBack releases the slots of deliveries a bucket refused.
 func (b *batch) giveBack(ctx context.Context) {
-	refused := map[string][]string{}
+	var tickets []Ticket
 	for i := range b.out {
 		if t := b.out[i].Ticket; b.out[i].Err != nil && t.g != nil {
-			refused[t.key] = append(refused[t.key], t.holder)
+			tickets = append(tickets, t)
 			b.out[i].Ticket = Ticket{}
 		}
 	}
-	each(slices.Collect(maps.Keys(refused)), func(key string) {
-		_ = b.g.l.ReleaseSlots(context.WithoutCancel(ctx), backends.ReleaseSlotsParams{Key: key, Holders: refused[key], Now: b.now})
-	})
-}
-
-// each runs fn for every key at once: the calls for different slot sets
-// and buckets are independent, so a batch of many keys waits for the
-// slowest round trip, not for their sum. Each fn writes only its own
-// deliveries' verdicts.
-func each[K comparable](keys []K, fn func(key K)) {
-	if len(keys) == 1 {
-		fn(keys[0])
-		return
-	}
-	var wg sync.WaitGroup
-	for _, k := range keys {
-		wg.Go(func() { fn(k) })
-	}
-	wg.Wait()
+	_ = b.g.Release(context.WithoutCancel(ctx), tickets)
 }

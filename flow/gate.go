@@ -2,11 +2,7 @@ package flow
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"maps"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
@@ -90,46 +86,51 @@ func (g *Gate) Admit(ctx context.Context, rec *job.Record, name string, lim Limi
 
 // Renew moves the slot expiry of tickets to expiresAt, the jobs' extended
 // leases: a worker's heartbeat keeps its slots as it keeps its leases,
-// one call per slot set.
+// with one limiter call for all.
 func (g *Gate) Renew(ctx context.Context, tickets []Ticket, expiresAt time.Time) error {
-	sets := map[Ticket][]string{}
-	for _, t := range tickets {
-		if t.g != nil {
-			k := Ticket{g: g, key: t.key, limit: t.limit}
-			sets[k] = append(sets[k], t.holder)
-		}
+	if len(tickets) == 0 {
+		return nil
 	}
-	var mu sync.Mutex
-	var errs []error
-	each(slices.Collect(maps.Keys(sets)), func(k Ticket) {
-		_, err := g.l.AcquireSlots(ctx, backends.AcquireSlotsParams{
-			Key: k.key, Limit: k.limit, Holders: sets[k], ExpiresAt: expiresAt, Now: g.clock.Now(),
-		})
-		mu.Lock()
-		errs = append(errs, err)
-		mu.Unlock()
-	})
-	return errors.Join(errs...)
+	keys, holders := bySet(tickets)
+	ps := make([]backends.AcquireSlotsParams, len(keys))
+	for n, k := range keys {
+		ps[n] = backends.AcquireSlotsParams{Key: k.key, Limit: k.limit, Holders: holders[n], ExpiresAt: expiresAt, Now: g.clock.Now()}
+	}
+	_, err := acquireMany(ctx, g.l, ps)
+	return err
 }
 
-// Release gives the tickets' slots back, one call per slot set. A slot not
-// released (the error) is free when its lease would have ended.
+// Release gives the tickets' slots back, with one limiter call for all. A
+// slot not released (the error) is free when its lease would have ended.
 func (g *Gate) Release(ctx context.Context, tickets []Ticket) error {
-	sets := map[string][]string{}
-	for _, t := range tickets {
-		if t.g != nil {
-			sets[t.key] = append(sets[t.key], t.holder)
-		}
+	if len(tickets) == 0 {
+		return nil
 	}
-	var mu sync.Mutex
-	var errs []error
-	each(slices.Collect(maps.Keys(sets)), func(key string) {
-		err := g.l.ReleaseSlots(ctx, backends.ReleaseSlotsParams{Key: key, Holders: sets[key], Now: g.clock.Now()})
-		mu.Lock()
-		errs = append(errs, err)
-		mu.Unlock()
-	})
-	return errors.Join(errs...)
+	keys, holders := bySet(tickets)
+	ps := make([]backends.ReleaseSlotsParams, len(keys))
+	for n, k := range keys {
+		ps[n] = backends.ReleaseSlotsParams{Key: k.key, Holders: holders[n], Now: g.clock.Now()}
+	}
+	return releaseMany(ctx, g.l, ps)
+}
+
+// bySet groups tickets by slot set, in the order they first appear.
+func bySet(tickets []Ticket) (sets []Ticket, holders [][]string) {
+	at := map[string]int{}
+	for _, t := range tickets {
+		if t.g == nil {
+			continue
+		}
+		n, ok := at[t.key]
+		if !ok {
+			n = len(sets)
+			at[t.key] = n
+			sets = append(sets, Ticket{key: t.key, limit: t.limit})
+			holders = append(holders, nil)
+		}
+		holders[n] = append(holders[n], t.holder)
+	}
+	return sets, holders
 }
 
 // Release gives the ticket's slot back. Errors are left to the slot's
@@ -138,5 +139,5 @@ func (t Ticket) Release(ctx context.Context) {
 	if t.g == nil {
 		return
 	}
-	_ = t.g.l.ReleaseSlots(ctx, backends.ReleaseSlotsParams{Key: t.key, Holders: []string{t.holder}, Now: t.g.clock.Now()})
+	_ = t.g.Release(ctx, []Ticket{t})
 }

@@ -27,6 +27,47 @@ func testLimits(h *harness) {
 	limitsTokensConcurrent(h, l)
 	limitsSlots(h, l)
 	limitsSlotsConcurrent(h, l)
+	if lb, ok := l.(backends.LimiterBatcher); ok {
+		limitsBatched(h, lb)
+	}
+}
+
+// limitsBatched: the calls of a LimiterBatcher mean what each would alone.
+func limitsBatched(h *harness, l backends.LimiterBatcher) {
+	now := h.now()
+	k := func(name string) string { return "bt/" + h.ns + "/many-" + name }
+	ts := []backends.TakeTokensParams{
+		{Key: k("r1"), Limit: 3, Per: time.Minute, Count: 2, Now: now},
+		{Key: k("r2"), Limit: 1, Per: time.Minute, Count: 2, Now: now},
+	}
+	res, err := l.TakeTokensMany(h.ctx, ts)
+	must(h.t, err)
+	if len(res) != 2 || res[0].Taken != 2 || res[1].Taken != 1 || res[1].NextAt.IsZero() {
+		h.t.Fatalf("TakeTokensMany = %+v; want 2 of 3, then 1 of 1 with its next token", res)
+	}
+	res, err = l.TakeTokensMany(h.ctx, ts)
+	must(h.t, err)
+	if res[0].Taken != 1 || res[1].Taken != 0 {
+		h.t.Fatalf("TakeTokensMany again = %+v; want the last 1 of 3, none of 1", res)
+	}
+	exp := now.Add(time.Hour)
+	as := []backends.AcquireSlotsParams{
+		{Key: k("s1"), Limit: 1, Holders: []string{"a", "b"}, ExpiresAt: exp, Now: now},
+		{Key: k("s2"), Limit: 2, Holders: []string{"c", "d", "e"}, ExpiresAt: exp, Now: now},
+	}
+	got, err := l.AcquireSlotsMany(h.ctx, as)
+	must(h.t, err)
+	if fmt.Sprint(got) != "[[a] [c d]]" {
+		h.t.Fatalf("AcquireSlotsMany = %v, want [[a] [c d]]", got)
+	}
+	must(h.t, l.ReleaseSlotsMany(h.ctx, []backends.ReleaseSlotsParams{
+		{Key: k("s1"), Holders: []string{"a"}, Now: now}, {Key: k("s2"), Holders: []string{"c", "d"}, Now: now},
+	}))
+	got, err = l.AcquireSlotsMany(h.ctx, as)
+	must(h.t, err)
+	if fmt.Sprint(got) != "[[a] [c d]]" {
+		h.t.Fatalf("after releasing, AcquireSlotsMany = %v, want [[a] [c d]] again", got)
+	}
 }
 
 func limitsTokenBucket(h *harness, l backends.Limiter) {

@@ -74,42 +74,177 @@ func (b *Backend) flowKey(key, kind string) string {
 	return b.cfg.Prefix + ":{flow:" + key + "}:" + kind
 }
 
-// TakeTokens implements backends.Limiter.
-func (b *Backend) TakeTokens(ctx context.Context, p backends.TakeTokensParams) (backends.TakeTokensResult, error) {
+var _ backends.LimiterBatcher = (*Backend)(nil)
+
+// scriptCall is one run of a limits script, alone or in a pipeline.
+type scriptCall struct {
+	script *redis.Script
+	key    string
+	args   []any
+}
+
+func (b *Backend) bucketCall(p backends.TakeTokensParams) (scriptCall, error) {
 	if err := p.Validate(); err != nil {
-		return backends.TakeTokensResult{}, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
-		return backends.TakeTokensResult{}, err
+		return scriptCall{}, err
 	}
 	burst, count := p.Sizes()
 	per := strconv.FormatFloat(float64(p.Per)/float64(time.Millisecond), 'g', -1, 64)
-	v, err := bucketScript.Run(ctx, b.rdb, []string{b.flowKey(p.Key, "bucket")},
-		p.Limit, per, burst, count, record.Millis(backends.KVNow(p.Now))).Int64Slice()
-	if err != nil {
-		return backends.TakeTokensResult{}, fmt.Errorf("redisbackend: take tokens of %s: %w", p.Key, err)
+	return scriptCall{bucketScript, b.flowKey(p.Key, "bucket"),
+		[]any{p.Limit, per, burst, count, record.Millis(backends.KVNow(p.Now))}}, nil
+}
+
+func (b *Backend) acquireCall(p backends.AcquireSlotsParams) (scriptCall, error) {
+	if err := p.Validate(); err != nil {
+		return scriptCall{}, err
 	}
+	args := []any{"acquire", record.Millis(backends.KVNow(p.Now)), p.Limit, record.Millis(p.ExpiresAt)}
+	for _, h := range p.Holders {
+		args = append(args, h)
+	}
+	return scriptCall{slotScript, b.flowKey(p.Key, "slots"), args}, nil
+}
+
+func (b *Backend) releaseCall(p backends.ReleaseSlotsParams) scriptCall {
+	args := []any{"release", record.Millis(backends.KVNow(p.Now))}
+	for _, h := range p.Holders {
+		args = append(args, h)
+	}
+	return scriptCall{slotScript, b.flowKey(p.Key, "slots"), args}
+}
+
+func (b *Backend) run(ctx context.Context, c scriptCall) *redis.Cmd {
+	if err := b.gate.Check(ctx); err != nil {
+		cmd := redis.NewCmd(ctx)
+		cmd.SetErr(err)
+		return cmd
+	}
+	return c.script.Run(ctx, b.rdb, []string{c.key}, c.args...)
+}
+
+// runMany sends the calls in one pipeline (a cluster client splits it by
+// node), by SHA; calls a server answers NOSCRIPT (it restarted and forgot
+// the scripts) are sent again with their bodies.
+func (b *Backend) runMany(ctx context.Context, calls []scriptCall) ([]*redis.Cmd, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
+	cmds := make([]*redis.Cmd, len(calls))
+	send := func(which []int, body bool) {
+		pipe := b.rdb.Pipeline()
+		for _, i := range which {
+			c := calls[i]
+			if body {
+				cmds[i] = c.script.Eval(ctx, pipe, []string{c.key}, c.args...)
+			} else {
+				cmds[i] = c.script.EvalSha(ctx, pipe, []string{c.key}, c.args...)
+			}
+		}
+		_, _ = pipe.Exec(ctx) // each command keeps its own error
+	}
+	all := make([]int, len(calls))
+	for i := range all {
+		all[i] = i
+	}
+	send(all, false)
+	var again []int
+	for i, c := range cmds {
+		if err := c.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			again = append(again, i)
+		}
+	}
+	if len(again) > 0 {
+		send(again, true)
+	}
+	for _, c := range cmds {
+		if err := c.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return cmds, nil
+}
+
+func tokensFrom(v []int64, count int) backends.TakeTokensResult {
 	res := backends.TakeTokensResult{Taken: int(v[0])}
 	if res.Taken < count {
 		res.NextAt = record.FromMillis(v[1])
 	}
-	return res, nil
+	return res
+}
+
+// TakeTokens implements backends.Limiter.
+func (b *Backend) TakeTokens(ctx context.Context, p backends.TakeTokensParams) (backends.TakeTokensResult, error) {
+	c, err := b.bucketCall(p)
+	if err != nil {
+		return backends.TakeTokensResult{}, err
+	}
+	v, err := b.run(ctx, c).Int64Slice()
+	if err != nil {
+		return backends.TakeTokensResult{}, fmt.Errorf("redisbackend: take tokens of %s: %w", p.Key, err)
+	}
+	_, count := p.Sizes()
+	return tokensFrom(v, count), nil
+}
+
+// TakeTokensMany implements backends.LimiterBatcher.
+func (b *Backend) TakeTokensMany(ctx context.Context, ps []backends.TakeTokensParams) ([]backends.TakeTokensResult, error) {
+	calls := make([]scriptCall, len(ps))
+	for i, p := range ps {
+		c, err := b.bucketCall(p)
+		if err != nil {
+			return nil, err
+		}
+		calls[i] = c
+	}
+	cmds, err := b.runMany(ctx, calls)
+	if err != nil {
+		return nil, fmt.Errorf("redisbackend: take tokens of %d buckets: %w", len(ps), err)
+	}
+	out := make([]backends.TakeTokensResult, len(ps))
+	for i, cmd := range cmds {
+		v, err := cmd.Int64Slice()
+		if err != nil {
+			return nil, fmt.Errorf("redisbackend: take tokens of %s: %w", ps[i].Key, err)
+		}
+		_, count := ps[i].Sizes()
+		out[i] = tokensFrom(v, count)
+	}
+	return out, nil
 }
 
 // AcquireSlots implements backends.Limiter.
 func (b *Backend) AcquireSlots(ctx context.Context, p backends.AcquireSlotsParams) ([]string, error) {
-	if err := p.Validate(); err != nil {
+	c, err := b.acquireCall(p)
+	if err != nil {
 		return nil, err
 	}
-	args := []any{p.Limit, record.Millis(p.ExpiresAt)}
-	for _, h := range p.Holders {
-		args = append(args, h)
-	}
-	granted, err := b.slots(ctx, p.Key, "acquire", p.Now, args...).StringSlice()
+	granted, err := b.run(ctx, c).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("redisbackend: acquire slots of %s: %w", p.Key, err)
 	}
 	return granted, nil
+}
+
+// AcquireSlotsMany implements backends.LimiterBatcher.
+func (b *Backend) AcquireSlotsMany(ctx context.Context, ps []backends.AcquireSlotsParams) ([][]string, error) {
+	calls := make([]scriptCall, len(ps))
+	for i, p := range ps {
+		c, err := b.acquireCall(p)
+		if err != nil {
+			return nil, err
+		}
+		calls[i] = c
+	}
+	cmds, err := b.runMany(ctx, calls)
+	if err != nil {
+		return nil, fmt.Errorf("redisbackend: acquire slots of %d sets: %w", len(ps), err)
+	}
+	out := make([][]string, len(ps))
+	for i, cmd := range cmds {
+		if out[i], err = cmd.StringSlice(); err != nil {
+			return nil, fmt.Errorf("redisbackend: acquire slots of %s: %w", ps[i].Key, err)
+		}
+	}
+	return out, nil
 }
 
 // ReleaseSlots implements backends.Limiter.
@@ -117,19 +252,32 @@ func (b *Backend) ReleaseSlots(ctx context.Context, p backends.ReleaseSlotsParam
 	if len(p.Holders) == 0 {
 		return nil
 	}
-	args := make([]any, len(p.Holders))
-	for i, h := range p.Holders {
-		args[i] = h
-	}
-	if err := b.slots(ctx, p.Key, "release", p.Now, args...).Err(); err != nil {
+	if err := b.run(ctx, b.releaseCall(p)).Err(); err != nil {
 		return fmt.Errorf("redisbackend: release slots of %s: %w", p.Key, err)
+	}
+	return nil
+}
+
+// ReleaseSlotsMany implements backends.LimiterBatcher.
+func (b *Backend) ReleaseSlotsMany(ctx context.Context, ps []backends.ReleaseSlotsParams) error {
+	calls := make([]scriptCall, 0, len(ps))
+	for _, p := range ps {
+		if len(p.Holders) > 0 {
+			calls = append(calls, b.releaseCall(p))
+		}
+	}
+	if len(calls) == 0 {
+		return nil
+	}
+	if _, err := b.runMany(ctx, calls); err != nil {
+		return fmt.Errorf("redisbackend: release slots of %d sets: %w", len(calls), err)
 	}
 	return nil
 }
 
 // SlotsInUse implements backends.Limiter.
 func (b *Backend) SlotsInUse(ctx context.Context, p backends.SlotsParams) (map[string]time.Time, error) {
-	v, err := b.slots(ctx, p.Key, "list", p.Now).StringSlice()
+	v, err := b.run(ctx, scriptCall{slotScript, b.flowKey(p.Key, "slots"), []any{"list", record.Millis(backends.KVNow(p.Now))}}).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("redisbackend: slots of %s: %w", p.Key, err)
 	}
@@ -139,13 +287,4 @@ func (b *Backend) SlotsInUse(ctx context.Context, p backends.SlotsParams) (map[s
 		out[v[i]] = record.FromMillis(ms)
 	}
 	return out, nil
-}
-
-func (b *Backend) slots(ctx context.Context, key, action string, now time.Time, args ...any) *redis.Cmd {
-	if err := b.gate.Check(ctx); err != nil {
-		cmd := redis.NewCmd(ctx)
-		cmd.SetErr(err)
-		return cmd
-	}
-	return slotScript.Run(ctx, b.rdb, []string{b.flowKey(key, "slots")}, append([]any{action, record.Millis(backends.KVNow(now))}, args...)...)
 }
