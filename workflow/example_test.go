@@ -97,11 +97,12 @@ func resize(step, url string) *workflow.Step {
 func ExampleChain() {
 	c, eng, w := setup()
 	run(c, eng, w, workflow.Chain(
+		resize("resize", "/cat.png"),
 		workflow.Task("zip", Zip, ZipArgs{Name: "cat"}, nil),
 		workflow.Task("email", Email, EmailArgs{To: "ann@example.com"}, nil),
 	))
 	// Output:
-	// email: sent cat.zip[] to ann@example.com
+	// email: sent cat.zip[/cat.png@64] to ann@example.com
 }
 
 // A group runs its members in parallel; what follows receives their
