@@ -37,21 +37,39 @@ func Wait(ctx context.Context, c *queue.Client, id string) ([]Output, error) {
 		if r.State.Final() {
 			return s.outputs(ctx, r)
 		}
+		loaded := time.Now()
 		timer := time.NewTimer(poll)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return nil, ctx.Err()
-		case <-timer.C:
-			poll = min(2*poll, time.Second)
-		case _, ok := <-events:
-			timer.Stop()
-			if !ok {
-				events = nil
+		woken := false
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return nil, ctx.Err()
+			case <-timer.C:
+				break wait
+			case _, ok := <-events:
+				if !ok {
+					events = nil
+					continue
+				}
+				// A finished job anywhere: look again soon, but read the
+				// record at most every debounce however busy the backend.
+				if !woken {
+					woken = true
+					timer.Reset(max(0, debounce-time.Since(loaded)))
+				}
 			}
+		}
+		if !woken {
+			poll = min(2*poll, time.Second)
 		}
 	}
 }
+
+// debounce is the least time between two reads of the record by Wait
+// when job-finished events keep coming.
+const debounce = 5 * time.Millisecond
 
 // outputs returns a final workflow's exit steps' outputs.
 func (s *store) outputs(ctx context.Context, r *record) ([]Output, error) {
