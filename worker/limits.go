@@ -134,10 +134,14 @@ func (w *Worker) preAdmit(ctx context.Context, recs []*job.Record) {
 		w.flow.verdicts[r.ID+"/"+r.Lease.Token] = vs
 	}
 	w.flow.mu.Unlock()
+	// The jobs are reserved already: their admission is finished even
+	// when Stop ends the fetch loop meanwhile.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.LeaseDuration/3)
 	go func() {
 		defer close(vs.done)
+		defer cancel()
 		i := 0
-		got := w.flow.gate.AdmitBatch(ctx, limited, func(r *job.Record) (flow.Limits, string) {
+		got := w.flow.gate.AdmitBatch(actx, limited, func(r *job.Record) (flow.Limits, string) {
 			i++
 			return lims[i-1], r.Task
 		})
