@@ -3,7 +3,6 @@ package backends
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -152,7 +151,7 @@ func LimiterFor(b Backend) (Limiter, error) {
 }
 
 // KVLimiter is the Limiter fallback on any KVStore: a bucket is the key
-// flow/rate/<key> and a slot set flow/slots/<key>, each a small JSON value
+// BucketKey(key) and a slot set SlotsKey(key), each a small JSON value
 // changed by compare-and-set, expiring once it no longer matters (a full
 // bucket, a set with no live slot). Contention on one key costs retries,
 // not correctness.
@@ -162,49 +161,18 @@ type KVLimiter struct{ KV KVStore }
 // the caller sees job.ErrConflict and holds its job back as if limited.
 const kvCASAttempts = 64
 
-type kvBucket struct {
-	Tokens float64   `json:"tokens"`
-	At     time.Time `json:"at"`
-}
-
 // TakeTokens implements Limiter.
 func (l KVLimiter) TakeTokens(ctx context.Context, p TakeTokensParams) (TakeTokensResult, error) {
 	if err := p.Validate(); err != nil {
 		return TakeTokensResult{}, err
 	}
-	now := KVNow(p.Now)
-	burst, count := p.Sizes()
-	key := "flow/rate/" + p.Key
-	for range kvCASAttempts {
-		b, version, err := getJSON[kvBucket](ctx, l.KV, key, now)
-		if err != nil {
-			return TakeTokensResult{}, err
-		}
-		if version == 0 {
-			b = kvBucket{Tokens: float64(burst), At: now}
-		}
-		tokens := Refill(b.Tokens, b.At, now, p.Limit, p.Per, burst)
-		taken := min(count, int(math.Floor(tokens)))
-		res := TakeTokensResult{Taken: taken}
-		if taken < count {
-			res.NextAt = NextToken(tokens-float64(taken), now, p.Limit, p.Per)
-		}
-		if taken == 0 {
-			return res, nil
-		}
-		tokens -= float64(taken)
-		// Once full again the bucket is the same as an absent one.
-		full := now.Add(time.Duration(math.Ceil((float64(burst) - tokens) * float64(p.Per) / float64(p.Limit))))
-		err = putJSON(ctx, l.KV, key, kvBucket{Tokens: tokens, At: now}, version, full.Add(time.Second), now)
-		if errors.Is(err, job.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return TakeTokensResult{}, err
-		}
-		return res, nil
-	}
-	return TakeTokensResult{}, fmt.Errorf("rate limit %s: %w after %d attempts", p.Key, job.ErrConflict, kvCASAttempts)
+	var res TakeTokensResult
+	err := l.cas(ctx, BucketKey(p.Key), KVNow(p.Now), func(value []byte, now time.Time) LimitWrite {
+		w, r := TakeFrom(value, p, now)
+		res = r
+		return w
+	})
+	return res, err
 }
 
 // AcquireSlots implements Limiter.
@@ -212,122 +180,67 @@ func (l KVLimiter) AcquireSlots(ctx context.Context, p AcquireSlotsParams) ([]st
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	now := KVNow(p.Now)
-	key := "flow/slots/" + p.Key
-	for range kvCASAttempts {
-		slots, version, err := l.liveSlots(ctx, key, now)
-		if err != nil {
-			return nil, err
-		}
-		var granted []string
-		for _, h := range p.Holders {
-			if _, held := slots[h]; held || len(slots) < p.Limit {
-				slots[h] = p.ExpiresAt
-				granted = append(granted, h)
-			}
-		}
-		if len(granted) == 0 {
-			return nil, nil
-		}
-		err = putJSON(ctx, l.KV, key, slots, version, latest(slots), now)
-		if errors.Is(err, job.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return granted, nil
-	}
-	return nil, fmt.Errorf("concurrency limit %s: %w after %d attempts", p.Key, job.ErrConflict, kvCASAttempts)
+	var granted []string
+	err := l.cas(ctx, SlotsKey(p.Key), KVNow(p.Now), func(value []byte, now time.Time) LimitWrite {
+		w, g := AcquireFrom(value, p, now)
+		granted = g
+		return w
+	})
+	return granted, err
 }
 
 // ReleaseSlots implements Limiter.
 func (l KVLimiter) ReleaseSlots(ctx context.Context, p ReleaseSlotsParams) error {
-	key := "flow/slots/" + p.Key
-	now := KVNow(p.Now)
-	for range kvCASAttempts {
-		slots, version, err := l.liveSlots(ctx, key, now)
-		if err != nil {
-			return err
-		}
-		n := len(slots)
-		for _, h := range p.Holders {
-			delete(slots, h)
-		}
-		switch {
-		case len(slots) == n:
-			return nil // none held
-		case len(slots) == 0:
-			err = l.KV.DeleteKV(ctx, DeleteKVParams{Key: key, IfVersion: version})
-		default:
-			err = putJSON(ctx, l.KV, key, slots, version, latest(slots), now)
-		}
-		if errors.Is(err, job.ErrConflict) {
-			continue
-		}
-		return err
-	}
-	return fmt.Errorf("concurrency limit %s: %w after %d attempts", p.Key, job.ErrConflict, kvCASAttempts)
+	return l.cas(ctx, SlotsKey(p.Key), KVNow(p.Now), func(value []byte, now time.Time) LimitWrite {
+		return ReleaseFrom(value, p, now)
+	})
 }
 
 // SlotsInUse implements Limiter.
 func (l KVLimiter) SlotsInUse(ctx context.Context, p SlotsParams) (map[string]time.Time, error) {
-	slots, _, err := l.liveSlots(ctx, "flow/slots/"+p.Key, KVNow(p.Now))
-	return slots, err
-}
-
-// liveSlots reads a slot set without its expired slots.
-func (l KVLimiter) liveSlots(ctx context.Context, key string, now time.Time) (map[string]time.Time, int64, error) {
-	slots, version, err := getJSON[map[string]time.Time](ctx, l.KV, key, now)
-	if err != nil {
-		return nil, 0, err
-	}
-	live := make(map[string]time.Time, len(slots))
-	for h, exp := range slots {
-		if exp.After(now) {
-			live[h] = exp
-		}
-	}
-	return live, version, nil
-}
-
-func latest(slots map[string]time.Time) time.Time {
-	var t time.Time
-	for _, exp := range slots {
-		if exp.After(t) {
-			t = exp
-		}
-	}
-	return t
-}
-
-// getJSON reads a key's JSON value; an absent key is the zero value at
-// version 0.
-func getJSON[T any](ctx context.Context, kv KVStore, key string, now time.Time) (T, int64, error) {
-	var v T
-	got, err := kv.GetKV(ctx, GetKVParams{Key: key, Now: now})
+	now := KVNow(p.Now)
+	got, err := l.KV.GetKV(ctx, GetKVParams{Key: SlotsKey(p.Key), Now: now})
 	if errors.Is(err, job.ErrNotFound) {
-		return v, 0, nil
+		return map[string]time.Time{}, nil
 	}
 	if err != nil {
-		return v, 0, fmt.Errorf("read %s: %w", key, err)
+		return nil, fmt.Errorf("read %s: %w", SlotsKey(p.Key), err)
 	}
-	if err := json.Unmarshal(got.Value, &v); err != nil {
-		// A value this code cannot read is replaced, not fatal: limits are
-		// soft state that the next write rebuilds.
-		var zero T
-		return zero, got.Version, nil
-	}
-	return v, got.Version, nil
+	return LiveSlots(got.Value, now), nil
 }
 
-func putJSON(ctx context.Context, kv KVStore, key string, v any, version int64, exp, now time.Time) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", key, err)
+// cas applies change to key's value by compare-and-set until no one
+// wrote in between.
+func (l KVLimiter) cas(ctx context.Context, key string, now time.Time, change func(value []byte, now time.Time) LimitWrite) error {
+	for range kvCASAttempts {
+		var value []byte
+		var version int64
+		got, err := l.KV.GetKV(ctx, GetKVParams{Key: key, Now: now})
+		switch {
+		case errors.Is(err, job.ErrNotFound):
+		case err != nil:
+			return fmt.Errorf("read %s: %w", key, err)
+		default:
+			value, version = got.Value, got.Version
+		}
+		w := change(value, now)
+		switch {
+		case !w.Changed:
+			return nil
+		case w.Value == nil && version == 0:
+			return nil
+		case w.Value == nil:
+			err = l.KV.DeleteKV(ctx, DeleteKVParams{Key: key, IfVersion: version})
+		default:
+			_, err = l.KV.PutKV(ctx, PutKVParams{Key: key, Value: w.Value, IfVersion: version, ExpiresAt: w.ExpiresAt, Now: now})
+		}
+		if errors.Is(err, job.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("write %s: %w", key, err)
+		}
+		return nil
 	}
-	if _, err := kv.PutKV(ctx, PutKVParams{Key: key, Value: b, IfVersion: version, ExpiresAt: exp, Now: now}); err != nil {
-		return fmt.Errorf("write %s: %w", key, err)
-	}
-	return nil
+	return fmt.Errorf("limit %s: %w after %d attempts", key, job.ErrConflict, kvCASAttempts)
 }

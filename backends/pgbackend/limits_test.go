@@ -8,10 +8,20 @@ import (
 	"github.com/conveyorhq/conveyor/flow/flowtest"
 )
 
+// Two worker processes' worth (two pools, two backends, one schema) share
+// limits held in the KV table by the native Limiter; see
+// flowtest.LimitsHoldAcrossWorkers.
+func TestLimitsHoldAcrossWorkers(t *testing.T) {
+	pool, schema := newPool(t)
+	other, _ := newPool(t)
+	a := open(t, pool, pgbackend.Config{Schema: schema})
+	flowtest.LimitsHoldAcrossWorkers(t, a, open(t, other, pgbackend.Config{Schema: schema}))
+}
+
 // BenchmarkLimitsOverhead: a burn-down with a rate limit and with a
 // concurrency limit, both far above the throughput, against none. The
-// limits live in the KV table (the Limiter fallback): compare-and-set on
-// one row per bucket and slot set, one statement per reserve's batch.
+// limits live in the KV table under row locks: two round trips per batch
+// of buckets or slot sets.
 func BenchmarkLimitsOverhead(b *testing.B) {
 	pool, _ := newPool(b)
 	flowtest.BenchOverhead(b, func(b *testing.B) backends.Backend {
