@@ -26,3 +26,13 @@ type LeakArgs struct {
 
 // Leak keeps MiB of touched memory until its process ends.
 var Leak = queue.NewTask[LeakArgs, queue.None]("test.leak", queue.TaskOptions{})
+
+// BatchesArgs say how many batches a Batches job works through.
+type BatchesArgs struct {
+	N int `json:"n"`
+}
+
+// Batches works through N batches with worker.Iterate, a checkpoint after
+// each; it logs "batch done" with the batch's number as each one ends,
+// which the tests read as the ledger of what ran.
+var Batches = queue.NewTask[BatchesArgs, queue.None]("test.batches", queue.TaskOptions{})

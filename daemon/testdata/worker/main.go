@@ -28,7 +28,7 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pid", os.Getpid())
 	app := daemon.App{
 		Name:  "testworker",
-		Tasks: []queue.Definition{tasks.Sleep, tasks.Fail, tasks.Leak},
+		Tasks: []queue.Definition{tasks.Sleep, tasks.Fail, tasks.Leak, tasks.Batches},
 		Register: func(w *worker.Worker) error {
 			worker.Register(w, tasks.Sleep, func(ctx context.Context, a tasks.SleepArgs) (queue.None, error) {
 				j, _ := worker.JobFromContext(ctx)
@@ -55,6 +55,13 @@ func main() {
 				leaked = append(leaked, b)
 				mu.Unlock()
 				return queue.None{}, nil
+			})
+			worker.Register(w, tasks.Batches, func(ctx context.Context, a tasks.BatchesArgs) (queue.None, error) {
+				return queue.None{}, worker.Iterate(ctx, func(ctx context.Context, batch int) (int, bool, error) {
+					<-timeAfterMs(20) // the batch's work
+					log.Info("batch done", "batch", batch)
+					return batch + 1, batch+1 == a.N, nil
+				})
 			})
 			return nil
 		},
