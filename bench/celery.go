@@ -38,18 +38,30 @@ const (
 
 func init() {
 	targets = append(targets,
-		target{name: "celery-py", needs: needCelery, run: func(ctx context.Context, cfg config) (row, error) {
+		target{name: "celery-py", drainOnly: true, needs: needCelery, run: func(ctx context.Context, cfg config) (row, error) {
 			return runCelery(ctx, cfg, "celery-py", startPythonWorker)
 		}},
-		target{name: "celery-go", vs: "celery-py", needs: needCelery, run: func(ctx context.Context, cfg config) (row, error) {
+		target{name: "celery-go", vs: "celery-py", drainOnly: true, needs: needCelery, run: func(ctx context.Context, cfg config) (row, error) {
 			return runCelery(ctx, cfg, "celery-go", startGoWorker)
 		}},
 	)
 }
 
-// celeryDir holds the Python side: the Celery app and the bench client.
+// celeryDir holds the Python side: the Celery app and the bench client,
+// found from the repository's top (go run ./bench) or from bench/ (its
+// tests), unless CONVEYOR_CELERY_DIR says where.
 func celeryDir() string {
-	return envOr("CONVEYOR_CELERY_DIR", filepath.Join("interop", "celery", "testdata"))
+	if dir := os.Getenv("CONVEYOR_CELERY_DIR"); dir != "" {
+		return dir
+	}
+	for _, dir := range []string{filepath.Join("interop", "celery", "testdata"), filepath.Join("..", "interop", "celery", "testdata")} {
+		if abs, err := filepath.Abs(dir); err == nil {
+			if _, err := os.Stat(filepath.Join(abs, "bench.py")); err == nil {
+				return abs
+			}
+		}
+	}
+	return filepath.Join("interop", "celery", "testdata")
 }
 
 func pythonBin() string { return envOr("CONVEYOR_PYTHON", "/usr/bin/python3") }
@@ -122,12 +134,15 @@ func startGoWorker(ctx context.Context, cfg config, rdb *redis.Client) (func(), 
 
 func runCelery(ctx context.Context, cfg config, name string, start func(context.Context, config, *redis.Client) (func(), error)) (row, error) {
 	r := row{name: name, burn: make([]float64, len(cfg.concurrency))}
+	// The sizes, smaller when the run asks for fewer jobs (the
+	// bench's own test).
+	jobs, streamed := min(celeryJobs, cfg.n), min(celeryStream, max(cfg.n/5, 1))
 	rdb := redis.NewClient(&redis.Options{Addr: cfg.redisAddr, DB: celeryDB, PoolSize: 64})
 	defer rdb.Close()
 	if err := rdb.FlushDB(ctx).Err(); err != nil {
 		return r, err
 	}
-	if err := runPython(cfg, "fill", fmt.Sprint(celeryJobs), "fill"); err != nil {
+	if err := runPython(cfg, "fill", fmt.Sprint(jobs), "fill"); err != nil {
 		return r, err
 	}
 	stop, err := start(ctx, cfg, rdb)
@@ -135,7 +150,7 @@ func runCelery(ctx context.Context, cfg config, name string, start func(context.
 		return r, err
 	}
 	defer stop()
-	fill, err := celeryStarts(ctx, rdb, "fill", celeryJobs)
+	fill, err := celeryStarts(ctx, rdb, "fill", jobs)
 	if err != nil {
 		return r, err
 	}
@@ -143,11 +158,11 @@ func runCelery(ctx context.Context, cfg config, name string, start func(context.
 	for _, s := range fill {
 		first, last = min(first, s[1]), max(last, s[1])
 	}
-	r.burn[0] = float64(celeryJobs) / (last - first)
-	if err := runPython(cfg, "stream", fmt.Sprint(celeryStream), fmt.Sprint(celeryRate), "stream"); err != nil {
+	r.burn[0] = float64(jobs) / (last - first)
+	if err := runPython(cfg, "stream", fmt.Sprint(streamed), fmt.Sprint(celeryRate), "stream"); err != nil {
 		return r, err
 	}
-	stream, err := celeryStarts(ctx, rdb, "stream", celeryStream)
+	stream, err := celeryStarts(ctx, rdb, "stream", streamed)
 	if err != nil {
 		return r, err
 	}
@@ -157,7 +172,7 @@ func runCelery(ctx context.Context, cfg config, name string, start func(context.
 	}
 	r.p50, r.p99, r.max, r.latencyJobs = lat.quantile(0.50), lat.quantile(0.99), lat.quantile(1), len(lat)
 	fmt.Fprintf(os.Stderr, "  %s: drained %d no-op tasks at %.0f/s; enqueue-to-start p50 %s p99 %s at %d/s\n",
-		name, celeryJobs, r.burn[0], ms(r.p50), ms(r.p99), celeryRate)
+		name, jobs, r.burn[0], ms(r.p50), ms(r.p99), celeryRate)
 	return r, nil
 }
 

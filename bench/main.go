@@ -67,6 +67,9 @@ type target struct {
 	// or "" when it can.
 	needs func(cfg config) string
 	run   func(ctx context.Context, cfg config) (row, error)
+	// drainOnly rows measure the burn-down at the first concurrency and
+	// the latency, nothing else (the Celery rows: Python enqueues).
+	drainOnly bool
 }
 
 // conveyor makes the target of a Conveyor backend: open returns a fresh,
@@ -344,8 +347,14 @@ func printTable(out io.Writer, rows []row, cfg config) {
 	}
 }
 
+// rate prints a figure with its ratio to the peer's; a figure the row
+// does not measure (0) is a dash, and so is a ratio to one the peer does
+// not.
 func rate(v, base float64, compared bool) string {
-	if !compared {
+	switch {
+	case v == 0:
+		return "-"
+	case !compared || base == 0:
 		return fmt.Sprintf("%.0f", v)
 	}
 	return fmt.Sprintf("%.0f (%.2fx)", v, v/base)
