@@ -99,6 +99,11 @@ func mountDashboard(b backends.Backend, mux *http.ServeMux) error {
 	return nil
 }
 
+func keyed(ctx context.Context, client *queue.Client) (err error) {
+	_, err = tasks.SyncStore.Enqueue(ctx, client, tasks.SyncArgs{Store: "store-42"}, &queue.EnqueueOptions{Key: "store-42"})
+	return err
+}
+
 func longJob(w *worker.Worker) {
 	worker.Register(w, tasks.Export, func(ctx context.Context, a tasks.ExportArgs) (int, error) {
 		log := worker.Logger(ctx) // lines kept with the job, and in the worker's log
