@@ -22,6 +22,7 @@ import (
 	"github.com/conveyorhq/conveyor/queue"
 	"github.com/conveyorhq/conveyor/scheduler"
 	"github.com/conveyorhq/conveyor/worker"
+	"github.com/conveyorhq/conveyor/workflow"
 )
 
 // The page in a real headless Chromium, at the dashboard's default
@@ -38,6 +39,16 @@ func TestPageInBrowser(t *testing.T) {
 	b := openSQLite(t)
 	c := queue.NewClient(b, queue.Config{Queues: []*queue.Queue{queue.NewQueue("mail", queue.QueueOptions{MaxDepth: 200})}})
 	dead, err := sendMail.Enqueue(ctx, c, mailArgs{To: "bounced@example.com"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A chord on a queue of its own: three mails, then a fourth once they
+	// are sent; nothing runs it, so the page shows one enqueued level.
+	onWF := &queue.EnqueueOptions{Queue: "announce"}
+	mail := func(step string) *workflow.Step {
+		return workflow.Task(step, sendMail, mailArgs{To: step + "@example.com"}, onWF)
+	}
+	wf, err := workflow.Enqueue(ctx, c, workflow.Chord(mail("summary"), mail("eu"), mail("us"), mail("apac")), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,6 +287,10 @@ func TestPageInBrowser(t *testing.T) {
 	actions = append(actions, clean("workers"))
 	actions = append(actions, visit("#/dead", `document.querySelector('#dead-queues') !== null || document.querySelector('#dead td.empty') !== null`)...)
 	actions = append(actions, clean("dead"))
+	actions = append(actions, visit("#/workflows", `document.querySelector('#workflow-find') !== null`)...)
+	actions = append(actions, clean("workflows"))
+	actions = append(actions, visit("#/workflows/"+wf.ID, `document.querySelectorAll('#workflow-graph .step').length === 4 && document.querySelectorAll('#workflow-graph .edge').length === 3`)...)
+	actions = append(actions, clean("workflow"))
 	if err := chromedp.Do(bctx, actions...); err != nil {
 		t.Fatalf("in the browser: %v", err)
 	}

@@ -2,6 +2,7 @@
 // page (its jobs by state, bulk actions, its charts) and the dead letters.
 import { api, act, el, link, button, when, ago, num, badge, table, states, waiting, jobHref, queueHref, Selection, bulk, toast, pauseButton, fill } from "./core.js";
 import { activity } from "./charts.js";
+import { workflowHref } from "./workflows.js";
 
 const lastError = j => { const a = (j.attempts || []).at(-1); return a ? a.error : ""; };
 const finishedOrDue = j => j.finished_at ? when(j.finished_at) : when(j.run_at);
@@ -112,6 +113,9 @@ export function jobView(root, args) {
       el("dl", { class: "facts" },
         el("dt", null, "task"), el("dd", null, j.task),
         el("dt", null, "queue"), el("dd", null, link(queueHref(j.queue), j.queue)),
+        j.headers && j.headers["conveyor-workflow"] ? [el("dt", null, "workflow"), el("dd", null,
+          link(workflowHref(j.headers["conveyor-workflow"]), j.headers["conveyor-workflow"], { id: "detail-workflow", class: "mono" }),
+          " step " + (j.headers["conveyor-workflow-step"] || ""))] : null,
         el("dt", null, "priority"), el("dd", null, num(j.priority)),
         el("dt", null, "deliveries"), el("dd", null, num(j.deliveries) + (j.max_deliveries ? " of at most " + num(j.max_deliveries) : "")),
         el("dt", null, "created"), el("dd", null, when(j.created_at)),

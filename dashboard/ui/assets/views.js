@@ -1,11 +1,12 @@
 // The views the nav lists, in its order. Each has an id (its hash path),
 // a title and mount(root, args, query), which builds the view's frame and
 // returns {refresh}, called at once and every two seconds. A view with
-// detail: "x" hands #/id/<arg> to view x. Workflows and rate limits,
-// when they land, are one entry each here and a module like ops.js.
+// detail: "x" hands #/id/<arg> to view x. A new view is one entry here
+// and a module like ops.js or workflows.js.
 import { api, el, link, num, states, queueHref, pauseButton, fill } from "./core.js";
 import { jobsView, jobView, queueView, deadView } from "./jobs.js";
 import { schedulesView, workersView } from "./ops.js";
+import { workflowsView, workflowView } from "./workflows.js";
 import { activity } from "./charts.js";
 
 export const views = [
@@ -14,6 +15,8 @@ export const views = [
   { id: "queue", title: "Queue", detailOf: "queues", mount: queueView },
   { id: "jobs", title: "Jobs", nav: true, mount: jobsView, detail: "job" },
   { id: "job", title: "Job", detailOf: "jobs", mount: jobView },
+  { id: "workflows", title: "Workflows", nav: true, mount: workflowsView, detail: "workflow" },
+  { id: "workflow", title: "Workflow", detailOf: "workflows", mount: workflowView },
   { id: "schedules", title: "Schedules", nav: true, mount: schedulesView },
   { id: "workers", title: "Workers", nav: true, mount: workersView },
   { id: "dead", title: "Dead letters", nav: true, mount: deadView },
