@@ -15,7 +15,9 @@ func TestWorkflowView(t *testing.T) {
 	ctx := context.Background()
 	b := openSQLite(t)
 	c := queue.NewClient(b, queue.Config{})
-	step := func(name string) *workflow.Step { return workflow.Task(name, sendMail, mailArgs{To: name + "@example.com"}, nil) }
+	step := func(name string) *workflow.Step {
+		return workflow.Task(name, sendMail, mailArgs{To: name + "@example.com"}, nil)
+	}
 	ref, err := workflow.Enqueue(ctx, c, workflow.Chain(step("first"), step("second")), nil)
 	if err != nil {
 		t.Fatal(err)
