@@ -31,6 +31,7 @@ func (e *env) inspectCmd() *cobra.Command {
 		&cobra.Command{Use: "queues", Short: "job counts per queue and state", Args: nArgs(0), RunE: e.queues},
 		&cobra.Command{Use: "workers", Short: "live worker processes: host, PID, queues, running jobs, breakers", Args: nArgs(0), RunE: e.workers},
 		&cobra.Command{Use: "job ID", Short: "one job (as jobs show)", Args: nArgs(1), RunE: e.showJob},
+		&cobra.Command{Use: "workflow ID", Short: "one workflow: its state and each step's, with what it waits for and its job", Args: nArgs(1), RunE: e.showWorkflow},
 		e.deadCmd(),
 		&cobra.Command{Use: "replay ID...", Short: "run dead or cancelled jobs again (as jobs replay)", Args: minArgs(1), RunE: e.replay},
 		&cobra.Command{Use: "replay-all QUEUE", Short: "run every dead job of a queue again", Args: nArgs(1), RunE: e.replayAll},
