@@ -163,3 +163,28 @@ func TestReconcilerDropsAMarkerWithoutARecord(t *testing.T) {
 		t.Fatalf("a stale marker was kept: %v (%v)", open(t, c), err)
 	}
 }
+
+// List returns the kept workflows, filtered by state.
+func TestListByState(t *testing.T) {
+	ctx := context.Background()
+	c, e, _ := clocked(t)
+	for _, id := range []string{"l1", "l2"} {
+		if _, err := Enqueue(ctx, c, chainOfTwo(), &Options{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Cancel(ctx, c, "l2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	all, err := List(ctx, c)
+	if err != nil || len(all) != 2 {
+		t.Fatalf("List: %d, %v; want 2", len(all), err)
+	}
+	running, err := List(ctx, c, Running)
+	if err != nil || len(running) != 1 || running[0].ID != "l1" {
+		t.Fatalf("List(Running): %+v, %v; want l1", running, err)
+	}
+}

@@ -3,6 +3,7 @@ package workflow
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
@@ -89,5 +90,32 @@ func (s *store) outputs(ctx context.Context, r *record) ([]Output, error) {
 	if r.State != Done {
 		return out, fmt.Errorf("%w: workflow %s is %s", ErrWorkflowFailed, r.ID, r.State)
 	}
+	return out, nil
+}
+
+// List returns the workflows whose record is kept, oldest first, with
+// their steps' states: all of them, or those in the given states (say
+// Running, for a dashboard's list of what is under way). It reads every
+// kept record, so it is for operators, not for a hot path.
+func List(ctx context.Context, c *queue.Client, states ...State) ([]*Info, error) {
+	s, err := newStore(c, nil, 0)
+	if err != nil {
+		return nil, err
+	}
+	kvs, err := s.kv.ListKV(ctx, backends.ListKVParams{Prefix: keyPrefix, Now: s.now()})
+	if err != nil {
+		return nil, fmt.Errorf("workflow: list: %w", err)
+	}
+	var out []*Info
+	for _, kv := range kvs {
+		r, err := decodeRecord(kv.Value)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", kv.Key, err)
+		}
+		if len(states) == 0 || slices.Contains(states, r.State) {
+			out = append(out, r.info())
+		}
+	}
+	slices.SortStableFunc(out, func(a, b *Info) int { return a.Created.Compare(b.Created) })
 	return out, nil
 }
