@@ -8,6 +8,12 @@
 -- retry policy, headers. Returns {'ok', (id, state, dup)...}, as
 -- enqueue.lua does.
 local base, now = KEYS[1], tonumber(ARGV[1])
+-- variadic runs cmd on key with the list's elements, 1,000 at a time, as
+-- prelude.lua's does: unpack of a longer list fails after the HSETs above
+-- it were made, which would leave the batch half written.
+local function variadic(cmd, key, l)
+  for i = 1, #l, 1000 do redis.call(cmd, key, unpack(l, i, math.min(i + 999, #l))) end
+end
 local F = 9
 local n = (#ARGV - 1) / F
 -- One INCRBY for the batch: a duplicate leaves a gap, and the sequence only
@@ -61,12 +67,12 @@ for i = 0, n - 1 do
   end
 end
 if #pending > 0 then
-  redis.call('ZADD', base .. ':s:pending', unpack(pending))
-  redis.call('ZADD', base .. ':ready', unpack(ready))
+  variadic('ZADD', base .. ':s:pending', pending)
+  variadic('ZADD', base .. ':ready', ready)
 end
 if #scheduled > 0 then
-  redis.call('ZADD', base .. ':s:scheduled', unpack(scheduled))
-  redis.call('ZADD', base .. ':later', unpack(later))
+  variadic('ZADD', base .. ':s:scheduled', scheduled)
+  variadic('ZADD', base .. ':later', later)
 end
 if #ready > 0 then redis.call('PUBLISH', base .. ':avail', '') end
 return out

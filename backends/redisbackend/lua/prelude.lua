@@ -72,9 +72,17 @@ local function defer(t, key, ...)
 end
 local function zrem(key, member) defer(ZREMS, key, member) end
 local function zadd(key, score, member) defer(ZADDS, key, score, member) end
+-- variadic runs cmd on key with the list's elements, 1,000 at a time:
+-- unpack of a longer list fails ("too many results to unpack", past Lua's
+-- C stack) after the writes before it were made, which would leave a
+-- batch half written. 1,000 is even, so ZADD's score-member pairs stay
+-- whole.
+local function variadic(cmd, key, l)
+  for i = 1, #l, 1000 do redis.call(cmd, key, unpack(l, i, math.min(i + 999, #l))) end
+end
 local function flushz()
-  for key, l in pairs(ZREMS) do redis.call('ZREM', key, unpack(l)) end
-  for key, l in pairs(ZADDS) do redis.call('ZADD', key, unpack(l)) end
+  for key, l in pairs(ZREMS) do variadic('ZREM', key, l) end
+  for key, l in pairs(ZADDS) do variadic('ZADD', key, l) end
   ZREMS, ZADDS = {}, {}
 end
 

@@ -10,7 +10,7 @@ local out, n = {}, 0
 while #out < limit do
   local members = redis.call('ZRANGE', READY, 0, limit - #out - 1)
   if #members == 0 then break end
-  redis.call('ZREM', READY, unpack(members))
+  variadic('ZREM', READY, members)
   for _, m in ipairs(members) do
     local id = string.sub(m, 32)
     -- One read for the checks and the reply: record fields, then rk.
