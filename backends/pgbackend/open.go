@@ -2,6 +2,8 @@ package pgbackend
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -160,5 +162,14 @@ func (b *Backend) Close() error {
 // (EnqueueTx) or complete (CompleteTx) along with the app's own writes.
 func (b *Backend) Pool() *pgxpool.Pool { return b.pool }
 
-// channelName is the LISTEN channel of a schema.
-func channelName(schema string) string { return "conveyor:" + schema }
+// channelName is the LISTEN channel of a schema. PostgreSQL cuts
+// identifiers at 63 bytes and NOTIFY refuses a longer channel ("channel
+// name too long"), so a long schema's channel keeps its first 40 bytes and
+// a hash of the whole, which no other schema's shares.
+func channelName(schema string) string {
+	if c := "conveyor:" + schema; len(c) <= 63 {
+		return c
+	}
+	sum := sha256.Sum256([]byte(schema))
+	return "conveyor:" + schema[:40] + ":" + hex.EncodeToString(sum[:6])
+}
