@@ -81,6 +81,8 @@ func withCSP(h http.Handler) http.Handler {
 //	                                   how many changed, and why the others did not
 //	POST /api/queues/{queue}/purge?state=
 //	                                   delete every done, dead or cancelled job of the queue
+//	GET  /api/workflows?state=         the kept workflows (of those states: running,
+//	                                   failed, ...), newest first, with step counts
 //	GET  /api/workflows/{id}           a workflow: its state, each step's state, job,
 //	                                   dependencies and times
 //	POST /api/workflows/{id}/cancel    cancel a workflow: running steps stop, pending
@@ -124,6 +126,7 @@ func New(cfg Config) (http.Handler, error) {
 	api.HandleFunc("POST /api/jobs/{id}/delete", a.deleteJob)
 	api.HandleFunc("POST /api/jobs/bulk", a.bulk)
 	api.HandleFunc("POST /api/queues/{queue}/purge", a.purge)
+	api.HandleFunc("GET /api/workflows", a.workflows)
 	api.HandleFunc("GET /api/workflows/{id}", a.workflow)
 	api.HandleFunc("POST /api/workflows/{id}/cancel", a.cancelWorkflow)
 	api.HandleFunc("GET /api/schedules", a.schedules)

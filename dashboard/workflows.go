@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/conveyorhq/conveyor/queue"
@@ -48,6 +49,42 @@ func NewWorkflowView(in *workflow.Info) WorkflowView {
 			Reason: s.Reason, AllowFailure: s.AllowFailure, Sink: s.Sink, EnqueuedAt: when(s.Enqueued), FinishedAt: when(s.Finished)}
 	}
 	return v
+}
+
+// WorkflowSummary is one workflow of the list: its state and how many of
+// its steps are in each state.
+type WorkflowSummary struct {
+	ID         string                     `json:"id"`
+	State      workflow.State             `json:"state"`
+	CreatedAt  time.Time                  `json:"created_at"`
+	FinishedAt *time.Time                 `json:"finished_at,omitempty"`
+	Steps      map[workflow.StepState]int `json:"steps"`
+}
+
+// workflows lists the kept workflows, newest first, of the states asked
+// (?state=running,failed; default every state), at most 200.
+func (a *api) workflows(w http.ResponseWriter, r *http.Request) {
+	var states []workflow.State
+	for _, s := range strings.Split(r.URL.Query().Get("state"), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			states = append(states, workflow.State(s))
+		}
+	}
+	list, err := workflow.List(r.Context(), queue.NewClient(a.cfg.Backend, queue.Config{}), states...)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	out := []WorkflowSummary{}
+	for i := len(list) - 1; i >= 0 && len(out) < 200; i-- {
+		in := list[i]
+		sum := WorkflowSummary{ID: in.ID, State: in.State, CreatedAt: in.Created, FinishedAt: when(in.Finished), Steps: map[workflow.StepState]int{}}
+		for _, st := range in.Steps {
+			sum.Steps[st.State]++
+		}
+		out = append(out, sum)
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *api) workflow(w http.ResponseWriter, r *http.Request) {

@@ -33,6 +33,15 @@ func TestWorkflowView(t *testing.T) {
 		second.Name != "second" || second.State != workflow.StepBlocked || len(second.Deps) != 1 || second.Deps[0] != "first" {
 		t.Fatalf("steps = %+v", v.Steps)
 	}
+	var list []dashboard.WorkflowSummary
+	call(t, srv, "GET", "/api/workflows?state=running", "", 200, &list)
+	if len(list) != 1 || list[0].ID != ref.ID || list[0].Steps[workflow.StepBlocked] != 1 {
+		t.Fatalf("running workflows = %+v", list)
+	}
+	call(t, srv, "GET", "/api/workflows?state=done", "", 200, &list)
+	if len(list) != 0 {
+		t.Fatalf("done workflows = %+v", list)
+	}
 	call(t, srv, "POST", "/api/workflows/"+ref.ID+"/cancel", "", 200, &v, "Content-Type", "application/json")
 	if !v.CancelRequested && v.State != workflow.Cancelled {
 		t.Fatalf("after cancel: %+v", v)

@@ -287,7 +287,7 @@ func TestPageInBrowser(t *testing.T) {
 	actions = append(actions, clean("workers"))
 	actions = append(actions, visit("#/dead", `document.querySelector('#dead-queues') !== null || document.querySelector('#dead td.empty') !== null`)...)
 	actions = append(actions, clean("dead"))
-	actions = append(actions, visit("#/workflows", `document.querySelector('#workflow-find') !== null`)...)
+	actions = append(actions, visit("#/workflows", `document.querySelector('#workflows tr[data-workflow="`+wf.ID+`"]') !== null`)...)
 	actions = append(actions, clean("workflows"))
 	actions = append(actions, visit("#/workflows/"+wf.ID, `document.querySelectorAll('#workflow-graph .step').length === 4 && document.querySelectorAll('#workflow-graph .edge').length === 3`)...)
 	actions = append(actions, clean("workflow"))

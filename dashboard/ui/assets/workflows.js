@@ -85,13 +85,28 @@ export function workflowView(root, args) {
   return { refresh };
 }
 
-// workflowsView finds a workflow by ID (a step's job links to its
-// workflow too).
-export function workflowsView(root) {
+const workflowStates = ["starting", "running", "done", "failed", "cancelled"];
+
+// workflowsView lists the kept workflows by state, newest first, and finds
+// one by ID.
+export function workflowsView(root, args, query) {
+  const state = (query && query.get("state")) || "";
   const input = el("input", { id: "workflow-find", placeholder: "workflow ID", size: 40, "aria-label": "workflow ID" });
   const go = button("Show", () => { if (input.value.trim()) location.hash = workflowHref(input.value.trim()); }, { id: "workflow-go" });
   input.addEventListener("keydown", e => { if (e.key === "Enter") go.click(); });
-  root.append(el("h1", null, "Workflows"), el("p", null, input, " ", go),
-    el("p", { class: "muted" }, "A step's job page links to its workflow."));
-  return { refresh() {} };
+  const tabs = el("nav", { class: "tabs" }, link("#/workflows", "all", { class: state ? null : "active" }),
+    workflowStates.map(s => link("#/workflows?state=" + s, s, { class: s === state ? "active" : null })));
+  const list = el("div");
+  root.append(el("h1", null, "Workflows"), el("p", null, input, " ", go), tabs, list);
+  async function refresh() {
+    const wfs = await api("api/workflows" + (state ? "?state=" + encodeURIComponent(state) : ""));
+    fill(list, table([
+      ["workflow", w => link(workflowHref(w.id), w.id, { class: "mono" })],
+      ["state", w => badge(w.state)],
+      ["steps", w => Object.entries(w.steps).map(([s, n]) => n + " " + s).join(", ")],
+      ["created", w => when(w.created_at)],
+      ["finished", w => when(w.finished_at)],
+    ], wfs, { id: "workflows", rowAttrs: w => ({ "data-workflow": w.id }), empty: "no " + (state ? state + " " : "") + "workflows" }));
+  }
+  return { refresh };
 }
