@@ -20,6 +20,7 @@ import (
 	"github.com/conveyorhq/conveyor/queue"
 	"github.com/conveyorhq/conveyor/scheduler"
 	"github.com/conveyorhq/conveyor/worker"
+	"github.com/conveyorhq/conveyor/workflow"
 )
 
 func web(ctx context.Context) error {
@@ -97,6 +98,18 @@ func mountDashboard(b backends.Backend, mux *http.ServeMux) error {
 	}
 	mux.Handle("/conveyor/", http.StripPrefix("/conveyor", dash))
 	return nil
+}
+
+func album(ctx context.Context, client *queue.Client, urls []string, to, albumID string) (workflow.Ref, error) {
+	var resizes []workflow.Node
+	for i, u := range urls {
+		resizes = append(resizes, workflow.Task(fmt.Sprint("resize-", i), tasks.Resize, tasks.ResizeArgs{URL: u, Width: 640}, nil))
+	}
+	ref, err := workflow.Enqueue(ctx, client, workflow.Chain(
+		workflow.Chord(workflow.Task("zip", tasks.Zip, tasks.ZipArgs{Name: "album"}, nil), resizes...),
+		workflow.Task("email", tasks.SendLink, tasks.LinkArgs{To: to}, nil),
+	), &workflow.Options{ID: "album-" + albumID})
+	return ref, err
 }
 
 func keyed(ctx context.Context, client *queue.Client) (err error) {

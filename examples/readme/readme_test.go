@@ -18,7 +18,7 @@ func TestSnippetsAreCompiled(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sources []string
-	for _, f := range []string{"readme.go", "tasks/tasks.go", "tasks/flow.go", "worker/main.go"} {
+	for _, f := range []string{"readme.go", "tasks/tasks.go", "tasks/flow.go", "tasks/images.go", "worker/main.go"} {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)

@@ -59,6 +59,12 @@ func TestImportRules(t *testing.T) {
 			return slices.Contains([]string{mod + "/queue", mod + "/worker", mod + "/scheduler", mod + "/dashboard"}, imp)
 		},
 	}, {
+		// The engine hooks into a worker through its public Observer and
+		// Middleware: the worker knows nothing of workflows.
+		name:    "the worker does not import workflow",
+		applies: func(p pkg) bool { return p.ImportPath == mod+"/worker" },
+		banned:  func(imp string) bool { return imp == mod+"/workflow" },
+	}, {
 		name:    "OS signals are handled only by binaries (package main) and the daemon package",
 		applies: func(p pkg) bool { return p.Name != "main" && p.ImportPath != mod+"/daemon" },
 		banned:  func(imp string) bool { return imp == "os/signal" },
