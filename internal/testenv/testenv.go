@@ -45,7 +45,9 @@ func Chromium(t testing.TB) string {
 
 // Python is Debian's python3 with celery, kombu, redis and requests, which
 // scripts/test installs (scripts/lib/python.sh).
-func Python(t testing.TB) string { return need(t, "CONVEYOR_PYTHON", "Python 3 with celery and requests") }
+func Python(t testing.TB) string {
+	return need(t, "CONVEYOR_PYTHON", "Python 3 with celery and requests")
+}
 
 // RabbitMQURL is the amqp:// URL of the shared RabbitMQ node.
 func RabbitMQURL(t testing.TB) string { return need(t, "CONVEYOR_RABBITMQ_URL", "a RabbitMQ server") }
