@@ -100,7 +100,7 @@ func openAMQP(ctx context.Context, sp spec, logger *slog.Logger) (*opened, error
 		// Killed workers lose their last unflushed counts and may leak a
 		// depth slot; the recount repairs both. Every few seconds here, so
 		// the run's end sees the repair (the default is hourly).
-		cfg.JanitorEvery = 3 * time.Second
+		cfg.JanitorEvery = amqpJanitorEvery
 		o.closers = append(o.closers, st.Close)
 	}
 	b, err := amqpbackend.Open(ctx, cfg)
@@ -236,3 +236,7 @@ func broker(t *testing.T) crasher {
 	}
 	return &rabbitNode{node: testenv.RabbitMQNode(t), t: t}
 }
+
+// amqpJanitorEvery is how often the AMQP store's janitor recounts in the
+// chaos runs, repairing a leaked depth slot.
+const amqpJanitorEvery = 3 * time.Second
