@@ -171,6 +171,13 @@ type chaosCase struct {
 	// lossAllowed: the crash may lose acknowledged jobs (a failover to an
 	// asynchronous replica); the run measures how many instead of failing.
 	lossAllowed bool
+	// failover: a cluster node dies under the workers. A deleted job hash
+	// is still removed from every set there (the account checks it is gone
+	// and never ran), but the process whose script found it often loses
+	// the script's reply with the dying node, and with it the log line
+	// naming the ID (a known limit, docs/reliability.md): counted, not a
+	// failure.
+	failover bool
 }
 
 func TestChaos(t *testing.T) {

@@ -130,7 +130,7 @@ func TestClusterRedis(t *testing.T) {
 		}
 		sp := spec{Kind: "redis", URL: "redis+cluster://" + strings.Join(addrs, ","), Prefix: uniquePrefix(), Wait: wait}
 		f := &redisFailover{t: t, addrs: addrs, tag: mainQueue}
-		runChaos(t, chaosCase{spec: sp, server: f, corrupt: redisCorruptors(sp), lossAllowed: wait == 0})
+		runChaos(t, chaosCase{spec: sp, server: f, corrupt: redisCorruptors(sp), lossAllowed: wait == 0, failover: true})
 		for i, d := range f.took {
 			t.Logf("failover %d: replica promoted %s after the kill", i+1, d.Round(time.Millisecond))
 		}

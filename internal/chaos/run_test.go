@@ -124,6 +124,9 @@ func runChaos(t *testing.T, c chaosCase) {
 	led.read(t)
 
 	r := account(t, o, led, enq.log.all(), corrupted, workers, c.lossAllowed)
+	if c.failover {
+		r.forgiveUnlogged()
+	}
 	r.samples = *samples
 	r.kills, r.stops, r.restarts = kills, stops, len(outages)
 	r.outages = outages
