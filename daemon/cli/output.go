@@ -36,6 +36,14 @@ func stamp(t time.Time) string {
 	return t.Format(time.RFC3339)
 }
 
+// dash is s, or "-" when it is empty.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
 // ago is how long before now t was, to the second, or "-" when unset.
 func ago(t time.Time) string {
 	if t.IsZero() {

@@ -46,10 +46,3 @@ func (e *env) showWorkflow(c *cobra.Command, args []string) error {
 		return tw.Flush()
 	})
 }
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}

@@ -123,10 +123,7 @@ func runChaos(t *testing.T, c chaosCase) {
 	workers.shutdown()
 	led.read(t)
 
-	r := account(t, o, led, enq.log.all(), corrupted, workers, c.lossAllowed)
-	if c.failover {
-		r.forgiveUnlogged()
-	}
+	r := account(t, o, led, enq.log.all(), corrupted, workers, c)
 	r.samples = *samples
 	r.kills, r.stops, r.restarts = kills, stops, len(outages)
 	r.outages = outages
