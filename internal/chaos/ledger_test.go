@@ -133,25 +133,16 @@ func drained(t *testing.T, o *opened, led *ledger, enq *enqueuers, corrupted []*
 	defer cancel()
 	if o.insp != nil {
 		depths, err := depthsAtEnd(ctx, o)
-		if err != nil || depths[mainQueue] != 0 || depths[boundedQueue] != 0 {
+		return err == nil && depths[mainQueue] == 0 && depths[boundedQueue] == 0
+	}
+	for _, e := range enq.log.all() {
+		if e.status == acked && !led.ranToEnd(e.id) {
 			return false
 		}
-	} else {
-		for _, e := range enq.log.all() {
-			if e.status == acked && !led.ranToEnd(e.id) {
-				return false
-			}
-		}
 	}
-	// On RabbitMQ, with a store or without: a message still waiting in
-	// the broker is work to come, even when the store counts none (a job
-	// whose store record was deleted is restored from its message only
-	// once that is delivered).
-	if o.probe != nil {
-		for _, q := range []string{mainQueue, boundedQueue} {
-			if n, err := brokerReady(ctx, o, q); err != nil || n != 0 {
-				return false
-			}
+	for _, q := range []string{mainQueue, boundedQueue} {
+		if n, err := brokerReady(ctx, o, q); err != nil || n != 0 {
+			return false
 		}
 	}
 	return true
