@@ -1,8 +1,8 @@
 package chaos_test
 
 import (
-	"os"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
