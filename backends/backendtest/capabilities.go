@@ -26,6 +26,7 @@ func (s Suite) RunCapabilities(t *testing.T) {
 		{"BatchCompleter", is[backends.BatchCompleter](probe), testBatchCompleter},
 		{"KVStore", is[backends.KVStore](probe), testKV},
 		{"TxEnqueuer", is[backends.TxEnqueuer](probe), testTxEnqueuer},
+		{"Debouncer", is[backends.Debouncer](probe), testDebounce},
 		{"Limits", hasLimits(probe), testLimits},
 		{"Annotator", is[backends.Annotator](probe), testAnnotator},
 		{"AnnotateKV", is[backends.KVStore](probe), testAnnotateKV},

@@ -24,6 +24,7 @@ type Backend struct {
 	jobs   map[string]*entry
 	queues map[string]*queueState
 	unique map[string]*entry // unique key -> the job that last took it
+	deb    debounceState     // debounce key -> its job (debounce.go)
 	kv     map[string]backends.KV
 	seq    uint64
 	gate   *gate.Gate
