@@ -29,8 +29,8 @@ type Debouncer interface {
 	// now+p.Window (or now+p.MaxWait if that is sooner), and becomes the
 	// key's job. The check and the change are atomic with Reserve, so a
 	// replaced job is never also running with its old payload.
-	// p.Job.RunAt is ignored; its MaxDepth and UniqueKey apply to an
-	// insert as in Enqueue.
+	// p.Job.RunAt is ignored, its MaxDepth bounds an insert as in
+	// Enqueue, and it has no UniqueKey (the debounce key is its key).
 	Debounce(ctx context.Context, p DebounceParams) (EnqueueResult, error)
 }
 
@@ -57,8 +57,8 @@ func (p DebounceParams) Validate() error {
 	if err := (EnqueueParams{Jobs: []*JobInsert{p.Job}}).Validate(); err != nil {
 		return err
 	}
-	if p.Key == "" || p.Window <= 0 || p.MaxWait < 0 {
-		return fmt.Errorf("%w: debounce of job %s needs a key and a positive window, and no negative max wait", job.ErrInvalid, p.Job.ID)
+	if p.Key == "" || p.Window <= 0 || p.MaxWait < 0 || p.Job.UniqueKey != "" || !p.Job.UniqueUntil.IsZero() {
+		return fmt.Errorf("%w: debounce of job %s needs a key, a positive window, no negative max wait and no unique key", job.ErrInvalid, p.Job.ID)
 	}
 	return nil
 }
