@@ -36,6 +36,7 @@ func (c *Client) Backend() backends.Backend { return c.b }
 type Request struct {
 	ins *backends.JobInsert
 	err error
+	deb *backends.DebounceParams // EnqueueOptions.Debounce, its Job filled at enqueue
 }
 
 // Err is the error building the request met (arguments that did not
@@ -48,7 +49,8 @@ func (r Request) Err() error { return r.err }
 type JobRef struct {
 	ID string
 	// Duplicate is set when a job holding the same unique key (or ID)
-	// already existed: ID is that job and nothing was inserted.
+	// already existed: ID is that job and nothing was inserted. For a
+	// debounced enqueue, the key's waiting job took its arguments.
 	Duplicate bool
 }
 
@@ -63,12 +65,16 @@ func (c *Client) EnqueueMany(ctx context.Context, reqs ...Request) ([]JobRef, er
 	if err != nil {
 		return nil, err
 	}
+	deb, err := debounceOf(reqs, p)
+	if err != nil {
+		return nil, err
+	}
 	own := make([]bool, len(reqs)) // IDs this client made up, not the caller's
 	for i, r := range reqs {
 		own[i] = r.ins.ID == ""
 	}
 	end := c.trace(ctx, p)
-	out, err := c.enqueue(ctx, p, own)
+	out, err := c.enqueue(ctx, p, own, deb)
 	end(err)
 	if err == nil && c.cfg.Inline != nil {
 		if _, ierr := c.cfg.Inline.WorkDue(ctx); ierr != nil {
@@ -90,6 +96,9 @@ func (c *Client) EnqueueTx(ctx context.Context, tx any, reqs ...Request) ([]JobR
 	p, err := c.params(ctx, reqs)
 	if err != nil {
 		return nil, err
+	}
+	if deb, _ := debounceOf(reqs, p); deb != nil {
+		return nil, fmt.Errorf("%w: a debounced enqueue inside a transaction", job.ErrUnsupported)
 	}
 	// No retry or blocking here: the transaction is the caller's to retry.
 	end := c.trace(ctx, p)
@@ -141,14 +150,14 @@ func (c *Client) params(ctx context.Context, reqs []Request) (backends.EnqueuePa
 // because a re-sent ID is a duplicate, not a second job) and, for queues set
 // to Block, waits for room. A failure that is not a refusal may have been
 // stored all the same, so it becomes an OutcomeUnknownError.
-func (c *Client) enqueue(ctx context.Context, p backends.EnqueueParams, own []bool) ([]JobRef, error) {
+func (c *Client) enqueue(ctx context.Context, p backends.EnqueueParams, own []bool, deb *backends.DebounceParams) ([]JobRef, error) {
 	for {
 		var res []backends.EnqueueResult
 		sent := 0
 		err := retrygo.Do(func() error {
 			var err error
 			sent++
-			res, err = c.b.Enqueue(ctx, p)
+			res, err = c.insert(ctx, p, deb)
 			return err
 		},
 			retrygo.Context(ctx),

@@ -50,6 +50,33 @@ type EnqueueOptions struct {
 	// started by <time>". Stored in the header flow.ExpiresHeader.
 	// Default: TaskOptions.Expires after enqueue, else never.
 	ExpiresAt time.Time
+	// Debounce makes a burst of enqueues under one key one job, run with
+	// the last enqueue's arguments once the key has been quiet for a
+	// window (see Debounce). The backend must be a backends.Debouncer,
+	// otherwise the enqueue fails with ErrUnsupported. Default nil: every
+	// enqueue makes a job.
+	Debounce *Debounce
+}
+
+// Debounce is EnqueueOptions.Debounce (BullMQ's debounce that replaces and
+// extends). An enqueue whose key matches a job of the same task and queue
+// that is still waiting replaces that job's arguments and headers and
+// pushes its start back to Window from now, but never past MaxWait after
+// the job's first enqueue; its JobRef names that job with Duplicate set.
+// Once the key's job is running or finished, the next enqueue makes a new
+// job. A debounced request is enqueued alone (not in a batch, not in a
+// transaction) and without a unique key or a run time of its own.
+type Debounce struct {
+	// Key is what enqueues are debounced by, within the task and queue:
+	// an account to re-index, a document to render. Required.
+	Key string
+	// Window is how long the key must be quiet before its job starts.
+	// Required.
+	Window time.Duration
+	// MaxWait bounds how long enqueues may push the job back, counted
+	// from its first enqueue, so that a key enqueued without pause still
+	// runs. Default 0: no bound.
+	MaxWait time.Duration
 }
 
 // Config configures a Client. Zero values mean the stated default.

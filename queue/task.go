@@ -177,7 +177,7 @@ func (t *Task[A, R]) request(payload []byte, opts *EnqueueOptions) Request {
 	if ins.UniqueKey != "" && window > 0 {
 		ins.UniqueUntil = time.Now().Add(window)
 	}
-	return Request{ins: ins}
+	return t.debounced(Request{ins: ins}, o)
 }
 
 // flowHeaders adds the job's key and expiry to a copy of its headers: the
