@@ -20,7 +20,7 @@ import (
 // costs a limiter call per slot set and bucket, not per job.
 func (g *Gate) AdmitBatch(ctx context.Context, recs []*job.Record, limits func(*job.Record) (Limits, string)) []Verdict {
 	now := g.clock.Now()
-	b := &batch{g: g, recs: recs, now: now, out: make([]Verdict, len(recs)),
+	b := &batch{g: g, recs: recs, now: now, ovs: g.ov.get(ctx, now), out: make([]Verdict, len(recs)),
 		lims: make([]Limits, len(recs)), names: make([]string, len(recs))}
 	for i, r := range recs {
 		if b.out[i].Err = Expired(r, now); b.out[i].Err == nil {
@@ -39,6 +39,7 @@ type batch struct {
 	g     *Gate
 	recs  []*job.Record
 	now   time.Time
+	ovs   *overrideSet // the overrides in force
 	out   []Verdict
 	lims  []Limits
 	names []string
@@ -74,10 +75,11 @@ func (b *batch) acquire(ctx context.Context) {
 			b.out[i].Err = err
 			continue
 		}
+		cl, _ = b.ovs.concurrency(cl)
 		key := cl.Key(r)
 		id := "conc/" + cl.Name + "/" + key
 		addTo(sets, &order, id, cl, key, i)
-		b.out[i].Ticket = Ticket{g: b.g, key: id, holder: r.ID + "/" + r.Lease.Token, limit: cl.Limit}
+		b.out[i].Ticket = Ticket{g: b.g, name: cl.Name, key: id, holder: r.ID + "/" + r.Lease.Token, limit: cl.Limit}
 	}
 	ps := make([]backends.AcquireSlotsParams, len(order))
 	for n, id := range order {
@@ -97,13 +99,21 @@ func (b *batch) acquire(ctx context.Context) {
 	granted, err := acquireMany(ctx, b.g.l, ps)
 	for n, id := range order {
 		s := sets[id]
+		took := 0
 		for _, i := range s.idx {
 			switch {
 			case err != nil:
 				b.out[i] = Verdict{Err: fmt.Errorf("concurrency limit %s: %w", s.limit.Name, err)}
 			case !slices.Contains(granted[n], b.out[i].Ticket.holder):
-				b.out[i] = Verdict{Err: &HeldBackError{Limit: s.limit.Name, Key: s.key, Until: b.now.Add(s.limit.Backoff)}}
+				until := b.now.Add(s.limit.Backoff)
+				b.out[i] = Verdict{Err: &HeldBackError{Limit: s.limit.Name, Key: s.key, Until: until}}
+				b.g.use.heldBack(concState(s.limit), until, b.now)
+			default:
+				took++
 			}
+		}
+		if took > 0 {
+			b.g.use.tookSlots(concState(s.limit), took)
 		}
 	}
 }
@@ -127,6 +137,7 @@ func (b *batch) take(ctx context.Context, stage int) bool {
 			b.out[i].Err = err
 			continue
 		}
+		rl, _ = b.ovs.rate(rl)
 		key := ""
 		if rl.Key != nil {
 			key = rl.Key(r)
@@ -145,6 +156,9 @@ func (b *batch) take(ctx context.Context, stage int) bool {
 	for n, id := range order {
 		bk := buckets[id]
 		rl := bk.limit
+		if err == nil && res[n].Taken > 0 {
+			b.g.use.tookTokens(rateState(rl), res[n].Taken, b.now)
+		}
 		for k, i := range bk.idx {
 			switch {
 			case err != nil:
@@ -155,7 +169,9 @@ func (b *batch) take(ctx context.Context, stage int) bool {
 				// each token and all but one be postponed again (a herd of
 				// reserves per token). Spread, each comes back about once
 				// per interval.
-				b.out[i].Err = &HeldBackError{Limit: rl.Name, Key: bk.key, Until: res[n].NextAt.Add(rand.N(rl.Per)), Next: res[n].NextAt}
+				hb := &HeldBackError{Limit: rl.Name, Key: bk.key, Until: res[n].NextAt.Add(rand.N(rl.Per)), Next: res[n].NextAt}
+				b.out[i].Err = hb
+				b.g.use.heldBack(rateState(rl), hb.Until, b.now)
 			}
 		}
 	}

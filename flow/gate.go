@@ -40,11 +40,14 @@ func (e *HeldBackError) Error() string {
 type Gate struct {
 	l     backends.Limiter
 	clock backends.Clock
+	ov    overrides
+	use   usage
 }
 
 // NewGate returns a gate on b's limits: b's own backends.Limiter, or one
 // on its KVStore. A backend with neither gives an error wrapping
-// job.ErrUnsupported. clock tells the time buckets refill by; nil is the
+// job.ErrUnsupported. The gate applies the overrides kept in b's KVStore
+// (SetOverride), if it has one. clock tells the time buckets refill by; nil is the
 // system clock.
 func NewGate(b backends.Backend, clock backends.Clock) (*Gate, error) {
 	l, err := backends.LimiterFor(b)
@@ -54,7 +57,9 @@ func NewGate(b backends.Backend, clock backends.Clock) (*Gate, error) {
 	if clock == nil {
 		clock = backends.SystemClock{}
 	}
-	return &Gate{l: l, clock: clock}, nil
+	g := &Gate{l: l, clock: clock}
+	g.ov.kv, _ = b.(backends.KVStore)
+	return g, nil
 }
 
 // Limiter returns the limiter the gate uses, for inspection.
@@ -64,6 +69,7 @@ func (g *Gate) Limiter() backends.Limiter { return g.l }
 // took one. The zero Ticket holds nothing.
 type Ticket struct {
 	g      *Gate
+	name   string // the limit's
 	key    string
 	holder string
 	limit  int
@@ -106,6 +112,7 @@ func (g *Gate) Release(ctx context.Context, tickets []Ticket) error {
 	if len(tickets) == 0 {
 		return nil
 	}
+	g.use.gaveBack(tickets)
 	keys, holders := bySet(tickets)
 	ps := make([]backends.ReleaseSlotsParams, len(keys))
 	for n, k := range keys {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/flow"
 	"github.com/conveyorhq/conveyor/job"
 )
 
@@ -36,6 +37,9 @@ type Info struct {
 	// (Config.UnknownTaskWindow). Workers of versions before it was
 	// announced list none.
 	Tasks []string `json:"tasks,omitempty"`
+	// Limits are the limits its tasks and queues declare, with its own
+	// use of each (LimitStates); Limits sums them over the workers.
+	Limits []flow.LimitState `json:"limits,omitempty"`
 }
 
 // workersPrefix starts the KVStore key of each worker's Info.
@@ -100,7 +104,7 @@ func (w *Worker) announce(ctx context.Context) {
 	now := time.Now()
 	p50, p99 := r.pickups.take()
 	info, _ := json.Marshal(Info{ID: w.cfg.ID, Host: r.host, PID: os.Getpid(), Queues: qs, Tasks: w.taskNames(), Concurrency: live.Concurrency,
-		Running: w.Running(), Started: r.started, Heartbeat: now, Breakers: w.Breakers(), PickupP50: p50, PickupP99: p99})
+		Running: w.Running(), Started: r.started, Heartbeat: now, Breakers: w.Breakers(), PickupP50: p50, PickupP99: p99, Limits: w.LimitStates()})
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p := backends.PutKVParams{Key: workersPrefix + w.cfg.ID, Value: info, IfVersion: r.version,

@@ -79,22 +79,107 @@ func (w *Worker) initLimits() error {
 // limitsOf returns the limits rec's delivery must pass under live: its
 // queue's rate limit (live, so that Reconfigure changes it at run time),
 // then its task's; and the name of the queue's limit, if any.
-func limitsOf(live LiveConfig, rec *job.Record, opts queue.TaskOptions) (lim flow.Limits, queueLimit string) {
+func (w *Worker) limitsOf(ctx context.Context, live LiveConfig, rec *job.Record, opts queue.TaskOptions) (lim flow.Limits, queueLimit string) {
 	for _, q := range live.Queues {
-		if q.Name == rec.Queue && q.RateLimit != nil {
-			ql := *q.RateLimit
-			if ql.Name == "" {
-				ql.Name = "queue:" + q.Name
+		if q.Name == rec.Queue {
+			if ql := w.queueRate(ctx, q); ql != nil {
+				lim.Rates = append(lim.Rates, *ql)
+				queueLimit = ql.Name
 			}
-			lim.Rates = append(lim.Rates, ql)
-			queueLimit = ql.Name
 		}
 	}
-	if opts.RateLimit != nil {
-		lim.Rates = append(lim.Rates, *opts.RateLimit)
-	}
-	lim.Concurrency = opts.ConcurrencyLimit
+	tl := w.taskLimits(ctx, rec.Task, opts)
+	lim.Rates = append(lim.Rates, tl.Rates...)
+	lim.Concurrency = tl.Concurrency
 	return lim, queueLimit
+}
+
+// queueRate is queue q's rate limit, its name defaulted: the declared one,
+// else the one an override named "queue:<name>" adds (flow.Override).
+func (w *Worker) queueRate(ctx context.Context, q QueueConfig) *flow.RateLimit {
+	name := "queue:" + q.Name
+	if q.RateLimit != nil {
+		ql := *q.RateLimit
+		if ql.Name == "" {
+			ql.Name = name
+		}
+		return &ql
+	}
+	if ov, ok := w.override(ctx, flow.KindRate, name); ok {
+		return &flow.RateLimit{Name: name, Limit: ov.Limit, Per: ov.Per, Burst: ov.Burst}
+	}
+	return nil
+}
+
+// taskLimits are task's declared limits, with those that overrides named
+// after the task add where it declares none of their kind.
+func (w *Worker) taskLimits(ctx context.Context, task string, opts queue.TaskOptions) flow.Limits {
+	lim := flow.Limits{Concurrency: opts.ConcurrencyLimit}
+	if opts.RateLimit != nil {
+		lim.Rates = []flow.RateLimit{*opts.RateLimit}
+	} else if ov, ok := w.override(ctx, flow.KindRate, task); ok {
+		lim.Rates = []flow.RateLimit{{Name: task, Limit: ov.Limit, Per: ov.Per, Burst: ov.Burst}}
+	}
+	if lim.Concurrency == nil {
+		if ov, ok := w.override(ctx, flow.KindConcurrency, task); ok {
+			lim.Concurrency = &flow.ConcurrencyLimit{Name: task, Limit: ov.Limit}
+		}
+	}
+	return lim
+}
+
+// override is the override of a limit in force, as the gate last read it.
+func (w *Worker) override(ctx context.Context, kind, name string) (flow.Override, bool) {
+	if w.flow.gate == nil {
+		return flow.Override{}, false
+	}
+	return w.flow.gate.Override(ctx, kind, name)
+}
+
+// LimitStates returns the limits this worker's tasks and queues declare,
+// overrides applied, with what its own deliveries did under each: the
+// slots they hold, the tokens they took, the jobs held back. It announces
+// them at each heartbeat (Info.Limits); Limits sums them over the live
+// workers. Nil when the backend holds no limits.
+func (w *Worker) LimitStates() []flow.LimitState {
+	if w.flow.gate == nil {
+		return nil
+	}
+	ctx := context.Background()
+	w.override(ctx, "", "") // the overrides read again if due, before w.mu is held
+	live := w.live()
+	var lims []flow.Limits
+	var names []string
+	w.mu.Lock()
+	for name, h := range w.handlers {
+		lims, names = append(lims, w.taskLimits(ctx, name, h.def.Options())), append(names, name)
+	}
+	w.mu.Unlock()
+	for _, q := range live.Queues {
+		if ql := w.queueRate(ctx, q); ql != nil {
+			lims, names = append(lims, flow.Limits{Rates: []flow.RateLimit{*ql}}), append(names, ql.Name)
+		}
+	}
+	return w.flow.gate.States(lims, names)
+}
+
+// Limits lists the limits in force on backend b: those the live workers
+// declare (Info.Limits, as of each one's last heartbeat), with their use
+// and the jobs they hold back summed over the workers (flow.Sum). The
+// backend must be a backends.KVStore, as for Workers.
+func Limits(ctx context.Context, b backends.Backend) ([]flow.LimitState, error) {
+	ws, err := Workers(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	states := make([][]flow.LimitState, len(ws))
+	for i, wi := range ws {
+		states[i] = wi.Limits
+	}
+	if out := flow.Sum(states...); out != nil {
+		return out, nil
+	}
+	return []flow.LimitState{}, nil
 }
 
 // verdicts are the answers for one reserve's deliveries, there once done
@@ -114,12 +199,13 @@ func (w *Worker) preAdmit(ctx context.Context, recs []*job.Record) {
 		return
 	}
 	live := w.live()
+	w.override(ctx, "", "") // the overrides read again if due, before w.mu is held
 	var limited []*job.Record
 	var lims []flow.Limits
 	w.mu.Lock()
 	for _, r := range recs {
 		if h := w.handlers[r.Task]; h != nil {
-			if lim, _ := limitsOf(live, r, h.def.Options()); !lim.Empty() {
+			if lim, _ := w.limitsOf(ctx, live, r, h.def.Options()); !lim.Empty() {
 				limited, lims = append(limited, r), append(lims, lim)
 			}
 		}
@@ -157,7 +243,7 @@ func (w *Worker) preAdmit(ctx context.Context, recs []*job.Record) {
 // whose limit could not be read, ErrExpired (wrapped) for a job past its
 // expiry.
 func (w *Worker) admit(ctx context.Context, rec *job.Record, opts queue.TaskOptions) error {
-	lim, queueLimit := limitsOf(w.live(), rec, opts)
+	lim, queueLimit := w.limitsOf(ctx, w.live(), rec, opts)
 	if lim.Empty() {
 		return flow.Expired(rec, time.Now())
 	}
