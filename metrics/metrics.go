@@ -17,6 +17,7 @@ type Metrics struct {
 	enqueued, rejected *prometheus.CounterVec
 	started, finished  *prometheus.CounterVec
 	runTime, pickup    *prometheus.HistogramVec
+	limits             *limitCollector
 }
 
 var (
@@ -42,8 +43,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		pickup: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "conveyor_job_pickup_seconds",
 			Help:    "From when a job was due to when a worker started it.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"queue"}),
+		limits: &limitCollector{},
 	}
-	reg.MustRegister(m.enqueued, m.rejected, m.started, m.finished, m.runTime, m.pickup)
+	reg.MustRegister(m.enqueued, m.rejected, m.started, m.finished, m.runTime, m.pickup, m.limits)
 	return m
 }
 
