@@ -1,9 +1,10 @@
 // Package dashboard lets operators see and steer Conveyor from a browser:
 // a web page (embedded, no build step) over a JSON API with queue counts
-// and rates, jobs by queue and state with search, job detail, live workers
-// and periodic tasks, and the actions an operator takes (pause and resume a
-// queue or a periodic task; cancel, delete or replay a job, with edited
-// arguments; replay a queue's dead letters); plus /metrics for Prometheus
+// and rates, jobs by queue and state with search, job detail, live workers,
+// periodic tasks and flow limits (each one's use and the jobs it holds
+// back), and the actions an operator takes (pause and resume a queue or a
+// periodic task; cancel, delete or replay a job, with edited arguments;
+// replay a queue's dead letters; change a limit on every worker); plus /metrics for Prometheus
 // and health endpoints for load balancers. New returns an http.Handler an
 // app mounts under a prefix of its own (http.StripPrefix), or that
 // `conveyor dashboard` serves alone. The routes are listed on New.

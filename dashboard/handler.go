@@ -43,7 +43,8 @@ func withCSP(h http.Handler) http.Handler {
 // mounted:
 //
 //	GET  /                             the web page (overview, queues, jobs, schedules,
-//	                                   workers, dead letters; actions ask for confirmation)
+//	                                   workers, limits, dead letters; actions ask for
+//	                                   confirmation)
 //	GET  /assets/...                   its scripts and styles
 //	GET  /login                        the sign-in form (with BasicAuth or BearerToken)
 //	POST /login                        user and password, or token: a session cookie
@@ -89,6 +90,13 @@ func withCSP(h http.Handler) http.Handler {
 //	                                   ones never start
 //	GET  /api/schedules                periodic entries: schedule, task, last and next tick
 //	POST /api/schedules/{name}/pause   pause an entry (resume: .../resume)
+//	GET  /api/limits                   flow limits in force: figures, use and jobs held back,
+//	                                   summed over the live workers, with any override
+//	POST /api/limits/{kind}/{name}/override
+//	                                   {"limit": n, "per_seconds": s, "burst": n}: change a
+//	                                   limit on every worker (flow.SetOverride)
+//	POST /api/limits/{kind}/{name}/reset
+//	                                   remove the override: the declared figures again
 //
 // Errors are {"error": "..."} with a status that says why: 400 bad input,
 // 401 no credentials, 403 read-only or cross-site, 404 no such job, 409 the
@@ -132,6 +140,9 @@ func New(cfg Config) (http.Handler, error) {
 	api.HandleFunc("GET /api/schedules", a.schedules)
 	api.HandleFunc("POST /api/schedules/{name}/pause", a.pauseSchedule)
 	api.HandleFunc("POST /api/schedules/{name}/resume", a.pauseSchedule)
+	api.HandleFunc("GET /api/limits", a.limits)
+	api.HandleFunc("POST /api/limits/{kind}/{name}/override", a.setOverride)
+	api.HandleFunc("POST /api/limits/{kind}/{name}/reset", a.resetOverride)
 	var h http.Handler = a.readOnly(api)
 	authed := http.NewServeMux()
 	authed.HandleFunc("POST /logout", a.logout)

@@ -17,6 +17,7 @@ import (
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/sqlitebackend"
 	"github.com/conveyorhq/conveyor/dashboard"
+	"github.com/conveyorhq/conveyor/flow"
 	"github.com/conveyorhq/conveyor/internal/testenv"
 	"github.com/conveyorhq/conveyor/job"
 	"github.com/conveyorhq/conveyor/queue"
@@ -30,7 +31,8 @@ import (
 // view, and fails on any console error or exception and on the text
 // "undefined" anywhere in a view. On the way it watches a queue's counts
 // change as a worker runs its jobs, pauses the queue, finds a dead letter
-// by its arguments and replays it with arguments edited on the page.
+// by its arguments and replays it with arguments edited on the page, and
+// lowers the queue's rate limit with an override.
 // Each view's screenshot is kept in $CONVEYOR_ARTIFACTS (or the temporary
 // directory) as dashboard-<view>.png.
 func TestPageInBrowser(t *testing.T) {
@@ -103,7 +105,10 @@ func TestPageInBrowser(t *testing.T) {
 	}
 	gate := make(chan struct{}) // the jobs run once the page has shown them waiting
 	var once sync.Once
-	w := worker.New(b, worker.Config{Queues: []worker.QueueConfig{{Name: "mail"}}, Concurrency: 3, PollInterval: 50 * time.Millisecond,
+	// The queue's rate limit is far above what the test sends: the limits
+	// view shows it, and the page lowers it with an override.
+	mailRate := &flow.RateLimit{Limit: 1000, Per: time.Minute}
+	w := worker.New(b, worker.Config{Queues: []worker.QueueConfig{{Name: "mail", RateLimit: mailRate}}, Concurrency: 3, PollInterval: 50 * time.Millisecond,
 		Breakers: map[string]worker.BreakerConfig{"smtp": {}}})
 	worker.Register(w, sendMail, func(ctx context.Context, _ mailArgs) (queue.None, error) {
 		select {
@@ -285,6 +290,13 @@ func TestPageInBrowser(t *testing.T) {
 		clean("schedules"))
 	actions = append(actions, visit("#/workers", `document.querySelector('#workers tr[data-worker="`+w.ID()+`"]') !== null`)...)
 	actions = append(actions, clean("workers"))
+	limitRow := `#limits tr[data-limit="rate/queue:mail"]`
+	actions = append(actions, visit("#/limits", `document.querySelector('`+limitRow+`') !== null`)...)
+	actions = append(actions,
+		chromedp.Evaluate[chromedp.Void](`window.prompt = () => "500"`), // the browser's own dialog
+		chromedp.Click(limitRow+` button[data-action="override"]`),
+		poll(`document.querySelector('`+limitRow+` [data-override="500"]') !== null`),
+		clean("limits"))
 	actions = append(actions, visit("#/dead", `document.querySelector('#dead-queues') !== null || document.querySelector('#dead td.empty') !== null`)...)
 	actions = append(actions, clean("dead"))
 	actions = append(actions, visit("#/workflows", `document.querySelector('#workflows tr[data-workflow="`+wf.ID+`"]') !== null`)...)
@@ -310,6 +322,10 @@ func TestPageInBrowser(t *testing.T) {
 	es, err := entries.List(ctx)
 	if err != nil || len(es) != 1 || !es[0].Paused {
 		t.Fatalf("the click did not pause the entry: %+v, %v", es, err)
+	}
+	ovs, err := flow.Overrides(ctx, b)
+	if err != nil || len(ovs) != 1 || ovs[0].Kind != flow.KindRate || ovs[0].Name != "queue:mail" || ovs[0].Limit != 500 {
+		t.Fatalf("the page's change did not set the override: %+v, %v", ovs, err)
 	}
 }
 

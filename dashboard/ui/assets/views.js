@@ -7,6 +7,7 @@ import { api, el, link, num, states, queueHref, pauseButton, fill } from "./core
 import { jobsView, jobView, queueView, deadView } from "./jobs.js";
 import { schedulesView, workersView } from "./ops.js";
 import { workflowsView, workflowView } from "./workflows.js";
+import { limitsView } from "./limits.js";
 import { activity } from "./charts.js";
 
 export const views = [
@@ -19,6 +20,7 @@ export const views = [
   { id: "workflow", title: "Workflow", detailOf: "workflows", mount: workflowView },
   { id: "schedules", title: "Schedules", nav: true, mount: schedulesView },
   { id: "workers", title: "Workers", nav: true, mount: workersView },
+  { id: "limits", title: "Limits", nav: true, mount: limitsView },
   { id: "dead", title: "Dead letters", nav: true, mount: deadView },
 ];
 
