@@ -98,7 +98,7 @@ func (b *Backend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*bac
 			after = 0
 		}
 		want := limit - len(page.Jobs)
-		v, err := b.s.read.Run(ctx, b.rdb, []string{b.base(q)}, "list", string(p.State), after, want+1).Slice()
+		v, err := b.s.read.RunRO(ctx, b.rdb, []string{b.base(q)}, "list", string(p.State), after, want+1).Slice()
 		if err != nil {
 			return nil, fmt.Errorf("redisbackend: listing %s: %w", q, err)
 		}
@@ -137,7 +137,7 @@ func (b *Backend) QueueStats(ctx context.Context, p backends.QueueStatsParams) (
 	}
 	out := make([]backends.QueueStats, 0, len(queues))
 	for _, q := range queues {
-		v, err := b.s.read.Run(ctx, b.rdb, []string{b.base(q)}, args...).Int64Slice()
+		v, err := b.s.read.RunRO(ctx, b.rdb, []string{b.base(q)}, args...).Int64Slice()
 		if err != nil {
 			return nil, fmt.Errorf("redisbackend: stats of %s: %w", q, err)
 		}

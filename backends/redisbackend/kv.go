@@ -25,12 +25,19 @@ func (b *Backend) kv(ctx context.Context, args ...any) *redis.Cmd {
 	return kvScript.Run(ctx, b.rdb, []string{b.kvBase()}, args...)
 }
 
+// kvRead runs the script's read-only actions (get, list) as EVALSHA_RO,
+// which Config.WaitReplicas does not wait for: there is nothing to
+// replicate.
+func (b *Backend) kvRead(ctx context.Context, args ...any) *redis.Cmd {
+	return kvScript.RunRO(ctx, b.rdb, []string{b.kvBase()}, args...)
+}
+
 // GetKV implements backends.KVStore.
 func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.KV, error) {
 	if err := b.gate.Check(ctx); err != nil {
 		return backends.KV{}, err
 	}
-	v, err := b.kv(ctx, "get", p.Key, record.Millis(backends.KVNow(p.Now))).Slice()
+	v, err := b.kvRead(ctx, "get", p.Key, record.Millis(backends.KVNow(p.Now))).Slice()
 	if err != nil {
 		return backends.KV{}, fmt.Errorf("redisbackend: get key %s: %w", p.Key, err)
 	}
@@ -81,7 +88,7 @@ func (b *Backend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backen
 	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
-	v, err := b.kv(ctx, "list", p.Prefix, record.Millis(backends.KVNow(p.Now))).Slice()
+	v, err := b.kvRead(ctx, "list", p.Prefix, record.Millis(backends.KVNow(p.Now))).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("redisbackend: list keys: %w", err)
 	}

@@ -1,6 +1,7 @@
 package redisbackend
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/conveyorhq/conveyor/backends/internal/gate"
 	"github.com/conveyorhq/conveyor/backends/internal/knobs"
 	"github.com/conveyorhq/conveyor/backends/internal/record"
+	"github.com/conveyorhq/conveyor/job"
 )
 
 // Config configures a Backend. Zero values mean the stated default.
@@ -46,6 +48,18 @@ type Config struct {
 	// Clock tells the time: when a job is due, when a lease expires, the
 	// times records carry. Default backends.SystemClock{}.
 	Clock backends.Clock
+	// WaitReplicas, when above 0, makes every write (each state change is
+	// one script) wait until that many replicas of its node have it, with
+	// WAIT, before it is answered: a failover that promotes one of them
+	// then loses nothing acknowledged. A write fewer replicas took within
+	// WaitTimeout fails with an error wrapping ErrNotReplicated and
+	// job.ErrOutcomeUnknown (the master has it). New adds a hook to
+	// Client (to each node's client of a cluster client) to do this.
+	// Default 0: Redis's asynchronous replication, whose loss window in a
+	// failover is what the replica had not yet received (docs/scaling.md).
+	WaitReplicas int
+	// WaitTimeout bounds each WAIT. Default 1s.
+	WaitTimeout time.Duration
 }
 
 // Backend stores jobs in Redis. Every state change is one Lua script on the
@@ -81,6 +95,15 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	knobs.Knobs{KeepDone: &cfg.KeepDone, KeepDead: &cfg.KeepDead, JanitorEvery: &cfg.JanitorEvery,
 		Logger: &cfg.Logger, Clock: &cfg.Clock}.Fill(time.Second)
+	if cfg.WaitReplicas < 0 || cfg.WaitTimeout < 0 {
+		return nil, fmt.Errorf("redisbackend: %w: WaitReplicas and WaitTimeout must not be negative", job.ErrInvalid)
+	}
+	if cfg.WaitReplicas > 0 {
+		cfg.WaitTimeout = cmp.Or(cfg.WaitTimeout, time.Second)
+		if err := installReplicaHook(ctx, cfg.Client, cfg.WaitReplicas, cfg.WaitTimeout); err != nil {
+			return nil, err
+		}
+	}
 	_, cluster := cfg.Client.(*redis.ClusterClient)
 	b := &Backend{cfg: cfg, rdb: cfg.Client, cluster: cluster, s: loadScripts(), gate: gate.New("redisbackend")}
 	for _, s := range b.s.all() {
