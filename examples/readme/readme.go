@@ -117,6 +117,16 @@ func keyed(ctx context.Context, client *queue.Client) (err error) {
 	return err
 }
 
+func debounced(ctx context.Context, client *queue.Client) (err error) {
+	// A burst of webhooks for one store makes one sync, 5s after the last
+	// of them, and one a minute at least while they keep coming.
+	_, err = tasks.SyncStore.Enqueue(ctx, client, tasks.SyncArgs{Store: "store-42"}, &queue.EnqueueOptions{
+		Key:      "store-42",
+		Debounce: &queue.Debounce{Key: "store-42", Window: 5 * time.Second, MaxWait: time.Minute},
+	})
+	return err
+}
+
 func longJob(w *worker.Worker) {
 	worker.Register(w, tasks.Export, func(ctx context.Context, a tasks.ExportArgs) (int, error) {
 		log := worker.Logger(ctx) // lines kept with the job, and in the worker's log
