@@ -51,6 +51,13 @@ func (a *api) limits(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
+	writeJSON(w, http.StatusOK, LimitViews(states, ovs))
+}
+
+// LimitViews are the limits the workers declare (worker.Limits) with the
+// overrides set on them, then the overrides of limits no live worker
+// declares: the view GET /api/limits and `conveyor inspect limits` show.
+func LimitViews(states []flow.LimitState, ovs []flow.Override) []LimitView {
 	byID := map[string]flow.Override{}
 	for _, o := range ovs {
 		byID[o.Kind+"/"+o.Name] = o
@@ -72,7 +79,7 @@ func (a *api) limits(w http.ResponseWriter, r *http.Request) {
 			out = append(out, LimitView{Name: o.Name, Kind: o.Kind, PerKey: o.Kind == flow.KindConcurrency, Override: overrideView(o)})
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 func overrideView(o flow.Override) *OverrideView {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -228,4 +229,61 @@ func (s *overrideSet) concurrency(c ConcurrencyLimit) (ConcurrencyLimit, bool) {
 // names to a task or queue that declares none.
 func (g *Gate) Override(ctx context.Context, kind, name string) (Override, bool) {
 	return g.ov.get(ctx, g.clock.Now()).find(kind, name)
+}
+
+// ParseOverride reads an override written as String writes it, the form
+// the daemon's config and the CLI take: KIND:NAME=LIMIT[/PER[:BURST]],
+// e.g. "rate:queue:email=100/1m:20" (100 a minute, bursts of 20),
+// "rate:api=5/s", "concurrency:shopify.sync=3". PER is a Go duration; a
+// bare unit means one of it; none keeps the declared one ("rate:api=5" or,
+// with a burst, "rate:api=5/:10"). The error wraps job.ErrInvalid.
+func ParseOverride(s string) (Override, error) {
+	bad := func(why string) (Override, error) {
+		return Override{}, fmt.Errorf("%w: override %q: %s (want KIND:NAME=LIMIT[/PER[:BURST]], e.g. rate:queue:email=100/1m)", job.ErrInvalid, s, why)
+	}
+	kind, rest, ok := strings.Cut(strings.TrimSpace(s), ":")
+	at := strings.LastIndex(rest, "=")
+	if !ok || at < 0 {
+		return bad("no KIND: or =")
+	}
+	o := Override{Kind: kind, Name: rest[:at]}
+	num, per, hasPer := strings.Cut(rest[at+1:], "/")
+	var err error
+	if o.Limit, err = strconv.Atoi(num); err != nil {
+		return bad("LIMIT is not a whole number")
+	}
+	if hasPer {
+		per, burst, hasBurst := strings.Cut(per, ":")
+		if per != "" && (per[0] < '0' || per[0] > '9') {
+			per = "1" + per
+		}
+		if per != "" { // empty: the declared interval, with a new burst
+			if o.Per, err = time.ParseDuration(per); err != nil || o.Per <= 0 {
+				return bad("PER is not a duration like 1s or 5m")
+			}
+		}
+		if hasBurst {
+			if o.Burst, err = strconv.Atoi(burst); err != nil {
+				return bad("BURST is not a whole number")
+			}
+		}
+	}
+	if err := o.Validate(); err != nil {
+		return Override{}, err
+	}
+	return o, nil
+}
+
+// String writes o as ParseOverride reads it.
+func (o Override) String() string {
+	s := o.Kind + ":" + o.Name + "=" + strconv.Itoa(o.Limit)
+	if o.Per != 0 {
+		s += "/" + o.Per.String()
+		if o.Burst != 0 {
+			s += ":" + strconv.Itoa(o.Burst)
+		}
+	} else if o.Burst != 0 {
+		s += "/:" + strconv.Itoa(o.Burst)
+	}
+	return s
 }

@@ -27,7 +27,7 @@ import (
 var ErrUnknownQueue = errors.New("unknown queue")
 
 func (e *env) inspectCmd() *cobra.Command {
-	return group("inspect", "inspect queues, workers and jobs; pause, resume, replay, bound queues",
+	return group("inspect", "inspect queues, workers, jobs and limits; pause, resume, replay, bound queues, override limits",
 		&cobra.Command{Use: "queues", Short: "job counts per queue and state", Args: nArgs(0), RunE: e.queues},
 		&cobra.Command{Use: "workers", Short: "live worker processes: host, PID, queues, running jobs, breakers", Args: nArgs(0), RunE: e.workers},
 		&cobra.Command{Use: "job ID", Short: "one job (as jobs show)", Args: nArgs(1), RunE: e.showJob},
@@ -38,6 +38,7 @@ func (e *env) inspectCmd() *cobra.Command {
 		&cobra.Command{Use: "pause QUEUE", Short: "stop workers everywhere from starting the queue's jobs", Args: nArgs(1), RunE: e.pause(true)},
 		&cobra.Command{Use: "resume QUEUE", Short: "let workers start the queue's jobs again", Args: nArgs(1), RunE: e.pause(false)},
 		e.boundCmd(),
+		e.limitsCmd(),
 	)
 }
 
