@@ -70,12 +70,15 @@ type target struct {
 	// drainOnly rows measure the burn-down at the first concurrency and
 	// the latency, nothing else (the Celery rows: Python enqueues).
 	drainOnly bool
+	// open is a Conveyor row's fresh backend, for the -grow workloads
+	// that drive the backend itself; nil for a peer.
+	open func(ctx context.Context, cfg config) (backends.Backend, func(), error)
 }
 
 // conveyor makes the target of a Conveyor backend: open returns a fresh,
 // empty backend and a function that closes it and cleans up.
 func conveyor(name, vs string, needs func(config) string, open func(ctx context.Context, cfg config) (backends.Backend, func(), error)) target {
-	return target{name: name, vs: vs, needs: needs, run: func(ctx context.Context, cfg config) (row, error) {
+	return target{name: name, vs: vs, needs: needs, open: open, run: func(ctx context.Context, cfg config) (row, error) {
 		return runConveyor(ctx, cfg, name, open)
 	}}
 }
@@ -126,6 +129,7 @@ func main() {
 	flag.StringVar(&cfg.rabbitURL, "rabbitmq", envOr("CONVEYOR_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ URL for the amqp and amqp091 rows (their queues are deleted after each workload)")
 	only := flag.String("backends", "", "comma-separated rows to run (default all whose server answers)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	grow := growFlags() // -grow: the how-cost-grows workloads (grow.go)
 	flag.Parse()
 	for _, f := range strings.Split(*conc, ",") {
 		c, err := strconv.Atoi(strings.TrimSpace(f))
@@ -152,6 +156,10 @@ func main() {
 	cfg.rounds = max(cfg.rounds, 1)
 	fmt.Printf("conveyor bench: %s %s/%s, %d CPUs; n=%d batch=%d c=%v rate=%d/s for %s, %d round(s)\n",
 		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cfg.n, cfg.batch, cfg.concurrency, cfg.rate, cfg.duration, cfg.rounds)
+	if workflowsOnly() { // -workflows=only (workflows.go)
+		runWorkflows(cfg, *only)
+		return
+	}
 	var run []target
 	for _, t := range targets {
 		asked := *only != "" && strings.Contains(","+*only+",", ","+t.name+",")
@@ -167,6 +175,14 @@ func main() {
 			continue
 		}
 		run = append(run, t)
+	}
+	if grow.asked() {
+		if err := runGrow(context.Background(), cfg, grow, run); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			pprof.StopCPUProfile()
+			os.Exit(1)
+		}
+		return
 	}
 	rounds := make([][]row, len(run)) // by target, one per round
 	for round := range cfg.rounds {
@@ -197,6 +213,7 @@ func main() {
 			os.Exit(1)
 		}
 	}
+	runWorkflows(cfg, *only) // unless -workflows=off (workflows.go)
 }
 
 func envOr(key, def string) string {
