@@ -93,6 +93,10 @@ type JobInsert struct {
 	// MaxDepth bounds the number of unfinished jobs in Queue, this batch
 	// included; zero means unbounded. Checked atomically with the insert.
 	MaxDepth int
+	// Group is the job's tenant within its queue, for FairReserver: jobs
+	// of one group wait behind each other, not behind another group's.
+	// Default "": one group with every job that sets none.
+	Group string
 }
 
 // EnqueueResult tells what Enqueue did with one JobInsert.

@@ -87,6 +87,25 @@ type BatchCompleter interface {
 	CompleteMany(ctx context.Context, p CompleteManyParams) ([]error, error)
 }
 
+// FairReserver reserves a queue's jobs round-robin across their groups
+// (JobInsert.Group), so a tenant that enqueued 100,000 jobs does not delay
+// one that enqueued 10.
+//
+// ReserveFair leases what Reserve would, in another order: it takes one
+// due job from each group that has one, the group served least recently
+// first (groups never served first, by name), then a second from each,
+// and so on up to p.Limit. Within a group the order is Reserve's: highest
+// Priority, oldest RunAt, enqueue order. A group served goes to the back
+// of the ring, also across calls and across processes; a group with no due
+// job (all delayed, retrying later or running) keeps its place and joins
+// the rounds once one is due. Priority does not cross groups.
+//
+// Fallback when absent: a worker given a fair queue (worker.QueueConfig.Fair)
+// refuses to start with job.ErrUnsupported rather than serve it unfairly.
+type FairReserver interface {
+	ReserveFair(ctx context.Context, p ReserveParams) ([]*job.Record, error)
+}
+
 // CompleteManyParams is the input of BatchCompleter.CompleteMany.
 type CompleteManyParams struct {
 	Jobs []CompleteParams

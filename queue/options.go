@@ -42,8 +42,10 @@ type EnqueueOptions struct {
 	// Headers travel with the job to its handler: trace context, tenant, ...
 	Headers map[string]string
 	// Key is the job's key for limits per key (flow.ByJobKey): a tenant,
-	// an account, a store. Stored in the header flow.KeyHeader. Default
-	// "": the job shares the empty key with every job without one.
+	// an account, a store. Stored in the header flow.KeyHeader, and the
+	// job's group (backends.JobInsert.Group) in a fair queue
+	// (worker.QueueConfig.Fair). Default "": the job shares the empty key
+	// with every job without one.
 	Key string
 	// ExpiresAt is when the job expires: a worker that reserves it later
 	// does not run it but dead-letters it with the reason "expired: not

@@ -156,7 +156,7 @@ func (t *Task[A, R]) request(payload []byte, opts *EnqueueOptions) Request {
 		ID: o.ID, Task: t.name, Payload: payload, Headers: o.Headers,
 		Queue: or(o.Queue, t.opts.Queue), Priority: or(o.Priority, t.opts.Priority),
 		Timeout: or(o.Timeout, t.opts.Timeout), MaxDeliveries: t.opts.MaxDeliveries,
-		RetryPolicy: o.RetryPolicy,
+		RetryPolicy: o.RetryPolicy, Group: o.Key,
 	}
 	switch {
 	case !o.RunAt.IsZero():

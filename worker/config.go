@@ -107,6 +107,13 @@ type QueueConfig struct {
 	// Name defaults to "queue:<name>"), on top of the tasks' own limits.
 	// Reconfigure changes it at run time. Default nil: no limit.
 	RateLimit *flow.RateLimit
+	// Fair serves the queue's tenants round-robin: its jobs are grouped by
+	// queue.EnqueueOptions.Key and each fetch takes one job of each group
+	// in turn (backends.FairReserver), so a tenant that enqueued 100,000
+	// jobs does not delay one that enqueued 10. On a backend without the
+	// capability, Start and Reconfigure fail with job.ErrUnsupported.
+	// Default false: the queue's order, whoever enqueued first.
+	Fair bool
 }
 
 func (c Config) withDefaults() Config {

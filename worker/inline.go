@@ -17,7 +17,7 @@ func (w *Worker) WorkDue(ctx context.Context) (int, error) {
 	for {
 		ran := 0
 		for _, q := range w.live().Queues {
-			recs, err := w.b.Reserve(ctx, backends.ReserveParams{Queue: q.Name, Limit: 1, Lease: w.cfg.LeaseDuration, Worker: w.cfg.ID})
+			recs, err := w.reserve(ctx, q, backends.ReserveParams{Queue: q.Name, Limit: 1, Lease: w.cfg.LeaseDuration, Worker: w.cfg.ID})
 			if err != nil {
 				return n, fmt.Errorf("queue %s: %w", q.Name, err)
 			}

@@ -29,6 +29,9 @@ func (w *Worker) Reconfigure(c LiveConfig) error {
 			return fmt.Errorf("worker: Reconfigure: a queue without a name in %v", c.Queues)
 		}
 	}
+	if err := checkFair(w.b, c.Queues); err != nil {
+		return err
+	}
 	next := w.cfg
 	next.Queues, next.StrictPriority, next.Concurrency = slices.Clone(c.Queues), c.StrictPriority, c.Concurrency
 	next = next.withDefaults()

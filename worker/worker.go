@@ -117,6 +117,9 @@ func (w *Worker) start(ctx context.Context) error {
 	if len(w.handlers) == 0 {
 		return errors.New("worker: no handlers registered")
 	}
+	if err := checkFair(w.b, w.cfg.Queues); err != nil {
+		return err
+	}
 	w.started = true
 	// Handlers see the values of Start's context (a logger, a trace) but
 	// not its end: stopping is Stop's drain, not a cancelled context.
@@ -290,7 +293,7 @@ func (w *Worker) fetchRound(ctx context.Context) (bool, error) {
 		// Jobs of every task come back, also of tasks this worker has no
 		// handler for: ReserveParams has no task filter yet (a later
 		// contract change). execute releases those (see unknown.go).
-		recs, err := w.b.Reserve(ctx, backends.ReserveParams{
+		recs, err := w.reserve(ctx, q, backends.ReserveParams{
 			Queue: q.Name, Limit: min(free, w.cfg.FetchLimit), Lease: w.cfg.LeaseDuration, Worker: w.cfg.ID,
 		})
 		if err != nil {

@@ -30,6 +30,7 @@ func (s Suite) RunCapabilities(t *testing.T) {
 		{"Limits", hasLimits(probe), testLimits},
 		{"Annotator", is[backends.Annotator](probe), testAnnotator},
 		{"AnnotateKV", is[backends.KVStore](probe), testAnnotateKV},
+		{"FairReserver", is[backends.FairReserver](probe), testFair},
 	}
 	for _, c := range caps {
 		t.Run(c.name, func(t *testing.T) {

@@ -63,6 +63,7 @@ type entry struct {
 	rec job.Record
 	seq uint64 // enqueue order
 	ver uint64 // bumped at every change of state; see item
+	grp string // JobInsert.Group, for ReserveFair (fair.go)
 	// notes are the job's long-job notes (notes.go), nil until written.
 	notes *job.Notes
 }
@@ -73,6 +74,7 @@ type queueState struct {
 	running timeHeap // by lease expiry
 	paused  bool
 	counts  map[job.State]int
+	fair    fairState // the ready jobs by group, for ReserveFair
 }
 
 var (
@@ -122,7 +124,7 @@ func (b *Backend) setState(e *entry, s job.State, now time.Time) {
 	it := item{e: e, ver: e.ver}
 	switch {
 	case s.Waiting() && !e.rec.RunAt.After(now):
-		heap.Push(&q.ready, it)
+		q.fileReady(it)
 	case s.Waiting():
 		heap.Push(&q.later, timedItem{item: it, at: e.rec.RunAt.UnixNano()})
 	case s == job.Running:
@@ -184,7 +186,7 @@ func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]back
 			Priority: ins.Priority, RunAt: ins.RunAt, CreatedAt: now,
 			MaxDeliveries: ins.MaxDeliveries, Timeout: ins.Timeout, RetryPolicy: ins.RetryPolicy,
 			UniqueKey: ins.UniqueKey, UniqueUntil: ins.UniqueUntil,
-		}}
+		}, grp: ins.Group}
 		if e.rec.RunAt.IsZero() {
 			e.rec.RunAt = now
 		}
@@ -242,6 +244,19 @@ func (b *Backend) depth(queue string) int {
 
 // Reserve implements backends.Backend.
 func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
+	return b.reserve(ctx, p, func(q *queueState) *entry {
+		for q.ready.Len() > 0 {
+			if it := heap.Pop(&q.ready).(item); it.live() {
+				return it.e
+			}
+		}
+		return nil
+	})
+}
+
+// reserve leases up to p.Limit ready jobs of p.Queue in the order next
+// hands them out (nil: none left).
+func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, next func(*queueState) *entry) ([]*job.Record, error) {
 	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
@@ -252,34 +267,47 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 	if q.paused {
 		return nil, nil
 	}
-	// Expired leases and newly due jobs join the ready heap.
+	b.promote(q, now)
+	var out []*job.Record
+	for len(out) < p.Limit {
+		e := next(q)
+		if e == nil {
+			break
+		}
+		if r := b.lease(e, p, now); r != nil {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// promote files expired leases and newly due jobs as ready. The caller
+// holds b.mu.
+func (b *Backend) promote(q *queueState, now time.Time) {
 	q.running.popDue(now.UnixNano(), func(e *entry) { b.setState(e, job.Pending, now) })
 	q.later.popDue(now.UnixNano(), func(e *entry) {
 		e.ver++
-		heap.Push(&q.ready, item{e: e, ver: e.ver})
+		q.fileReady(item{e: e, ver: e.ver})
 	})
-	var out []*job.Record
-	for len(out) < p.Limit && q.ready.Len() > 0 {
-		it := heap.Pop(&q.ready).(item)
-		if !it.live() {
-			continue
-		}
-		e := it.e
-		if e.rec.MaxDeliveries > 0 && e.rec.Deliveries >= e.rec.MaxDeliveries {
-			e.rec.Errors = append(e.rec.Errors, job.AttemptError{
-				Attempt: e.rec.Attempts() + 1, At: now, Error: backends.PoisonReason(e.rec.Deliveries),
-			})
-			b.setState(e, job.Dead, now)
-			continue
-		}
-		e.rec.Deliveries++
-		e.rec.StartedAt = now
-		e.rec.CancelRequested = false
-		e.rec.Lease = job.Lease{JobID: e.rec.ID, Token: strconv.FormatUint(e.seq, 36) + "." + strconv.Itoa(e.rec.Deliveries), ExpiresAt: now.Add(p.Lease)}
-		b.setState(e, job.Running, now)
-		out = append(out, clone(&e.rec))
+}
+
+// lease delivers a ready job: a copy of it Running under a fresh lease,
+// or nil when it had used its deliveries and went to Dead instead. The
+// caller holds b.mu.
+func (b *Backend) lease(e *entry, p backends.ReserveParams, now time.Time) *job.Record {
+	if e.rec.MaxDeliveries > 0 && e.rec.Deliveries >= e.rec.MaxDeliveries {
+		e.rec.Errors = append(e.rec.Errors, job.AttemptError{
+			Attempt: e.rec.Attempts() + 1, At: now, Error: backends.PoisonReason(e.rec.Deliveries),
+		})
+		b.setState(e, job.Dead, now)
+		return nil
 	}
-	return out, nil
+	e.rec.Deliveries++
+	e.rec.StartedAt = now
+	e.rec.CancelRequested = false
+	e.rec.Lease = job.Lease{JobID: e.rec.ID, Token: strconv.FormatUint(e.seq, 36) + "." + strconv.Itoa(e.rec.Deliveries), ExpiresAt: now.Add(p.Lease)}
+	b.setState(e, job.Running, now)
+	return clone(&e.rec)
 }
 
 // leased returns the entry l holds, or ErrLeaseLost. The caller holds b.mu.

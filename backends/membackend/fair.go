@@ -1,0 +1,117 @@
+package membackend
+
+import (
+	"cmp"
+	"container/heap"
+	"context"
+	"slices"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+var _ backends.FairReserver = (*Backend)(nil)
+
+// fairState holds a queue's ready jobs a second time, by group: a heap
+// per group, in Reserve's order, and the ring position of each group
+// (when it was last served). A ready item is in both the queue's heap
+// and its group's; delivering it through either bumps the entry's
+// version, so the other copy is skipped as stale when it comes up.
+type fairState struct {
+	groups map[string]*fairGroup
+	served uint64 // the last serving number handed out
+	limit  int    // the queue heap's length that makes compact look at it
+}
+
+type fairGroup struct {
+	name   string
+	ready  readyHeap
+	served uint64 // 0: never served
+	limit  int
+}
+
+// fileReady files a ready item in the queue's heap and its group's.
+func (q *queueState) fileReady(it item) {
+	heap.Push(&q.ready, it)
+	compact(&q.ready, &q.fair.limit)
+	g := q.fair.group(it.e.grp)
+	heap.Push(&g.ready, it)
+	compact(&g.ready, &g.limit)
+}
+
+func (f *fairState) group(name string) *fairGroup {
+	if f.groups == nil {
+		f.groups = map[string]*fairGroup{}
+	}
+	g := f.groups[name]
+	if g == nil {
+		g = &fairGroup{name: name}
+		f.groups[name] = g
+	}
+	return g
+}
+
+// compact drops a heap's stale items once they are most of it: each
+// ready job leaves a stale copy in the heap it was not delivered from,
+// which would otherwise stay there as long as only one kind of reserve
+// runs. It looks again once the heap has doubled since, so a push costs
+// O(log n) amortized.
+func compact(h *readyHeap, limit *int) {
+	if h.Len() < max(*limit, 1024) {
+		return
+	}
+	live := slices.DeleteFunc(*h, func(it item) bool { return !it.live() }) // zeroes the tail
+	*h = live
+	heap.Init(h)
+	*limit = 2 * len(live)
+}
+
+// head returns the group's best live ready entry, dropping stale items
+// on the way, or nil.
+func (g *fairGroup) head() *entry {
+	for g.ready.Len() > 0 {
+		if it := g.ready[0]; it.live() {
+			return it.e
+		}
+		heap.Pop(&g.ready)
+	}
+	return nil
+}
+
+// ReserveFair implements backends.FairReserver: rounds over the groups
+// with a ready job, least recently served first, one job from each.
+func (b *Backend) ReserveFair(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
+	var ring []*fairGroup // this round's groups still to serve
+	return b.reserve(ctx, p, func(q *queueState) *entry {
+		for {
+			for len(ring) > 0 {
+				g := ring[0]
+				ring = ring[1:]
+				if e := g.head(); e != nil {
+					heap.Pop(&g.ready)
+					q.fair.served++
+					g.served = q.fair.served
+					return e
+				}
+			}
+			if ring = q.fair.ready(); len(ring) == 0 {
+				return nil
+			}
+		}
+	})
+}
+
+// ready returns the groups with a ready job in ring order: least recently
+// served first, groups never served first of all, by name.
+func (f *fairState) ready() []*fairGroup {
+	var ring []*fairGroup
+	for _, g := range f.groups {
+		if g.head() != nil {
+			ring = append(ring, g)
+		}
+	}
+	slices.SortFunc(ring, func(a, b *fairGroup) int {
+		return cmp.Or(cmp.Compare(a.served, b.served), cmp.Compare(a.name, b.name))
+	})
+	return ring
+}
