@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/conveyorhq/conveyor/flow"
 	"github.com/conveyorhq/conveyor/worker"
 )
 
@@ -42,6 +43,10 @@ type Config struct {
 	// Breakers configure circuit breakers by name. Default none (each
 	// breaker gets worker.BreakerConfig's defaults).
 	Breakers map[string]worker.BreakerConfig
+	// Limits override flow limits on every worker of the backend
+	// (flow.Override): set at start and on SIGHUP, and removed when a
+	// reload no longer lists them. Default none (the declared limits).
+	Limits []flow.Override
 	// HTTP is the address serving /healthz, /readyz and /metrics, and,
 	// for an App with tasks, the producer HTTP API at /v1/ (package
 	// httpapi). Default "" (none).
@@ -116,6 +121,10 @@ var settings = []setting{
 		help: "circuit breakers, each NAME:FAILURES:OPEN-FOR (e.g. smtp:10:1m)",
 		set:  func(c *Config, v string) (err error) { c.Breakers, err = parseBreakers(v); return err },
 		get:  func(c *Config) string { return formatBreakers(c.Breakers) }},
+	{key: "limits", kind: kindList, def: "", live: true,
+		help: "flow limit overrides for every worker, each KIND:NAME=LIMIT[/PER[:BURST]] (e.g. rate:queue:email=100/1m, concurrency:shopify.sync=3)",
+		set:  func(c *Config, v string) (err error) { c.Limits, err = parseLimits(v); return err },
+		get:  func(c *Config) string { return formatLimits(c.Limits) }},
 	{key: "http", def: "", help: "address serving /healthz, /readyz, /metrics and the producer API at /v1/ (empty: none)",
 		set: func(c *Config, v string) error { c.HTTP = v; return nil }, get: func(c *Config) string { return c.HTTP }},
 	{key: "api-token", def: "", help: "bearer token of the producer API on the http address (empty: it answers loopback only)",

@@ -32,6 +32,7 @@
 //	job-timeout  CONVEYOR_JOB_TIMEOUT  duration 30m          live
 //	drain        CONVEYOR_DRAIN        duration 30s          live
 //	breakers     CONVEYOR_BREAKERS     list     none         live
+//	limits       CONVEYOR_LIMITS       list     none         live
 //	http         CONVEYOR_HTTP         string   none         restart
 //	api-token    CONVEYOR_API_TOKEN    string   none         restart
 //	log-format   CONVEYOR_LOG_FORMAT   string   text         restart
@@ -57,6 +58,14 @@
 //   - drain: after SIGTERM, how long running jobs may take before they are
 //     cancelled and released to other workers.
 //   - breakers: circuit breakers, each NAME:FAILURES:OPEN-FOR ("smtp:10:1m").
+//   - limits: flow limit overrides, each KIND:NAME=LIMIT[/PER[:BURST]]
+//     ("rate:queue:email=100/1m:20", "concurrency:shopify.sync=3"), set in
+//     the backend for every worker on it (flow.Override): a task's or a
+//     queue's declared limit changes, and one that declares none gets it
+//     (a queue's rate limit is named queue:<name>). A reload sets the new
+//     figures and removes the overrides it no longer lists; a restart does
+//     not remove those an earlier config set (`conveyor inspect limits
+//     KIND:NAME reset` does).
 //   - http: the address of /healthz, /readyz and /metrics, and of the
 //     producer HTTP API at /v1/ (package httpapi) for the App's tasks;
 //     with processes, the supervisor serves /healthz and /readyz there and
@@ -78,6 +87,7 @@
 //	concurrency = 20
 //	drain       = "25s"
 //	breakers    = ["smtp:10:1m"]
+//	limits      = ["rate:queue:email=100/1m"]
 //	http        = "127.0.0.1:9187"
 //	log-format  = "json"
 //
@@ -94,7 +104,8 @@
 //     on top) and apply the live keys; the log lists what changed and what
 //     needs a restart. Queues, weights, strict order and concurrency change
 //     on the running worker (worker.Reconfigure), so one concurrency cap
-//     holds throughout; lease, job timeout and breakers start a new worker
+//     holds throughout; limits change on every worker within a second;
+//     lease, job timeout and breakers start a new worker
 //     that takes over fetching while the old one finishes its jobs. A file
 //     that does not load is refused with its error and the running
 //     configuration stays.

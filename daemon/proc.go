@@ -70,9 +70,15 @@ func newProc(ctx context.Context, app App, src *sources, cfg Config, log *slog.L
 	var obs worker.Observer
 	if reg != nil {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		obs = metrics.New(reg)
+		m := metrics.New(reg)
+		m.WatchLimits(p.limitStates)
+		obs = m
 	}
 	p.rep = &reporter{onError: app.OnError, log: p.logger, slow: &p.slow, next: obs, failed: map[*job.Record]failedRun{}}
+	if err := p.applyLimits(nil, cfg.Limits); err != nil {
+		_ = b.Close()
+		return nil, fmt.Errorf("limits: %w", err)
+	}
 	if len(app.Tasks) > 0 {
 		if err := p.startScheduler(ctx); err != nil {
 			_ = b.Close()
@@ -269,6 +275,10 @@ func (p *proc) reload() {
 			return
 		}
 		p.log.Info("reload: the worker changed in place", "concurrency", applied.Concurrency, "queues", formatQueues(applied.Queues))
+	}
+	if err := p.applyLimits(p.cfg.Limits, applied.Limits); err != nil {
+		p.log.Error("reload: applying the limits", "err", err)
+		applied.Limits = p.cfg.Limits // the next reload tries again
 	}
 	p.level.Set(applied.LogLevel)
 	p.slow.Store(int64(applied.SlowJob))
