@@ -148,9 +148,10 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	b.cur = s
 	close(b.up)
-	b.bg.Add(2)
+	b.bg.Add(3)
 	go b.keep(s)
 	go b.reapLeases()
+	go b.sweepDelays()
 	return b, nil
 }
 

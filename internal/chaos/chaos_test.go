@@ -32,7 +32,7 @@ type spec struct {
 	Store  string `json:"store,omitempty"`  // amqp: the redis:// URL of the job-state store, if any
 	Prefix string `json:"prefix,omitempty"` // redis, amqp: key and entity names on a shared server; postgres: the schema (default conveyor)
 	// Wait, on a Redis Cluster: every script waits for this many replicas
-	// to have it (WAIT) before its answer counts (see waitingCluster).
+	// to have it (WAIT) before its answer counts (redisbackend.Config.WaitReplicas).
 	Wait int `json:"wait,omitempty"`
 }
 
@@ -59,9 +59,6 @@ func (o *opened) Close() error {
 }
 
 func open(ctx context.Context, sp spec, logger *slog.Logger) (*opened, error) {
-	if sp.Kind == "redis" && sp.Wait > 0 {
-		return openWaitingCluster(ctx, sp, logger)
-	}
 	var b backends.Backend
 	var err error
 	switch sp.Kind {
@@ -70,7 +67,7 @@ func open(ctx context.Context, sp spec, logger *slog.Logger) (*opened, error) {
 	case "memory":
 		b = membackend.New(membackend.Config{})
 	case "redis":
-		b, err = redisbackend.Open(ctx, sp.URL, redisbackend.Config{Prefix: sp.Prefix, Logger: logger})
+		b, err = redisbackend.Open(ctx, sp.URL, redisbackend.Config{Prefix: sp.Prefix, Logger: logger, WaitReplicas: sp.Wait})
 	case "postgres":
 		b, err = pgbackend.Open(ctx, sp.URL, pgbackend.Config{Migrate: true, Logger: logger, Schema: sp.Prefix})
 	case "amqp":

@@ -2,9 +2,7 @@ package chaos_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -21,87 +19,11 @@ import (
 	"github.com/conveyorhq/conveyor/worker"
 )
 
-// errNotReplicated: a write was applied on its master, but WAIT saw
-// fewer replicas take it than the spec asks for, so it is not
-// acknowledged: its caller treats it as an outcome unknown.
-var errNotReplicated = errors.New("chaos: write not acknowledged by a replica within the WAIT timeout")
-
-// replicaWait bounds each WAIT: past it, the write is not acknowledged.
-const replicaWait = time.Second
-
-// waitHook runs every script a node takes (each of the backend's state
-// changes is one) followed by WAIT, in one pipeline on one connection, so
-// WAIT covers exactly that write. Redis replicates asynchronously: a
-// master killed before its replica has a write loses it in the failover,
-// appendfsync always or not. With WAIT a write is answered only once a
-// replica has it, and the replica is what a failover promotes.
-type waitHook struct {
-	node     *redis.Client
-	replicas int
-}
-
-func (waitHook) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (waitHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next // the backend's pipelines only read
-}
-
-func (h waitHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		switch strings.ToLower(cmd.Name()) {
-		case "evalsha", "eval", "sadd":
-		default:
-			return next(ctx, cmd)
-		}
-		pipe := h.node.Pipeline()
-		_ = pipe.Process(ctx, cmd)
-		acked := pipe.Do(ctx, "wait", h.replicas, replicaWait.Milliseconds())
-		_, _ = pipe.Exec(ctx)
-		if err := cmd.Err(); err != nil {
-			return err // MOVED, NOSCRIPT and the like reach the cluster client and the script runner as they are
-		}
-		n, err := acked.Int()
-		if err != nil {
-			return fmt.Errorf("chaos: WAIT: %w", err)
-		}
-		if n < h.replicas {
-			return fmt.Errorf("%w (%d of %d)", errNotReplicated, n, h.replicas)
-		}
-		return nil
-	}
-}
-
-// waitingCluster is a cluster client whose every node client has a
-// waitHook.
-func waitingCluster(addrs []string, replicas int) *redis.ClusterClient {
-	return redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, NewClient: func(opt *redis.Options) *redis.Client {
-		c := redis.NewClient(opt)
-		c.AddHook(waitHook{node: c, replicas: replicas})
-		return c
-	}})
-}
-
-// openWaitingCluster opens a Redis Cluster case whose writes WAIT for
-// sp.Wait replicas.
-func openWaitingCluster(ctx context.Context, sp spec, logger *slog.Logger) (*opened, error) {
-	rest, ok := strings.CutPrefix(sp.URL, "redis+cluster://")
-	if !ok {
-		return nil, fmt.Errorf("spec.Wait needs a redis+cluster:// URL, not %q", sp.URL)
-	}
-	client := waitingCluster(strings.Split(rest, ","), sp.Wait)
-	b, err := redisbackend.New(ctx, redisbackend.Config{Client: client, Prefix: sp.Prefix, Logger: logger})
-	if err != nil {
-		_ = client.Close()
-		return nil, err
-	}
-	return &opened{Backend: b, insp: b, sp: sp, closers: []func() error{client.Close}}, nil
-}
-
 // TestClusterRedis runs on the Redis Cluster of 3 masters and 3 replicas:
 // the conformance suite; a worker serving 16 queues, which reach every
 // master; then the chaos workload while the master of the main queue is
 // killed twice, its replica promoted and the killed node brought back as
-// a replica. Every write WAITs for a replica (see waitHook), so a
+// a replica. Every write WAITs for a replica (redisbackend.Config.WaitReplicas), so a
 // failover loses nothing acknowledged.
 func TestClusterRedis(t *testing.T) {
 	t.Parallel()

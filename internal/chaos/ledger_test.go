@@ -3,9 +3,11 @@ package chaos_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
 )
 
 // execution is one ledger line: one run of a handler.
@@ -126,14 +129,21 @@ func (l *ledger) finishedShare(enq *enqueuers) float64 {
 }
 
 // drained reports whether nothing is left to run: no job waits or runs in
-// either queue (by the backend's counts), or, where the backend cannot
-// count, every stored job ran to its end and the broker holds nothing.
-func drained(t *testing.T, o *opened, led *ledger, enq *enqueuers, corrupted []*target) bool {
+// either queue (by the backend's counts) and every corrupted job has met
+// its fate, or, where the backend cannot count, every stored job ran to
+// its end and the broker holds nothing.
+//
+// The counts alone are not enough: a job whose store record the damage
+// deleted is counted nowhere until a worker takes its message and restores
+// it, and a job damaged just as it left the waiting set finishes a little
+// later, so a run judged by counts could end before either did.
+func drained(t *testing.T, o *opened, led *ledger, enq *enqueuers, corrupted []*target, c chaosCase) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if o.insp != nil {
 		depths, err := depthsAtEnd(ctx, o)
-		return err == nil && depths[mainQueue] == 0 && depths[boundedQueue] == 0
+		return err == nil && depths[mainQueue] == 0 && depths[boundedQueue] == 0 &&
+			targetsSettled(ctx, t, o, led, corrupted, c)
 	}
 	for _, e := range enq.log.all() {
 		if e.status == acked && !led.ranToEnd(e.id) {
@@ -142,6 +152,37 @@ func drained(t *testing.T, o *opened, led *ledger, enq *enqueuers, corrupted []*
 	}
 	for _, q := range []string{mainQueue, boundedQueue} {
 		if n, err := brokerReady(ctx, o, q); err != nil || n != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// targetsSettled reports whether every corrupted job has reached a state
+// it cannot leave by itself: finished, or gone with its finder's log line
+// written (checkCorrupted then judges whether that state is the one its
+// damage calls for). A job that is not found may still be restored from
+// its message, unless the case may lose jobs; a failover's finder may lose
+// its log line with the node (chaosCase.failover), so there gone suffices.
+func targetsSettled(ctx context.Context, t *testing.T, o *opened, led *ledger, corrupted []*target, c chaosCase) bool {
+	needLog := false
+	for _, tg := range corrupted {
+		rec, err := o.insp.GetJob(ctx, backends.GetJobParams{ID: tg.id})
+		switch {
+		case err == nil && rec.State.Finished():
+		case errors.Is(err, job.ErrNotFound) && tg.expect == expectGone:
+			needLog = needLog || !c.failover
+		case errors.Is(err, job.ErrNotFound) && c.lossAllowed:
+		default:
+			return false
+		}
+	}
+	if !needLog {
+		return true
+	}
+	logs := readLogs(t, filepath.Join(filepath.Dir(led.path), "logs"))
+	for _, tg := range corrupted {
+		if tg.expect == expectGone && !strings.Contains(logs, tg.id) {
 			return false
 		}
 	}

@@ -117,7 +117,7 @@ func runChaos(t *testing.T, c chaosCase) {
 
 	// Drain: until nothing waits or runs, or nothing has finished for
 	// stallLimit (then the accounting says what is stuck).
-	settled := settle(t, o, led, enq, corrupted)
+	settled := settle(t, o, led, enq, corrupted, c)
 	close(stopSampling)
 	samples := <-sampled
 	workers.shutdown()
@@ -135,7 +135,7 @@ func runChaos(t *testing.T, c chaosCase) {
 
 // settle waits until every stored job has finished, or until no job has
 // finished for stallLimit; it reports whether the former happened.
-func settle(t *testing.T, o *opened, led *ledger, enq *enqueuers, corrupted []*target) bool {
+func settle(t *testing.T, o *opened, led *ledger, enq *enqueuers, corrupted []*target, c chaosCase) bool {
 	last, lastChange := -1, time.Now()
 	for {
 		led.read(t)
@@ -143,7 +143,7 @@ func settle(t *testing.T, o *opened, led *ledger, enq *enqueuers, corrupted []*t
 		if done != last {
 			last, lastChange = done, time.Now()
 		}
-		if drained(t, o, led, enq, corrupted) {
+		if drained(t, o, led, enq, corrupted, c) {
 			return true
 		}
 		if time.Since(lastChange) > stallLimit {
