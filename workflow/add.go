@@ -2,7 +2,9 @@ package workflow
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/conveyorhq/conveyor/job"
 	"github.com/conveyorhq/conveyor/queue"
@@ -36,11 +38,41 @@ func Add(ctx context.Context, c *queue.Client, id string, node Node, opts *AddOp
 	if err != nil {
 		return err
 	}
-	if _, err := s.update(ctx, id, func(r *record) (bool, error) { return true, r.add(node, o) }); err != nil {
+	if err := s.add(ctx, id, node, o); err != nil {
 		return fmt.Errorf("workflow %s: add: %w", id, err)
 	}
 	_, err = s.advance(ctx, id, nil) // the added steps with nothing to wait for start now
 	return err
+}
+
+// add writes the grown workflow's spec under a new token, then its state
+// naming it by compare-and-set: the state's write is what adds the steps,
+// all or nothing. The spec it replaced is deleted; one that lost the
+// compare-and-set too.
+func (s *store) add(ctx context.Context, id string, node Node, o AddOptions) error {
+	for range casAttempts {
+		r, version, err := s.load(ctx, id)
+		if err != nil {
+			return err
+		}
+		old := r.Spec
+		if err := r.add(node, o); err != nil {
+			return err
+		}
+		if err := s.putSpec(ctx, r); err != nil {
+			return err
+		}
+		r.Grown = true
+		if _, err := s.save(ctx, r, version); errors.Is(err, job.ErrConflict) {
+			s.dropSpec(ctx, id, r.Spec)
+			continue
+		} else if err != nil {
+			return err // the outcome is open: the spec is swept when the workflow ends
+		}
+		s.dropSpec(ctx, id, old)
+		return nil
+	}
+	return fmt.Errorf("%w: the record kept changing under %d attempts", job.ErrConflict, casAttempts)
 }
 
 // add puts node's steps into the record, checked as Enqueue checks a
@@ -68,7 +100,9 @@ func (r *record) add(node Node, o AddOptions) error {
 	}
 	for _, name := range o.Before {
 		st := r.Steps[b.index[name]]
-		st.Deps = dedupe(append(st.Deps, sinks...))
+		def := *st.stepDef // the loaded one is shared: never changed in place
+		def.Deps = dedupe(append(slices.Clone(def.Deps), sinks...))
+		st.stepDef = &def
 	}
 	if err := check(b.steps, b.index); err != nil {
 		return err

@@ -46,6 +46,7 @@ type store struct {
 	in    backends.Inspector
 	clock backends.Clock
 	keep  time.Duration
+	specs *specCache // the specs this store read or wrote: they never change
 }
 
 func newStore(c *queue.Client, clock backends.Clock, keep time.Duration) (*store, error) {
@@ -64,26 +65,50 @@ func newStore(c *queue.Client, clock backends.Clock, keep time.Duration) (*store
 	if keep == 0 {
 		keep = DefaultKeepFinished
 	}
-	return &store{c: c, kv: kv, in: in, clock: clock, keep: keep}, nil
+	return &store{c: c, kv: kv, in: in, clock: clock, keep: keep, specs: &specCache{}}, nil
 }
 
 func (s *store) now() time.Time { return s.clock.Now() }
 
-// load reads a workflow's record and its version.
+// load reads a workflow's record and its version: its state, and its
+// spec unless this store has it already.
 func (s *store) load(ctx context.Context, id string) (*record, int64, error) {
-	kv, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: key(id), Now: s.now()})
-	if err != nil {
-		return nil, 0, fmt.Errorf("workflow %s: %w", id, err)
+	for attempt := 0; ; attempt++ {
+		kv, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: key(id), Now: s.now()})
+		if err != nil {
+			return nil, 0, fmt.Errorf("workflow %s: %w", id, err)
+		}
+		r, err := s.decode(ctx, kv.Value)
+		if errors.Is(err, job.ErrNotFound) && attempt < 3 {
+			continue // an Add replaced its spec since the state was read
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("workflow %s: %w", id, err)
+		}
+		return r, kv.Version, nil
 	}
-	r, err := decodeRecord(kv.Value)
-	if err != nil {
-		return nil, 0, err
-	}
-	return r, kv.Version, nil
 }
 
-// save writes r over version; a final record gets its expiry, and its
-// open marker is deleted (unless a reopen rewrote it meanwhile).
+// decode decodes a stored state and fills its steps from its spec.
+func (s *store) decode(ctx context.Context, value []byte) (*record, error) {
+	r, ss, err := decodeState(value)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := s.loadSpec(ctx, r.ID, r.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("spec: %w", err)
+	}
+	if err := r.withSpec(sp, ss); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// save writes r's state over version. A final record gets its expiry,
+// and so does its spec; then its open marker is deleted (unless a reopen
+// rewrote it meanwhile). Whatever of that fails after the state is
+// written is done by the reconciler, which finds the marker.
 func (s *store) save(ctx context.Context, r *record, version int64) (int64, error) {
 	b, err := r.encode()
 	if err != nil {
@@ -100,11 +125,26 @@ func (s *store) save(ctx context.Context, r *record, version int64) (int64, erro
 		}
 	}
 	v, err := s.kv.PutKV(ctx, p)
-	if err == nil && marker > 0 {
+	if err == nil && r.State.Final() && s.finalize(ctx, r, p.ExpiresAt) == nil && marker > 0 {
 		// Best effort: the reconciler deletes a marker of a final record.
 		_ = s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: openKey(r.ID), IfVersion: marker})
 	}
 	return v, err
+}
+
+// finalize makes a final record's spec expire with it, and sweeps the
+// specs a grown workflow's Adds may have left.
+func (s *store) finalize(ctx context.Context, r *record, expires time.Time) error {
+	if !expires.IsZero() {
+		// A minute past the state's: a reader of a live state finds its spec.
+		if err := s.expireSpec(ctx, r, expires.Add(time.Minute)); err != nil {
+			return err
+		}
+	}
+	if r.Grown {
+		s.sweepSpecs(ctx, r.ID, r.Spec)
+	}
+	return nil
 }
 
 // update applies change to workflow id's record and writes it by
@@ -142,6 +182,10 @@ const openPrefix = "workflow-open/"
 // (holding the old version) fails. The value is when, for the grace of a
 // marker whose record never came.
 func (s *store) markOpen(ctx context.Context, id string) error {
+	now, _ := s.now().MarshalText()
+	if _, err := s.kv.PutKV(ctx, backends.PutKVParams{Key: openKey(id), Value: now, Now: s.now()}); err == nil {
+		return nil // a new workflow's: none was there
+	}
 	for range casAttempts {
 		var version int64
 		kv, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: openKey(id), Now: s.now()})
@@ -151,7 +195,6 @@ func (s *store) markOpen(ctx context.Context, id string) error {
 		case !errors.Is(err, job.ErrNotFound):
 			return fmt.Errorf("workflow %s: open marker: %w", id, err)
 		}
-		now, _ := s.now().MarshalText()
 		_, err = s.kv.PutKV(ctx, backends.PutKVParams{Key: openKey(id), Value: now, IfVersion: version, Now: s.now()})
 		if !errors.Is(err, job.ErrConflict) {
 			if err != nil {
@@ -163,12 +206,14 @@ func (s *store) markOpen(ctx context.Context, id string) error {
 	return fmt.Errorf("workflow %s: open marker: %w", id, job.ErrConflict)
 }
 
-// remove deletes a workflow's record at version, then its marker.
-func (s *store) remove(ctx context.Context, id string, version int64) error {
-	if err := s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: key(id), IfVersion: version}); err != nil {
+// remove deletes a workflow's record at version, then its spec and its
+// marker.
+func (s *store) remove(ctx context.Context, r *record, version int64) error {
+	if err := s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: key(r.ID), IfVersion: version}); err != nil {
 		return err
 	}
-	return s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: openKey(id)})
+	s.dropSpec(ctx, r.ID, r.Spec)
+	return s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: openKey(r.ID)})
 }
 
 // advance folds obs (step name -> what its job is now) into workflow id's
@@ -231,6 +276,11 @@ func (s *store) advance(ctx context.Context, id string, obs map[string]StepState
 		if wasFinal && !r.State.Final() { // a replay reopened it
 			if err := s.markOpen(ctx, id); err != nil {
 				return nil, err
+			}
+			if s.keep > 0 { // its spec must not expire while it runs
+				if err := s.expireSpec(ctx, r, time.Time{}); err != nil {
+					return nil, err
+				}
 			}
 		}
 		if _, err := s.save(ctx, r, version); err != nil {

@@ -57,9 +57,13 @@ func Enqueue(ctx context.Context, c *queue.Client, root Node, opts *Options) (Re
 	if err := s.markOpen(ctx, r.ID); err != nil {
 		return Ref{}, err
 	}
+	if err := s.putSpec(ctx, r); err != nil {
+		return Ref{}, err
+	}
 	version, err := s.save(ctx, r, 0)
 	switch {
 	case errors.Is(err, job.ErrConflict):
+		s.dropSpec(ctx, r.ID, r.Spec) // the ID is taken: the spec is no one's
 		return s.existing(ctx, r.ID)
 	case err != nil:
 		return Ref{}, fmt.Errorf("workflow %s: %w", r.ID, &queue.OutcomeUnknownError{IDs: []string{r.ID}, Err: err})
@@ -67,7 +71,7 @@ func Enqueue(ctx context.Context, c *queue.Client, root Node, opts *Options) (Re
 	if _, err := s.advance(ctx, r.ID, nil); err != nil {
 		if refused(err) {
 			// Nothing of it is a job: the refused batch was all or nothing.
-			if derr := s.remove(ctx, r.ID, version); derr == nil {
+			if derr := s.remove(ctx, r, version); derr == nil {
 				return Ref{}, fmt.Errorf("workflow %s: %w", r.ID, err)
 			}
 		}
@@ -122,9 +126,13 @@ func Prepare(ctx context.Context, c *queue.Client, root Node, opts *Options) (*P
 	if err := s.markOpen(ctx, r.ID); err != nil {
 		return nil, err
 	}
+	if err := s.putSpec(ctx, r); err != nil {
+		return nil, err
+	}
 	version, err := s.save(ctx, r, 0)
 	switch {
 	case errors.Is(err, job.ErrConflict):
+		s.dropSpec(ctx, r.ID, r.Spec)
 		return &Prepared{s: s, r: r, dup: true}, nil
 	case err != nil:
 		return nil, fmt.Errorf("workflow %s: %w", r.ID, err)
@@ -145,7 +153,7 @@ func (p *Prepared) EnqueueTx(ctx context.Context, tx any) (Ref, error) {
 		}
 	}
 	if _, err := p.s.c.EnqueueTx(ctx, tx, reqs...); err != nil {
-		_ = p.s.remove(ctx, p.r.ID, p.version)
+		_ = p.s.remove(ctx, p.r, p.version)
 		return Ref{}, fmt.Errorf("workflow %s: %w", p.r.ID, err)
 	}
 	return Ref{ID: p.r.ID}, nil

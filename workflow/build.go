@@ -193,7 +193,7 @@ func (b *builder) step(s *Step, deps []string) {
 	}
 	all := append(append([]string(nil), deps...), s.after...)
 	b.index[s.name] = len(b.steps)
-	b.steps = append(b.steps, &stepRecord{Name: s.name, Deps: dedupe(all), AllowFailure: s.allowFailure, Spec: s.spec, State: StepBlocked})
+	b.steps = append(b.steps, &stepRecord{stepDef: &stepDef{Name: s.name, Deps: dedupe(all), AllowFailure: s.allowFailure, Spec: s.spec}, State: StepBlocked})
 }
 
 // build flattens root into steps and checks the graph: every dependency

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
@@ -202,33 +203,63 @@ func (e *Engine) Run(ctx context.Context) error {
 // Flush advances, now and in the caller's goroutine, every workflow whose
 // step jobs this process's workers reported finished, and returns how many
 // step outcomes it recorded. The outcomes of one workflow go into one
-// compare-and-set, which is what keeps a 10,000-member group cheap.
+// compare-and-set, which is what keeps a 10,000-member group cheap; up to
+// flushers workflows are advanced at once, so that a thousand chains,
+// each waiting on its own round trips, do not wait on each other.
 func (e *Engine) Flush(ctx context.Context) (int, error) {
 	e.mu.Lock()
 	batch := e.pending
 	e.pending = map[string]map[string]StepState{}
 	e.mu.Unlock()
-	var errs []error
-	n := 0
-	for id, obs := range batch {
-		if _, err := e.s.advance(ctx, id, obs); err != nil && !errors.Is(err, job.ErrNotFound) {
-			// Kept for the next round, unless a newer outcome came since.
-			e.mu.Lock()
-			for step, st := range obs {
-				if m := e.pending[id]; m == nil || m[step] == "" {
-					if m == nil {
-						e.pending[id] = map[string]StepState{}
-					}
-					e.pending[id][step] = st
-				}
-			}
-			e.mu.Unlock()
-			errs = append(errs, err)
-			continue
-		}
-		n += len(obs)
+	ids := make([]string, 0, len(batch))
+	for id := range batch {
+		ids = append(ids, id)
 	}
+	var (
+		mu   sync.Mutex
+		errs []error
+		n    int
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	for range min(flushers, len(ids)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(ids); i = int(next.Add(1) - 1) {
+				id, obs := ids[i], batch[ids[i]]
+				_, err := e.s.advance(ctx, id, obs)
+				if err != nil && !errors.Is(err, job.ErrNotFound) {
+					e.keep(id, obs)
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					continue
+				}
+				mu.Lock()
+				n += len(obs)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
 	return n, errors.Join(errs...)
+}
+
+// flushers bounds the workflows one Flush advances at once.
+const flushers = 16
+
+// keep puts back outcomes an advance could not record, for the next
+// round, unless a newer outcome of the step came since.
+func (e *Engine) keep(id string, obs map[string]StepState) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for step, st := range obs {
+		if m := e.pending[id]; m == nil || m[step] == "" {
+			if m == nil {
+				e.pending[id] = map[string]StepState{}
+			}
+			e.pending[id][step] = st
+		}
+	}
 }
 
 // Reconcile advances every unfinished workflow from its jobs' states, read
@@ -252,6 +283,7 @@ func (e *Engine) Reconcile(ctx context.Context) (int, error) {
 			// the record expired: past the grace, nothing is coming.
 			var at time.Time
 			if at.UnmarshalText(m.Value) != nil || e.s.now().Sub(at) >= e.cfg.StartGrace {
+				e.s.sweepSpecs(ctx, id, "") // a spec it wrote before it died
 				_ = e.s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: m.Key, IfVersion: m.Version})
 			}
 			continue
@@ -259,7 +291,16 @@ func (e *Engine) Reconcile(ctx context.Context) (int, error) {
 			errs = append(errs, err)
 			continue
 		case r.State.Final():
-			// Its final save could not delete the marker.
+			// Its final save could not expire its spec or delete the
+			// marker.
+			var expires time.Time
+			if e.s.keep > 0 {
+				expires = r.Finished.Add(e.s.keep)
+			}
+			if err := e.s.finalize(ctx, r, expires); err != nil {
+				errs = append(errs, err)
+				continue
+			}
 			_ = e.s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: m.Key, IfVersion: m.Version})
 			continue
 		}
@@ -304,7 +345,7 @@ func (e *Engine) reconcile(ctx context.Context, r *record, version int64) (bool,
 	_, err := e.s.advance(ctx, r.ID, obs)
 	if err != nil && r.State == Starting && refused(err) {
 		// A start whose first jobs are refused is refused whole.
-		return true, e.s.remove(ctx, r.ID, version)
+		return true, e.s.remove(ctx, r, version)
 	}
 	return len(obs) > 0 || r.State == Starting, err
 }
@@ -329,7 +370,7 @@ func (e *Engine) reconcileTx(ctx context.Context, r *record, version int64, age 
 	if age < e.cfg.TxGrace {
 		return false, nil
 	}
-	return true, e.s.remove(ctx, r.ID, version)
+	return true, e.s.remove(ctx, r, version)
 }
 
 // WorkDue runs w's due jobs and advances the workflows they belong to,

@@ -1,7 +1,6 @@
 package workflow
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -73,36 +72,38 @@ func stepStateOf(st job.State) StepState {
 }
 
 // recordFormat is the stored record's format version, checked on load so
-// that a later format is refused rather than misread.
-const recordFormat = 1
+// that another format is refused rather than misread. Format 2 stores the
+// record in two parts (stored.go).
+const recordFormat = 2
 
-// record is the durable state of one workflow, the value of the KV key
-// workflow/<id>, changed only by compare-and-set.
+// record is the durable state of one workflow: its state is the value of
+// the KV key workflow/<id>, changed only by compare-and-set, and names
+// its spec (stored.go), which holds what each step is.
 type record struct {
-	Format          int            `json:"format"`
-	ID              string         `json:"id"`
-	State           State          `json:"state"`
-	AllowFailure    bool           `json:"allow_failure,omitempty"`
-	CancelRequested bool           `json:"cancel_requested,omitempty"`
-	Tx              bool           `json:"tx,omitempty"` // enqueued in the caller's transaction: its roots prove the commit
-	Created         time.Time      `json:"created"`
-	Finished        time.Time      `json:"finished,omitzero"`
-	Steps           []*stepRecord  `json:"steps"`
+	Format          int
+	ID              string
+	State           State
+	AllowFailure    bool
+	CancelRequested bool
+	Tx              bool // enqueued in the caller's transaction: its roots prove the commit
+	Created         time.Time
+	Finished        time.Time
+	Spec            string // the token of its spec's key
+	Grown           bool   // an Add replaced its spec: others may be left to sweep
+	Steps           []*stepRecord
 	index           map[string]int // step name -> position in Steps
 	dependents      [][]int        // position -> positions of the steps depending on it
 }
 
-// stepRecord is one step in the record.
+// stepRecord is one step in the record: what it is (shared by every load
+// of the spec: never changed in place) and its state.
 type stepRecord struct {
-	Name         string    `json:"name"`
-	Deps         []string  `json:"deps,omitempty"`
-	AllowFailure bool      `json:"allow_failure,omitempty"`
-	Spec         stepSpec  `json:"spec"`
-	State        StepState `json:"state"`
-	Reason       string    `json:"reason,omitempty"` // why it was cancelled without a job
-	HasJob       bool      `json:"has_job,omitempty"`
-	Enqueued     time.Time `json:"enqueued,omitzero"`
-	Finished     time.Time `json:"finished,omitzero"`
+	*stepDef
+	State    StepState
+	Reason   string // why it was cancelled without a job
+	HasJob   bool
+	Enqueued time.Time
+	Finished time.Time
 }
 
 // JobID returns the ID of a step's job: deterministic, so that enqueueing
@@ -114,40 +115,15 @@ func key(id string) string { return keyPrefix + id }
 
 const keyPrefix = "workflow/"
 
-func decodeRecord(b []byte) (*record, error) {
-	r := &record{}
-	if err := json.Unmarshal(b, r); err != nil {
-		return nil, fmt.Errorf("%w: workflow record: %w", job.ErrMalformedPayload, err)
-	}
-	if r.Format != recordFormat {
-		return nil, fmt.Errorf("%w: workflow record %s has format %d, this build reads %d", job.ErrMalformedPayload, r.ID, r.Format, recordFormat)
-	}
-	r.link()
-	return r, nil
-}
-
-func (r *record) encode() ([]byte, error) {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return nil, fmt.Errorf("workflow record %s: %w", r.ID, err)
-	}
-	return b, nil
-}
-
-// link builds the indexes the stored form leaves out.
+// link builds the indexes of r's steps, for a record not loaded (a new
+// one, or one Add changed).
 func (r *record) link() {
-	r.index = make(map[string]int, len(r.Steps))
-	for i, s := range r.Steps {
-		r.index[s.Name] = i
+	defs := make([]*stepDef, len(r.Steps))
+	for i, st := range r.Steps {
+		defs[i] = st.stepDef
 	}
-	r.dependents = make([][]int, len(r.Steps))
-	for i, s := range r.Steps {
-		for _, d := range s.Deps {
-			if j, ok := r.index[d]; ok {
-				r.dependents[j] = append(r.dependents[j], i)
-			}
-		}
-	}
+	sp := newSpec(defs)
+	r.index, r.dependents = sp.index, sp.dependents
 }
 
 func (r *record) step(name string) *stepRecord {

@@ -32,6 +32,9 @@ func halfStarted(t *testing.T, c *queue.Client, id string) {
 	if err := s.markOpen(context.Background(), id); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.putSpec(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.save(context.Background(), r, 0); err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,13 @@ package workflow
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
 	"github.com/conveyorhq/conveyor/queue"
 )
 
@@ -108,7 +110,10 @@ func List(ctx context.Context, c *queue.Client, states ...State) ([]*Info, error
 	}
 	var out []*Info
 	for _, kv := range kvs {
-		r, err := decodeRecord(kv.Value)
+		r, err := s.decode(ctx, kv.Value)
+		if errors.Is(err, job.ErrNotFound) {
+			continue // deleted, or an Add replaced its spec, since the list
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", kv.Key, err)
 		}

@@ -1,0 +1,346 @@
+package workflow
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+// A workflow is stored in two parts, so that an advance writes what
+// changed and not what every step will be enqueued with:
+//
+//   - its spec, workflow-spec/<id>/<token>: every step's name,
+//     dependencies, policy and job spec, written once by Enqueue (and
+//     again, under a new token, by each Add) and never changed; a process
+//     reads it once per token and keeps it (specCache).
+//   - its state, workflow/<id>: the whole's state and flags, the spec's
+//     token, and each step's state and times in a compact binary form
+//     (a few bytes a step), changed only by compare-and-set.
+//
+// The state names its spec, so one compare-and-set of the state is still
+// the only step that makes any change visible: a spec nobody names yet is
+// invisible, and the spec a state names never changes.
+
+// stepDef is what a step is, fixed once the step is added: shared by
+// every load of the workflow in a process.
+type stepDef struct {
+	Name         string   `json:"name"`
+	Deps         []string `json:"deps,omitempty"`
+	AllowFailure bool     `json:"allow_failure,omitempty"`
+	Spec         stepSpec `json:"spec"`
+}
+
+// specPrefix starts the keys of workflows' specs; it is not under
+// keyPrefix, so that listing the records lists no spec.
+const specPrefix = "workflow-spec/"
+
+func specKey(id, token string) string { return specPrefix + id + "/" + token }
+
+// spec is one stored spec, decoded, with the indexes its readers need.
+type spec struct {
+	defs       []*stepDef
+	index      map[string]int // step name -> position
+	dependents [][]int        // position -> positions of the steps depending on it
+	version    int64          // of its key, for rewriting its expiry
+}
+
+func newSpec(defs []*stepDef) *spec {
+	sp := &spec{defs: defs, index: make(map[string]int, len(defs)), dependents: make([][]int, len(defs))}
+	for i, d := range defs {
+		sp.index[d.Name] = i
+	}
+	for i, d := range defs {
+		for _, dep := range d.Deps {
+			if j, ok := sp.index[dep]; ok {
+				sp.dependents[j] = append(sp.dependents[j], i)
+			}
+		}
+	}
+	return sp
+}
+
+// specCache keeps the specs a process read or wrote, by key: a spec never
+// changes, so an advance of a 10,000-step workflow reads and decodes only
+// its state. It holds at most maxCachedSteps steps; past that it forgets
+// specs at random (each is read again when needed).
+type specCache struct {
+	mu    sync.Mutex
+	specs map[string]*spec
+	steps int
+}
+
+const maxCachedSteps = 200_000
+
+func (c *specCache) get(key string) *spec {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.specs[key]
+}
+
+func (c *specCache) put(key string, sp *spec) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.specs == nil {
+		c.specs = map[string]*spec{}
+	}
+	if old, ok := c.specs[key]; ok {
+		c.steps -= len(old.defs)
+	}
+	for k, old := range c.specs {
+		if c.steps+len(sp.defs) <= maxCachedSteps {
+			break
+		}
+		delete(c.specs, k)
+		c.steps -= len(old.defs)
+	}
+	c.specs[key] = sp
+	c.steps += len(sp.defs)
+}
+
+func (c *specCache) drop(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.specs[key]; ok {
+		delete(c.specs, key)
+		c.steps -= len(old.defs)
+	}
+}
+
+// putSpec writes r's steps as a new spec under a new token, names it in r
+// (not yet stored: the caller saves r) and keeps it in the cache.
+func (s *store) putSpec(ctx context.Context, r *record) error {
+	defs := make([]*stepDef, len(r.Steps))
+	for i, st := range r.Steps {
+		defs[i] = st.stepDef
+	}
+	b, err := json.Marshal(defs)
+	if err != nil {
+		return fmt.Errorf("workflow %s: spec: %w", r.ID, err)
+	}
+	token := uuid.Must(uuid.NewV7()).String()
+	v, err := s.kv.PutKV(ctx, backends.PutKVParams{Key: specKey(r.ID, token), Value: b, Now: s.now()})
+	if err != nil {
+		return fmt.Errorf("workflow %s: spec: %w", r.ID, err)
+	}
+	sp := newSpec(defs)
+	sp.version = v
+	r.Spec, r.index, r.dependents = token, sp.index, sp.dependents
+	s.specs.put(specKey(r.ID, token), sp)
+	return nil
+}
+
+// loadSpec returns workflow id's spec token, from the cache or the store.
+func (s *store) loadSpec(ctx context.Context, id, token string) (*spec, error) {
+	k := specKey(id, token)
+	if sp := s.specs.get(k); sp != nil {
+		return sp, nil
+	}
+	kv, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: k, Now: s.now()})
+	if err != nil {
+		return nil, err
+	}
+	var defs []*stepDef
+	if err := json.Unmarshal(kv.Value, &defs); err != nil {
+		return nil, fmt.Errorf("%w: workflow %s: spec: %w", job.ErrMalformedPayload, id, err)
+	}
+	sp := newSpec(defs)
+	sp.version = kv.Version
+	s.specs.put(k, sp)
+	return sp, nil
+}
+
+// dropSpec deletes a spec no state names (an Add that lost its
+// compare-and-set, or the spec an Add replaced). Best effort: a spec left
+// behind is found when the workflow finishes (sweepSpecs).
+func (s *store) dropSpec(ctx context.Context, id, token string) {
+	s.specs.drop(specKey(id, token))
+	_ = s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: specKey(id, token)})
+}
+
+// expireSpec gives r's spec r's expiry (zero: none, for a reopened
+// workflow), rewriting it whole: a spec outlives no record and no record
+// outlives its spec. A grown workflow's other specs (left by an Add that
+// died midway) are deleted.
+func (s *store) expireSpec(ctx context.Context, r *record, at time.Time) error {
+	k := specKey(r.ID, r.Spec)
+	for range casAttempts {
+		sp, err := s.loadSpec(ctx, r.ID, r.Spec)
+		if err != nil {
+			return err
+		}
+		b, err := json.Marshal(sp.defs)
+		if err != nil {
+			return err
+		}
+		v, err := s.kv.PutKV(ctx, backends.PutKVParams{Key: k, Value: b, IfVersion: sp.version, ExpiresAt: at, Now: s.now()})
+		if errors.Is(err, job.ErrConflict) { // another process rewrote it: read its version
+			s.specs.drop(k)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		sp.version = v
+		break
+	}
+	if r.Grown && !at.IsZero() {
+		s.sweepSpecs(ctx, r.ID, r.Spec)
+	}
+	return nil
+}
+
+// sweepSpecs deletes workflow id's specs but keep (every one when keep
+// is empty).
+func (s *store) sweepSpecs(ctx context.Context, id, keep string) {
+	kvs, err := s.kv.ListKV(ctx, backends.ListKVParams{Prefix: specPrefix + id + "/", Now: s.now()})
+	if err != nil {
+		return
+	}
+	for _, kv := range kvs {
+		if token := strings.TrimPrefix(kv.Key, specPrefix+id+"/"); token != keep {
+			s.dropSpec(ctx, id, token)
+		}
+	}
+}
+
+// storedState is the stored form of a record's state.
+type storedState struct {
+	Format          int            `json:"format"`
+	ID              string         `json:"id"`
+	State           State          `json:"state"`
+	AllowFailure    bool           `json:"allow_failure,omitempty"`
+	CancelRequested bool           `json:"cancel_requested,omitempty"`
+	Tx              bool           `json:"tx,omitempty"`
+	Created         time.Time      `json:"created"`
+	Finished        time.Time      `json:"finished,omitzero"`
+	Spec            string         `json:"spec"`
+	Grown           bool           `json:"grown,omitempty"`
+	N               int            `json:"n"`
+	Steps           []byte         `json:"steps"`             // stepCodes, one entry a step
+	Reasons         map[int]string `json:"reasons,omitempty"` // by step position
+}
+
+// A step's entry in storedState.Steps: a byte of its state and flags,
+// then its enqueue and finish times as signed varints of nanoseconds
+// since the workflow's creation, each present only when its flag is.
+const (
+	stepHasJob   = 1 << 3
+	stepEnqueued = 1 << 4
+	stepFinished = 1 << 5
+	stateMask    = 7
+)
+
+var stepCodes = []StepState{StepBlocked, StepEnqueued, StepDone, StepDead, StepCancelled}
+
+func stepCode(st StepState) byte {
+	for i, s := range stepCodes {
+		if s == st {
+			return byte(i)
+		}
+	}
+	return 0
+}
+
+func (r *record) encode() ([]byte, error) {
+	ss := storedState{Format: recordFormat, ID: r.ID, State: r.State, AllowFailure: r.AllowFailure,
+		CancelRequested: r.CancelRequested, Tx: r.Tx, Created: r.Created, Finished: r.Finished,
+		Spec: r.Spec, Grown: r.Grown, N: len(r.Steps)}
+	buf := make([]byte, 0, 12*len(r.Steps))
+	for i, st := range r.Steps {
+		c := stepCode(st.State)
+		if st.HasJob {
+			c |= stepHasJob
+		}
+		if !st.Enqueued.IsZero() {
+			c |= stepEnqueued
+		}
+		if !st.Finished.IsZero() {
+			c |= stepFinished
+		}
+		buf = append(buf, c)
+		if !st.Enqueued.IsZero() {
+			buf = binary.AppendVarint(buf, int64(st.Enqueued.Sub(r.Created)))
+		}
+		if !st.Finished.IsZero() {
+			buf = binary.AppendVarint(buf, int64(st.Finished.Sub(r.Created)))
+		}
+		if st.Reason != "" {
+			if ss.Reasons == nil {
+				ss.Reasons = map[int]string{}
+			}
+			ss.Reasons[i] = st.Reason
+		}
+	}
+	ss.Steps = buf
+	b, err := json.Marshal(ss)
+	if err != nil {
+		return nil, fmt.Errorf("workflow record %s: %w", r.ID, err)
+	}
+	return b, nil
+}
+
+// decodeState decodes a stored state; its steps are filled by withSpec.
+func decodeState(b []byte) (*record, *storedState, error) {
+	var ss storedState
+	if err := json.Unmarshal(b, &ss); err != nil {
+		return nil, nil, fmt.Errorf("%w: workflow record: %w", job.ErrMalformedPayload, err)
+	}
+	if ss.Format != recordFormat {
+		return nil, nil, fmt.Errorf("%w: workflow record %s has format %d, this build reads %d", job.ErrMalformedPayload, ss.ID, ss.Format, recordFormat)
+	}
+	r := &record{Format: ss.Format, ID: ss.ID, State: ss.State, AllowFailure: ss.AllowFailure, CancelRequested: ss.CancelRequested,
+		Tx: ss.Tx, Created: ss.Created, Finished: ss.Finished, Spec: ss.Spec, Grown: ss.Grown}
+	return r, &ss, nil
+}
+
+// withSpec fills r's steps from its spec and the stored steps' states.
+func (r *record) withSpec(sp *spec, ss *storedState) error {
+	if len(sp.defs) != ss.N {
+		return fmt.Errorf("%w: workflow record %s has %d steps, its spec %d", job.ErrMalformedPayload, r.ID, ss.N, len(sp.defs))
+	}
+	bad := fmt.Errorf("%w: workflow record %s: its steps do not decode", job.ErrMalformedPayload, r.ID)
+	steps := make([]stepRecord, ss.N)
+	r.Steps = make([]*stepRecord, ss.N)
+	b := ss.Steps
+	when := func() (time.Time, bool) {
+		d, n := binary.Varint(b)
+		if n <= 0 {
+			return time.Time{}, false
+		}
+		b = b[n:]
+		return r.Created.Add(time.Duration(d)), true
+	}
+	for i := range steps {
+		if len(b) == 0 || int(b[0]&stateMask) >= len(stepCodes) {
+			return bad
+		}
+		c := b[0]
+		b = b[1:]
+		st := &steps[i]
+		st.stepDef, st.State, st.HasJob, st.Reason = sp.defs[i], stepCodes[c&stateMask], c&stepHasJob != 0, ss.Reasons[i]
+		var ok bool
+		if c&stepEnqueued != 0 {
+			if st.Enqueued, ok = when(); !ok {
+				return bad
+			}
+		}
+		if c&stepFinished != 0 {
+			if st.Finished, ok = when(); !ok {
+				return bad
+			}
+		}
+		r.Steps[i] = st
+	}
+	r.index, r.dependents = sp.index, sp.dependents
+	return nil
+}
