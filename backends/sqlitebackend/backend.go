@@ -99,6 +99,9 @@ func enqueue(ctx context.Context, tx *sql.Tx, p backends.EnqueueParams, now time
 			return nil, backends.QueueFullError(q, depth, check.Adding, check.MaxDepth)
 		}
 	}
+	if err := registerGroups(ctx, tx, p.Jobs); err != nil {
+		return nil, err
+	}
 	done := 0
 	if chunked(p.Jobs) {
 		n, err := insertChunks(ctx, tx, p.Jobs, res, now)
@@ -111,7 +114,7 @@ func enqueue(ctx context.Context, tx *sql.Tx, p backends.EnqueueParams, now time
 		return res, nil
 	}
 	insert, err := tx.PrepareContext(ctx, `INSERT INTO conveyor_jobs `+insertColumns+`
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
 	if err != nil {
 		return nil, err
 	}
@@ -160,6 +163,15 @@ func heldKey(ctx context.Context, tx *sql.Tx, key string, now time.Time) (string
 
 // Reserve implements backends.Backend.
 func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
+	return b.reserve(ctx, p, func(tx *sql.Tx, now time.Time) (*sql.Rows, error) {
+		return b.prepared(ctx, tx, sqlCandidates).QueryContext(ctx, p.Queue, record.Micros(now), p.Limit)
+	})
+}
+
+// reserve leases the due jobs that candidates names (rows of id,
+// deliveries, max_deliveries, in the order to return them), once expired
+// leases are reaped.
+func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, candidates func(*sql.Tx, time.Time) (*sql.Rows, error)) ([]*job.Record, error) {
 	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
@@ -188,7 +200,7 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 		if _, err := b.prepared(ctx, tx, sqlReapLeases).ExecContext(ctx, p.Queue, record.Micros(now)); err != nil {
 			return err
 		}
-		rows, err := b.prepared(ctx, tx, sqlCandidates).QueryContext(ctx, p.Queue, record.Micros(now), p.Limit)
+		rows, err := candidates(tx, now)
 		if err != nil {
 			return err
 		}

@@ -13,9 +13,9 @@ import (
 
 // insertColumns are the columns an enqueue writes, in the order of
 // insertArgs.
-const insertColumns = `(id, queue, task, payload, headers, priority, state, run_at, created_at, max_deliveries, timeout_us, retry_policy, unique_key, unique_until)`
+const insertColumns = `(id, queue, task, payload, headers, priority, state, run_at, created_at, max_deliveries, timeout_us, retry_policy, unique_key, unique_until, grp)`
 
-// insertChunk is how many rows one multi-row INSERT writes: 64 rows of 14
+// insertChunk is how many rows one multi-row INSERT writes: 64 rows of 15
 // values stay far below SQLite's limit on bound parameters, and are enough
 // to spread the statement's fixed cost (database/sql, binding, the VDBE's
 // setup) over many rows; a batch's remainder goes one row at a time.
@@ -24,7 +24,7 @@ const insertChunk = 64
 // insertChunkSQL inserts insertChunk rows, skipping IDs that exist, and
 // names the rows it inserted.
 var insertChunkSQL = `INSERT INTO conveyor_jobs ` + insertColumns + ` VALUES ` +
-	strings.TrimSuffix(strings.Repeat(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), `, insertChunk), ", ") +
+	strings.TrimSuffix(strings.Repeat(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), `, insertChunk), ", ") +
 	` ON CONFLICT (id) DO NOTHING RETURNING id`
 
 // insertArgs are ins's column values, in the order of insertColumns, and
@@ -39,7 +39,7 @@ func insertArgs(ins *backends.JobInsert, now time.Time) ([]any, job.State) {
 	}
 	return []any{ins.ID, ins.Queue, ins.Task, record.NonNil(ins.Payload), nullString(string(record.Headers(ins.Headers))), ins.Priority,
 		string(state), record.Micros(runAt), record.Micros(now), ins.MaxDeliveries, ins.Timeout.Microseconds(), ins.RetryPolicy,
-		nullString(ins.UniqueKey), record.Micros(ins.UniqueUntil)}, state
+		nullString(ins.UniqueKey), record.Micros(ins.UniqueUntil), ins.Group}, state
 }
 
 // chunked tells whether a batch can be inserted insertChunk rows to a
@@ -69,7 +69,7 @@ func insertChunks(ctx context.Context, tx *sql.Tx, jobs []*backends.JobInsert, r
 	}
 	defer stmt.Close()
 	n := len(jobs) / insertChunk * insertChunk
-	args := make([]any, 0, 14*insertChunk)
+	args := make([]any, 0, 15*insertChunk)
 	states := make([]job.State, insertChunk)
 	for start := 0; start < n; start += insertChunk {
 		args = args[:0]

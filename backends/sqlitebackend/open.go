@@ -110,8 +110,10 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	ro.SetMaxOpenConns(4)
 	b := &Backend{cfg: cfg, db: db, ro: ro, gate: gate.New("sqlitebackend")}
 	if err := b.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, schema)
-		return err
+		if _, err := tx.ExecContext(ctx, schema); err != nil {
+			return err
+		}
+		return applyFairSchema(ctx, tx)
 	}); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("sqlitebackend: apply schema to %s: %w", cfg.Path, err)

@@ -1,0 +1,171 @@
+package sqlitebackend
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/backends/internal/record"
+	"github.com/conveyorhq/conveyor/job"
+)
+
+var _ backends.FairReserver = (*Backend)(nil)
+
+// fairSchema is what fair queuing adds to schema.sql: each job's group,
+// an index that walks one group's due jobs in Reserve's order, and the
+// ring: one row per group a queue has had, with the serving number of
+// its last job (0: never served). A group's row stays when its jobs are
+// gone, so it keeps its place in the ring.
+const fairSchema = `
+CREATE INDEX IF NOT EXISTS conveyor_jobs_fair ON conveyor_jobs (queue, grp, priority DESC, run_at, seq)
+    WHERE state IN ('pending', 'scheduled', 'retrying');
+CREATE TABLE IF NOT EXISTS conveyor_fair_groups (
+    queue  TEXT NOT NULL,
+    grp    TEXT NOT NULL,
+    served INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (queue, grp)
+);`
+
+// applyFairSchema adds the grp column to a file made before it (SQLite's
+// CREATE TABLE IF NOT EXISTS leaves an existing table as it is), then
+// fairSchema.
+func applyFairSchema(ctx context.Context, tx *sql.Tx) (err error) {
+	var has bool
+	err = tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pragma_table_info('conveyor_jobs') WHERE name = 'grp')`).Scan(&has)
+	if err != nil {
+		return err
+	}
+	if !has {
+		if _, err := tx.ExecContext(ctx, `ALTER TABLE conveyor_jobs ADD COLUMN grp TEXT NOT NULL DEFAULT ''`); err != nil {
+			return fmt.Errorf("add column grp: %w", err)
+		}
+		defer func() { // the jobs already there are each queue's group ""
+			if err == nil {
+				_, err = tx.ExecContext(ctx, `INSERT INTO conveyor_fair_groups (queue, grp)
+					SELECT DISTINCT queue, '' FROM conveyor_jobs WHERE true ON CONFLICT DO NOTHING`)
+			}
+		}()
+	}
+	_, err = tx.ExecContext(ctx, fairSchema)
+	return err
+}
+
+// registerGroups gives each (queue, group) of a batch its row in the ring.
+func registerGroups(ctx context.Context, tx *sql.Tx, jobs []*backends.JobInsert) error {
+	type key struct{ queue, grp string }
+	seen := map[key]bool{}
+	for _, ins := range jobs {
+		k := key{ins.Queue, ins.Group}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		if _, err := tx.ExecContext(ctx, `INSERT INTO conveyor_fair_groups (queue, grp) VALUES (?, ?) ON CONFLICT DO NOTHING`, k.queue, k.grp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReserveFair implements backends.FairReserver. It visits the queue's
+// groups in ring order, each with one index range read of its due jobs,
+// until p.Limit groups have given jobs (or none is left), and deals them
+// out a job a group a round. The write lock makes the ring one order for
+// every process.
+func (b *Backend) ReserveFair(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
+	return b.reserve(ctx, p, func(tx *sql.Tx, now time.Time) (*sql.Rows, error) {
+		ids, err := fairCandidates(ctx, tx, p, now)
+		if err != nil {
+			return nil, err
+		}
+		list, _ := json.Marshal(ids)
+		return tx.QueryContext(ctx, `SELECT j.id, j.deliveries, j.max_deliveries
+			FROM json_each(?) k JOIN conveyor_jobs j ON j.id = k.value ORDER BY k.key`, string(list))
+	})
+}
+
+// fairCandidates picks the IDs ReserveFair leases, in order, and moves
+// their groups to the back of the ring.
+func fairCandidates(ctx context.Context, tx *sql.Tx, p backends.ReserveParams, now time.Time) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT grp, served FROM conveyor_fair_groups WHERE queue = ? ORDER BY served, grp`, p.Queue)
+	if err != nil {
+		return nil, err
+	}
+	var ring []string
+	var last int64
+	for rows.Next() {
+		var g string
+		if err := rows.Scan(&g, &last); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ring = append(ring, g)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	due, err := tx.PrepareContext(ctx, `SELECT id FROM conveyor_jobs INDEXED BY conveyor_jobs_fair
+		WHERE queue = ? AND grp = ? AND state IN `+waitingStates+` AND run_at <= ?
+		ORDER BY priority DESC, run_at, seq LIMIT ?`)
+	if err != nil {
+		return nil, err
+	}
+	defer due.Close()
+	var groups []string
+	var jobs [][]string
+	for _, g := range ring {
+		if len(groups) == p.Limit {
+			break // the first round alone fills the limit
+		}
+		ids, err := queryIDs(ctx, due, p.Queue, g, record.Micros(now), p.Limit)
+		if err != nil {
+			return nil, err
+		}
+		if len(ids) > 0 {
+			groups, jobs = append(groups, g), append(jobs, ids)
+		}
+	}
+	var out []string
+	served := map[string]int64{}
+	for round := 0; len(out) < p.Limit; round++ {
+		took := false
+		for i, ids := range jobs {
+			if round < len(ids) && len(out) < p.Limit {
+				out = append(out, ids[round])
+				last++
+				served[groups[i]] = last
+				took = true
+			}
+		}
+		if !took {
+			break
+		}
+	}
+	for g, n := range served {
+		if _, err := tx.ExecContext(ctx, `UPDATE conveyor_fair_groups SET served = ? WHERE queue = ? AND grp = ?`, n, p.Queue, g); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func queryIDs(ctx context.Context, st *sql.Stmt, args ...any) ([]string, error) {
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
