@@ -10,6 +10,12 @@
 // delivery runs. A job held back by a limit is postponed, not failed: it
 // uses no attempt and no delivery, like a job behind an open breaker.
 //
+// A gate counts what it does under each limit (States: slots held, tokens
+// taken, jobs held back), which workers announce and worker.Limits sums
+// for the dashboard, the CLI and the metrics. An Override, kept in the
+// backend's KVStore, changes a limit's figures on every gate within
+// OverrideRefresh: limits change at run time without a restart.
+//
 // The package imports only backends and job, so that both the queue
 // package (which stores a job's key and expiry in its headers) and the
 // worker (which enforces the limits) can use it.

@@ -191,7 +191,7 @@ func (o *overrides) cached() *overrideSet { return o.cur.Load() }
 
 // find returns the override of kind and name, if any.
 func (s *overrideSet) find(kind, name string) (Override, bool) {
-	if s == nil {
+	if s == nil || len(s.of) == 0 { // the common case, asked for every delivery: no key built
 		return Override{}, false
 	}
 	ov, ok := s.of[limitID(kind, name)]
