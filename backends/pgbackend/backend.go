@@ -65,7 +65,7 @@ func (b *Backend) enqueue(ctx context.Context, q querier, p backends.EnqueuePara
 	if len(a.ids) > 0 {
 		var err error
 		inserted, err = idStates(ctx, q, b.q.insert, a.ids, a.queues, a.tasks, a.payloads, a.headers, a.prios, a.runAts,
-			a.maxDeliveries, a.timeouts, a.policies, a.keys, a.until, a.ord, now)
+			a.maxDeliveries, a.timeouts, a.policies, a.keys, a.until, a.ord, now, a.groups)
 		if err != nil {
 			return nil, fmt.Errorf("pgbackend: enqueue: %w", err)
 		}
@@ -240,11 +240,13 @@ type insertArrays struct {
 	timeouts                     []int64
 	runAts                       []time.Time
 	until                        []*time.Time
+	groups                       []string
 }
 
 func (a *insertArrays) add(ins *backends.JobInsert, i int, now time.Time) {
 	a.ids = append(a.ids, ins.ID)
 	a.queues = append(a.queues, ins.Queue)
+	a.groups = append(a.groups, ins.Group)
 	a.tasks = append(a.tasks, ins.Task)
 	a.policies = append(a.policies, ins.RetryPolicy)
 	a.payloads = append(a.payloads, record.NonNil(ins.Payload))
@@ -292,28 +294,44 @@ var poisonFormat = record.PoisonFormat("%s")
 // When every job it picked was poison or corrupt (and set aside), it picks
 // again, so an empty result means nothing is due.
 func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
+	return b.reserveDue(ctx, p, false)
+}
+
+// reserveDue picks until it has a usable job or nothing is due.
+func (b *Backend) reserveDue(ctx context.Context, p backends.ReserveParams, fair bool) ([]*job.Record, error) {
 	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
 	for {
-		out, picked, err := b.reserve(ctx, p)
+		out, picked, err := b.reserve(ctx, p, fair)
 		if err != nil || len(out) > 0 || picked == 0 {
 			return out, err
 		}
 	}
 }
 
-// reserve picks once; picked counts the rows taken, usable or not.
-func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams) (out []*job.Record, picked int, err error) {
+// reserve picks once, fairly (ReserveFair) or not; picked counts the rows
+// taken, usable or not.
+func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, fair bool) (out []*job.Record, picked int, err error) {
 	now := b.cfg.Clock.Now()
 	var batch pgx.Batch
 	batch.Queue(asyncCommit)
+	stmt := b.q.reserve
+	if fair {
+		batch.Queue(b.q.fairLock, p.Queue)
+		stmt = b.q.fairReserve
+	}
 	batch.Queue(b.q.recoverQueue, p.Queue, now)
-	batch.Queue(b.q.reserve, p.Queue, now, p.Limit, record.Token(8)+".", p.Lease.Milliseconds(), poisonFormat, p.Worker)
+	batch.Queue(stmt, p.Queue, now, p.Limit, record.Token(8)+".", p.Lease.Milliseconds(), poisonFormat, p.Worker)
 	br := b.pool.SendBatch(ctx, &batch)
 	defer br.Close()
 	if _, err := br.Exec(); err != nil {
 		return nil, 0, fmt.Errorf("pgbackend: reserve from %s: %w", p.Queue, err)
+	}
+	if fair {
+		if _, err := br.Exec(); err != nil {
+			return nil, 0, fmt.Errorf("pgbackend: fair reserve from %s: %w", p.Queue, err)
+		}
 	}
 	if _, err := br.Exec(); err != nil {
 		return nil, 0, fmt.Errorf("pgbackend: recovering leases in %s: %w", p.Queue, err)
@@ -323,13 +341,18 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams) (out []
 		return nil, 0, fmt.Errorf("pgbackend: reserve from %s: %w", p.Queue, err)
 	}
 	type reserved struct {
-		r   *job.Record
-		seq int64
+		r        *job.Record
+		seq, pos int64 // pos: the place ReserveFair gave it
 	}
 	var got []reserved
 	corrupt := map[*job.Record]error{}
 	for rows.Next() {
-		r, seq, err := scanRecord(rows)
+		var pos int64
+		var row pgx.Row = rows
+		if fair {
+			row = withPos{rows, &pos}
+		}
+		r, seq, err := scanRecord(row)
 		if r == nil {
 			rows.Close()
 			return nil, 0, fmt.Errorf("pgbackend: reserve from %s: %w", p.Queue, err)
@@ -337,7 +360,7 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams) (out []
 		if err != nil {
 			corrupt[r] = err
 		}
-		got = append(got, reserved{r, seq})
+		got = append(got, reserved{r, seq, pos})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, 0, fmt.Errorf("pgbackend: reserve from %s: %w", p.Queue, err)
@@ -348,7 +371,8 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams) (out []
 	}
 	// UPDATE ... RETURNING has no order; restore the reserve order.
 	slices.SortFunc(got, func(x, y reserved) int {
-		return cmp.Or(cmp.Compare(y.r.Priority, x.r.Priority), x.r.RunAt.Compare(y.r.RunAt), cmp.Compare(x.seq, y.seq))
+		return cmp.Or(cmp.Compare(x.pos, y.pos), // 0 unless fair
+			cmp.Compare(y.r.Priority, x.r.Priority), x.r.RunAt.Compare(y.r.RunAt), cmp.Compare(x.seq, y.seq))
 	})
 	out = make([]*job.Record, 0, len(got))
 	for _, g := range got {

@@ -10,6 +10,7 @@ type queries struct {
 	cancelRow, cancelRequest, cancelJob, getJob, listJobs, stats             string
 	replay, replayQueue, deleteJobs, purge, pause, resume, recoverAll        string
 	pruneDone, pruneDead, foldCounts                                         string
+	fairLock, fairReserve                                                    string // fair.go
 }
 
 // recordCols are the columns scanRecord reads, in order.
@@ -25,16 +26,23 @@ func newQueries(schema string) queries {
 			"{waiting}", waiting).Replace(sql)
 	}
 	return queries{
-		schema: schema,
-		insert: t(`INSERT INTO S.jobs (id, queue, task, payload, headers, priority, state, run_at, created_at,
-				max_deliveries, timeout_ms, retry_policy, unique_key, unique_until)
+		schema:      schema,
+		fairLock:    t(fairLockSQL),
+		fairReserve: t(fairReserveSQL),
+		// The CTE gives each new (queue, group) its row in the fair ring
+		// (fair.go).
+		insert: t(`WITH ring AS (INSERT INTO S.fair_groups (queue, grp)
+				SELECT DISTINCT queue, grp FROM unnest($2::text[], $15::text[]) AS g(queue, grp) ORDER BY 1, 2
+				ON CONFLICT DO NOTHING)
+			INSERT INTO S.jobs (id, queue, task, payload, headers, priority, state, run_at, created_at,
+				max_deliveries, timeout_ms, retry_policy, unique_key, unique_until, grp)
 			SELECT id, queue, task, payload, headers, priority,
 				CASE WHEN run_at > $14 THEN 'scheduled' ELSE 'pending' END, run_at, $14,
-				max_deliveries, timeout_ms, retry_policy, unique_key, unique_until
+				max_deliveries, timeout_ms, retry_policy, unique_key, unique_until, grp
 			FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[], $6::int[], $7::timestamptz[],
-				$8::int[], $9::bigint[], $10::text[], $11::text[], $12::timestamptz[], $13::int[])
+				$8::int[], $9::bigint[], $10::text[], $11::text[], $12::timestamptz[], $13::int[], $15::text[])
 				AS i(id, queue, task, payload, headers, priority, run_at, max_deliveries, timeout_ms, retry_policy,
-					unique_key, unique_until, ord)
+					unique_key, unique_until, ord, grp)
 			ORDER BY ord
 			ON CONFLICT (id) DO NOTHING
 			RETURNING id, state`),
