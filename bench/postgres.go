@@ -36,13 +36,17 @@ func needPostgres(cfg config) string {
 }
 
 // freshSchema connects, drops schema and checkpoints, so each workload
-// starts empty and does not pay for the previous one's dirty pages.
-func freshSchema(ctx context.Context, cfg config, schema string) (*pgxpool.Pool, error) {
+// starts empty and does not pay for the previous one's dirty pages; tune,
+// if given, adjusts the pool's configuration first (a query counter).
+func freshSchema(ctx context.Context, cfg config, schema string, tune ...func(*pgxpool.Config)) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(cfg.postgresURL)
 	if err != nil {
 		return nil, err
 	}
 	pc.MaxConns = 20
+	for _, f := range tune {
+		f(pc)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, err

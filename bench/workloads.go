@@ -127,8 +127,13 @@ func runDrains(cfg config, r *row, d drain) error {
 
 // burnDown drains n enqueued jobs with one worker.
 func burnDown(ctx context.Context, b backends.Backend, n, concurrency int) (float64, error) {
+	return burnDownWith(ctx, b, n, worker.Config{Concurrency: concurrency})
+}
+
+// burnDownWith drains n enqueued jobs with one worker configured by wc.
+func burnDownWith(ctx context.Context, b backends.Backend, n int, wc worker.Config) (float64, error) {
 	done := newCountdown(n)
-	w := worker.New(b, worker.Config{Concurrency: concurrency})
+	w := worker.New(b, wc)
 	worker.Register(w, noop, func(_ context.Context, a noopArgs) (queue.None, error) {
 		a.work()
 		done.ran1()
