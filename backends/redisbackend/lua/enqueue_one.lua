@@ -1,0 +1,24 @@
+-- The lean enqueue (enqueue_lean.lua) of a single job, in straight-line
+-- code: without its loops and tables a one-job call costs about a fifth
+-- less of Redis's time (callgrind: 104,000 instructions a call against
+-- 131,000), which is what a sequential enqueue waits for. ARGV as
+-- enqueue_lean.lua's, for one job. Returns {'ok', id, state, dup}.
+local base, id, state = KEYS[1], ARGV[2], ARGV[3]
+local jk = base .. ':j:' .. id
+-- An ID seen before (a retried call) is a duplicate.
+if redis.call('EXISTS', jk) == 1 then return {'ok', id, redis.call('HGET', jk, 's') or '', 1} end
+-- The sequence as a string once: each number Redis is given from Lua is
+-- formatted anew, and so is string.format's.
+local seq = tostring(redis.call('INCR', base .. ':seq'))
+if state == 'pending' then
+  local rk = ARGV[5] .. string.rep('0', 16 - #seq) .. seq .. ':' .. id
+  redis.call('HSET', jk, 'seq', seq, 'rk', rk, unpack(ARGV, 7))
+  redis.call('ZADD', base .. ':s:pending', seq, id)
+  redis.call('ZADD', base .. ':ready', ARGV[4], rk)
+  redis.call('PUBLISH', base .. ':avail', '')
+else
+  redis.call('HSET', jk, 'seq', seq, unpack(ARGV, 7))
+  redis.call('ZADD', base .. ':s:scheduled', seq, id)
+  redis.call('ZADD', base .. ':later', ARGV[4], id)
+end
+return {'ok', id, state, 0}
