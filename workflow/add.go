@@ -64,6 +64,14 @@ func (s *store) add(ctx context.Context, id string, node Node, o AddOptions) err
 		}
 		r.Grown = true
 		if _, err := s.save(ctx, r, version); errors.Is(err, job.ErrConflict) {
+			named, nerr := s.namesSpec(ctx, id, r.Spec)
+			switch {
+			case nerr != nil:
+				return fmt.Errorf("the outcome is open: %w", nerr) // the spec is kept, swept when the workflow ends
+			case named: // the conflict was this write's own, retried: it is done
+				s.dropSpec(ctx, id, old)
+				return nil
+			}
 			s.dropSpec(ctx, id, r.Spec)
 			continue
 		} else if err != nil {

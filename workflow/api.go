@@ -63,7 +63,7 @@ func Enqueue(ctx context.Context, c *queue.Client, root Node, opts *Options) (Re
 	version, err := s.save(ctx, r, 0)
 	switch {
 	case errors.Is(err, job.ErrConflict):
-		s.dropSpec(ctx, r.ID, r.Spec) // the ID is taken: the spec is no one's
+		s.dropUnnamed(ctx, r.ID, r.Spec) // the ID is taken: the spec is no one's, unless the write was this one's
 		return s.existing(ctx, r.ID)
 	case err != nil:
 		return Ref{}, fmt.Errorf("workflow %s: %w", r.ID, &queue.OutcomeUnknownError{IDs: []string{r.ID}, Err: err})
@@ -132,7 +132,7 @@ func Prepare(ctx context.Context, c *queue.Client, root Node, opts *Options) (*P
 	version, err := s.save(ctx, r, 0)
 	switch {
 	case errors.Is(err, job.ErrConflict):
-		s.dropSpec(ctx, r.ID, r.Spec)
+		s.dropUnnamed(ctx, r.ID, r.Spec)
 		return &Prepared{s: s, r: r, dup: true}, nil
 	case err != nil:
 		return nil, fmt.Errorf("workflow %s: %w", r.ID, err)
@@ -197,6 +197,32 @@ func (s *store) existing(ctx context.Context, id string) (Ref, error) {
 		}
 	}
 	return Ref{ID: id, Duplicate: true}, nil
+}
+
+// namesSpec reports whether workflow id's stored state names spec token.
+// A conflict on a state's write may be the writer's own write: applied,
+// its reply lost, and met by the client's retry (go-redis retries a
+// command on a dropped connection), so the spec it just wrote is not
+// necessarily no one's.
+func (s *store) namesSpec(ctx context.Context, id, token string) (bool, error) {
+	kv, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: key(id), Now: s.now()})
+	if err != nil {
+		return false, err
+	}
+	r, _, err := decodeState(kv.Value)
+	if err != nil {
+		return false, err
+	}
+	return r.Spec == token, nil
+}
+
+// dropUnnamed deletes spec token of workflow id if its state names
+// another. One it cannot tell about is kept: a spec left behind costs its
+// bytes, a spec a state names lost is the workflow lost.
+func (s *store) dropUnnamed(ctx context.Context, id, token string) {
+	if named, err := s.namesSpec(ctx, id, token); err == nil && !named {
+		s.dropSpec(ctx, id, token)
+	}
 }
 
 // refused reports an enqueue error that stored nothing.

@@ -226,7 +226,7 @@ type storedState struct {
 	Spec            string         `json:"spec"`
 	Grown           bool           `json:"grown,omitempty"`
 	N               int            `json:"n"`
-	Steps           []byte         `json:"steps"`             // stepCodes, one entry a step
+	Steps           []byte         `json:"-"`                 // one entry a step, after the JSON (stateMagic)
 	Reasons         map[int]string `json:"reasons,omitempty"` // by step position
 }
 
@@ -281,19 +281,40 @@ func (r *record) encode() ([]byte, error) {
 			ss.Reasons[i] = st.Reason
 		}
 	}
-	ss.Steps = buf
-	b, err := json.Marshal(ss)
+	h, err := json.Marshal(ss)
 	if err != nil {
 		return nil, fmt.Errorf("workflow record %s: %w", r.ID, err)
 	}
-	return b, nil
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(h)+len(buf))
+	b = append(b, stateMagic)
+	b = binary.AppendUvarint(b, uint64(len(h)))
+	return append(append(b, h...), buf...), nil
 }
+
+// stateMagic starts a stored state: then the length of its JSON header,
+// the header, and the steps' entries as they are, not in base64 inside
+// the JSON, so that a load of a 10,000-step workflow scans a few bytes a
+// step once. (A format 1 record starts with '{'.)
+const stateMagic = 0xC2
 
 // decodeState decodes a stored state; its steps are filled by withSpec.
 func decodeState(b []byte) (*record, *storedState, error) {
 	var ss storedState
-	if err := json.Unmarshal(b, &ss); err != nil {
-		return nil, nil, fmt.Errorf("%w: workflow record: %w", job.ErrMalformedPayload, err)
+	if len(b) > 0 && b[0] == '{' {
+		ss.Format = 1 // refused below
+	} else {
+		n, m := uint64(0), 0
+		if len(b) > 0 && b[0] == stateMagic {
+			n, m = binary.Uvarint(b[1:])
+		}
+		if m <= 0 || n > uint64(len(b)-1-m) {
+			return nil, nil, fmt.Errorf("%w: workflow record: not a stored state", job.ErrMalformedPayload)
+		}
+		h := b[1+m : 1+m+int(n)]
+		if err := json.Unmarshal(h, &ss); err != nil {
+			return nil, nil, fmt.Errorf("%w: workflow record: %w", job.ErrMalformedPayload, err)
+		}
+		ss.Steps = b[1+m+int(n):]
 	}
 	if ss.Format != recordFormat {
 		return nil, nil, fmt.Errorf("%w: workflow record %s has format %d, this build reads %d", job.ErrMalformedPayload, ss.ID, ss.Format, recordFormat)
