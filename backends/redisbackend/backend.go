@@ -59,7 +59,7 @@ func (b *Backend) enqueue(ctx context.Context, queues []string, p backends.Enque
 	var err error
 	if lean(queues, p) {
 		args := make([]any, 0, 1+leanArgs*len(p.Jobs))
-		args = append(args, len(p.Jobs))
+		args = append(args, len(p.Jobs), now)
 		for _, ins := range p.Jobs {
 			args = packLean(args, ins, now)
 		}
@@ -117,14 +117,14 @@ func lean(queues []string, p backends.EnqueueParams) bool {
 }
 
 // leanArgs is about how many arguments packLean gives a job.
-const leanArgs = 25
+const leanArgs = 10
 
 // packLean appends a job's arguments for the lean scripts (see
 // lua/enqueue_lean.lua): what the script would otherwise work out per job
-// in Lua — the state, the sorted-set score, the ready member's prefix, the
-// hash's fields without the empty ones — is worked out here, where it
-// costs a fraction of Redis's time, and the script's one HSET takes the
-// fields as they come.
+// in Lua — the state, the sorted-set score, the ready member's prefix,
+// which optional fields are set — is worked out here, where it costs a
+// fraction of Redis's time. The fields every job has go by position (their
+// names are the script's constants): each argument costs the client too.
 func packLean(args []any, ins *backends.JobInsert, now int64) []any {
 	runAt := record.Millis(ins.RunAt)
 	if runAt <= 0 {
@@ -136,9 +136,8 @@ func packLean(args []any, ins *backends.JobInsert, now int64) []any {
 	} else {
 		prefix = readyPrefix(runAt)
 	}
-	at := len(args) + 4 // where the count of values goes
-	args = append(args, ins.ID, string(state), score, prefix, 0,
-		"s", string(state), "t", ins.Task, "p", ins.Payload, "pr", ins.Priority, "ra", runAt, "ca", now, "md", ins.MaxDeliveries)
+	at := len(args) + 9 // where the count of optional values goes
+	args = append(args, ins.ID, string(state), score, prefix, ins.Task, ins.Payload, ins.Priority, runAt, ins.MaxDeliveries, 0)
 	// Empty optional fields are left out, as enqueue.lua does.
 	if to := ins.Timeout.Milliseconds(); to != 0 {
 		args = append(args, "to", to)

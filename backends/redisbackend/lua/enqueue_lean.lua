@@ -1,25 +1,27 @@
 -- The enqueue of a batch for one queue with no bound and no unique keys,
 -- the common case, without the prelude: the full script's top level (its
 -- tables and closures) costs more than a one-job enqueue's own writes.
--- The caller packs each job's hash fields, state and scores, so that per
--- job the script runs one HSET that also holds the ready-set member (and
--- an EXISTS only when an ID of the batch exists already), and per batch one
--- INCRBY, one EXISTS of all the batch's keys and one variadic ZADD per
--- set. The key layout is prelude.lua's.
--- KEYS[1]: the queue's base key. ARGV: the number of jobs, then per job:
--- id, state ('pending' or 'scheduled'), score (-priority in the ready set,
--- or the run-at for the later set), the ready member's prefix (run-at ms,
--- 13 digits, and ':'), the number of values that follow, and those: the
--- hash's field-value pairs but for seq and rk.
+-- The caller works out each job's state and scores, so that per job the
+-- script runs one HSET that also holds the ready-set member (and an EXISTS
+-- only when an ID of the batch exists already), and per batch one INCRBY,
+-- one EXISTS of all the batch's keys and one variadic ZADD per set. The
+-- key layout is prelude.lua's.
+-- KEYS[1]: the queue's base key. ARGV: the number of jobs, now, then per
+-- job 10 values and its optional fields: id, state ('pending' or
+-- 'scheduled'), score (-priority in the ready set, or the run-at for the
+-- later set), the ready member's prefix (run-at ms, 13 digits, and ':'),
+-- task, payload, priority, run-at, max deliveries, the number of values
+-- that follow, and those: field-value pairs of the hash's optional fields
+-- (to, rp, h) that are set.
 -- Returns {'ok', (id, state, dup)...}, as enqueue.lua does.
 local base = KEYS[1]
-local n = tonumber(ARGV[1])
+local n, now = tonumber(ARGV[1]), ARGV[2]
 local jk, at = {}, {}
-local o = 2
+local o = 3
 for i = 1, n do
   at[i] = o
   jk[i] = base .. ':j:' .. ARGV[o]
-  o = o + 5 + tonumber(ARGV[o + 4])
+  o = o + 10 + tonumber(ARGV[o + 9])
 end
 -- All the batch's keys, 1,000 at a time: unpack of a longer list fails
 -- past Lua's C stack. None existing is the rule, as IDs are mostly made up
@@ -50,19 +52,21 @@ for i = 1, n do
     out[#out + 1] = redis.call('HGET', jk[i], 's') or ''
     out[#out + 1] = 1
   else
-    local last = o + 4 + tonumber(ARGV[o + 4])
+    local last = o + 9 + tonumber(ARGV[o + 9])
     -- The sequence as a string once: each number Redis is given from Lua
     -- is formatted anew, and so is string.format's.
     local sq = tostring(seq)
     if state == 'pending' then
       local rk = ARGV[o + 3] .. string.rep('0', 16 - #sq) .. sq .. ':' .. id
-      redis.call('HSET', jk[i], 'seq', sq, 'rk', rk, unpack(ARGV, o + 5, last))
+      redis.call('HSET', jk[i], 's', state, 't', ARGV[o + 4], 'p', ARGV[o + 5], 'pr', ARGV[o + 6], 'ra', ARGV[o + 7],
+        'ca', now, 'md', ARGV[o + 8], 'seq', sq, 'rk', rk, unpack(ARGV, o + 10, last))
       ready[#ready + 1] = ARGV[o + 2]
       ready[#ready + 1] = rk
       pending[#pending + 1] = sq
       pending[#pending + 1] = id
     else
-      redis.call('HSET', jk[i], 'seq', sq, unpack(ARGV, o + 5, last))
+      redis.call('HSET', jk[i], 's', state, 't', ARGV[o + 4], 'p', ARGV[o + 5], 'pr', ARGV[o + 6], 'ra', ARGV[o + 7],
+        'ca', now, 'md', ARGV[o + 8], 'seq', sq, unpack(ARGV, o + 10, last))
       later[#later + 1] = ARGV[o + 2]
       later[#later + 1] = id
       scheduled[#scheduled + 1] = sq

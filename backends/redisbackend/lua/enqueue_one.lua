@@ -3,7 +3,7 @@
 -- less of Redis's time (callgrind: 104,000 instructions a call against
 -- 131,000), which is what a sequential enqueue waits for. ARGV as
 -- enqueue_lean.lua's, for one job. Returns {'ok', id, state, dup}.
-local base, id, state = KEYS[1], ARGV[2], ARGV[3]
+local base, now, id, state = KEYS[1], ARGV[2], ARGV[3], ARGV[4]
 local jk = base .. ':j:' .. id
 -- An ID seen before (a retried call) is a duplicate.
 if redis.call('EXISTS', jk) == 1 then return {'ok', id, redis.call('HGET', jk, 's') or '', 1} end
@@ -11,14 +11,16 @@ if redis.call('EXISTS', jk) == 1 then return {'ok', id, redis.call('HGET', jk, '
 -- formatted anew, and so is string.format's.
 local seq = tostring(redis.call('INCR', base .. ':seq'))
 if state == 'pending' then
-  local rk = ARGV[5] .. string.rep('0', 16 - #seq) .. seq .. ':' .. id
-  redis.call('HSET', jk, 'seq', seq, 'rk', rk, unpack(ARGV, 7))
+  local rk = ARGV[6] .. string.rep('0', 16 - #seq) .. seq .. ':' .. id
+  redis.call('HSET', jk, 's', state, 't', ARGV[7], 'p', ARGV[8], 'pr', ARGV[9], 'ra', ARGV[10], 'ca', now, 'md', ARGV[11],
+    'seq', seq, 'rk', rk, unpack(ARGV, 13))
   redis.call('ZADD', base .. ':s:pending', seq, id)
-  redis.call('ZADD', base .. ':ready', ARGV[4], rk)
+  redis.call('ZADD', base .. ':ready', ARGV[5], rk)
   redis.call('PUBLISH', base .. ':avail', '')
 else
-  redis.call('HSET', jk, 'seq', seq, unpack(ARGV, 7))
+  redis.call('HSET', jk, 's', state, 't', ARGV[7], 'p', ARGV[8], 'pr', ARGV[9], 'ra', ARGV[10], 'ca', now, 'md', ARGV[11],
+    'seq', seq, unpack(ARGV, 13))
   redis.call('ZADD', base .. ':s:scheduled', seq, id)
-  redis.call('ZADD', base .. ':later', ARGV[4], id)
+  redis.call('ZADD', base .. ':later', ARGV[5], id)
 end
 return {'ok', id, state, 0}
