@@ -95,8 +95,9 @@ func (f *fleet) shutdown() {
 }
 
 // processSpawner starts worker processes: the test binary again, with
-// stderr to a log file of its own (which the corruption checks read).
-func processSpawner(t *testing.T, sp spec, ledger, logs string) func() *member {
+// stderr to a log file of its own (which the corruption checks read) and
+// env added to its environment (CONVEYOR_CHAOS_MODE=chord: a chord worker).
+func processSpawner(t *testing.T, sp spec, ledger, logs string, env ...string) func() *member {
 	js, err := json.Marshal(sp)
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +105,7 @@ func processSpawner(t *testing.T, sp spec, ledger, logs string) func() *member {
 	return func() *member {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "CONVEYOR_CHAOS_WORKER=1", "CONVEYOR_CHAOS_SPEC="+string(js), "CONVEYOR_CHAOS_LEDGER="+ledger)
+		cmd.Env = append(cmd.Env, env...)
 		logf, err := os.CreateTemp(logs, "worker-*.log")
 		if err != nil {
 			t.Fatal(err)

@@ -118,8 +118,12 @@ func register(w *worker.Worker, who string, ledger *os.File, alive func() bool) 
 }
 
 // runWorkerProcess is a worker process's life: it runs jobs until SIGTERM
-// (or until the test SIGKILLs it).
+// (or until the test SIGKILLs it). With CONVEYOR_CHAOS_MODE=chord it runs
+// the chord test's steps instead (runChordWorker).
 func runWorkerProcess(sp spec, ledgerPath string) error {
+	if os.Getenv("CONVEYOR_CHAOS_MODE") == "chord" {
+		return runChordWorker(sp, ledgerPath)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	b, err := open(context.Background(), sp, slog.Default())
