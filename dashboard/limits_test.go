@@ -22,7 +22,7 @@ func TestLimitsView(t *testing.T) {
 	limited := queue.NewTask[mailArgs, queue.None]("lim.send", queue.TaskOptions{Queue: "lim",
 		ConcurrencyLimit: &flow.ConcurrencyLimit{Limit: 1, Backoff: time.Hour}})
 	w := worker.New(b, worker.Config{Queues: []worker.QueueConfig{{Name: "lim", RateLimit: &flow.RateLimit{Limit: 600, Per: time.Minute, Burst: 50}}},
-		PollInterval: 20 * time.Millisecond, LeaseDuration: 300 * time.Millisecond})
+		PollInterval: 20 * time.Millisecond, LeaseDuration: 3 * time.Second}) // announcing every second
 	release := make(chan struct{})
 	worker.Register(w, limited, func(ctx context.Context, _ mailArgs) (queue.None, error) {
 		select {
