@@ -84,7 +84,7 @@ func SetOverride(ctx context.Context, b backends.Backend, o Override) error {
 	o.SetAt = time.Now().UTC()
 	v, _ := json.Marshal(o)
 	key := overrideKey(o.Kind, o.Name)
-	for {
+	for attempt := 1; ; attempt++ {
 		var version int64
 		got, err := kv.GetKV(ctx, backends.GetKVParams{Key: key})
 		switch {
@@ -95,7 +95,7 @@ func SetOverride(ctx context.Context, b backends.Backend, o Override) error {
 			version = got.Version
 		}
 		_, err = kv.PutKV(ctx, backends.PutKVParams{Key: key, Value: v, IfVersion: version})
-		if errors.Is(err, job.ErrConflict) && ctx.Err() == nil {
+		if errors.Is(err, job.ErrConflict) && attempt < 16 && ctx.Err() == nil {
 			continue // set at the same moment: the last one wins
 		}
 		if err != nil {
