@@ -3,10 +3,14 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/membackend"
+	"github.com/conveyorhq/conveyor/backends/sqlitebackend"
 	"github.com/conveyorhq/conveyor/job"
 	"github.com/conveyorhq/conveyor/queue"
 	"github.com/conveyorhq/conveyor/worker"
@@ -46,5 +50,85 @@ func TestFairRefusedWithoutCapability(t *testing.T) {
 	worker.Register(inline, BuildReport, func(context.Context, TenantReport) (queue.None, error) { return queue.None{}, nil })
 	if _, err := inline.WorkDue(ctx); !errors.Is(err, job.ErrUnsupported) {
 		t.Fatalf("WorkDue of a fair queue on %T: %v, want job.ErrUnsupported", b, err)
+	}
+}
+
+// The workload of issue 17 through a running worker: tenant A enqueues
+// 50,000 no-op jobs, then tenant B enqueues 10, into a fair queue; B's 10
+// all start before A's next 1,000 do. The test logs the bound measured:
+// how many of A's started before B's last.
+func TestFairWorkerStartsQuietTenant(t *testing.T) {
+	ctx := context.Background()
+	sq, err := sqlitebackend.Open(ctx, sqlitebackend.Config{Path: filepath.Join(t.TempDir(), "fair.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sq.Close() })
+	for _, b := range []backends.Backend{membackend.New(membackend.Config{}), sq} {
+		t.Run(backendName(b), func(t *testing.T) { fairWorker(t, b) })
+	}
+}
+
+func backendName(b backends.Backend) string {
+	switch b.(type) {
+	case *membackend.Backend:
+		return "memory"
+	default:
+		return "sqlite"
+	}
+}
+
+func fairWorker(t *testing.T, b backends.Backend) {
+	ctx := context.Background()
+	const backlog, quiet = 50_000, 10
+	c := queue.NewClient(b, queue.Config{})
+	for done := 0; done < backlog; done += 1000 {
+		reqs := make([]queue.Request, 1000)
+		for i := range reqs {
+			reqs[i] = BuildReport.Request(TenantReport{Tenant: "A"}, &queue.EnqueueOptions{Key: "A"})
+		}
+		if _, err := c.EnqueueMany(ctx, reqs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reqs := make([]queue.Request, quiet)
+	for i := range reqs {
+		reqs[i] = BuildReport.Request(TenantReport{Tenant: "B"}, &queue.EnqueueOptions{Key: "B"})
+	}
+	if _, err := c.EnqueueMany(ctx, reqs...); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	aBefore, bStarted := 0, 0
+	allB := make(chan struct{})
+	w := worker.New(b, worker.Config{Queues: []worker.QueueConfig{{Name: "reports", Fair: true}}, Concurrency: 10, PollInterval: 10 * time.Millisecond})
+	worker.Register(w, BuildReport, func(_ context.Context, r TenantReport) (queue.None, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case r.Tenant == "B":
+			if bStarted++; bStarted == quiet {
+				close(allB)
+			}
+		case bStarted < quiet:
+			aBefore++
+		}
+		return queue.None{}, nil
+	})
+	start := time.Now()
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop(ctx)
+	select {
+	case <-allB:
+	case <-time.After(time.Minute):
+		t.Fatalf("B's %d jobs did not all start within a minute", quiet)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("fair worker: %d of A's %d jobs started before B's %d had all started (%v after Start)", aBefore, backlog, quiet, time.Since(start).Round(time.Millisecond))
+	if aBefore >= 1000 {
+		t.Fatalf("%d of A's jobs started before B's %d: want fewer than 1,000", aBefore, quiet)
 	}
 }
