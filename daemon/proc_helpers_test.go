@@ -145,19 +145,20 @@ func (p *daemonProc) waitN(n int, subs ...string) string {
 	defer timer.Stop()
 	deadline := time.Now().Add(waitLong)
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	for {
 		seen := 0
 		for _, l := range p.logs {
 			if containsAll(l, subs) {
 				if seen++; seen == n {
+					p.mu.Unlock()
 					return l
 				}
 			}
 		}
 		if p.eof || time.Now().After(deadline) {
-			p.mu.Unlock()
-			p.t.Fatalf("waited for %d log lines with %q; saw %d (process ended: %v)", n, subs, seen, p.eof)
+			eof := p.eof
+			p.mu.Unlock() // before Fatalf, which never returns
+			p.t.Fatalf("waited for %d log lines with %q; saw %d (process ended: %v)", n, subs, seen, eof)
 		}
 		p.cond.Wait()
 	}
