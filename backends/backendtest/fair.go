@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
@@ -29,6 +30,7 @@ func testFair(h *harness) {
 	fairAcrossCalls(h, fr)
 	fairPriorityWithinGroup(h, fr)
 	fairDelayedAndRetried(h, fr)
+	fairConcurrent(h, fr)
 	fairBacklog(h, fr, fairBacklogJobs, fairQuietJobs)
 }
 
@@ -187,5 +189,55 @@ func fairBacklog(h *harness, fr backends.FairReserver, backlog, quiet int) {
 	h.t.Logf("fairness: %d of A's %d jobs were reserved before B's %d (10 a call, in %v)", aBefore, backlog, quiet, time.Since(start))
 	if aBefore > quiet {
 		h.t.Fatalf("%d of A's jobs were reserved before B's %d: B waited behind A", aBefore, quiet)
+	}
+}
+
+// fairConcurrent: fair reserves from many goroutines at once lease each
+// job to one of them, and together drain every group.
+func fairConcurrent(h *harness, fr backends.FairReserver) {
+	q := h.queue("fair-swarm")
+	const groups, perGroup, workers = 5, 60, 6
+	var batch []*backends.JobInsert
+	for g := range groups {
+		for i := range perGroup {
+			batch = append(batch, h.gins(q, fmt.Sprint("g", g), fmt.Sprint(g, "-", i)))
+		}
+	}
+	h.enqueue(batch...)
+	var mu sync.Mutex
+	done := map[string]int{}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				recs, err := fr.ReserveFair(h.ctx, backends.ReserveParams{Queue: q, Limit: 7, Lease: longLease})
+				if err != nil {
+					h.t.Errorf("ReserveFair: %v", err)
+					return
+				}
+				if len(recs) == 0 {
+					return
+				}
+				for _, r := range recs {
+					mu.Lock()
+					done[r.ID]++
+					mu.Unlock()
+					if err := h.b.Complete(h.ctx, backends.CompleteParams{Lease: r.Lease}); err != nil {
+						h.t.Errorf("Complete(%s): %v", r.ID, err)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(done) != groups*perGroup {
+		h.t.Fatalf("concurrent fair reserves leased %d of %d jobs", len(done), groups*perGroup)
+	}
+	for id, n := range done {
+		if n != 1 {
+			h.t.Fatalf("job %s leased %d times", id, n)
+		}
 	}
 }
