@@ -137,7 +137,9 @@ func (s *store) save(ctx context.Context, r *record, version int64) (int64, erro
 func (s *store) finalize(ctx context.Context, r *record, expires time.Time) error {
 	if !expires.IsZero() {
 		// A minute past the state's: a reader of a live state finds its spec.
-		if err := s.expireSpec(ctx, r, expires.Add(time.Minute)); err != nil {
+		// A spec gone already (expired with a record kept past it) needs
+		// no expiry.
+		if err := s.expireSpec(ctx, r, expires.Add(time.Minute)); err != nil && !errors.Is(err, job.ErrNotFound) {
 			return err
 		}
 	}
