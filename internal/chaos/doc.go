@@ -30,14 +30,15 @@
 // suite. docs/scaling.md has what they measured.
 //
 // TestChord (chords_test.go) runs workflows under the same abuse: chords
-// of 10 members on SQLite, Redis, PostgreSQL and AMQP with a store, their
+// of 10 members on Redis, PostgreSQL and AMQP with a store, their
 // worker processes running the workflow engine (its observer, Run and
 // reconciler), SIGKILLed or SIGSTOPped every 1-3 s, the server
 // crash-restarted once (AMQP's broker only in scripts/chaos). Afterwards
 // every chord must be done with every step done, every member's job there
 // with its value, its callback's runs each given exactly the 10 results in
 // order, after every member succeeded, rerun only after a kill, a stop or
-// the restart took its lease, and no workflow left open nor job counted.
+// the restart took its lease (or, counted apart, load), no two runs of one
+// delivery, and no workflow left open nor job counted.
 //
 // The package has no code outside its tests. `go test ./internal/chaos`
 // (as CI runs it) uses 1,000 jobs and 100 chords per backend;
