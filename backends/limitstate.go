@@ -42,6 +42,13 @@ func TakeFrom(value []byte, p TakeTokensParams, now time.Time) (LimitWrite, Take
 			b = storedBucket{Tokens: float64(burst), At: now}
 		}
 	}
+	// A caller whose Now is older than the bucket's time (it read the
+	// clock, then waited on a row lock while a later caller wrote) takes
+	// at the bucket's time: storing its older Now would move the bucket
+	// back, and the next caller would refill the same interval twice.
+	if b.At.After(now) {
+		now = b.At
+	}
 	tokens := Refill(b.Tokens, b.At, now, p.Limit, p.Per, burst)
 	taken := min(count, int(math.Floor(tokens)))
 	res := TakeTokensResult{Taken: taken}

@@ -133,7 +133,24 @@ func limitsTokenBucket(h *harness, l backends.Limiter) {
 			h.t.Fatalf("next token in %s, want an hour (1 an hour)", r.NextAt.Sub(now))
 		}
 	}
-	_, err := l.TakeTokens(h.ctx, backends.TakeTokensParams{Key: key, Limit: 0, Per: time.Second})
+	// A caller whose Now is older than the bucket's (it read the clock,
+	// then waited for a lock while a later caller took) must not move the
+	// bucket back in time: the next caller would refill that interval
+	// again, and the limit over-grant.
+	late := backends.TakeTokensParams{Key: key + "-late", Limit: 10, Per: time.Second, Count: 5, Now: now}
+	r5, err := l.TakeTokens(h.ctx, late)
+	must(h.t, err)
+	late.Count, late.Now = 1, now.Add(-500*time.Millisecond)
+	r1, err := l.TakeTokens(h.ctx, late)
+	must(h.t, err)
+	late.Count, late.Now = 10, now
+	rest, err := l.TakeTokens(h.ctx, late)
+	must(h.t, err)
+	if got := r5.Taken + r1.Taken + rest.Taken; got > 10 {
+		h.t.Fatalf("a bucket of 10 gave %d tokens at one time (%d, then %d to a caller 500ms behind, then %d): an older caller moved it back", got, r5.Taken, r1.Taken, rest.Taken)
+	}
+
+	_, err = l.TakeTokens(h.ctx, backends.TakeTokensParams{Key: key, Limit: 0, Per: time.Second})
 	expectErr(h.t, err, job.ErrInvalid)
 }
 
