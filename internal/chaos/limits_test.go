@@ -72,20 +72,14 @@ const limitsSpan = 20 * time.Second
 // window's longest reserve-to-start delay), which only an over-granting
 // limiter passes; the plain count against limit plus burst is logged.
 //
-// On PostgreSQL the case runs in scripts/chaos only
-// (CONVEYOR_CHAOS_PG_RATE=1) until its known failure is fixed: the KV
-// bucket (backends.TakeFrom) stores the caller's Now as the bucket's time
-// even when an earlier writer stored a later one, so callers queued on the
-// row lock refill the same interval twice and the limit over-grants (1,289
-// starts in 20 s under a 50/s limit, seen); with that fixed, a loaded
-// 2-core machine still fell short of 950 (753, admissions waiting 10 s on
-// the row).
+// On PostgreSQL the case found an over-grant: the KV bucket
+// (backends.TakeFrom) stored the caller's Now as the bucket's time even
+// when an earlier writer stored a later one, so callers queued on the row
+// lock refilled the same interval twice (1,289 starts in 20 s under a
+// 50/s limit). Fixed; the conformance suite has the case.
 func TestLimitsRateAcrossProcesses(t *testing.T) {
 	for name, mk := range limitsBackends(t) {
 		t.Run(name, func(t *testing.T) {
-			if name == "postgres" && os.Getenv("CONVEYOR_CHAOS_PG_RATE") != "1" {
-				t.Skip("PostgreSQL's rate case: run by scripts/chaos (CONVEYOR_CHAOS_PG_RATE=1), not in CI until the bucket's over-grant is fixed (see the test's doc)")
-			}
 			t.Parallel()
 			sp := mk(t)
 			run := startLimitsRun(t, sp, limitsWorker{QueueRate: true}, func(c *queue.Client, q string) []queue.Request {
