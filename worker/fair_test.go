@@ -54,8 +54,8 @@ func TestFairRefusedWithoutCapability(t *testing.T) {
 }
 
 // The workload of issue 17 through a running worker: tenant A enqueues
-// 50,000 no-op jobs, then tenant B enqueues 10, into a fair queue; B's 10
-// all start before A's next 1,000 do. The test logs the bound measured:
+// 50,000 no-op jobs (5,000 on SQLite), then tenant B enqueues 10, into a
+// fair queue; B's 10 all start before A's next 1,000 do. The test logs the bound measured:
 // how many of A's started before B's last.
 func TestFairWorkerStartsQuietTenant(t *testing.T) {
 	ctx := context.Background()
@@ -64,23 +64,15 @@ func TestFairWorkerStartsQuietTenant(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sq.Close() })
-	for _, b := range []backends.Backend{membackend.New(membackend.Config{}), sq} {
-		t.Run(backendName(b), func(t *testing.T) { fairWorker(t, b) })
-	}
+	t.Run("memory", func(t *testing.T) { fairWorker(t, membackend.New(membackend.Config{}), 50_000) })
+	// 5,000 on SQLite: 50,000 inserts take minutes under the race
+	// detector (the conformance suite's case has the full workload).
+	t.Run("sqlite", func(t *testing.T) { fairWorker(t, sq, 5_000) })
 }
 
-func backendName(b backends.Backend) string {
-	switch b.(type) {
-	case *membackend.Backend:
-		return "memory"
-	default:
-		return "sqlite"
-	}
-}
-
-func fairWorker(t *testing.T, b backends.Backend) {
+func fairWorker(t *testing.T, b backends.Backend, backlog int) {
 	ctx := context.Background()
-	const backlog, quiet = 50_000, 10
+	const quiet = 10
 	c := queue.NewClient(b, queue.Config{})
 	for done := 0; done < backlog; done += 1000 {
 		reqs := make([]queue.Request, 1000)

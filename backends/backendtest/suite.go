@@ -487,6 +487,15 @@ func testConcurrentWorkers(h *harness) {
 			batch = nil
 		}
 	}
+	swarm(h, workers, jobs, func() ([]*job.Record, error) {
+		return h.b.Reserve(h.ctx, backends.ReserveParams{Queue: q, Limit: 10, Lease: longLease})
+	})
+}
+
+// swarm runs workers goroutines that reserve and complete until reserve
+// returns nothing, and checks that each of the jobs ran once, leased to
+// one worker at a time.
+func swarm(h *harness, workers, jobs int, reserve func() ([]*job.Record, error)) {
 	var mu sync.Mutex
 	held := map[string]bool{}
 	done := map[string]int{}
@@ -496,9 +505,9 @@ func testConcurrentWorkers(h *harness) {
 		go func() {
 			defer wg.Done()
 			for {
-				recs, err := h.b.Reserve(h.ctx, backends.ReserveParams{Queue: q, Limit: 10, Lease: longLease})
+				recs, err := reserve()
 				if err != nil {
-					h.t.Errorf("Reserve: %v", err)
+					h.t.Errorf("reserve: %v", err)
 					return
 				}
 				if len(recs) == 0 {

@@ -46,18 +46,7 @@ const fairReserveSQL = `WITH ring AS (
 		FROM (SELECT coalesce(max(served), 0) AS n FROM S.fair_groups WHERE queue = $1) base,
 			(SELECT grp, max(pos) AS pos FROM due GROUP BY grp) m
 		WHERE f.queue = $1 AND f.grp = m.grp)
-	UPDATE S.jobs j SET
-		state = CASE WHEN due.poison THEN 'dead' ELSE 'running' END,
-		deliveries = j.deliveries + CASE WHEN due.poison THEN 0 ELSE 1 END,
-		started_at = CASE WHEN due.poison THEN j.started_at ELSE $2 END,
-		finished_at = CASE WHEN due.poison THEN $2 END,
-		errors = CASE WHEN due.poison THEN j.errors || jsonb_build_array(jsonb_build_object(
-			'attempt', jsonb_array_length(j.errors) + 1, 'at', $2::timestamptz, 'error', format($6, j.deliveries)))
-			ELSE j.errors END,
-		lease_token = CASE WHEN due.poison THEN NULL ELSE $4 || j.seq END,
-		lease_expires_at = CASE WHEN due.poison THEN NULL ELSE $2 + $5 * interval '1 millisecond' END,
-		cancel_requested = false,
-		worker = $7
+	UPDATE S.jobs j SET ` + leaseDue + `
 	FROM due WHERE j.ctid = due.ctid
 	RETURNING {jcols}, due.pos`
 

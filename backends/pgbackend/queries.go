@@ -20,6 +20,24 @@ const recordCols = `seq, id, queue, task, payload, headers, priority, state, run
 
 const waiting = `('pending', 'scheduled', 'retrying')`
 
+// leaseDue is the SET list of the reserve statements (reserve and
+// fairReserve): each job of the CTE due ($2 now, $4 the token prefix, $5
+// the lease in ms, $6 the poison format, $7 the worker) is leased, or
+// dead-lettered when it has used its deliveries (due.poison).
+const leaseDue = `
+				state = CASE WHEN due.poison THEN 'dead' ELSE 'running' END,
+				deliveries = j.deliveries + CASE WHEN due.poison THEN 0 ELSE 1 END,
+				started_at = CASE WHEN due.poison THEN j.started_at ELSE $2 END,
+				finished_at = CASE WHEN due.poison THEN $2 END,
+				errors = CASE WHEN due.poison THEN j.errors || jsonb_build_array(jsonb_build_object(
+					'attempt', jsonb_array_length(j.errors) + 1, 'at', $2::timestamptz, 'error', format($6, j.deliveries)))
+					ELSE j.errors END,
+				lease_token = CASE WHEN due.poison THEN NULL ELSE $4 || j.seq END,
+				lease_expires_at = CASE WHEN due.poison THEN NULL ELSE $2 + $5 * interval '1 millisecond' END,
+				cancel_requested = false,
+				worker = $7
+`
+
 func newQueries(schema string) queries {
 	t := func(sql string) string {
 		return strings.NewReplacer("S.", schema+".", "{cols}", recordCols, "{jcols}", "j."+strings.ReplaceAll(recordCols, ", ", ", j."),
@@ -77,18 +95,7 @@ func newQueries(schema string) queries {
 				ORDER BY priority DESC, run_at, seq
 				LIMIT $3
 				FOR UPDATE SKIP LOCKED)
-			UPDATE S.jobs j SET
-				state = CASE WHEN due.poison THEN 'dead' ELSE 'running' END,
-				deliveries = j.deliveries + CASE WHEN due.poison THEN 0 ELSE 1 END,
-				started_at = CASE WHEN due.poison THEN j.started_at ELSE $2 END,
-				finished_at = CASE WHEN due.poison THEN $2 END,
-				errors = CASE WHEN due.poison THEN j.errors || jsonb_build_array(jsonb_build_object(
-					'attempt', jsonb_array_length(j.errors) + 1, 'at', $2::timestamptz, 'error', format($6, j.deliveries)))
-					ELSE j.errors END,
-				lease_token = CASE WHEN due.poison THEN NULL ELSE $4 || j.seq END,
-				lease_expires_at = CASE WHEN due.poison THEN NULL ELSE $2 + $5 * interval '1 millisecond' END,
-				cancel_requested = false,
-				worker = $7
+			UPDATE S.jobs j SET ` + leaseDue + `
 			FROM due WHERE j.ctid = due.ctid
 			RETURNING {jcols}`),
 		extend: t(`UPDATE S.jobs j SET lease_expires_at = $2 + $3 * interval '1 millisecond'

@@ -33,7 +33,7 @@ func TestConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		return b
-	}, TimePrecision: time.Microsecond, BeginTx: func(t *testing.T, b backends.Backend) backendtest.Tx {
+	}, TimePrecision: time.Microsecond, FairBacklog: fairBacklog, BeginTx: func(t *testing.T, b backends.Backend) backendtest.Tx {
 		tx, err := b.(*sqlitebackend.Backend).DB().BeginTx(context.Background(), nil)
 		if err != nil {
 			t.Fatal(err)
