@@ -218,8 +218,18 @@ var growWorkloads = map[string]func(ctx context.Context, cfg config, g *growConf
 }
 
 func runGrow(ctx context.Context, cfg config, g *growConfig, run []target) error {
-	fmt.Printf("how cost grows: %s; backlog %v, retained %d (%d jobs), queues %v (%d jobs), dashboard %d (%d drained), payloads %v (%d MB a run)\n",
-		strings.Join(g.workloads, ","), g.backlog, g.retained, g.retainJobs, g.queues, g.queueJobs, g.dashJobs, g.dashDrain, g.payloads, g.payloadMB)
+	sizes := map[string]string{
+		"backlog":   fmt.Sprintf("backlog %v", g.backlog),
+		"retention": fmt.Sprintf("retained %d (%d jobs)", g.retained, g.retainJobs),
+		"queues":    fmt.Sprintf("queues %v (%d jobs)", g.queues, g.queueJobs),
+		"dashboard": fmt.Sprintf("dashboard %d (%d drained)", g.dashJobs, g.dashDrain),
+		"payloads":  fmt.Sprintf("payloads %v (%d MB a run)", g.payloads, g.payloadMB),
+	}
+	var asked []string
+	for _, w := range g.workloads {
+		asked = append(asked, sizes[w])
+	}
+	fmt.Printf("how cost grows: %s\n", strings.Join(asked, "; "))
 	for _, w := range g.workloads {
 		fmt.Fprintf(os.Stderr, "grow %s...\n", w)
 		results, err := growWorkloads[w](ctx, cfg, g, run)
