@@ -54,9 +54,19 @@ func TestMetricsShowLimits(t *testing.T) {
 	}
 	defer w.Stop(ctx)
 	defer close(release)
-	testenv.WaitFor(t, 15*time.Second, "one running, two held back", func() bool {
-		s := w.LimitStates()
-		return len(s) == 2 && s[0].InUse == 1 && s[0].HeldBack == 2
+	// Both limits' figures, not only the concurrency one's: the queue's
+	// bucket records its token in its own step of the admission.
+	testenv.WaitFor(t, 15*time.Second, "one running, two held back, one token taken", func() bool {
+		var conc, rate bool
+		for _, s := range w.LimitStates() {
+			switch s.Kind {
+			case flow.KindConcurrency:
+				conc = s.InUse == 1 && s.HeldBack == 2
+			case flow.KindRate:
+				rate = s.InUse == 1
+			}
+		}
+		return conc && rate
 	})
 	want := `
 # HELP conveyor_limit The limit in force (an override's if set): jobs started per conveyor_limit_interval_seconds for a rate limit, jobs running at once for a concurrency limit; per key when per_key is true.
