@@ -96,10 +96,10 @@ func accountChords(t *testing.T, o *opened, c *queue.Client, led *ledger, enq *c
 
 	// Reruns, by what made the earlier run not count.
 	cr := &result{}
-	cr.classifyDuplicates(callbacks, f, outages, false)
+	cr.classifyDuplicates(callbacks, f, outages, false, false)
 	r.cb, r.callbackRuns = cr.dups, cr.executions
 	mr := &result{}
-	mr.classifyDuplicates(members, f, outages, false)
+	mr.classifyDuplicates(members, f, outages, false, false)
 	r.members, r.memberRuns = mr.dups, mr.executions
 	if r.cb.sameDelivery+r.members.sameDelivery > 0 {
 		r.problem("runs with the delivery number of another run of their step's job (two holders of one lease): %s",

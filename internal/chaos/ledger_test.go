@@ -224,8 +224,12 @@ type duplicates struct {
 // Without a job-state store, an AMQP backend cannot tell a message a retry
 // superseded from the current one: when a worker dies between publishing
 // the retry and acking the old delivery, both run, and their delivery
-// numbers, counted per message, may meet (staleRuns).
-func (r *result) classifyDuplicates(led *ledger, f *fleet, outages []outage, staleRuns bool) {
+// numbers, counted per message, may meet (staleRuns). With a store the
+// same happens when the worker is frozen (SIGSTOP) between publishing the
+// retry and recording it: its lease runs out, the old delivery is claimed
+// and run again under the next number, which the retry's message carries
+// too (amqpRetry; seen in CI). Neither is two holders of one lease.
+func (r *result) classifyDuplicates(led *ledger, f *fleet, outages []outage, staleRuns, amqpRetry bool) {
 	during := func(at time.Time) bool {
 		for _, o := range outages {
 			if at.After(o.from.Add(-time.Second)) && at.Before(o.to.Add(lease+time.Second)) {
@@ -241,7 +245,8 @@ func (r *result) classifyDuplicates(led *ledger, f *fleet, outages []outage, sta
 		for _, e := range es {
 			prev, dup := seen[e.delivery]
 			switch {
-			case dup && (staleRuns || during(prev.at) || during(e.at)):
+			case dup && (staleRuns || during(prev.at) || during(e.at) ||
+				amqpRetry && (f.fateOf(prev.who) == "stopped" || f.fateOf(e.who) == "stopped")):
 				// A backend may commit a reservation without waiting for
 				// its flush (PostgreSQL's Reserve does): a crash loses it,
 				// and the job's next delivery has the same number.

@@ -129,7 +129,7 @@ func runChaos(t *testing.T, c chaosCase) {
 	r.outages = outages
 	r.chaos, r.total = chaosEnd.Sub(start), time.Since(start)
 	r.settled = settled
-	r.classifyDuplicates(led, workers, outages, c.spec.Kind == "amqp" && c.spec.Store == "")
+	r.classifyDuplicates(led, workers, outages, c.spec.Kind == "amqp" && c.spec.Store == "", c.spec.Kind == "amqp")
 	r.report(t)
 }
 
