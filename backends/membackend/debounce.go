@@ -23,10 +23,7 @@ type debounceState struct {
 
 // Debounce implements backends.Debouncer.
 func (b *Backend) Debounce(ctx context.Context, p backends.DebounceParams) (backends.EnqueueResult, error) {
-	if err := p.Validate(); err != nil {
-		return backends.EnqueueResult{}, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return backends.EnqueueResult{}, err
 	}
 	b.deb.mu.Lock()

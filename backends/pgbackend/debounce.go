@@ -21,10 +21,7 @@ var _ backends.Debouncer = (*Backend)(nil)
 // a Reserve that took it first is seen, and the replacement or the insert
 // and its filing commit together.
 func (b *Backend) Debounce(ctx context.Context, p backends.DebounceParams) (backends.EnqueueResult, error) {
-	if err := p.Validate(); err != nil {
-		return backends.EnqueueResult{}, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return backends.EnqueueResult{}, err
 	}
 	key := record.DebounceKey(p.Job.Queue, p.Key)

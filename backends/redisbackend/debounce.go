@@ -25,10 +25,7 @@ var debounceScript = sync.OnceValue(func() *redis.Script {
 // Debounce implements backends.Debouncer. Times come from this client's
 // clock, as for every script.
 func (b *Backend) Debounce(ctx context.Context, p backends.DebounceParams) (backends.EnqueueResult, error) {
-	if err := p.Validate(); err != nil {
-		return backends.EnqueueResult{}, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return backends.EnqueueResult{}, err
 	}
 	ins := p.Job

@@ -17,10 +17,7 @@ var _ backends.Debouncer = (*Backend)(nil)
 // insert, and the filing are one write transaction, which SQLite runs one
 // at a time across every process on the file, as it does Reserve's.
 func (b *Backend) Debounce(ctx context.Context, p backends.DebounceParams) (backends.EnqueueResult, error) {
-	if err := p.Validate(); err != nil {
-		return backends.EnqueueResult{}, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return backends.EnqueueResult{}, err
 	}
 	var res backends.EnqueueResult
