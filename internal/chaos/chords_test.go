@@ -3,10 +3,8 @@ package chaos_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"sync"
@@ -183,23 +181,8 @@ func (e *chordEnqueuer) enqueue(n int) {
 // crash-restarted once, then a drain until every chord's workflow is
 // final, then the account.
 func runChords(t *testing.T, c chordCase) {
-	ctx := context.Background()
 	total := chordCount()
-	dir := t.TempDir()
-	ledgerPath, logs := filepath.Join(dir, "ledger"), filepath.Join(dir, "logs")
-	if err := os.Mkdir(logs, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(logs, "test.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	o, err := open(ctx, c.spec, slog.New(slog.NewTextHandler(logf, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.Close()
+	o, ledgerPath, logs := openRun(t, c.spec)
 	client := queue.NewClient(o.Backend, queue.Config{})
 
 	start := time.Now()

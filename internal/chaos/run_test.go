@@ -26,23 +26,8 @@ const stallLimit = 45 * time.Second
 // past their lease, and a server crash-restarted twice; waiting jobs are
 // corrupted in between. Then it accounts for every job.
 func runChaos(t *testing.T, c chaosCase) {
-	ctx := context.Background()
 	total := jobCount()
-	dir := t.TempDir()
-	ledgerPath, logs := filepath.Join(dir, "ledger"), filepath.Join(dir, "logs")
-	if err := os.Mkdir(logs, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(logs, "test.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	o, err := open(ctx, c.spec, slog.New(slog.NewTextHandler(logf, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.Close()
+	o, ledgerPath, logs := openRun(t, c.spec)
 	ledgerFile, err := os.OpenFile(ledgerPath, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		t.Fatal(err)
@@ -131,6 +116,28 @@ func runChaos(t *testing.T, c chaosCase) {
 	r.settled = settled
 	r.classifyDuplicates(led, workers, outages, c.spec.Kind == "amqp" && c.spec.Store == "", c.spec.Kind == "amqp")
 	r.report(t)
+}
+
+// openRun opens sp's backend for a run, logging to logs/test.log in a
+// directory of the test's, beside the ledger's path; both close with the
+// test.
+func openRun(t *testing.T, sp spec) (o *opened, ledgerPath, logs string) {
+	dir := t.TempDir()
+	ledgerPath, logs = filepath.Join(dir, "ledger"), filepath.Join(dir, "logs")
+	if err := os.Mkdir(logs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(logs, "test.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = logf.Close() })
+	o, err = open(context.Background(), sp, slog.New(slog.NewTextHandler(logf, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = o.Close() })
+	return o, ledgerPath, logs
 }
 
 // settle waits until every stored job has finished, or until no job has
