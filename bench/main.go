@@ -160,22 +160,7 @@ func main() {
 		runWorkflows(cfg, *only)
 		return
 	}
-	var run []target
-	for _, t := range targets {
-		asked := *only != "" && strings.Contains(","+*only+",", ","+t.name+",")
-		if *only != "" && !asked {
-			continue
-		}
-		if why := t.needs(cfg); why != "" {
-			if asked {
-				fmt.Fprintf(os.Stderr, "bench %s: %s\n", t.name, why)
-				os.Exit(1)
-			}
-			fmt.Fprintf(os.Stderr, "skipping %s: %s\n", t.name, why)
-			continue
-		}
-		run = append(run, t)
-	}
+	run := pick(targets, *only, "", func(t target) (string, string) { return t.name, t.needs(cfg) })
 	if grow.asked() {
 		if err := runGrow(context.Background(), cfg, grow, run); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
@@ -378,3 +363,29 @@ func rate(v, base float64, compared bool) string {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
+
+// pick returns the rows of all that -backends asks for (every row when
+// only is empty) and whose servers answer. A row that cannot run is
+// skipped with a line on stderr, unless it was asked for by name: then
+// the command fails. desc returns a row's name as -backends spells it and
+// why it cannot run ("" when it can); what follows the name in messages.
+func pick[T any](all []T, only, what string, desc func(T) (name, why string)) []T {
+	var run []T
+	for _, t := range all {
+		name, why := desc(t)
+		asked := only != "" && strings.Contains(","+only+",", ","+name+",")
+		if only != "" && !asked {
+			continue
+		}
+		if why != "" {
+			if asked {
+				fmt.Fprintf(os.Stderr, "bench %s%s: %s\n", name, what, why)
+				os.Exit(1)
+			}
+			fmt.Fprintf(os.Stderr, "skipping %s%s: %s\n", name, what, why)
+			continue
+		}
+		run = append(run, t)
+	}
+	return run
+}

@@ -523,23 +523,9 @@ func runWorkflows(cfg config, only string) {
 	if wfFlags.mode == "off" {
 		return
 	}
-	var run []wfTarget
-	for _, t := range wfTargets {
-		name := strings.TrimSuffix(t.name, "+redis")
-		asked := only != "" && strings.Contains(","+only+",", ","+name+",")
-		if only != "" && !asked {
-			continue
-		}
-		if why := t.needs(cfg); why != "" {
-			if asked {
-				fmt.Fprintf(os.Stderr, "bench %s workflows: %s\n", t.name, why)
-				os.Exit(1)
-			}
-			fmt.Fprintf(os.Stderr, "skipping %s workflows: %s\n", t.name, why)
-			continue
-		}
-		run = append(run, t)
-	}
+	run := pick(wfTargets, only, " workflows", func(t wfTarget) (string, string) {
+		return strings.TrimSuffix(t.name, "+redis"), t.needs(cfg)
+	})
 	fmt.Printf("workflow rows: chord of %d, %d chains of %d, callback latency over %d chords of %d; c=%d, %d round(s)\n",
 		wfFlags.members, wfFlags.chains, wfFlags.steps, wfFlags.latChords, wfFlags.latMembers, cfg.concurrency[0], cfg.rounds)
 	rounds := make([][]wfRow, len(run))
