@@ -43,7 +43,7 @@ func (b *StoredBackend) ReplayJobs(ctx context.Context, p backends.ReplayJobsPar
 			if pl, ok := p.Payloads[id]; ok {
 				cur.Payload = pl
 			}
-			cur.State, cur.RunAt, cur.FinishedAt, cur.Deliveries, cur.CancelRequested = job.Pending, now, time.Time{}, 0, false
+			cur.State, cur.RunAt, cur.FinishedAt, cur.Deliveries, cur.CancelRequested, cur.RetriedFrom = job.Pending, now, time.Time{}, 0, false, 0
 			cur.Incarnation++
 			return nil
 		})

@@ -83,14 +83,14 @@ func (b *Backend) ReplayDead(ctx context.Context, p DeadParams) (int, error) {
 // false for one the store says is no longer dead.
 func (b *Backend) replay(ctx context.Context, dc *doc) (bool, error) {
 	now := b.cfg.Clock.Now()
-	dc.State, dc.RunAt, dc.FinishedAt, dc.Deliveries = job.Pending, now, time.Time{}, 0
+	dc.State, dc.RunAt, dc.FinishedAt, dc.Deliveries, dc.RetriedFrom = job.Pending, now, time.Time{}, 0, 0
 	dc.Incarnation++
 	if b.st != nil {
 		_, err := b.st.update(ctx, dc.ID, func(cur *doc) error {
 			if cur.State != job.Dead || cur.Incarnation >= dc.Incarnation {
 				return errStale
 			}
-			cur.State, cur.RunAt, cur.FinishedAt, cur.Deliveries, cur.Incarnation = dc.State, now, time.Time{}, 0, dc.Incarnation
+			cur.State, cur.RunAt, cur.FinishedAt, cur.Deliveries, cur.Incarnation, cur.RetriedFrom = dc.State, now, time.Time{}, 0, dc.Incarnation, 0
 			return nil
 		})
 		if errors.Is(err, errStale) || errors.Is(err, job.ErrNotFound) {

@@ -25,6 +25,11 @@ type doc struct {
 	// Incarnation grows with every message published for the job, so a
 	// message superseded by a retry is told from the current one.
 	Incarnation int `json:",omitempty"`
+	// RetriedFrom is the delivery (its number in the store's count) whose
+	// Retry published this incarnation's message; zero for an enqueue or a
+	// replay. It tells the retry of the job's current delivery from one a
+	// superseded delivery published (see claim).
+	RetriedFrom int `json:",omitempty"`
 
 	version int64 // its version in the store, where it was read from there
 }

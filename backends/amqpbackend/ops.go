@@ -223,7 +223,7 @@ func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
 	}
 	now := b.cfg.Clock.Now()
 	next := *l.doc
-	next.Lease, next.RunAt = job.Lease{}, p.At
+	next.Lease, next.RunAt, next.RetriedFrom = job.Lease{}, p.At, l.doc.Deliveries
 	next.Incarnation++
 	switch {
 	case p.Error != nil:
@@ -254,14 +254,24 @@ func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
 	}
 	if b.st != nil {
 		_, err := b.st.update(ctx, next.ID, func(cur *doc) error {
-			if cur.Incarnation >= next.Incarnation { // the new message was reserved already
+			switch {
+			case cur.Incarnation >= next.Incarnation: // the new message was reserved already
 				return errStale
+			case cur.State != job.Running || cur.Lease.Token != p.Lease.Token:
+				// Another delivery took the job since the check above (this
+				// process froze in between, its delivery went back): that
+				// one owns the job, and claim drops the message just sent.
+				return job.ErrLeaseLost
 			}
-			cur.State, cur.RunAt, cur.Errors, cur.Deliveries, cur.Incarnation, cur.Lease =
-				next.State, next.RunAt, next.Errors, next.Deliveries, next.Incarnation, job.Lease{}
+			cur.State, cur.RunAt, cur.Errors, cur.Deliveries, cur.Incarnation, cur.RetriedFrom, cur.Lease =
+				next.State, next.RunAt, next.Errors, next.Deliveries, next.Incarnation, next.RetriedFrom, job.Lease{}
 			return nil
 		})
-		if err != nil && !errors.Is(err, errStale) {
+		switch {
+		case errors.Is(err, job.ErrLeaseLost):
+			b.settle(l, true)
+			return fmt.Errorf("amqpbackend: job %s: %w", next.ID, err)
+		case err != nil && !errors.Is(err, errStale):
 			b.cfg.Logger.Warn("amqpbackend: retry published but not recorded in the store", "job", next.ID, "err", err)
 		}
 	}

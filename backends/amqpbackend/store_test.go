@@ -3,6 +3,7 @@ package amqpbackend_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -202,5 +203,76 @@ func TestReturnedPrefetchIsNoDelivery(t *testing.T) {
 	rec, err := b.(backends.Inspector).GetJob(ctx, backends.GetJobParams{ID: "pr-1"})
 	if err != nil || rec.State != job.Running {
 		t.Fatalf("job = %+v, %v; want running, not a poison message", rec, err)
+	}
+}
+
+// A worker that froze between publishing a retry and recording it finds,
+// when it wakes, that its delivery went back to the broker and another
+// worker took the job. The retry it published is surplus: it is dropped
+// when it arrives (logged at Debug), the job is the later delivery's, and
+// the frozen worker's record step does not overwrite that delivery's
+// record. Here the returned delivery and the surplus retry are published
+// by hand, as the broker and the frozen worker did.
+func TestSupersededRetryIsDropped(t *testing.T) {
+	var logs logBuffer
+	b := open(t, amqpbackend.Config{Store: sqliteStore(t), Logger: logTo(&logs)})
+	ctx := context.Background()
+	q := fresh("superseded-retry")
+	_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: "sr-1", Queue: q, Task: "t"}}})
+	must(t, err)
+	first := reserveOne(t, b, q, "sr-1")
+	publish := func(h amqp.Table) {
+		t.Helper()
+		must(t, rawChannel(t).PublishWithContext(ctx, testPrefix+".work", q, false, false, amqp.Publishing{MessageId: "sr-1", Type: "t", Headers: h}))
+	}
+	publish(nil) // the frozen worker's delivery, returned
+	second := reserveOne(t, b, q, "sr-1")
+	if second.Deliveries != 2 {
+		t.Fatalf("the returned message ran as delivery %d, want 2", second.Deliveries)
+	}
+	// The frozen worker's retry of delivery 1, published before it froze.
+	publish(amqp.Table{"x-conveyor-deliveries": int64(1), "x-conveyor-incarnation": int64(1), "x-conveyor-retried-from": int64(1),
+		"x-conveyor-errors": `[{"attempt":1,"error":"frozen worker's failure"}]`})
+	// Its Retry, when it wakes, finds the lease gone and publishes nothing.
+	ae := job.AttemptError{Attempt: 1, Error: "frozen worker's failure"}
+	if err := b.Retry(ctx, backends.RetryParams{Lease: first.Lease, At: time.Now(), Error: &ae}); !errors.Is(err, job.ErrLeaseLost) {
+		t.Fatalf("Retry by the superseded delivery = %v, want job.ErrLeaseLost", err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the surplus retry dropped", func() bool {
+		recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 10, Lease: time.Minute})
+		must(t, err)
+		if len(recs) > 0 {
+			t.Fatalf("the surplus retry ran as delivery %d", recs[0].Deliveries)
+		}
+		return logs.line("DEBUG", "message dropped", "sr-1", "superseded") != ""
+	})
+	must(t, b.Complete(ctx, backends.CompleteParams{Lease: second.Lease}))
+	rec, err := b.(backends.Inspector).GetJob(ctx, backends.GetJobParams{ID: "sr-1"})
+	if err != nil || rec.State != job.Done || rec.Deliveries != 2 || rec.Attempts() != 0 {
+		t.Fatalf("job = %+v, %v; want done at delivery 2 with no failed attempt", rec, err)
+	}
+}
+
+// A bounded job restored from its message keeps the one place in its
+// queue's bound that its enqueue took: it is not counted a second time,
+// and its finish gives the place back.
+func TestRestoredJobKeepsItsPlaceInTheBound(t *testing.T) {
+	st := sqliteStore(t)
+	b := open(t, amqpbackend.Config{Store: st})
+	ctx := context.Background()
+	q := fresh("restored-bound")
+	enqueue := func(id string) error {
+		_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: id, Queue: q, Task: "t", MaxDepth: 1}}})
+		return err
+	}
+	must(t, enqueue("rb-1"))
+	must(t, st.DeleteKV(ctx, backends.DeleteKVParams{Key: testPrefix + "/amqp/job/rb-1"}))
+	r := reserveOne(t, b, q, "rb-1")
+	if err := enqueue("rb-2"); !errors.Is(err, job.ErrQueueFull) {
+		t.Fatalf("enqueue while the restored job runs = %v, want job.ErrQueueFull", err)
+	}
+	must(t, b.Complete(ctx, backends.CompleteParams{Lease: r.Lease}))
+	if err := enqueue("rb-3"); err != nil {
+		t.Fatalf("enqueue after the restored job finished = %v, want its place free", err)
 	}
 }

@@ -29,6 +29,7 @@ const (
 	hUniqueUntil   = "x-conveyor-unique-until"
 	hErrors        = "x-conveyor-errors" // JSON array of attempt errors
 	hIncarnation   = "x-conveyor-incarnation"
+	hRetriedFrom   = "x-conveyor-retried-from" // the delivery whose retry or snooze published it
 	hBounded       = "x-conveyor-bounded"
 	// reasonHeader carries a dead letter's reason, for operators reading
 	// the dead-letter queue with other tools; hDeadAt when it died; hUserID
@@ -76,6 +77,7 @@ func encode(d *doc) (amqp.Publishing, error) {
 	setString(hUniqueKey, d.UniqueKey)
 	setTime(hUniqueUntil, d.UniqueUntil)
 	setInt(hIncarnation, int64(d.Incarnation))
+	setInt(hRetriedFrom, int64(d.RetriedFrom))
 	if d.Bounded {
 		h[hBounded] = true
 	}
@@ -145,7 +147,7 @@ func decode(m amqp.Delivery, q string) (*doc, error) {
 	d.Deliveries, d.MaxDeliveries = int(num(hDeliveries)), int(num(hMaxDeliveries))
 	d.Timeout = time.Duration(num(hTimeout))
 	d.RetryPolicy, d.UniqueKey = str(hRetryPolicy), str(hUniqueKey)
-	d.Incarnation = int(num(hIncarnation))
+	d.Incarnation, d.RetriedFrom = int(num(hIncarnation)), int(num(hRetriedFrom))
 	d.Bounded, _ = m.Headers[hBounded].(bool)
 	if e := str(hErrors); e != "" {
 		if err := json.Unmarshal([]byte(e), &d.Errors); err != nil {

@@ -144,6 +144,9 @@ func account(t *testing.T, o *opened, led *ledger, log []*enqueued, corrupted []
 		}
 	}
 	r.lost, r.stuck, r.wrongEnd, r.refusedStored, r.phantomRuns = len(lost), len(stuck), len(wrong), len(refusedStored), len(phantomRuns)
+	if len(stuck) > 0 && o.insp != nil {
+		explainStuck(t, o, led, f, stuck)
+	}
 	r.lostIDs = lost
 	for what, ids := range map[string][]string{"stuck (not finished)": stuck,
 		"finished in the wrong state": wrong, "refused yet stored": refusedStored, "never stored yet run": phantomRuns} {
@@ -165,6 +168,34 @@ func account(t *testing.T, o *opened, led *ledger, log []*enqueued, corrupted []
 	r.checkCorrupted(t, o, led, corrupted, dead)
 	r.checkPhantoms(ctx, o)
 	return r
+}
+
+// explainStuck logs what is known of a few stuck jobs: the stored record,
+// every run the ledger has, what was done to the workers that ran it, and
+// each worker log line naming it (CONVEYOR_CHAOS_DEBUG=1 adds the
+// backend's debug lines: dropped messages and their reasons).
+func explainStuck(t *testing.T, o *opened, led *ledger, f *fleet, stuck []string) {
+	files, _ := filepath.Glob(filepath.Join(filepath.Dir(led.path), "logs", "*.log"))
+	for _, s := range stuck[:min(len(stuck), 5)] {
+		id, _, _ := strings.Cut(s, " ")
+		if rec, err := o.insp.GetJob(context.Background(), backends.GetJobParams{ID: id}); err == nil {
+			t.Logf("stuck %s: stored %s, deliveries %d, attempts %d, started %s, lease expires %s, run at %s",
+				id, rec.State, rec.Deliveries, rec.Attempts(), rec.StartedAt.Format(time.StampMilli),
+				rec.Lease.ExpiresAt.Format(time.StampMilli), rec.RunAt.Format(time.StampMilli))
+		}
+		for _, e := range led.jobs[id] {
+			t.Logf("stuck %s: ran on %s (%s), delivery %d, attempt %d, at %s: %s", id, e.who, f.fateOf(e.who), e.delivery, e.attempt, e.at.Format(time.StampMilli), e.outcome)
+		}
+		word := regexp.MustCompile(`\b` + id + `\b`)
+		for _, file := range files {
+			data, _ := os.ReadFile(file)
+			for line := range strings.Lines(string(data)) {
+				if word.MatchString(line) {
+					t.Logf("stuck %s: %s: %s", id, filepath.Base(file), strings.TrimSpace(line))
+				}
+			}
+		}
+	}
 }
 
 // idPattern matches the test's job IDs in error texts.

@@ -119,6 +119,9 @@ func openAMQP(ctx context.Context, sp spec, logger *slog.Logger) (*opened, error
 // starts it with CONVEYOR_CHAOS_WORKER set.
 func TestMain(m *testing.M) {
 	if os.Getenv("CONVEYOR_CHAOS_WORKER") == "1" {
+		if os.Getenv("CONVEYOR_CHAOS_DEBUG") == "1" { // every dropped message and lease, to read a stuck job's story
+			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		}
 		var sp spec
 		err := json.Unmarshal([]byte(os.Getenv("CONVEYOR_CHAOS_SPEC")), &sp)
 		if err == nil {

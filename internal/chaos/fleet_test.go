@@ -115,6 +115,8 @@ func processSpawner(t *testing.T, sp spec, ledger, logs string, env ...string) f
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		// Named as the ledger names the worker, so a job's runs and its log lines meet.
+		_ = os.Rename(logf.Name(), filepath.Join(logs, fmt.Sprintf("worker-p%d.log", cmd.Process.Pid)))
 		exited := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(exited) }()
 		t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -132,6 +133,7 @@ func openRun(t *testing.T, sp spec) (o *opened, ledgerPath, logs string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = logf.Close() })
+	t.Cleanup(func() { keepFailedRun(t, dir) })
 	o, err = open(context.Background(), sp, slog.New(slog.NewTextHandler(logf, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -158,4 +160,19 @@ func settle(t *testing.T, o *opened, led *ledger, enq *enqueuers, corrupted []*t
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// keepFailedRun copies a failed run's ledger and logs to
+// $CONVEYOR_ARTIFACTS/chaos/<test>, before the test's directory goes.
+func keepFailedRun(t *testing.T, dir string) {
+	art := os.Getenv("CONVEYOR_ARTIFACTS")
+	if !t.Failed() || art == "" {
+		return
+	}
+	dst := filepath.Join(art, "chaos", strings.ReplaceAll(t.Name(), "/", "_"))
+	if err := os.CopyFS(dst, os.DirFS(dir)); err != nil {
+		t.Logf("keeping the run's logs: %v", err)
+		return
+	}
+	t.Logf("ledger and logs kept in %s", dst)
 }
