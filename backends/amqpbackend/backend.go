@@ -291,9 +291,13 @@ func (b *Backend) announce(jobs []*backends.JobInsert) {
 	}
 }
 
-// enqueueStored records the batch in the store (deduplicated, within the
-// exact depth bound), then publishes it; what the broker did not take is
-// taken out of the store again.
+// enqueueStored publishes the batch (deduplicated against the store,
+// within the exact depth bound), then records what the broker took. In
+// this order a process that dies in between leaves a message without a
+// record, which its consumer restores from the message (claim), not a
+// record without a message, which nothing would ever run; a consumer that
+// takes the message before the record is written waits for it
+// (Config.RecordWait).
 func (b *Backend) enqueueStored(ctx context.Context, p backends.EnqueueParams, need map[string]backends.DepthCheck) ([]backends.EnqueueResult, error) {
 	now := b.cfg.Clock.Now()
 	res := make([]backends.EnqueueResult, len(p.Jobs))
@@ -314,7 +318,7 @@ func (b *Backend) enqueueStored(ctx context.Context, p backends.EnqueueParams, n
 		}
 		d := newDoc(ins, now)
 		if d.UniqueKey != "" {
-			holder, err := b.st.claimUnique(ctx, d, fresh)
+			holder, err := b.st.claimUnique(ctx, d, fresh, b.cfg.RecordWait)
 			if err != nil {
 				rollback()
 				return nil, err
@@ -343,11 +347,6 @@ func (b *Backend) enqueueStored(ctx context.Context, p backends.EnqueueParams, n
 	}
 	msgs := make([]outgoing, len(fresh))
 	for i, d := range fresh {
-		if err := b.st.put(ctx, d, 0); err != nil {
-			rollback()
-			return nil, fmt.Errorf("amqpbackend: store job %s: %w", d.ID, err)
-		}
-		undo = append(undo, func() { _ = b.st.delete(context.WithoutCancel(ctx), d, 0) })
 		m, err := b.route(ctx, d, now)
 		if err != nil {
 			rollback()
@@ -357,22 +356,30 @@ func (b *Backend) enqueueStored(ctx context.Context, p backends.EnqueueParams, n
 	}
 	acked, err := b.publish(ctx, msgs...)
 	if err != nil {
+		// A message that arrived all the same is restored by its consumer.
 		rollback()
 		return nil, err
 	}
 	var refused []string
 	for i, ok := range acked {
+		d := fresh[i]
 		if !ok {
 			// The broker's own bound refused it (its x-max-length counts
-			// ready messages, the store unfinished jobs): take the job back
-			// out of the store. Those it took stay.
-			d := fresh[i]
+			// ready messages, the store unfinished jobs): give back what
+			// it held. Those it took stay.
 			refused = append(refused, d.ID)
-			_ = b.st.delete(context.WithoutCancel(ctx), d, 0)
 			_ = b.st.unclaim(context.WithoutCancel(ctx), d)
 			if d.Bounded {
 				_ = b.st.addDepth(context.WithoutCancel(ctx), d.Queue, -1, 0)
 			}
+			continue
+		}
+		// A conflict: the message's consumer found no record and restored
+		// it meanwhile (after Config.RecordWait), or a concurrent enqueue
+		// of the same ID recorded it; either way it is recorded.
+		if err := b.st.put(context.WithoutCancel(ctx), d, 0); err != nil && !errors.Is(err, job.ErrConflict) {
+			return nil, fmt.Errorf("amqpbackend: job %s published but not recorded (its consumer restores it from the message): %w: %w",
+				d.ID, job.ErrOutcomeUnknown, err)
 		}
 	}
 	if len(refused) > 0 {

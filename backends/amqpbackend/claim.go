@@ -13,6 +13,10 @@ import (
 // one (it finished, was cancelled or deleted, or a retry superseded it).
 var errStale = errors.New("amqpbackend: stale message")
 
+// errUnrecorded: the store has no record of the delivered job yet, and the
+// message is young enough that its enqueue may still be writing it.
+var errUnrecorded = errors.New("amqpbackend: job not recorded yet")
+
 // errPoison: the store says the job was delivered MaxDeliveries times.
 var errPoison = errors.New("amqpbackend: poison message")
 
@@ -75,7 +79,7 @@ func (b *Backend) claim(ctx context.Context, it *item, n int, now time.Time, jl 
 			return startAfter(cur)
 		})
 		if errors.Is(err, job.ErrNotFound) {
-			stored, err = b.restore(ctx, msg, start)
+			stored, err = b.restore(ctx, msg, now, start)
 			if errors.Is(err, job.ErrConflict) {
 				continue // another consumer restored it meanwhile: claim that
 			}
@@ -116,15 +120,19 @@ func surplusRetry(cur, msg *doc) bool {
 
 // restore records a job the store does not have from its message, as
 // started by start, unless it has a tombstone (it was deleted on purpose:
-// errStale). The error wraps job.ErrConflict if another process recorded
+// errStale) or its enqueue may still record it (a first message younger
+// than Config.RecordWait at now: errUnrecorded). The error wraps job.ErrConflict if another process recorded
 // it first.
-func (b *Backend) restore(ctx context.Context, msg *doc, start func(*doc)) (*doc, error) {
+func (b *Backend) restore(ctx context.Context, msg *doc, now time.Time, start func(*doc)) (*doc, error) {
 	gone, err := b.st.tombstoned(ctx, msg.ID)
 	if err != nil {
 		return nil, err
 	}
 	if gone {
 		return nil, fmt.Errorf("%w: the job was deleted", errStale)
+	}
+	if msg.Incarnation == 0 && now.Sub(msg.CreatedAt) < b.cfg.RecordWait {
+		return nil, errUnrecorded // its enqueue publishes first, then records
 	}
 	d := *msg
 	if d.CreatedAt.IsZero() { // a message from another producer
@@ -163,7 +171,7 @@ func (b *Backend) recordDead(ctx context.Context, dead *doc, token string) error
 		if !errors.Is(err, job.ErrNotFound) {
 			return err
 		}
-		_, err = b.restore(ctx, dead, func(*doc) {})
+		_, err = b.restore(ctx, dead, time.Time{}, func(*doc) {})
 		if !errors.Is(err, job.ErrConflict) {
 			return err
 		}

@@ -63,6 +63,13 @@ type Config struct {
 	// just published to arrive from the broker, so that a Reserve right
 	// after an Enqueue sees the job. Default 500ms.
 	TransitWait time.Duration
+	// RecordWait is how long, with a store, a delivered message whose job
+	// has no record yet waits for the enqueue that published it to write
+	// one (an enqueue publishes first, then records), before the record is
+	// restored from the message: the enqueue's process died in between.
+	// A unique key whose holder has no record is taken over only after
+	// this long, too. Default 10s.
+	RecordWait time.Duration
 	// Logger receives reports of malformed messages and reconnects.
 	// Default slog.Default().
 	Logger *slog.Logger
@@ -94,6 +101,9 @@ func (c *Config) defaults() {
 	}
 	if c.ReconnectWait <= 0 {
 		c.ReconnectWait = 5 * time.Second
+	}
+	if c.RecordWait <= 0 {
+		c.RecordWait = 10 * time.Second
 	}
 	if c.TransitWait <= 0 {
 		c.TransitWait = 500 * time.Millisecond

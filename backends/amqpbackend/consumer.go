@@ -233,6 +233,32 @@ func (c *consumer) take(n int) []*item {
 	return out
 }
 
+// recordPoll is how often a delivery whose job is not recorded yet (its
+// enqueue publishes, then records) is tried again.
+const recordPoll = 10 * time.Millisecond
+
+// putBack files a delivery taken by take among the waiting ones again
+// after d, unless its session ended meanwhile (the broker requeued it).
+// It keeps its share of the prefetch until then.
+func (c *consumer) putBack(it *item, d time.Duration) {
+	time.AfterFunc(d, func() {
+		c.mu.Lock()
+		current := it.gen == c.gen && c.ch != nil
+		if current {
+			if c.held > 0 {
+				c.held--
+			}
+			heap.Push(&c.items, it)
+			close(c.arrived)
+			c.arrived = make(chan struct{})
+		}
+		c.mu.Unlock()
+		if current {
+			c.b.hub.Publish(backends.Event{Kind: backends.JobsAvailable, Queue: c.queue})
+		}
+	})
+}
+
 // released gives back the prefetch a lease of session gen used, once its
 // delivery is settled.
 func (c *consumer) released(gen uint64) {

@@ -110,6 +110,18 @@
 // from the message, which carries the whole job, and the job runs, with a
 // warning naming it; a message that is no job goes to dead letter.
 //
+// An enqueue publishes first and records second, so that a process dying
+// in between leaves a message the consumer restores, never a record that
+// no message will run. A consumer that takes a job's first message before
+// its record exists puts it back and looks again every 10ms, for up to
+// Config.RecordWait after the job was created, before it restores the
+// record from the message; a unique key whose holder has no record is
+// taken over only once it is that old. A Retry publishes the next message
+// and then records it; a process that froze in between and whose delivery
+// was taken again by another worker finds its lease gone, records nothing,
+// and the message it published (which names the delivery it retried) is
+// dropped when it arrives.
+//
 // Without a store Enqueue refuses unique keys with job.ErrUnsupported,
 // Cancel works only for the worker holding the lease, duplicate IDs are
 // not detected, and the depth bound is the broker's.

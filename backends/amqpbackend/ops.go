@@ -104,6 +104,9 @@ func (b *Backend) lease(ctx context.Context, c *consumer, it *item, d time.Durat
 			b.cfg.Logger.Debug("amqpbackend: message dropped", "queue", it.doc.Queue, "job", it.doc.ID, "why", err)
 			b.settle(l, true)
 			return nil, nil
+		case errors.Is(err, errUnrecorded):
+			c.putBack(it, recordPoll)
+			return nil, nil
 		case err != nil:
 			b.settle(l, false)
 			return nil, err

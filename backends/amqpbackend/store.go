@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
@@ -107,11 +108,13 @@ func (s store) update(ctx context.Context, id string, fn func(*doc) error) (*doc
 // that holds it. A key held until its job finishes has no expiry and is
 // released by release; one with a window expires at UniqueUntil. A key
 // whose holder is neither stored nor among batch (the jobs being enqueued
-// with d) was left by a deleted job and is taken over.
-func (s store) claimUnique(ctx context.Context, d *doc, batch []*doc) (string, error) {
+// with d), and was claimed more than wait ago, was left by a deleted job
+// or a dead enqueue and is taken over; a younger one may be an enqueue
+// between its publish and its record.
+func (s store) claimUnique(ctx context.Context, d *doc, batch []*doc, wait time.Duration) (string, error) {
 	key := s.uniqueKey(d.Queue, d.UniqueKey)
 	for {
-		_, err := s.kv.PutKV(ctx, backends.PutKVParams{Key: key, Value: []byte(d.ID), ExpiresAt: d.UniqueUntil})
+		_, err := s.kv.PutKV(ctx, backends.PutKVParams{Key: key, Value: holderValue(d.ID, time.Now()), ExpiresAt: d.UniqueUntil})
 		if err == nil {
 			return "", nil
 		}
@@ -125,9 +128,9 @@ func (s store) claimUnique(ctx context.Context, d *doc, batch []*doc) (string, e
 		if err != nil {
 			return "", fmt.Errorf("amqpbackend: unique key: %w", err)
 		}
-		holder := string(kv.Value)
+		holder, at := parseHolder(kv.Value)
 		inBatch := slices.ContainsFunc(batch, func(o *doc) bool { return o.ID == holder })
-		if _, _, err := s.get(ctx, holder); !inBatch && errors.Is(err, job.ErrNotFound) {
+		if _, _, err := s.get(ctx, holder); !inBatch && errors.Is(err, job.ErrNotFound) && time.Since(at) > wait {
 			// The holder was deleted without releasing the key: take it over.
 			if err := s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: key, IfVersion: kv.Version}); err != nil && !errors.Is(err, job.ErrConflict) {
 				return "", fmt.Errorf("amqpbackend: unique key: %w", err)
@@ -136,6 +139,22 @@ func (s store) claimUnique(ctx context.Context, d *doc, batch []*doc) (string, e
 		}
 		return holder, nil
 	}
+}
+
+// holderValue is a unique key's value: the holder's ID and, after a NUL,
+// when it claimed the key (Unix nanoseconds).
+func holderValue(id string, at time.Time) []byte {
+	return []byte(id + "\x00" + strconv.FormatInt(at.UnixNano(), 10))
+}
+
+// parseHolder reads holderValue's value; one without a time (written by
+// an earlier version) reads as claimed long ago.
+func parseHolder(v []byte) (id string, at time.Time) {
+	id, ns, ok := strings.Cut(string(v), "\x00")
+	if n, err := strconv.ParseInt(ns, 10, 64); ok && err == nil {
+		at = time.Unix(0, n)
+	}
+	return id, at
 }
 
 // release gives back what a job held while unfinished: its unique key
@@ -162,7 +181,8 @@ func (s store) unclaim(ctx context.Context, d *doc) error {
 		return nil
 	case err != nil:
 		return fmt.Errorf("amqpbackend: release unique key: %w", err)
-	case string(kv.Value) != d.ID:
+	}
+	if holder, _ := parseHolder(kv.Value); holder != d.ID {
 		return nil
 	}
 	err = s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: key, IfVersion: kv.Version})

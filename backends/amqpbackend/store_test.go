@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -77,7 +78,9 @@ func reserveOne(t *testing.T, b backends.Backend, q, id string) *job.Record {
 func TestStoreLossRestoresFromTheMessage(t *testing.T) {
 	st := sqliteStore(t)
 	var logs logBuffer
-	b := open(t, amqpbackend.Config{Store: st, Logger: logTo(&logs)})
+	// A record deleted right after its enqueue: wait a little, not the
+	// default 10s, for an enqueue that might still write it.
+	b := open(t, amqpbackend.Config{Store: st, Logger: logTo(&logs), RecordWait: 200 * time.Millisecond})
 	in := b.(backends.Inspector)
 	ctx := context.Background()
 	q := fresh("lost")
@@ -258,7 +261,7 @@ func TestSupersededRetryIsDropped(t *testing.T) {
 // and its finish gives the place back.
 func TestRestoredJobKeepsItsPlaceInTheBound(t *testing.T) {
 	st := sqliteStore(t)
-	b := open(t, amqpbackend.Config{Store: st})
+	b := open(t, amqpbackend.Config{Store: st, RecordWait: 200 * time.Millisecond})
 	ctx := context.Background()
 	q := fresh("restored-bound")
 	enqueue := func(id string) error {
@@ -274,5 +277,64 @@ func TestRestoredJobKeepsItsPlaceInTheBound(t *testing.T) {
 	must(t, b.Complete(ctx, backends.CompleteParams{Lease: r.Lease}))
 	if err := enqueue("rb-3"); err != nil {
 		t.Fatalf("enqueue after the restored job finished = %v, want its place free", err)
+	}
+}
+
+// An enqueue publishes, then records. A process that died in between left
+// a message of a new job and no record (published here by hand, with the
+// creation time an enqueue gives it): the message waits Config.RecordWait
+// for the record, which a live enqueue would write meanwhile, then the
+// record is restored from it and the job runs, with a warning.
+func TestMessageOfADeadEnqueueWaitsThenRuns(t *testing.T) {
+	var logs logBuffer
+	const wait = 500 * time.Millisecond
+	b := open(t, amqpbackend.Config{Store: sqliteStore(t), Logger: logTo(&logs), RecordWait: wait})
+	ctx := context.Background()
+	q := fresh("dead-enqueue")
+	_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: "de-0", Queue: q, Task: "t"}}}) // declares the queue
+	must(t, err)
+	r := reserveOne(t, b, q, "de-0")
+	must(t, b.Complete(ctx, backends.CompleteParams{Lease: r.Lease}))
+
+	published := time.Now()
+	must(t, rawChannel(t).PublishWithContext(ctx, testPrefix+".work", q, false, false, amqp.Publishing{
+		MessageId: "de-1", Type: "t", Headers: amqp.Table{"x-conveyor-created-at": published.UnixNano()}}))
+	r = reserveOne(t, b, q, "de-1")
+	if waited := time.Since(published); waited < wait {
+		t.Fatalf("the job ran %v after its message was published, before RecordWait (%v) passed", waited, wait)
+	}
+	if logs.line("WARN", "store record missing", "de-1") == "" {
+		t.Fatalf("no warning names the restored job; log:\n%s", logs.buf.String())
+	}
+	must(t, b.Complete(ctx, backends.CompleteParams{Lease: r.Lease}))
+}
+
+// A unique key whose holder has no record may belong to an enqueue between
+// its publish and its record: it is taken over only once it is older than
+// Config.RecordWait (then it was left by a dead enqueue or a deleted job).
+func TestYoungUniqueKeyWithoutRecordIsNotTakenOver(t *testing.T) {
+	st := sqliteStore(t)
+	const wait = 500 * time.Millisecond
+	b := open(t, amqpbackend.Config{Store: st, RecordWait: wait})
+	ctx := context.Background()
+	q := fresh("young-unique")
+	claimed := time.Now()
+	_, err := st.PutKV(ctx, backends.PutKVParams{Key: testPrefix + "/amqp/unique/" + q + "/k",
+		Value: []byte("in-flight\x00" + strconv.FormatInt(claimed.UnixNano(), 10))})
+	must(t, err)
+	enqueue := func(id string) backends.EnqueueResult {
+		t.Helper()
+		res, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: id, Queue: q, Task: "t", UniqueKey: "k"}}})
+		must(t, err)
+		return res[0]
+	}
+	if res := enqueue("yu-1"); !res.Duplicate || res.ID != "in-flight" {
+		if time.Since(claimed) < wait {
+			t.Fatalf("enqueue with a young key = %+v, want a duplicate of in-flight", res)
+		}
+	}
+	time.Sleep(wait) // the key's age is what is tested: no signal to wait on
+	if res := enqueue("yu-2"); res.Duplicate || res.ID != "yu-2" {
+		t.Fatalf("enqueue with a key older than RecordWait = %+v, want it taken over by yu-2", res)
 	}
 }
