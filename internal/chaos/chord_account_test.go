@@ -226,7 +226,8 @@ func (r *chordResult) checkJob(ctx context.Context, o *opened, id string, want i
 	var got int
 	if rec.State != job.Done || json.Unmarshal(rec.Result, &got) != nil || got != want {
 		r.wrongJobs++
-		note("%s is %s with result %q, want done with %d", id, rec.State, rec.Result, want)
+		note("%s is %s with result %q, want done with %d (delivery %d, lease expires %s)", id, rec.State, rec.Result, want,
+			rec.Deliveries, rec.Lease.ExpiresAt.Format(time.StampMilli))
 	}
 }
 
