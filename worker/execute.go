@@ -30,7 +30,7 @@ func (w *Worker) startJob(rec *job.Record) {
 	l := &longJob{w: w, rec: rec, tracked: true} // longjobs.go
 	ctx, cancel := context.WithCancelCause(context.WithValue(w.base, longJobKey{}, l))
 	w.mu.Lock()
-	w.running[rec.ID] = &runningJob{rec: rec, cancel: cancel}
+	w.running[keyOf(rec.Lease)] = &runningJob{rec: rec, cancel: cancel}
 	w.perQueue[rec.Queue]++
 	w.mu.Unlock()
 	w.jobs.Add(1)
@@ -71,10 +71,10 @@ func keep([]byte) {}
 // a no-op.
 func (w *Worker) release(rec *job.Record) {
 	w.mu.Lock()
-	rj, held := w.running[rec.ID]
-	held = held && rj.rec == rec // not a later delivery of the same job
+	rj, held := w.running[keyOf(rec.Lease)]
+	held = held && rj.rec == rec
 	if held {
-		delete(w.running, rec.ID)
+		delete(w.running, keyOf(rec.Lease))
 		w.perQueue[rec.Queue]--
 	}
 	w.mu.Unlock()

@@ -20,7 +20,7 @@ import (
 type flowState struct {
 	gate *flow.Gate // nil: the backend holds no limits
 	mu   sync.Mutex
-	held map[string]flow.Ticket // by job ID, jobs holding a slot
+	held map[leaseKey]flow.Ticket // by lease (as Worker.running), deliveries holding a slot
 	// verdicts are preAdmit's answers, by job ID and lease token, until
 	// each delivery's execute takes its own.
 	verdicts map[string]*verdicts
@@ -38,7 +38,7 @@ type flowState struct {
 // limiting each process on its own would let every added worker raise it.
 // Called by start with w.mu held.
 func (w *Worker) initLimits() error {
-	w.flow.held = map[string]flow.Ticket{}
+	w.flow.held = map[leaseKey]flow.Ticket{}
 	w.flow.verdicts = map[string]*verdicts{}
 	w.flow.quiet = map[string]time.Time{}
 	gate, gerr := flow.NewGate(w.b, nil)
@@ -283,7 +283,7 @@ func (w *Worker) admit(ctx context.Context, rec *job.Record, opts queue.TaskOpti
 	}
 	if v.Ticket != (flow.Ticket{}) {
 		w.flow.mu.Lock()
-		w.flow.held[rec.ID] = v.Ticket
+		w.flow.held[keyOf(rec.Lease)] = v.Ticket
 		w.flow.mu.Unlock()
 	}
 	return nil
@@ -304,8 +304,8 @@ func (w *Worker) queueQuiet(q string) bool {
 // load a write frees many slots, as the completer's group commit does.
 func (w *Worker) releaseSlot(rec *job.Record) {
 	w.flow.mu.Lock()
-	t, ok := w.flow.held[rec.ID]
-	delete(w.flow.held, rec.ID)
+	t, ok := w.flow.held[keyOf(rec.Lease)]
+	delete(w.flow.held, keyOf(rec.Lease))
 	if !ok {
 		w.flow.mu.Unlock()
 		return
@@ -334,12 +334,12 @@ func (w *Worker) releaseSlot(rec *job.Record) {
 // renewSlots moves the slots of jobs whose leases a heartbeat extended to
 // their new lease expiry (the latest of them: leases extended together
 // end together), so a slot ends when its lease would.
-func (w *Worker) renewSlots(res []backends.ExtendResult) {
+func (w *Worker) renewSlots(leases []job.Lease, res []backends.ExtendResult) {
 	var tickets []flow.Ticket
 	var exp time.Time
 	w.flow.mu.Lock()
-	for _, r := range res {
-		if t, ok := w.flow.held[r.JobID]; ok && !r.Lost {
+	for i, r := range res[:min(len(res), len(leases))] {
+		if t, ok := w.flow.held[keyOf(leases[i])]; ok && !r.Lost {
 			tickets = append(tickets, t)
 			if r.ExpiresAt.After(exp) {
 				exp = r.ExpiresAt

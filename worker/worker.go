@@ -25,7 +25,10 @@ type Worker struct {
 
 	mu       sync.Mutex
 	handlers map[string]*handler
-	running  map[string]*runningJob // by job ID
+	// running is keyed by lease, not job ID: a job whose message was
+	// delivered twice (at-least-once) can run twice in one process, and
+	// each delivery keeps its own slot, heartbeat and cancel.
+	running  map[leaseKey]*runningJob
 	perQueue map[string]int
 	started  bool
 	paused   bool            // Pause: fetch nothing until Resume
@@ -43,6 +46,12 @@ type Worker struct {
 	unknown  unknownTasks
 	flow     flowState // limits' gate and the slots running jobs hold (limits.go)
 }
+
+// leaseKey names one delivery: a token alone may be shared by the jobs of
+// one Reserve call (SQLite's are).
+type leaseKey struct{ job, token string }
+
+func keyOf(l job.Lease) leaseKey { return leaseKey{l.JobID, l.Token} }
 
 type runningJob struct {
 	rec    *job.Record
@@ -72,7 +81,7 @@ func New(b backends.Backend, cfg Config) *Worker {
 		b: b, cfg: cfg, log: cfg.Logger.With("worker", cfg.ID),
 		brk:      breakers{cfg: cfg.Breakers},
 		handlers: map[string]*handler{},
-		running:  map[string]*runningJob{},
+		running:  map[leaseKey]*runningJob{},
 		perQueue: map[string]int{},
 		wake:     make(chan struct{}, 1),
 		base:     context.Background(),
@@ -445,11 +454,14 @@ func (w *Worker) heartbeat() {
 		w.log.Error("lease heartbeat failed", "err", err, "jobs", len(leases))
 		return
 	}
-	w.renewSlots(res) // concurrency slots end with their leases (limits.go)
+	w.renewSlots(leases, res) // concurrency slots end with their leases (limits.go)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, r := range res {
-		rj := w.running[r.JobID]
+	for i, r := range res {
+		if i >= len(leases) || r.JobID != leases[i].JobID {
+			break // a backend that answered out of order: act on nothing
+		}
+		rj := w.running[keyOf(leases[i])]
 		switch {
 		case rj == nil:
 		case r.Lost:
