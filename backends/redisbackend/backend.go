@@ -70,7 +70,7 @@ func (b *Backend) enqueue(ctx context.Context, queues []string, p backends.Enque
 		v, err = script.Run(ctx, b.rdb, []string{b.base(queues[0])}, args...).Slice()
 	} else {
 		keys := make([]string, len(queues))
-		args := make([]any, 0, 1+2*len(queues)+12*len(p.Jobs))
+		args := make([]any, 0, 1+2*len(queues)+13*len(p.Jobs))
 		args = append(args, now)
 		need := p.DepthNeeded()
 		for i, q := range queues {
@@ -80,7 +80,7 @@ func (b *Backend) enqueue(ctx context.Context, queues []string, p backends.Enque
 		for _, ins := range p.Jobs {
 			args = append(args, ins.ID, slices.Index(queues, ins.Queue)+1, ins.Task, ins.Payload,
 				ins.Priority, record.Millis(ins.RunAt), ins.MaxDeliveries, ins.Timeout.Milliseconds(), ins.RetryPolicy,
-				record.Headers(ins.Headers), ins.UniqueKey, record.Millis(ins.UniqueUntil))
+				record.Headers(ins.Headers), ins.UniqueKey, record.Millis(ins.UniqueUntil), ins.Group)
 		}
 		v, err = b.s.enqueue.Run(ctx, b.rdb, keys, args...).Slice()
 	}
@@ -148,6 +148,9 @@ func packLean(args []any, ins *backends.JobInsert, now int64) []any {
 	if h := record.Headers(ins.Headers); len(h) > 0 {
 		args = append(args, "h", h)
 	}
+	if ins.Group != "" {
+		args = append(args, "g", ins.Group) // last: the scripts find it there
+	}
 	args[at] = len(args) - at - 1
 	return args
 }
@@ -180,8 +183,14 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
+	return b.reserveAll(ctx, p, false)
+}
+
+// reserveAll reserves with reserve.lua, or reserve_fair.lua if fair, again
+// while every job a run leased was corrupt.
+func (b *Backend) reserveAll(ctx context.Context, p backends.ReserveParams, fair bool) ([]*job.Record, error) {
 	for {
-		out, leased, err := b.reserve(ctx, p)
+		out, leased, err := b.reserve(ctx, p, fair)
 		if err != nil || len(out) > 0 || leased == 0 {
 			return out, err
 		}
@@ -190,13 +199,17 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 
 // reserve runs the script once; leased counts the jobs it leased, usable
 // or not.
-func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, int, error) {
+func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, fair bool) ([]*job.Record, int, error) {
 	if p.Limit > maxBatch {
 		p.Limit = maxBatch
 	}
 	now := b.cfg.Clock.Now()
-	v, err := b.s.reserve.Run(ctx, b.rdb, []string{b.base(p.Queue)}, now.UnixMilli(), p.Limit, p.Lease.Milliseconds(),
-		p.Worker, newTokenPrefix(p.Queue), record.KeepMillis(b.cfg.KeepDead), poisonFormat).Slice()
+	script, args := b.s.reserve, []any{now.UnixMilli(), p.Limit, p.Lease.Milliseconds(),
+		p.Worker, newTokenPrefix(p.Queue), record.KeepMillis(b.cfg.KeepDead), poisonFormat}
+	if fair {
+		script, args = b.s.reserveFair, append(args, int(fairIndexFor.Seconds()), fairIndexBatch)
+	}
+	v, err := script.Run(ctx, b.rdb, []string{b.base(p.Queue)}, args...).Slice()
 	if err != nil {
 		return nil, 0, fmt.Errorf("redisbackend: reserve from %s: %w", p.Queue, err)
 	}

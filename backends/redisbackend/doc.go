@@ -28,6 +28,16 @@
 // QueueStats is O(queues) however many jobs there are. Idle workers wake by
 // pub/sub within a round trip of an enqueue.
 //
+// Fair queues (backends.FairReserver): a queue that fair reserves come to
+// also keeps its due jobs in a sorted set per group and a ring of its
+// groups, scored by when each was last served; only such a queue pays for
+// the extra writes. The first fair reserves index its pending jobs, 10,000
+// a call and newest first, so no script blocks Redis on a large backlog;
+// 10 minutes without a fair reserve and the janitor drops the index again.
+// Groups with nothing due that a round of the ring passed by leave it and
+// join again as new. BenchmarkReserveFair10: a fair reserve of 10 across 100
+// groups costs about 1.5x a plain one.
+//
 // Unique keys are scoped to a queue. Times come from the clients' clocks,
 // which should be kept in sync (NTP) as for any distributed queue.
 package redisbackend

@@ -15,7 +15,7 @@ var luaFiles embed.FS
 // enqueueLean and enqueueOne stand alone, without the prelude (see their
 // headers).
 type scripts struct {
-	enqueue, enqueueLean, enqueueOne, reserve, extend, complete, retry, cancel, admin, read, janitor *redis.Script
+	enqueue, enqueueLean, enqueueOne, reserve, reserveFair, extend, complete, retry, cancel, admin, read, janitor *redis.Script
 }
 
 func loadScripts() *scripts {
@@ -23,14 +23,14 @@ func loadScripts() *scripts {
 	s := func(name string) *redis.Script { return redis.NewScript(prelude + mustRead(name)) }
 	return &scripts{
 		enqueue: s("enqueue"), enqueueLean: redis.NewScript(mustRead("enqueue_lean")),
-		enqueueOne: redis.NewScript(mustRead("enqueue_one")), reserve: s("reserve"), extend: s("extend"),
+		enqueueOne: redis.NewScript(mustRead("enqueue_one")), reserve: s("reserve"), reserveFair: s("reserve_fair"), extend: s("extend"),
 		complete: s("complete"), retry: s("retry"), cancel: s("cancel"),
 		admin: s("admin"), read: s("read"), janitor: s("janitor"),
 	}
 }
 
 func (s *scripts) all() []*redis.Script {
-	return []*redis.Script{s.enqueue, s.enqueueLean, s.enqueueOne, s.reserve, s.extend, s.complete, s.retry, s.cancel, s.admin, s.read, s.janitor}
+	return []*redis.Script{s.enqueue, s.enqueueLean, s.enqueueOne, s.reserve, s.reserveFair, s.extend, s.complete, s.retry, s.cancel, s.admin, s.read, s.janitor}
 }
 
 func mustRead(name string) string {

@@ -1,12 +1,13 @@
 -- KEYS: one base per queue in the batch (all in one slot unless the batch has
 -- a single queue). ARGV: now, then per queue (name, max depth), then per job
--- 12 fields: id, queue index, task, payload, priority, run_at, max
--- deliveries, timeout, retry policy, headers, unique key, unique until.
+-- 13 fields: id, queue index, task, payload, priority, run_at, max
+-- deliveries, timeout, retry policy, headers, unique key, unique until,
+-- group.
 -- Returns {'full', queue, depth, adding, bound} or {'ok', (id, state, dup)...}.
 local now = tonumber(ARGV[1])
 local nq = #KEYS
 local first = 2 + 2 * nq
-local F = 12
+local F = 13
 local njobs = (#ARGV - first + 1) / F
 
 local function holder(ukey)
@@ -67,7 +68,7 @@ for i = 0, njobs - 1 do
     -- Empty optional fields are left out: every field costs on each write.
     local h = {'s', state, 't', ARGV[o + 2], 'p', ARGV[o + 3], 'pr', prio, 'ra', runat, 'ca', now,
       'md', ARGV[o + 6], 'seq', seq}
-    for _, opt in ipairs({{'to', 7}, {'rp', 8}, {'h', 9}, {'uk', 10}, {'uu', 11}}) do
+    for _, opt in ipairs({{'to', 7}, {'rp', 8}, {'h', 9}, {'uk', 10}, {'uu', 11}, {'g', 12}}) do
       local v = ARGV[o + opt[2]]
       if v ~= '' and v ~= '0' then
         table.insert(h, opt[1])
@@ -82,6 +83,7 @@ for i = 0, njobs - 1 do
       table.insert(h, 'rk')
       table.insert(h, rk)
       zadd(READY, -prio, rk)
+      if fairq() then groupready(ARGV[o + 12], -prio, rk) end
       avail[qi] = true
     else
       zadd(LATER, runat, id)

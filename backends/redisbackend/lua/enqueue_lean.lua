@@ -12,7 +12,7 @@
 -- later set), the ready member's prefix (run-at ms, 13 digits, and ':'),
 -- task, payload, priority, run-at, max deliveries, the number of values
 -- that follow, and those: field-value pairs of the hash's optional fields
--- (to, rp, h) that are set.
+-- (to, rp, h, g) that are set, g (the group) last.
 -- Returns {'ok', (id, state, dup)...}, as enqueue.lua does.
 local base = KEYS[1]
 local n, now = tonumber(ARGV[1]), ARGV[2]
@@ -33,6 +33,8 @@ for i = 1, n, 1000 do found = found + redis.call('EXISTS', unpack(jk, i, math.mi
 local seq = redis.call('INCRBY', base .. ':seq', n) - n
 local out = {'ok'}
 local ready, pending, later, scheduled = {}, {}, {}, {}
+-- A queue served fairly also indexes its due jobs by group (prelude.lua).
+local fair, groups = redis.call('EXISTS', base .. ':fair') == 1, {}
 local seen = {}
 for i = 1, n do
   local o = at[i]
@@ -62,6 +64,14 @@ for i = 1, n do
         'ca', now, 'md', ARGV[o + 8], 'seq', sq, 'rk', rk, unpack(ARGV, o + 10, last))
       ready[#ready + 1] = ARGV[o + 2]
       ready[#ready + 1] = rk
+      if fair then
+        local g = ''
+        if last > o + 10 and ARGV[last - 1] == 'g' then g = ARGV[last] end
+        local l = groups[g] or {}
+        groups[g] = l
+        l[#l + 1] = ARGV[o + 2]
+        l[#l + 1] = rk
+      end
       pending[#pending + 1] = sq
       pending[#pending + 1] = id
     else
@@ -85,6 +95,10 @@ end
 if #pending > 0 then
   variadic('ZADD', base .. ':s:pending', pending)
   variadic('ZADD', base .. ':ready', ready)
+  for g, l in pairs(groups) do
+    variadic('ZADD', base .. ':gr:' .. g, l)
+    redis.call('ZADD', base .. ':ring', 'NX', 0, g)
+  end
   redis.call('PUBLISH', base .. ':avail', '')
 end
 if #scheduled > 0 then

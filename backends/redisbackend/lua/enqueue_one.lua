@@ -16,6 +16,12 @@ if state == 'pending' then
     'seq', seq, 'rk', rk, unpack(ARGV, 13))
   redis.call('ZADD', base .. ':s:pending', seq, id)
   redis.call('ZADD', base .. ':ready', ARGV[5], rk)
+  if redis.call('EXISTS', base .. ':fair') == 1 then -- served fairly: indexed by group too (prelude.lua)
+    local g = ''
+    if #ARGV > 13 and ARGV[#ARGV - 1] == 'g' then g = ARGV[#ARGV] end
+    redis.call('ZADD', base .. ':gr:' .. g, ARGV[5], rk)
+    redis.call('ZADD', base .. ':ring', 'NX', 0, g)
+  end
   redis.call('PUBLISH', base .. ':avail', '')
 else
   redis.call('HSET', jk, 's', state, 't', ARGV[7], 'p', ARGV[8], 'pr', ARGV[9], 'ra', ARGV[10], 'ca', now, 'md', ARGV[11],

@@ -60,6 +60,28 @@ local function reconcile(budget)
   return moved
 end
 
+-- The group index of a queue served fairly (reserve_fair.lua) is dropped
+-- once no fair reserve came for a while. While it is used, a group with no
+-- due job that was not served in the ring's last round leaves it, so that
+-- idle tenants cost fair reserves nothing; it joins again, as new, when a
+-- job of it is due.
+local function pruneRing()
+  if redis.call('EXISTS', RING) == 0 then return end
+  local fair = redis.call('EXISTS', base .. ':fair') == 1
+  local top = redis.call('ZRANGE', RING, -1, -1, 'WITHSCORES')
+  local stale = num(top[2]) - redis.call('ZCARD', RING)
+  local page = fair and redis.call('ZRANGEBYSCORE', RING, '-inf', stale) or redis.call('ZRANGE', RING, 0, -1)
+  for _, g in ipairs(page) do
+    if not fair then
+      redis.call('UNLINK', gk(g))
+    elseif redis.call('EXISTS', gk(g)) == 0 then
+      redis.call('ZREM', RING, g)
+    end
+  end
+  if not fair then redis.call('DEL', RING, base .. ':fairbuild') end
+end
+pruneRing()
+
 local moved = reconcile(tonumber(ARGV[4]))
 announce(due > 0)
 return {due, handled, STRAYS, CORRUPT, moved}

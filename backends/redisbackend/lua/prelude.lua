@@ -15,10 +15,16 @@
 --   <base>:seq      enqueue sequence counter
 --   <base>:paused   exists while the queue is paused
 --   <base>:rc       the janitor's reconcile cursor, "<state index> <seq>"
-local base, READY, LATER, LEASED, FIN
+-- While the queue is served fairly (reserve_fair.lua), its due jobs are also
+-- indexed by group (the hash's field g, "" when it has none):
+--   <base>:fair     exists while fair reserves come (they renew its expiry)
+--   <base>:gr:<g>   zset of group g's due jobs, as the ready set; entries
+--                   the ready set lost are stale, dropped when met
+--   <base>:ring     zset of the groups, score = when last served (0 never)
+local base, READY, LATER, LEASED, FIN, RING
 local function use(b)
   base = b
-  READY, LATER, LEASED, FIN = b .. ':ready', b .. ':later', b .. ':leased', b .. ':fin'
+  READY, LATER, LEASED, FIN, RING = b .. ':ready', b .. ':later', b .. ':leased', b .. ':fin', b .. ':ring'
 end
 use(KEYS[1])
 
@@ -61,7 +67,8 @@ end
 -- and one ZADD per key (flushz), because each redis.call from Lua costs
 -- more than the command itself. A job may change state at most once
 -- between flushes: promote flushes before anything else runs.
-local ZREMS, ZADDS = {}, {}
+-- RINGNX holds groups new to the ring (ZADD NX, see groupready).
+local ZREMS, ZADDS, RINGNX, RINGSEEN = {}, {}, {}, {}
 local function defer(t, key, ...)
   local l = t[key]
   if not l then
@@ -83,7 +90,10 @@ end
 local function flushz()
   for key, l in pairs(ZREMS) do variadic('ZREM', key, l) end
   for key, l in pairs(ZADDS) do variadic('ZADD', key, l) end
-  ZREMS, ZADDS = {}, {}
+  for key, l in pairs(RINGNX) do
+    for i = 1, #l, 1000 do redis.call('ZADD', key, 'NX', unpack(l, i, math.min(i + 999, #l))) end
+  end
+  ZREMS, ZADDS, RINGNX, RINGSEEN = {}, {}, {}, {}
 end
 
 local function move(id, from, to, seq)
@@ -91,11 +101,35 @@ local function move(id, from, to, seq)
   zadd(sk(to), seq, id)
 end
 
+-- Group indexing costs only queues served fairly: FAIRQ caches, per base,
+-- whether <base>:fair exists.
+local FAIRQ = {}
+local function fairq()
+  local v = FAIRQ[base]
+  if v == nil then
+    v = redis.call('EXISTS', base .. ':fair') == 1
+    FAIRQ[base] = v
+  end
+  return v
+end
+local function gk(g) return base .. ':gr:' .. g end
+-- groupready files ready member rk (score = -priority) in its group's set,
+-- and the group in the ring if it is new there (ZADD NX: its place kept).
+local function groupready(g, score, rk)
+  zadd(gk(g), score, rk)
+  local k = RING .. '\n' .. g
+  if not RINGSEEN[k] then
+    RINGSEEN[k] = true
+    defer(RINGNX, RING, 0, g)
+  end
+end
+
 local function makeready(id, prio, runat, seq)
   if runat < 0 then runat = 0 end
   local rk = string.format('%013d:%016d:', runat, seq) .. id
   redis.call('ZADD', READY, -prio, rk)
   redis.call('HSET', jk(id), 'rk', rk)
+  if fairq() then groupready(redis.call('HGET', jk(id), 'g') or '', -prio, rk) end
 end
 
 local function appenderr(id, line)
@@ -221,4 +255,29 @@ end
 local function depth()
   return redis.call('ZCARD', sk('pending')) + redis.call('ZCARD', sk('scheduled'))
     + redis.call('ZCARD', sk('running')) + redis.call('ZCARD', sk('retrying'))
+end
+
+-- leaseready leases ready job id, whose fields f were read as READ, for
+-- reserve.lua and reserve_fair.lua (ARGV: now, limit, lease ms, worker,
+-- token prefix, keep-dead ms, poison reason format), after its ready
+-- entries are gone: the n-th lease of the call goes into out, or a job
+-- past its deliveries is dead-lettered. Returns n, counting this lease.
+local function leaseready(id, f, now, n, out)
+  local d, md, seq = num(f[F.d]), num(f[F.md]), num(f[F.seq])
+  if md > 0 and d >= md then
+    appenderr(id, cjson.encode({n = attempts(id) + 1, at = now, err = string.format(ARGV[7], d)}))
+    finish(id, f[1], 'dead', seq, now, tonumber(ARGV[6]), num(f[F.uu]))
+    return n
+  end
+  n = n + 1
+  local le, tk = now + tonumber(ARGV[3]), ARGV[5] .. n
+  redis.call('HSET', jk(id), 's', 'running', 'd', d + 1, 'sa', now, 'tk', tk, 'le', le, 'w', ARGV[4])
+  if f[F.c] then redis.call('HDEL', jk(id), 'c') end
+  move(id, f[1], 'running', seq)
+  zadd(LEASED, le, id)
+  f[RK] = nil
+  table.insert(out, id)
+  table.insert(out, tk)
+  table.insert(out, f)
+  return n
 end

@@ -1,0 +1,116 @@
+-- ReserveFair: reserve.lua's leases in round-robin order across the queue's
+-- groups (backends.FairReserver). ARGV as reserve.lua's, then the seconds
+-- <base>:fair lives without another fair reserve and how many jobs a call
+-- indexes. Returns as reserve.lua.
+--
+-- The first fair reserve (or the first after <base>:fair expired) starts
+-- indexing the queue's pending jobs by group, newest first, and each fair
+-- reserve indexes up to ARGV[9] more until all are (<base>:fairbuild holds
+-- where it is): a backlog of a million costs a hundred calls, not one long
+-- script that blocks Redis. Newest first, so that a tenant that has just
+-- enqueued is served while an older backlog is still being indexed. Every
+-- write that makes a job due meanwhile indexes it too (groupready in the
+-- prelude). A job taken by Reserve or changed by another script leaves
+-- its group entry stale: its rk no longer matches, and it is dropped here
+-- when met.
+local now, limit, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6])
+if redis.call('EXISTS', base .. ':paused') == 1 then return {{}, {}, {}} end
+local BUILD = base .. ':fairbuild'
+local from
+if not redis.call('SET', base .. ':fair', 1, 'EX', ARGV[8], 'GET') then
+  from = '+inf'
+else
+  from = redis.call('GET', BUILD)
+end
+if from then
+  local page = redis.call('ZREVRANGEBYSCORE', sk('pending'), from, '-inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[9]))
+  for i = 1, #page, 2 do
+    local f = fields(page[i], 'rk', 'g', 'pr')
+    if f and f[1] then groupready(f[2] or '', -num(f[3]), f[1]) end
+  end
+  flushz()
+  if #page < 2 * tonumber(ARGV[9]) then
+    redis.call('DEL', BUILD)
+  else
+    redis.call('SET', BUILD, '(' .. page[#page], 'EX', ARGV[8])
+  end
+end
+FAIRQ[base] = true
+promote(now, 1000, keep)
+
+-- more takes up to want more due jobs of group c from its set, in
+-- Reserve's order, dropping the stale entries it meets (and handling a
+-- missing or corrupt hash as reserve.lua does).
+local function more(c, want)
+  while want > 0 and not c.done do
+    local ms = redis.call('ZRANGE', c.key, c.off, c.off + want - 1)
+    if #ms < want then c.done = true end
+    for _, m in ipairs(ms) do
+      local id = string.sub(m, 32)
+      local f = fields(id, unpack(READ))
+      local take = false
+      if id == '' then
+        redis.call('ZREM', READY, m)
+        table.insert(STRAYS, m)
+      elseif not usable(id, f, now, keep) then
+        redis.call('ZREM', READY, m) -- cleared or dead-lettered, to be reported
+      else
+        take = f[RK] == m and f[1] ~= 'running' and not finished(f[1])
+      end
+      if take then
+        table.insert(c.got, {id, f, m, c.key})
+        c.off, want = c.off + 1, want - 1
+      else
+        redis.call('ZREM', c.key, m)
+      end
+    end
+  end
+end
+
+-- Round one: the first job of each group, groups least recently served
+-- first (never served: by name), until limit groups have one. Groups
+-- without a due job are passed over and keep their place.
+local groups, off = {}, 0
+while #groups < limit do
+  local page = redis.call('ZRANGE', RING, off, off + 99)
+  if #page == 0 then break end
+  off = off + #page
+  for _, g in ipairs(page) do
+    local c = {g = g, key = gk(g), off = 0, got = {}}
+    more(c, 1)
+    if #c.got > 0 then
+      table.insert(groups, c)
+      if #groups == limit then break end
+    end
+  end
+end
+-- Then a second job from each of those groups, and so on.
+local picks = {}
+for r = 1, limit do
+  local any = false
+  for _, c in ipairs(groups) do
+    if #picks == limit then break end
+    if #c.got < r then more(c, limit - #picks) end
+    if c.got[r] then
+      table.insert(picks, c.got[r])
+      c.last, any = #picks, true
+    end
+  end
+  if not any or #picks == limit then break end
+end
+
+local out, n = {}, 0
+for _, p in ipairs(picks) do
+  redis.call('ZREM', READY, p[3])
+  zrem(p[4], p[3])
+  n = leaseready(p[1], p[2], now, n, out)
+end
+-- Each group served goes to the back of the ring, in the order of its
+-- last job, after every serving handed out before.
+local top = redis.call('ZRANGE', RING, -1, -1, 'WITHSCORES')
+local served = num(top[2])
+for _, c in ipairs(groups) do
+  if c.last then zadd(RING, served + c.last, c.g) end
+end
+announce(false)
+return {out, STRAYS, CORRUPT}
