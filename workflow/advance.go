@@ -225,7 +225,12 @@ func (s *store) remove(ctx context.Context, r *record, version int64) error {
 // by compare-and-set, again on a conflict. It is idempotent, so any
 // process may run it for any workflow at any time.
 func (s *store) advance(ctx context.Context, id string, obs map[string]StepState) (*record, error) {
-	mine := map[string]bool{} // steps this call enqueued, in case a cancel races it
+	return s.advanceMine(ctx, id, obs, map[string]bool{})
+}
+
+// advanceMine is advance, given the steps the caller enqueued already
+// (mine), which it cancels too if a cancel of the workflow raced them.
+func (s *store) advanceMine(ctx context.Context, id string, obs map[string]StepState, mine map[string]bool) (*record, error) {
 	for range casAttempts {
 		r, version, err := s.load(ctx, id)
 		if err != nil {

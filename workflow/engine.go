@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
@@ -196,68 +195,6 @@ func (e *Engine) Run(ctx context.Context) error {
 			if _, err := e.Reconcile(ctx); err != nil && ctx.Err() == nil {
 				e.cfg.Logger.Warn("workflow: reconcile failed", "err", err)
 			}
-		}
-	}
-}
-
-// Flush advances, now and in the caller's goroutine, every workflow whose
-// step jobs this process's workers reported finished, and returns how many
-// step outcomes it recorded. The outcomes of one workflow go into one
-// compare-and-set, which is what keeps a 10,000-member group cheap; up to
-// flushers workflows are advanced at once, so that a thousand chains,
-// each waiting on its own round trips, do not wait on each other.
-func (e *Engine) Flush(ctx context.Context) (int, error) {
-	e.mu.Lock()
-	batch := e.pending
-	e.pending = map[string]map[string]StepState{}
-	e.mu.Unlock()
-	ids := make([]string, 0, len(batch))
-	for id := range batch {
-		ids = append(ids, id)
-	}
-	var (
-		mu   sync.Mutex
-		errs []error
-		n    int
-		next atomic.Int64
-		wg   sync.WaitGroup
-	)
-	for range min(flushers, len(ids)) {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < len(ids); i = int(next.Add(1) - 1) {
-				id, obs := ids[i], batch[ids[i]]
-				_, err := e.s.advance(ctx, id, obs)
-				if err != nil && !errors.Is(err, job.ErrNotFound) {
-					e.keep(id, obs)
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-					continue
-				}
-				mu.Lock()
-				n += len(obs)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	return n, errors.Join(errs...)
-}
-
-// flushers bounds the workflows one Flush advances at once.
-const flushers = 16
-
-// keep puts back outcomes an advance could not record, for the next
-// round, unless a newer outcome of the step came since.
-func (e *Engine) keep(id string, obs map[string]StepState) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for step, st := range obs {
-		if m := e.pending[id]; m == nil || m[step] == "" {
-			if m == nil {
-				e.pending[id] = map[string]StepState{}
-			}
-			e.pending[id][step] = st
 		}
 	}
 }

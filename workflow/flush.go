@@ -1,0 +1,192 @@
+package workflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/conveyorhq/conveyor/job"
+	"github.com/conveyorhq/conveyor/queue"
+)
+
+// Flush advances, now and in the caller's goroutine, every workflow whose
+// step jobs this process's workers reported finished, and returns how many
+// step outcomes it recorded. The outcomes of one workflow go into one
+// compare-and-set, which is what keeps a 10,000-member group cheap. The
+// workflows of one Flush are advanced together: each record is read (up
+// to flushers at once), the steps all of them release are enqueued in one
+// EnqueueMany, then each record is written. So a thousand chains cost a
+// read and a write each and one enqueue between them, not an enqueue
+// each. A workflow the shared path does not fit (starting, cancelled,
+// final, or written by another process meanwhile) is advanced alone.
+func (e *Engine) Flush(ctx context.Context) (int, error) {
+	e.mu.Lock()
+	batch := e.pending
+	e.pending = map[string]map[string]StepState{}
+	e.mu.Unlock()
+	flights := make([]*flight, 0, len(batch))
+	for id, obs := range batch {
+		flights = append(flights, &flight{id: id, obs: obs})
+	}
+	eachAtOnce(flights, func(f *flight) { e.s.prepare(ctx, f) })
+	e.s.enqueueReleased(ctx, flights)
+	var (
+		mu   sync.Mutex
+		errs []error
+		n    int
+	)
+	eachAtOnce(flights, func(f *flight) {
+		err := e.s.land(ctx, f)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil && !errors.Is(err, job.ErrNotFound) {
+			e.keep(f.id, f.obs)
+			errs = append(errs, err)
+			return
+		}
+		n += len(f.obs)
+	})
+	return n, errors.Join(errs...)
+}
+
+// flushers bounds the workflows one Flush reads or writes at once.
+const flushers = 16
+
+// eachAtOnce runs fn for every flight, up to flushers at once.
+func eachAtOnce(flights []*flight, fn func(*flight)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(flushers, len(flights)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(flights); i = int(next.Add(1) - 1) {
+				fn(flights[i])
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// keep puts back outcomes an advance could not record, for the next
+// round, unless a newer outcome of the step came since.
+func (e *Engine) keep(id string, obs map[string]StepState) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for step, st := range obs {
+		if m := e.pending[id]; m == nil || m[step] == "" {
+			if m == nil {
+				e.pending[id] = map[string]StepState{}
+			}
+			e.pending[id][step] = st
+		}
+	}
+}
+
+// flight is one workflow's advance within a Flush.
+type flight struct {
+	id  string
+	obs map[string]StepState
+	// Set by prepare on the shared path: the record read, with obs
+	// folded in, and the steps that releases.
+	r       *record
+	version int64
+	now     time.Time
+	changed bool
+	ready   []*stepRecord
+	alone   bool  // advance it alone (advance), in land
+	err     error // the read failed
+}
+
+// prepare reads f's record and folds its outcomes in, as advance does,
+// unless the record needs what only advance does: a start to finish, a
+// cancel to carry out, a final record that a replay may reopen.
+func (s *store) prepare(ctx context.Context, f *flight) {
+	r, version, err := s.load(ctx, f.id)
+	if err != nil {
+		f.err = err
+		return
+	}
+	if r.State == Starting || r.CancelRequested || r.State.Final() {
+		f.alone = true
+		return
+	}
+	f.r, f.version, f.now = r, version, s.now()
+	for name, st := range f.obs {
+		f.changed = r.observe(name, st, f.now) || f.changed
+	}
+	var settled bool
+	f.ready, settled = r.settle(f.now)
+	f.changed = f.changed || settled
+}
+
+// enqueueBatch bounds the requests of one EnqueueMany of released steps.
+const enqueueBatch = 1000
+
+// enqueueReleased enqueues the steps the prepared flights release, in
+// batches of whole flights. A batch the backend refuses sends its flights
+// to advance alone, which enqueues their steps again (the jobs that did
+// get in are duplicates by ID) and sets apart a step that cannot run.
+func (s *store) enqueueReleased(ctx context.Context, flights []*flight) {
+	var reqs []queue.Request
+	var in []*flight
+	send := func() {
+		if len(reqs) == 0 {
+			return
+		}
+		_, err := s.c.EnqueueMany(ctx, reqs...)
+		for _, f := range in {
+			if err != nil {
+				f.alone = true
+				continue
+			}
+			for _, st := range f.ready {
+				st.State, st.HasJob, st.Enqueued = StepEnqueued, true, f.now
+			}
+		}
+		reqs, in = reqs[:0], in[:0]
+	}
+	for _, f := range flights {
+		if f.r == nil || f.alone || len(f.ready) == 0 {
+			continue
+		}
+		if len(reqs) > 0 && len(reqs)+len(f.ready) > enqueueBatch {
+			send()
+		}
+		for _, st := range f.ready {
+			reqs = append(reqs, request(f.r.ID, st))
+		}
+		in = append(in, f)
+	}
+	send()
+}
+
+// land writes a prepared flight's record by compare-and-set. A flight
+// sent to advance alone, or whose record another process wrote since it
+// was read, is advanced by advance, which reads it again (its enqueued
+// steps are passed on: a cancel that raced them cancels them too).
+func (s *store) land(ctx context.Context, f *flight) error {
+	if f.err != nil {
+		return f.err
+	}
+	mine := map[string]bool{}
+	if !f.alone {
+		for _, st := range f.ready {
+			mine[st.Name] = true
+		}
+		changed := f.r.finish(f.now) || f.changed || len(f.ready) > 0
+		if !changed {
+			return nil
+		}
+		_, err := s.save(ctx, f.r, f.version)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, job.ErrConflict) {
+			return fmt.Errorf("workflow %s: save: %w", f.id, err)
+		}
+	}
+	_, err := s.advanceMine(ctx, f.id, f.obs, mine)
+	return err
+}
