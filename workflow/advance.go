@@ -73,10 +73,21 @@ func (s *store) now() time.Time { return s.clock.Now() }
 // load reads a workflow's record and its version: its state, and its
 // spec unless this store has it already.
 func (s *store) load(ctx context.Context, id string) (*record, int64, error) {
+	return s.loadReusing(ctx, id, nil)
+}
+
+// loadReusing is load, taking the record reuse returns for the stored
+// value read instead of decoding it (reuse nil, or returning nil: decode).
+func (s *store) loadReusing(ctx context.Context, id string, reuse func(kv backends.KV) *record) (*record, int64, error) {
 	for attempt := 0; ; attempt++ {
 		kv, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: key(id), Now: s.now()})
 		if err != nil {
 			return nil, 0, fmt.Errorf("workflow %s: %w", id, err)
+		}
+		if reuse != nil {
+			if r := reuse(kv); r != nil {
+				return r, kv.Version, nil
+			}
 		}
 		r, err := s.decode(ctx, kv.Value)
 		if errors.Is(err, job.ErrNotFound) && attempt < 3 {
@@ -114,6 +125,11 @@ func (s *store) save(ctx context.Context, r *record, version int64) (int64, erro
 	if err != nil {
 		return 0, err
 	}
+	return s.saveEncoded(ctx, r, b, version)
+}
+
+// saveEncoded is save of r encoded as b.
+func (s *store) saveEncoded(ctx context.Context, r *record, b []byte, version int64) (int64, error) {
 	p := backends.PutKVParams{Key: key(r.ID), Value: b, IfVersion: version, Now: s.now()}
 	marker := int64(-1)
 	if r.State.Final() {

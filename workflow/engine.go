@@ -75,6 +75,7 @@ type Engine struct {
 	mu      sync.Mutex
 	pending map[string]map[string]StepState // workflow -> step -> finished as
 	wake    chan struct{}
+	held    heldRecords // large records between rounds (flush.go)
 }
 
 // NewEngine returns an engine on client c's backend, which must be a

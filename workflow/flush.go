@@ -1,6 +1,7 @@
 package workflow
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/job"
 	"github.com/conveyorhq/conveyor/queue"
 )
@@ -31,7 +33,7 @@ func (e *Engine) Flush(ctx context.Context) (int, error) {
 	for id, obs := range batch {
 		flights = append(flights, &flight{id: id, obs: obs})
 	}
-	eachAtOnce(flights, func(f *flight) { e.s.prepare(ctx, f) })
+	eachAtOnce(flights, func(f *flight) { e.s.prepare(ctx, f, &e.held) })
 	e.s.enqueueReleased(ctx, flights)
 	var (
 		mu   sync.Mutex
@@ -39,7 +41,7 @@ func (e *Engine) Flush(ctx context.Context) (int, error) {
 		n    int
 	)
 	eachAtOnce(flights, func(f *flight) {
-		err := e.s.land(ctx, f)
+		err := e.s.land(ctx, f, &e.held)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil && !errors.Is(err, job.ErrNotFound) {
@@ -101,9 +103,11 @@ type flight struct {
 
 // prepare reads f's record and folds its outcomes in, as advance does,
 // unless the record needs what only advance does: a start to finish, a
-// cancel to carry out, a final record that a replay may reopen.
-func (s *store) prepare(ctx context.Context, f *flight) {
-	r, version, err := s.load(ctx, f.id)
+// cancel to carry out, a final record that a replay may reopen. A large
+// record the last round wrote is taken from held if its version is still
+// the stored one, instead of decoded again.
+func (s *store) prepare(ctx context.Context, f *flight, held *heldRecords) {
+	r, version, err := s.loadReusing(ctx, f.id, held.take(f.id))
 	if err != nil {
 		f.err = err
 		return
@@ -166,7 +170,7 @@ func (s *store) enqueueReleased(ctx context.Context, flights []*flight) {
 // sent to advance alone, or whose record another process wrote since it
 // was read, is advanced by advance, which reads it again (its enqueued
 // steps are passed on: a cancel that raced them cancels them too).
-func (s *store) land(ctx context.Context, f *flight) error {
+func (s *store) land(ctx context.Context, f *flight, held *heldRecords) error {
 	if f.err != nil {
 		return f.err
 	}
@@ -179,8 +183,15 @@ func (s *store) land(ctx context.Context, f *flight) error {
 		if !changed {
 			return nil
 		}
-		_, err := s.save(ctx, f.r, f.version)
+		b, err := f.r.encode()
+		if err != nil {
+			return err
+		}
+		v, err := s.saveEncoded(ctx, f.r, b, f.version)
 		if err == nil {
+			if !f.r.State.Final() {
+				held.put(f.id, f.r, v, b)
+			}
 			return nil
 		}
 		if !errors.Is(err, job.ErrConflict) {
@@ -189,4 +200,61 @@ func (s *store) land(ctx context.Context, f *flight) error {
 	}
 	_, err := s.advanceMine(ctx, f.id, f.obs, mine)
 	return err
+}
+
+// heldRecords keeps the records of large workflows from one round of
+// advances to the next, each with the version it was written at, so that
+// a 10,000-step chord whose members finish over many rounds is decoded
+// once, not once a round (a decode allocates a step record each). A
+// record is taken out while a round works on it, so two rounds never
+// share one; one is reused only if the stored value is still the one it
+// wrote, byte for byte (a version alone could repeat under a workflow ID
+// used again), and else decoded as usual.
+type heldRecords struct {
+	mu sync.Mutex
+	m  map[string]heldRecord
+}
+
+type heldRecord struct {
+	r       *record
+	version int64
+	value   []byte // r as written
+}
+
+// Records are held from holdSteps steps up, at most holdMax of them.
+const (
+	holdSteps = 1000
+	holdMax   = 64
+)
+
+// take removes id's record and returns the reuse function of
+// loadReusing for it (nil if none is held).
+func (h *heldRecords) take(id string) func(kv backends.KV) *record {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hr, ok := h.m[id]
+	if !ok {
+		return nil
+	}
+	delete(h.m, id)
+	return func(kv backends.KV) *record {
+		if kv.Version != hr.version || !bytes.Equal(kv.Value, hr.value) {
+			return nil
+		}
+		return hr.r
+	}
+}
+
+func (h *heldRecords) put(id string, r *record, version int64, value []byte) {
+	if len(r.Steps) < holdSteps {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil {
+		h.m = map[string]heldRecord{}
+	}
+	if len(h.m) < holdMax {
+		h.m[id] = heldRecord{r, version, value}
+	}
 }
