@@ -17,8 +17,9 @@ import (
 
 // redelivering hands the first job it reserves out twice, under two lease
 // tokens, as a broker does that delivers one message twice (at-least-once:
-// the AMQP backend with a store can hold two messages of one job). The
-// second lease is the one the backend has lost.
+// the AMQP backend with a store can hold two messages of one job). Both
+// run and are heartbeated; the second's Complete finds its lease lost, as
+// a store does whose record the first delivery's lease holds.
 type redelivering struct {
 	*membackend.Backend
 	mu    sync.Mutex

@@ -104,8 +104,8 @@ type flight struct {
 // prepare reads f's record and folds its outcomes in, as advance does,
 // unless the record needs what only advance does: a start to finish, a
 // cancel to carry out, a final record that a replay may reopen. A large
-// record the last round wrote is taken from held if its version is still
-// the stored one, instead of decoded again.
+// record the last round wrote is taken from held if the stored value is
+// still the one it wrote, instead of decoded again.
 func (s *store) prepare(ctx context.Context, f *flight, held *heldRecords) {
 	r, version, err := s.loadReusing(ctx, f.id, held.take(f.id))
 	if err != nil {
