@@ -62,6 +62,9 @@ func TestChord(t *testing.T) {
 				// that fix, a member's record stayed running with no message
 				// left to run it, after the delivery that ran it lost its
 				// lease (to another delivery of the job that left no trace).
+				// 16 of 16 runs passed after the worker's fix for two
+				// deliveries of one job in one process, but the cause was
+				// never shown, so CI does not run it yet.
 				t.Skip("AMQP with a store can leave a step's record running with no message (1 of 7 runs): " +
 					"run with CONVEYOR_CHAOS_CHORD_AMQP=1 (scripts/chaos does)")
 			}
