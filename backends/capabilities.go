@@ -98,7 +98,9 @@ type BatchCompleter interface {
 // Priority, oldest RunAt, enqueue order. A group served goes to the back
 // of the ring, also across calls and across processes; a group with no due
 // job (all delayed, retrying later or running) keeps its place and joins
-// the rounds once one is due. Priority does not cross groups.
+// the rounds once one is due. A backend may forget a group that has had no
+// due job for a whole round of the ring, so that idle groups cost nothing;
+// it joins again as a group never served. Priority does not cross groups.
 //
 // Fallback when absent: a worker given a fair queue (worker.QueueConfig.Fair)
 // refuses to start with job.ErrUnsupported rather than serve it unfairly.

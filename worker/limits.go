@@ -338,7 +338,7 @@ func (w *Worker) renewSlots(leases []job.Lease, res []backends.ExtendResult) {
 	var tickets []flow.Ticket
 	var exp time.Time
 	w.flow.mu.Lock()
-	for i, r := range res[:min(len(res), len(leases))] {
+	for i, r := range res { // res[i] answers leases[i]
 		if t, ok := w.flow.held[keyOf(leases[i])]; ok && !r.Lost {
 			tickets = append(tickets, t)
 			if r.ExpiresAt.After(exp) {

@@ -454,13 +454,14 @@ func (w *Worker) heartbeat() {
 		w.log.Error("lease heartbeat failed", "err", err, "jobs", len(leases))
 		return
 	}
+	if len(res) != len(leases) { // the contract answers each lease, in order
+		w.log.Error("lease heartbeat: the backend answered for another number of leases", "asked", len(leases), "answered", len(res))
+		return
+	}
 	w.renewSlots(leases, res) // concurrency slots end with their leases (limits.go)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for i, r := range res {
-		if i >= len(leases) || r.JobID != leases[i].JobID {
-			break // a backend that answered out of order: act on nothing
-		}
 		rj := w.running[keyOf(leases[i])]
 		switch {
 		case rj == nil:

@@ -67,18 +67,16 @@ end
 -- job of it is due.
 local function pruneRing()
   if redis.call('EXISTS', RING) == 0 then return end
-  local fair = redis.call('EXISTS', base .. ':fair') == 1
-  local top = redis.call('ZRANGE', RING, -1, -1, 'WITHSCORES')
-  local stale = num(top[2]) - redis.call('ZCARD', RING)
-  local page = fair and redis.call('ZRANGEBYSCORE', RING, '-inf', stale) or redis.call('ZRANGE', RING, 0, -1)
-  for _, g in ipairs(page) do
-    if not fair then
-      redis.call('UNLINK', gk(g))
-    elseif redis.call('EXISTS', gk(g)) == 0 then
-      redis.call('ZREM', RING, g)
-    end
+  if redis.call('EXISTS', base .. ':fair') == 0 then
+    for _, g in ipairs(redis.call('ZRANGE', RING, 0, -1)) do redis.call('UNLINK', gk(g)) end
+    redis.call('DEL', RING, base .. ':fairbuild')
+    return
   end
-  if not fair then redis.call('DEL', RING, base .. ':fairbuild') end
+  local top = redis.call('ZRANGE', RING, -1, -1, 'WITHSCORES')
+  local lastRound = num(top[2]) - redis.call('ZCARD', RING)
+  for _, g in ipairs(redis.call('ZRANGEBYSCORE', RING, '-inf', lastRound)) do
+    if redis.call('EXISTS', gk(g)) == 0 then redis.call('ZREM', RING, g) end
+  end
 end
 pruneRing()
 

@@ -257,6 +257,24 @@ local function depth()
     + redis.call('ZCARD', sk('running')) + redis.call('ZCARD', sk('retrying'))
 end
 
+-- leasable reads the job a ready-set member m names and returns its ID
+-- and fields (read as READ) if it can be leased now; nil for a member too
+-- short to name a job (a stray, reported), one whose hash is missing or
+-- corrupt (handled by usable), or a stale one (the job has another
+-- member, or is running or finished). The caller takes m out of its set.
+local function leasable(m, now, keep)
+  local id = string.sub(m, 32)
+  if id == '' then
+    table.insert(STRAYS, m)
+    return nil
+  end
+  local f = fields(id, unpack(READ))
+  if usable(id, f, now, keep) and f[RK] == m and f[1] ~= 'running' and not finished(f[1]) then
+    return id, f
+  end
+  return nil
+end
+
 -- leaseready leases ready job id, whose fields f were read as READ, for
 -- reserve.lua and reserve_fair.lua (ARGV: now, limit, lease ms, worker,
 -- token prefix, keep-dead ms, poison reason format), after its ready

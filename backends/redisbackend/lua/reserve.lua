@@ -12,16 +12,8 @@ while n < limit do
   if #members == 0 then break end
   variadic('ZREM', READY, members)
   for _, m in ipairs(members) do
-    local id = string.sub(m, 32)
-    -- One read for the checks and the reply: record fields, then rk.
-    local f = fields(id, unpack(READ))
-    if id == '' then
-      table.insert(STRAYS, m)
-    elseif not usable(id, f, now, keep) then
-      -- cleared or dead-lettered, to be reported
-    elseif f[RK] == m and f[1] ~= 'running' and not finished(f[1]) then
-      n = leaseready(id, f, now, n, out)
-    end
+    local id, f = leasable(m, now, keep)
+    if id then n = leaseready(id, f, now, n, out) end
   end
 end
 announce(false)

@@ -39,29 +39,19 @@ FAIRQ[base] = true
 promote(now, 1000, keep)
 
 -- more takes up to want more due jobs of group c from its set, in
--- Reserve's order, dropping the stale entries it meets (and handling a
--- missing or corrupt hash as reserve.lua does).
+-- Reserve's order, dropping the entries it cannot lease (leasable).
 local function more(c, want)
   while want > 0 and not c.done do
     local ms = redis.call('ZRANGE', c.key, c.off, c.off + want - 1)
     if #ms < want then c.done = true end
     for _, m in ipairs(ms) do
-      local id = string.sub(m, 32)
-      local f = fields(id, unpack(READ))
-      local take = false
-      if id == '' then
-        redis.call('ZREM', READY, m)
-        table.insert(STRAYS, m)
-      elseif not usable(id, f, now, keep) then
-        redis.call('ZREM', READY, m) -- cleared or dead-lettered, to be reported
-      else
-        take = f[RK] == m and f[1] ~= 'running' and not finished(f[1])
-      end
-      if take then
+      local id, f = leasable(m, now, keep)
+      if id then
         table.insert(c.got, {id, f, m, c.key})
         c.off, want = c.off + 1, want - 1
-      else
+      else -- stale, stray or set aside: out of both sets
         redis.call('ZREM', c.key, m)
+        redis.call('ZREM', READY, m)
       end
     end
   end
