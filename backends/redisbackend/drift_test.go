@@ -254,3 +254,24 @@ func TestCorruptJobCancelledOrDeletedLeavesNoPhantom(t *testing.T) {
 		t.Fatalf("the deleted job is still in later")
 	}
 }
+
+// Stale ready-set members (entries a job no longer has: written by hand,
+// or left by drift) ahead of the due jobs do not shorten a Reserve: it
+// drops them and fills its limit from the jobs behind them. It had counted
+// its reply's fields, not jobs, and stopped early.
+func TestReserveFillsItsLimitPastStaleEntries(t *testing.T) {
+	e := newDriftEnv(t, 0)
+	ctx := context.Background()
+	var ids []string
+	for range 5 {
+		ids = append(ids, e.enqueue(t, 0))
+	}
+	for _, id := range ids[:3] { // older than any real member: first in the set
+		must(t, e.client.ZAdd(ctx, e.base+":ready", redis.Z{Score: 0, Member: "0000000000000:0000000000000000:" + id}).Err())
+	}
+	recs, err := e.b.Reserve(ctx, backends.ReserveParams{Queue: "d", Limit: 5, Lease: time.Minute, Worker: "w"})
+	must(t, err)
+	if len(recs) != 5 {
+		t.Fatalf("Reserve(limit 5) past 3 stale entries returned %d jobs", len(recs))
+	}
+}
