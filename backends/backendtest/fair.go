@@ -2,6 +2,7 @@ package backendtest
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -22,7 +23,8 @@ const (
 
 // testFair checks backends.FairReserver: rounds across groups, the ring
 // kept across calls, priority within a group, delayed and retried jobs
-// in their group's turn, and a quiet tenant not behind a noisy one's
+// in their group's turn, idle groups forgotten without losing a job or a
+// busy group's place, and a quiet tenant not behind a noisy one's
 // backlog.
 func testFair(h *harness) {
 	fr := h.b.(backends.FairReserver)
@@ -31,6 +33,7 @@ func testFair(h *harness) {
 	fairPriorityWithinGroup(h, fr)
 	fairDelayedAndRetried(h, fr)
 	fairConcurrent(h, fr)
+	fairIdleGroups(h, fr)
 	fairBacklog(h, fr, cmp.Or(h.s.FairBacklog, fairBacklogJobs), fairQuietJobs)
 }
 
@@ -209,4 +212,65 @@ func fairConcurrent(h *harness, fr backends.FairReserver) {
 	swarm(h, workers, groups*perGroup, func() ([]*job.Record, error) {
 		return fr.ReserveFair(h.ctx, backends.ReserveParams{Queue: q, Limit: 7, Lease: longLease})
 	})
+}
+
+// fairIdleGroups: after the janitor ran (Tidy, where the backend has it)
+// with groups idle for more than a round, which a backend may forget, a
+// job enqueued into such a group, one into a group whose only job was
+// running, and a dead one replayed into a third are all served.
+func fairIdleGroups(h *harness, fr backends.FairReserver) {
+	q := h.queue("fair-idle")
+	h.enqueue(h.gins(q, "s", "s0"), h.gins(q, "x", "x0"), h.gins(q, "y", "y0"))
+	first := h.reserveFair(fr, q, 3)
+	if payloads(first) != "s0 x0 y0" {
+		h.t.Fatalf("first round: %q, want s0 x0 y0", payloads(first))
+	}
+	h.enqueue(h.gins(q, "r", "r0"))
+	running := h.reserveFair(fr, q, 1)
+	if payloads(running) != "r0" {
+		h.t.Fatalf("r's turn: %q, want r0", payloads(running))
+	}
+	h.complete(first[0], nil)
+	h.complete(first[1], nil)
+	must(h.t, h.b.DeadLetter(h.ctx, backends.DeadLetterParams{Lease: first[2].Lease, Error: job.AttemptError{Error: "boom"}}))
+	// Thirty more serving numbers than the queue has groups: s, x and y
+	// are idle for a whole round.
+	var fill []*backends.JobInsert
+	for i := range 30 {
+		fill = append(fill, h.gins(q, fmt.Sprint("f", i%3), "f"))
+	}
+	h.enqueue(fill...)
+	for _, r := range h.reserveFair(fr, q, 30) {
+		h.complete(r, nil)
+	}
+	if t, ok := h.b.(interface{ Tidy(context.Context) error }); ok {
+		must(h.t, t.Tidy(h.ctx))
+	} else if h.s.FairGroups != nil {
+		h.t.Fatalf("Suite.FairGroups is set, but %T has no Tidy to prune the ring", h.b)
+	}
+	if h.s.FairGroups != nil {
+		// s, x and y are idle and a round behind: forgotten. The f groups
+		// were served last: kept. r's job is running, which a backend may
+		// count as a due job or not.
+		ring := slices.DeleteFunc(h.s.FairGroups(h.t, h.b, q), func(g string) bool { return g == "r" })
+		slices.Sort(ring)
+		if fmt.Sprint(ring) != "[f0 f1 f2]" {
+			h.t.Fatalf("the ring after the janitor: %v (r aside), want [f0 f1 f2]", ring)
+		}
+	}
+	h.enqueue(h.gins(q, "x", "x1"), h.gins(q, "r", "r1"), h.gins(q, "s", "s1"))
+	want := "r1 s1 x1"
+	if ad, ok := h.b.(backends.Admin); ok {
+		if n, err := ad.ReplayJobs(h.ctx, backends.ReplayJobsParams{IDs: []string{first[2].ID}}); err != nil || n != 1 {
+			h.t.Fatalf("ReplayJobs(y0) = %d, %v", n, err)
+		}
+		want = "r1 s1 x1 y0"
+	}
+	got := h.reserveFair(fr, q, 10)
+	sorted := strings.Fields(payloads(got))
+	slices.Sort(sorted)
+	if strings.Join(sorted, " ") != want {
+		h.t.Fatalf("after the janitor: %q, want each of %s", payloads(got), want)
+	}
+	h.complete(running[0], nil) // its lease held through the janitor
 }

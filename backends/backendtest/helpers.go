@@ -35,6 +35,11 @@ type Suite struct {
 	// issue 17's workload; a backend whose inserts crawl under the race
 	// detector (SQLite in pure Go: minutes for 50,000) may lower it there.
 	FairBacklog int
+	// FairGroups returns the groups b's fair ring holds for queue, so that
+	// the FairReserver case can check that the janitor (the backend's
+	// Tidy) forgot the idle ones. Optional: without it the case checks
+	// only that a forgotten group loses no job.
+	FairGroups func(t *testing.T, b backends.Backend, queue string) []string
 }
 
 // Timing used by the suite. Leases are short so expiry tests are quick, long

@@ -13,6 +13,8 @@ import (
 func TestConformance(t *testing.T) {
 	backendtest.Suite{New: func(t *testing.T, clock backends.Clock) backends.Backend {
 		return membackend.New(membackend.Config{Clock: clock})
+	}, FairGroups: func(_ *testing.T, b backends.Backend, q string) []string {
+		return membackend.FairGroups(b.(*membackend.Backend), q)
 	}, TimePrecision: time.Nanosecond}.Run(t)
 }
 

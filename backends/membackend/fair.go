@@ -115,3 +115,29 @@ func (f *fairState) ready() []*fairGroup {
 	})
 	return ring
 }
+
+// pruneGroups forgets the queue's idle groups, which
+// backends.FairReserver allows: no job ready, delayed or running, and not
+// served in the ring's last round (as many serving numbers as there are
+// groups), so that ready() does not visit every group the queue ever had.
+// A group that comes back joins as never served. The caller holds b.mu.
+func (q *queueState) pruneGroups() {
+	f := &q.fair
+	if len(f.groups) < 2 || f.served <= uint64(len(f.groups)) {
+		return
+	}
+	cut := f.served - uint64(len(f.groups))
+	busy := map[string]bool{}
+	for _, h := range []timeHeap{q.later, q.running} {
+		for _, it := range h {
+			if it.live() {
+				busy[it.e.grp] = true
+			}
+		}
+	}
+	for name, g := range f.groups {
+		if name != "" && g.served < cut && !busy[name] && g.head() == nil {
+			delete(f.groups, name)
+		}
+	}
+}

@@ -28,14 +28,18 @@ func (b *Backend) expire(it item, now time.Time) {
 }
 
 // prune deletes the finished jobs whose retention ended by now and returns
-// how many. A job replayed or deleted since it finished has a newer
-// version than its heap item, which is skipped. The caller holds b.mu.
+// how many, then forgets idle fair groups (pruneGroups). A job replayed or
+// deleted since it finished has a newer version than its heap item, which
+// is skipped. The caller holds b.mu.
 func (b *Backend) prune(now time.Time) int {
 	n := 0
 	b.expiring.popDue(now.UnixNano(), func(e *entry) {
 		b.remove(e)
 		n++
 	})
+	for _, q := range b.queues {
+		q.pruneGroups()
+	}
 	return n
 }
 

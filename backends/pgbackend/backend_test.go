@@ -61,10 +61,17 @@ func open(t testing.TB, pool *pgxpool.Pool, cfg pgbackend.Config) *pgbackend.Bac
 
 func TestConformance(t *testing.T) {
 	pool, _ := newPool(t)
+	var schemas sync.Map // of each subtest's backend
 	// A schema per subtest: each steps its own clock, and a janitor
 	// sharing a schema would expire another subtest's leases early.
 	backendtest.Suite{New: func(t *testing.T, clock backends.Clock) backends.Backend {
-		return open(t, pool, pgbackend.Config{Schema: freshSchema(t, pool), Clock: clock})
+		schema := freshSchema(t, pool)
+		b := open(t, pool, pgbackend.Config{Schema: schema, Clock: clock})
+		schemas.Store(b, schema)
+		return b
+	}, FairGroups: func(t *testing.T, b backends.Backend, q string) []string {
+		schema, _ := schemas.Load(b)
+		return ringGroups(t, pool, schema.(string), q)
 	}, TimePrecision: time.Microsecond, BeginTx: func(t *testing.T, b backends.Backend) backendtest.Tx {
 		ctx := context.Background()
 		tx, err := b.(*pgbackend.Backend).Pool().Begin(ctx)

@@ -2,6 +2,7 @@ package pgbackend
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
@@ -17,6 +18,74 @@ var _ backends.FairReserver = (*Backend)(nil)
 // FOR UPDATE SKIP LOCKED would let two reserves serve the same group's
 // turn.)
 const fairLockSQL = `SELECT pg_advisory_xact_lock(hashtextextended('conveyor-fair:S.' || $1, 0))`
+
+// The ring keeps a row for every group with a job waiting or running;
+// the janitor deletes the rows of groups with neither that were not served
+// in the ring's last round (pruneRingSQL), so a queue whose tenants come
+// and go does not probe every tenant it ever had on each fair reserve. A
+// group that comes back joins as never served (backends.FairReserver).
+//
+// An enqueue that finds its group's row there inserts none. Were the
+// janitor to delete that row before the enqueue's job committed, the job
+// would wait in no group of the ring. So every statement that puts a
+// job's group in the ring first takes the ring lock shared (ringShared,
+// held to the end of its transaction), and the janitor takes it
+// exclusive, without waiting, before the statement that looks for idle
+// groups: that statement then sees every job of every enqueue that had
+// found a row, and an enqueue that waited for the janitor finds the row
+// gone and inserts it again. Plain jobs' group (the empty one) is never
+// pruned, and an enqueue of plain jobs takes no lock.
+const (
+	ringLockKey = `hashtextextended('conveyor-ring:S.', 0)`
+	// ringShared is the CTE lk, which a statement's ring insert depends on
+	// (a scalar subquery over it) so that it runs first; a caller may add a
+	// WHERE.
+	ringShared = `lk AS (SELECT pg_advisory_xact_lock_shared(` + ringLockKey + `)`
+	// ringReplayed is the tail of a replay: the ring rows of the groups of
+	// the jobs it replayed (CTE r), and their number.
+	ringReplayed = `ring AS (INSERT INTO S.fair_groups (queue, grp)
+			SELECT DISTINCT queue, grp FROM r WHERE (SELECT count(*) FROM lk) >= 0 ORDER BY 1, 2
+			ON CONFLICT DO NOTHING)
+		SELECT count(*) FROM r`
+	ringTryLockSQL = `SELECT pg_try_advisory_xact_lock(` + ringLockKey + `)`
+	// pruneRingSQL deletes up to 1,000 idle groups' rows: not the empty
+	// group, no job waiting (jobs_fair) or running, and a serving number
+	// older than the ring has groups, so that each group with a due job was
+	// served since.
+	pruneRingSQL = `DELETE FROM S.fair_groups f USING (
+			SELECT g.queue, g.grp FROM S.fair_groups g
+			JOIN (SELECT queue, max(served) - count(*) AS cut FROM S.fair_groups GROUP BY queue) c ON c.queue = g.queue
+			WHERE g.grp <> '' AND g.served < c.cut
+				AND NOT EXISTS (SELECT 1 FROM S.jobs j WHERE j.queue = g.queue AND j.grp = g.grp AND j.state IN {waiting})
+				AND NOT EXISTS (SELECT 1 FROM S.jobs j WHERE j.queue = g.queue AND j.grp = g.grp AND j.state = 'running')
+			LIMIT 1000) d
+		WHERE f.queue = d.queue AND f.grp = d.grp`
+)
+
+// pruneRing deletes idle groups' ring rows (see ringShared), in its own
+// transaction so that enqueues wait on the ring lock only while it
+// deletes. It skips the round if an enqueue holds the lock.
+func (b *Backend) pruneRing(ctx context.Context) error {
+	for range 10 { // bounded work per tick
+		n := int64(0)
+		err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+			var locked bool
+			if err := tx.QueryRow(ctx, b.q.ringTryLock).Scan(&locked); err != nil || !locked {
+				return err
+			}
+			tag, err := tx.Exec(ctx, b.q.pruneRing)
+			n = tag.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("pgbackend: janitor: prune the fair ring: %w", err)
+		}
+		if n < 1000 {
+			return nil
+		}
+	}
+	return nil
+}
 
 // fairReserveSQL is the reserve statement of ReserveFair, with the
 // parameters of queries.reserve. ring: the queue's groups (migration 6),
@@ -52,8 +121,8 @@ const fairReserveSQL = `WITH ring AS (
 
 // ReserveFair implements backends.FairReserver: one round trip, as
 // Reserve, with the queue's fair lock taken first. Its cost grows with
-// the number of groups the queue has had (an index probe each), not with
-// their backlogs.
+// the number of groups in the queue's ring (an index probe each), not with
+// their backlogs; the janitor keeps idle ones out (pruneRing).
 func (b *Backend) ReserveFair(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
 	return b.reserveDue(ctx, p, true)
 }

@@ -110,12 +110,12 @@ func (b *Backend) ReplayJobs(ctx context.Context, p backends.ReplayJobsParams) (
 	total := 0
 	if p.Queue != "" {
 		for {
-			tag, err := b.pool.Exec(ctx, b.q.replayQueue, p.Queue, now)
-			if err != nil {
+			var n int
+			if err := b.pool.QueryRow(ctx, b.q.replayQueue, p.Queue, now).Scan(&n); err != nil {
 				return total, fmt.Errorf("pgbackend: replay %s: %w", p.Queue, err)
 			}
-			total += int(tag.RowsAffected())
-			if tag.RowsAffected() == 0 {
+			total += n
+			if n == 0 {
 				break
 			}
 		}
@@ -125,11 +125,11 @@ func (b *Backend) ReplayJobs(ctx context.Context, p backends.ReplayJobsParams) (
 		for i, id := range p.IDs {
 			payloads[i] = p.Payloads[id] // nil keeps the stored payload
 		}
-		tag, err := b.pool.Exec(ctx, b.q.replay, p.IDs, now, payloads)
-		if err != nil {
+		var n int
+		if err := b.pool.QueryRow(ctx, b.q.replay, p.IDs, now, payloads).Scan(&n); err != nil {
 			return total, fmt.Errorf("pgbackend: replay: %w", err)
 		}
-		total += int(tag.RowsAffected())
+		total += n
 	}
 	return total, nil
 }

@@ -17,8 +17,9 @@ func (b *Backend) janitorLoop() {
 }
 
 // Tidy folds the logged count deltas into the counts, recovers expired
-// leases in every queue and deletes finished jobs past their retention, a
-// thousand rows per statement, if no other process is doing it right now.
+// leases in every queue, deletes finished jobs past their retention, a
+// thousand rows per statement, and then idle groups' rows of the fair ring
+// (fair.go), if no other process is doing it right now.
 func (b *Backend) Tidy(ctx context.Context) error {
 	if err := b.gate.Check(ctx); err != nil {
 		return err
@@ -54,8 +55,14 @@ func (b *Backend) Tidy(ctx context.Context) error {
 		}
 		return nil
 	})
-	if err != nil || !tidied || b.tidies.Add(1)%vacuumLogEvery != 0 {
+	if err != nil || !tidied {
 		return err
+	}
+	if err := b.pruneRing(ctx); err != nil {
+		return err
+	}
+	if b.tidies.Add(1)%vacuumLogEvery != 0 {
+		return nil
 	}
 	// Every fold leaves the log's rows dead, and autovacuum visits at most
 	// once a minute; readers of the counts scan the log, so keep it small.

@@ -10,7 +10,7 @@ type queries struct {
 	cancelRow, cancelRequest, cancelJob, getJob, listJobs, stats             string
 	replay, replayQueue, deleteJobs, purge, pause, resume, recoverAll        string
 	pruneDone, pruneDead, foldCounts                                         string
-	fairLock, fairReserve                                                    string // fair.go
+	fairLock, fairReserve, ringTryLock, pruneRing                            string // fair.go
 }
 
 // recordCols are the columns scanRecord reads, in order.
@@ -47,10 +47,14 @@ func newQueries(schema string) queries {
 		schema:      schema,
 		fairLock:    t(fairLockSQL),
 		fairReserve: t(fairReserveSQL),
+		ringTryLock: t(ringTryLockSQL),
+		pruneRing:   t(pruneRingSQL),
 		// The CTE gives each new (queue, group) its row in the fair ring
 		// (fair.go).
-		insert: t(`WITH ring AS (INSERT INTO S.fair_groups (queue, grp)
-				SELECT DISTINCT queue, grp FROM unnest($2::text[], $15::text[]) AS g(queue, grp) ORDER BY 1, 2
+		insert: t(`WITH ` + ringShared + ` WHERE '' <> ANY($15::text[])),
+			ring AS (INSERT INTO S.fair_groups (queue, grp)
+				SELECT DISTINCT queue, grp FROM unnest($2::text[], $15::text[]) AS g(queue, grp)
+				WHERE (SELECT count(*) FROM lk) >= 0 ORDER BY 1, 2
 				ON CONFLICT DO NOTHING)
 			INSERT INTO S.jobs (id, queue, task, payload, headers, priority, state, run_at, created_at,
 				max_deliveries, timeout_ms, retry_policy, unique_key, unique_until, grp)
@@ -142,12 +146,20 @@ func newQueries(schema string) queries {
 		stats: t(`SELECT coalesce(c.queue, q.name), coalesce(c.state, ''), coalesce(c.n, 0), coalesce(q.paused, false)
 			FROM (SELECT queue, state, n FROM S.job_totals WHERE $1 = '' OR queue = $1) c
 			FULL JOIN (SELECT name, paused FROM S.queues WHERE $1 = '' OR name = $1) q ON q.name = c.queue`),
-		replay: t(`UPDATE S.jobs j SET state = 'pending', deliveries = 0, run_at = $2, finished_at = NULL,
+		// A replayed job's group may have left the fair ring while the job
+		// was dead (fair.go): the replay puts it back, as an enqueue does.
+		replay: t(`WITH ` + ringShared + `),
+			r AS (UPDATE S.jobs j SET state = 'pending', deliveries = 0, run_at = $2, finished_at = NULL,
 				payload = coalesce(r.payload, j.payload)
 			FROM unnest($1::text[], $3::bytea[]) AS r(id, payload)
-			WHERE j.id = r.id AND j.state IN ('dead', 'cancelled')`),
-		replayQueue: t(`UPDATE S.jobs SET state = 'pending', deliveries = 0, run_at = $2, finished_at = NULL
-			WHERE id IN (SELECT id FROM S.jobs WHERE queue = $1 AND state = 'dead' LIMIT 1000 FOR UPDATE SKIP LOCKED)`),
+			WHERE j.id = r.id AND j.state IN ('dead', 'cancelled')
+			RETURNING j.queue, j.grp),
+			` + ringReplayed),
+		replayQueue: t(`WITH ` + ringShared + `),
+			r AS (UPDATE S.jobs SET state = 'pending', deliveries = 0, run_at = $2, finished_at = NULL
+			WHERE id IN (SELECT id FROM S.jobs WHERE queue = $1 AND state = 'dead' LIMIT 1000 FOR UPDATE SKIP LOCKED)
+			RETURNING queue, grp),
+			` + ringReplayed),
 		deleteJobs: t(`DELETE FROM S.jobs WHERE id = ANY($1) AND state <> 'running'`),
 		purge: t(`DELETE FROM S.jobs WHERE id IN (SELECT id FROM S.jobs WHERE queue = $1 AND state = ANY($2)
 			AND state <> 'running' LIMIT 1000 FOR UPDATE SKIP LOCKED)`),

@@ -43,7 +43,7 @@ func TestConformance(t *testing.T) {
 	client := newClient(t)
 	backendtest.Suite{New: func(t *testing.T, clock backends.Clock) backends.Backend {
 		return open(t, client, redisbackend.Config{Clock: clock}) // keys of its own: see the suite's doc
-	}}.Run(t)
+	}, FairGroups: ringGroups(client)}.Run(t)
 }
 
 func TestConformanceCluster(t *testing.T) {
@@ -51,7 +51,18 @@ func TestConformanceCluster(t *testing.T) {
 	t.Cleanup(func() { _ = client.Close() })
 	backendtest.Suite{New: func(t *testing.T, clock backends.Clock) backends.Backend {
 		return open(t, client, redisbackend.Config{Clock: clock}) // keys of its own: see the suite's doc
-	}}.Run(t)
+	}, FairGroups: ringGroups(client)}.Run(t)
+}
+
+// ringGroups is the suite's Suite.FairGroups: the members of the ring.
+func ringGroups(client redis.UniversalClient) func(*testing.T, backends.Backend, string) []string {
+	return func(t *testing.T, b backends.Backend, q string) []string {
+		groups, err := client.ZRange(context.Background(), redisbackend.RingKey(b.(*redisbackend.Backend), q), 0, -1).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return groups
+	}
 }
 
 // TestScheduler runs the scheduler's suite on the backend's KV store, each

@@ -99,7 +99,11 @@ func enqueue(ctx context.Context, tx *sql.Tx, p backends.EnqueueParams, now time
 			return nil, backends.QueueFullError(q, depth, check.Adding, check.MaxDepth)
 		}
 	}
-	if err := registerGroups(ctx, tx, p.Jobs); err != nil {
+	keys := make([]groupKey, len(p.Jobs))
+	for i, ins := range p.Jobs {
+		keys[i] = groupKey{ins.Queue, ins.Group}
+	}
+	if err := registerGroups(ctx, tx, keys); err != nil {
 		return nil, err
 	}
 	done := 0

@@ -33,6 +33,24 @@ func TestConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		return b
+	}, FairGroups: func(t *testing.T, b backends.Backend, q string) []string {
+		rows, err := b.(*sqlitebackend.Backend).DB().Query(`SELECT grp FROM conveyor_fair_groups WHERE queue = ?`, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var groups []string
+		for rows.Next() {
+			var g string
+			if err := rows.Scan(&g); err != nil {
+				t.Fatal(err)
+			}
+			groups = append(groups, g)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return groups
 	}, TimePrecision: time.Microsecond, FairBacklog: fairBacklog, BeginTx: func(t *testing.T, b backends.Backend) backendtest.Tx {
 		tx, err := b.(*sqlitebackend.Backend).DB().BeginTx(context.Background(), nil)
 		if err != nil {

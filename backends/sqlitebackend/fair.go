@@ -16,9 +16,10 @@ var _ backends.FairReserver = (*Backend)(nil)
 
 // fairSchema is what fair queuing adds to schema.sql: each job's group,
 // an index that walks one group's due jobs in Reserve's order, and the
-// ring: one row per group a queue has had, with the serving number of
-// its last job (0: never served). A group's row stays when its jobs are
-// gone, so it keeps its place in the ring.
+// ring: a row per group of a queue, with the serving number of its last
+// job (0: never served). A group's row stays while it has a job waiting
+// or running, so it keeps its place in the ring; the janitor drops idle
+// ones (pruneRingSQL).
 const fairSchema = `
 CREATE INDEX IF NOT EXISTS conveyor_jobs_fair ON conveyor_jobs (queue, grp, priority DESC, run_at, seq)
     WHERE state IN ('pending', 'scheduled', 'retrying');
@@ -53,17 +54,55 @@ func applyFairSchema(ctx context.Context, tx *sql.Tx) (err error) {
 	return err
 }
 
-// registerGroups gives each (queue, group) of a batch its row in the ring.
-func registerGroups(ctx context.Context, tx *sql.Tx, jobs []*backends.JobInsert) error {
-	type key struct{ queue, grp string }
-	seen := map[key]bool{}
-	for _, ins := range jobs {
-		k := key{ins.Queue, ins.Group}
+// groupKey is a row of the ring.
+type groupKey struct{ queue, grp string }
+
+// registerGroups gives each (queue, group) its row in the ring, if it has
+// none: the groups of a batch enqueued, or of jobs replayed (their groups
+// may have been pruned while they were dead).
+func registerGroups(ctx context.Context, tx *sql.Tx, keys []groupKey) error {
+	seen := map[groupKey]bool{}
+	for _, k := range keys {
 		if seen[k] {
 			continue
 		}
 		seen[k] = true
 		if _, err := tx.ExecContext(ctx, `INSERT INTO conveyor_fair_groups (queue, grp) VALUES (?, ?) ON CONFLICT DO NOTHING`, k.queue, k.grp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pruneRingSQL deletes up to 1,000 idle groups' rows of the ring, so that
+// a queue whose tenants come and go does not read every tenant it ever
+// had on each fair reserve: not the group of plain jobs (the empty one),
+// no job waiting or running, and a serving number older than the ring
+// has groups, so that every group with a due job was served since. A
+// group that comes back joins as never served (backends.FairReserver).
+// The write lock keeps enqueues out meanwhile, so none can find a row this
+// deletes.
+const pruneRingSQL = `DELETE FROM conveyor_fair_groups WHERE rowid IN (
+	SELECT g.rowid FROM conveyor_fair_groups g
+	JOIN (SELECT queue, max(served) - count(*) AS cut FROM conveyor_fair_groups GROUP BY queue) c ON c.queue = g.queue
+	WHERE g.grp != '' AND g.served < c.cut
+		AND NOT EXISTS (SELECT 1 FROM conveyor_jobs j INDEXED BY conveyor_jobs_fair
+			WHERE j.queue = g.queue AND j.grp = g.grp AND j.state IN ` + waitingStates + `)
+		AND (g.queue, g.grp) NOT IN (SELECT queue, grp FROM conveyor_jobs WHERE state = 'running')
+	LIMIT 1000)`
+
+// pruneRing runs pruneRingSQL, up to ten times a tick.
+func (b *Backend) pruneRing(ctx context.Context) error {
+	for range 10 {
+		var n int64
+		err := b.write(ctx, func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, pruneRingSQL)
+			if err == nil {
+				n, err = res.RowsAffected()
+			}
+			return err
+		})
+		if err != nil || n < 1000 {
 			return err
 		}
 	}

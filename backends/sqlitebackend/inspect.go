@@ -169,10 +169,25 @@ func (b *Backend) ReplayJobs(ctx context.Context, p backends.ReplayJobsParams) (
 		default:
 			return nil
 		}
-		var err error
-		queues, err = scanStrings(tx.QueryContext(ctx, set+where+` RETURNING queue`, append([]any{now}, args...)...))
-		n = int64(len(queues))
-		return err
+		rows, err := tx.QueryContext(ctx, set+where+` RETURNING queue, grp`, append([]any{now}, args...)...)
+		if err != nil {
+			return err
+		}
+		var keys []groupKey
+		for rows.Next() {
+			var k groupKey
+			if err := rows.Scan(&k.queue, &k.grp); err != nil {
+				rows.Close()
+				return err
+			}
+			keys, queues = append(keys, k), append(queues, k.queue)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		n = int64(len(keys))
+		return registerGroups(ctx, tx, keys) // a replayed job's group may have left the ring
 	})
 	for _, q := range queues {
 		b.hub.Publish(backends.Event{Kind: backends.JobsAvailable, Queue: q})

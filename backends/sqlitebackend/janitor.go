@@ -62,8 +62,9 @@ var (
 
 // Tidy runs the janitor's work once: it dead-letters rows that would never
 // be finished (see findQueueCorrupt), with the reason naming each column
-// that does not decode, and
-// prunes finished jobs past their retention (Prune). It runs every
+// that does not decode,
+// prunes finished jobs past their retention (Prune) and drops idle groups
+// from the fair ring (pruneRingSQL). It runs every
 // JanitorEvery on its own; call it to tidy now.
 func (b *Backend) Tidy(ctx context.Context) error {
 	if err := b.gate.Check(ctx); err != nil {
@@ -74,6 +75,9 @@ func (b *Backend) Tidy(ctx context.Context) error {
 	}
 	if _, err := b.Prune(ctx); err != nil {
 		return fmt.Errorf("sqlitebackend: janitor: prune: %w", err)
+	}
+	if err := b.pruneRing(ctx); err != nil {
+		return fmt.Errorf("sqlitebackend: janitor: prune the fair ring: %w", err)
 	}
 	return nil
 }
