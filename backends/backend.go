@@ -112,6 +112,17 @@ type ReserveParams struct {
 	Limit  int           // at least 1
 	Lease  time.Duration // how long the lease lasts before Extend
 	Worker string        // who holds the lease, for inspection
+	// Weights are groups' shares of each round of FairReserver.ReserveFair
+	// (a group absent or below 1 has weight 1); Reserve ignores them.
+	Weights map[string]int
+}
+
+// Weight is group's weight in p.Weights: 1 when absent or below 1.
+func (p ReserveParams) Weight(group string) int {
+	if w := p.Weights[group]; w > 1 {
+		return w
+	}
+	return 1
 }
 
 // ExtendParams is the input of Backend.Extend.

@@ -102,6 +102,15 @@ type BatchCompleter interface {
 // due job for a whole round of the ring, so that idle groups cost nothing;
 // it joins again as a group never served. Priority does not cross groups.
 //
+// Weights (ReserveParams.Weights) make it weighted round-robin: a group of
+// weight w takes w jobs in each of its turns before it goes to the back,
+// within a call and across calls (the backend keeps how far into its turn
+// a group is, with its place), so a tenant of weight 3 starts three jobs
+// for each one of a tenant of weight 1 while both have jobs due. A call
+// orders its jobs by the round each falls in, then by the ring, then by
+// the group's own order; with every weight 1 that is the plain rounds
+// above.
+//
 // Fallback when absent: a worker given a fair queue (worker.QueueConfig.Fair)
 // refuses to start with job.ErrUnsupported rather than serve it unfairly.
 type FairReserver interface {

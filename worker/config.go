@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"time"
 
@@ -114,6 +115,11 @@ type QueueConfig struct {
 	// capability, Start and Reconfigure fail with job.ErrUnsupported.
 	// Default false: the queue's order, whoever enqueued first.
 	Fair bool
+	// FairWeights gives groups of a Fair queue more than one job a turn:
+	// a tenant of weight 3 starts three jobs for every one of a tenant of
+	// weight 1 (backends.ReserveParams.Weights). Reconfigure changes them
+	// at run time. Default nil: every group weight 1.
+	FairWeights map[string]int
 }
 
 func (c Config) withDefaults() Config {
@@ -127,6 +133,7 @@ func (c Config) withDefaults() Config {
 	qs := make([]QueueConfig, len(c.Queues))
 	for i, q := range c.Queues {
 		q.Weight = max(q.Weight, 1)
+		q.FairWeights = maps.Clone(q.FairWeights) // read by fetches while the caller may change its map
 		qs[i] = q
 	}
 	c.Queues = qs

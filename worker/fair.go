@@ -16,6 +16,7 @@ func (w *Worker) reserve(ctx context.Context, q QueueConfig, p backends.ReserveP
 		if !ok {
 			return nil, fairUnsupported(w.b, q.Name)
 		}
+		p.Weights = q.FairWeights
 		return fr.ReserveFair(ctx, p)
 	}
 	return w.b.Reserve(ctx, p)

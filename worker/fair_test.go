@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -122,5 +123,53 @@ func fairWorker(t *testing.T, b backends.Backend, backlog int) {
 	t.Logf("fair worker: %d of A's %d jobs started before B's %d had all started (%v after Start)", aBefore, backlog, quiet, time.Since(start).Round(time.Millisecond))
 	if aBefore >= 1000 {
 		t.Fatalf("%d of A's jobs started before B's %d: want fewer than 1,000", aBefore, quiet)
+	}
+}
+
+// A fair queue's weights reach the backend: with tenant A of weight 3,
+// one job at a time, A starts three jobs for each of B's while both have
+// jobs waiting.
+func TestFairWorkerWeights(t *testing.T) {
+	ctx := context.Background()
+	b := membackend.New(membackend.Config{})
+	c := queue.NewClient(b, queue.Config{})
+	var reqs []queue.Request
+	for _, tenant := range []string{"A", "B"} {
+		for range 30 {
+			reqs = append(reqs, BuildReport.Request(TenantReport{Tenant: tenant}, &queue.EnqueueOptions{Key: tenant}))
+		}
+	}
+	if _, err := c.EnqueueMany(ctx, reqs...); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var started []string
+	first40 := make(chan struct{})
+	w := worker.New(b, worker.Config{Queues: []worker.QueueConfig{{Name: "reports", Fair: true, FairWeights: map[string]int{"A": 3}}},
+		Concurrency: 1, PollInterval: 10 * time.Millisecond})
+	worker.Register(w, BuildReport, func(_ context.Context, r TenantReport) (queue.None, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if started = append(started, r.Tenant); len(started) == 40 {
+			close(first40)
+		}
+		return queue.None{}, nil
+	})
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop(ctx)
+	select {
+	case <-first40:
+	case <-time.After(time.Minute):
+		t.Fatal("40 jobs did not start within a minute")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(started[:8], ""); got != "AAABAAAB" {
+		t.Fatalf("first starts %s, want AAABAAAB", got)
+	}
+	if a := strings.Count(strings.Join(started[:40], ""), "A"); a != 30 {
+		t.Fatalf("%d of the first 40 starts were A's, want 30 (weight 3 to 1)", a)
 	}
 }

@@ -22,7 +22,7 @@ const (
 )
 
 // testFair checks backends.FairReserver: rounds across groups, the ring
-// kept across calls, priority within a group, delayed and retried jobs
+// kept across calls, priority within a group, weights, delayed and retried jobs
 // in their group's turn, idle groups forgotten without losing a job or a
 // busy group's place, and a quiet tenant not behind a noisy one's
 // backlog.
@@ -31,6 +31,7 @@ func testFair(h *harness) {
 	fairRoundRobin(h, fr)
 	fairAcrossCalls(h, fr)
 	fairPriorityWithinGroup(h, fr)
+	fairWeighted(h, fr)
 	fairDelayedAndRetried(h, fr)
 	fairConcurrent(h, fr)
 	fairIdleGroups(h, fr)
@@ -116,6 +117,40 @@ func fairPriorityWithinGroup(h *harness, fr backends.FairReserver) {
 	h.enqueue(low, high, b)
 	if got := payloads(h.reserveFair(fr, q, 3)); got != "a-high b-low a-low" {
 		h.t.Fatalf("order %q, want a-high b-low a-low", got)
+	}
+}
+
+// fairWeighted: a group of weight 3 takes three jobs a turn, within a
+// call and across calls: a turn begun in one call goes on in the next, and
+// only a finished turn sends the group to the back.
+func fairWeighted(h *harness, fr backends.FairReserver) {
+	q := h.queue("fair-weighted")
+	var batch []*backends.JobInsert
+	for i := range 8 {
+		batch = append(batch, h.gins(q, "a", fmt.Sprint("a", i)), h.gins(q, "b", fmt.Sprint("b", i)))
+	}
+	h.enqueue(batch...)
+	reserve := func(limit int) string {
+		h.t.Helper()
+		recs, err := fr.ReserveFair(h.ctx, backends.ReserveParams{Queue: q, Limit: limit, Lease: longLease, Worker: "bt", Weights: map[string]int{"a": 3}})
+		if err != nil {
+			h.t.Fatalf("ReserveFair(%s, weights a:3): %v", q, err)
+		}
+		return payloads(recs)
+	}
+	if got := reserve(4); got != "a0 a1 a2 b0" {
+		h.t.Fatalf("weights a:3, limit 4: %q, want a0 a1 a2 b0", got)
+	}
+	var got []string
+	for range 4 {
+		got = append(got, reserve(1))
+	}
+	if p := strings.Join(got, " "); p != "a3 a4 a5 b1" {
+		h.t.Fatalf("weights a:3, one job a call: %q, want a3 a4 a5 b1", p)
+	}
+	// a has two jobs left, fewer than a turn: b's rounds follow.
+	if got := reserve(8); got != "a6 a7 b2 b3 b4 b5 b6 b7" {
+		h.t.Fatalf("weights a:3, limit 8: %q, want a6 a7 b2 b3 b4 b5 b6 b7", got)
 	}
 }
 

@@ -27,6 +27,7 @@ type fairGroup struct {
 	name   string
 	ready  readyHeap
 	served uint64 // 0: never served
+	turn   int    // jobs taken in the group's current turn, below its weight
 	limit  int
 }
 
@@ -79,20 +80,26 @@ func (g *fairGroup) head() *entry {
 }
 
 // ReserveFair implements backends.FairReserver: rounds over the groups
-// with a ready job, least recently served first, one job from each.
+// with a ready job, least recently served first, each giving jobs until
+// its turn (its weight) is complete, when it goes to the back.
 func (b *Backend) ReserveFair(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
 	var ring []*fairGroup // this round's groups still to serve
 	return b.reserve(ctx, p, func(q *queueState) *entry {
 		for {
 			for len(ring) > 0 {
 				g := ring[0]
-				ring = ring[1:]
-				if e := g.head(); e != nil {
-					heap.Pop(&g.ready)
-					q.fair.served++
-					g.served = q.fair.served
-					return e
+				e := g.head()
+				if e == nil {
+					ring = ring[1:]
+					continue
 				}
+				heap.Pop(&g.ready)
+				q.fair.served++
+				if g.turn++; g.turn >= p.Weight(g.name) {
+					g.turn, g.served = 0, q.fair.served
+					ring = ring[1:]
+				}
+				return e
 			}
 			if ring = q.fair.ready(); len(ring) == 0 {
 				return nil

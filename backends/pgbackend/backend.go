@@ -317,12 +317,15 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, fair bo
 	var batch pgx.Batch
 	batch.Queue(asyncCommit)
 	stmt := b.q.reserve
+	args := []any{p.Queue, now, p.Limit, record.Token(8) + ".", p.Lease.Milliseconds(), poisonFormat, p.Worker}
 	if fair {
 		batch.Queue(b.q.fairLock, p.Queue)
 		stmt = b.q.fairReserve
+		groups, weights := weightArgs(p)
+		args = append(args, groups, weights)
 	}
 	batch.Queue(b.q.recoverQueue, p.Queue, now)
-	batch.Queue(stmt, p.Queue, now, p.Limit, record.Token(8)+".", p.Lease.Milliseconds(), poisonFormat, p.Worker)
+	batch.Queue(stmt, args...)
 	br := b.pool.SendBatch(ctx, &batch)
 	defer br.Close()
 	if _, err := br.Exec(); err != nil {

@@ -88,18 +88,23 @@ func (b *Backend) pruneRing(ctx context.Context) error {
 }
 
 // fairReserveSQL is the reserve statement of ReserveFair, with the
-// parameters of queries.reserve. ring: the queue's groups (migration 6),
-// unless the queue is paused. picks: each group's first $3 due jobs in
-// Reserve's order, an index range of jobs_fair each, numbered within the
-// group. due: a job of each group a round (rn), groups least recently
-// served first, up to $3, numbered in that order (pos). moved: each group
-// served takes the serving number of its last job, after every number
-// handed out before. The update then leases due as Reserve's does.
+// parameters of queries.reserve and then the groups weighted above 1 ($8)
+// and their weights ($9). ring: the queue's groups (migration 6) with
+// their weights, unless the queue is paused. picks: each group's first $3
+// due jobs in Reserve's order, an index range of jobs_fair each, numbered
+// within the group (rn). due: up to $3 of them, by the round each falls
+// in (a group's turn of weight jobs goes on from where it stopped: turn,
+// migration 8), then groups least recently served first, numbered in that
+// order (pos). moved: a group that finished a turn takes the serving
+// number of the job that finished it, after every number handed out
+// before; every group served keeps how far into its turn it is. The
+// update then leases due as Reserve's does.
 const fairReserveSQL = `WITH ring AS (
-		SELECT grp, served FROM S.fair_groups WHERE queue = $1
-			AND NOT EXISTS (SELECT 1 FROM S.queues WHERE name = $1 AND paused)),
+		SELECT f.grp, f.served, f.turn, coalesce(w.weight, 1) AS weight FROM S.fair_groups f
+			LEFT JOIN unnest($8::text[], $9::int[]) AS w(grp, weight) ON w.grp = f.grp
+		WHERE f.queue = $1 AND NOT EXISTS (SELECT 1 FROM S.queues WHERE name = $1 AND paused)),
 	picks AS (
-		SELECT r.grp, r.served, c.ctid, c.poison,
+		SELECT r.grp, r.served, r.turn, r.weight, c.ctid, c.poison,
 			row_number() OVER (PARTITION BY r.grp ORDER BY c.priority DESC, c.run_at, c.seq) AS rn
 		FROM ring r CROSS JOIN LATERAL (
 			SELECT j.ctid, j.priority, j.run_at, j.seq, (j.max_deliveries > 0 AND j.deliveries >= j.max_deliveries) AS poison
@@ -108,16 +113,28 @@ const fairReserveSQL = `WITH ring AS (
 			LIMIT $3
 			FOR UPDATE OF j SKIP LOCKED) c),
 	due AS (
-		SELECT ctid, poison, grp, row_number() OVER (ORDER BY rn, served, grp) AS pos
-		FROM picks ORDER BY rn, served, grp LIMIT $3),
+		SELECT ctid, poison, grp, turn, weight, rn,
+			row_number() OVER (ORDER BY (turn + rn - 1) / weight, served, grp, rn) AS pos
+		FROM picks ORDER BY (turn + rn - 1) / weight, served, grp, rn LIMIT $3),
 	moved AS (
-		UPDATE S.fair_groups f SET served = base.n + m.pos
+		UPDATE S.fair_groups f SET served = coalesce(base.n + m.pos, f.served), turn = (f.turn + m.taken) % m.weight
 		FROM (SELECT coalesce(max(served), 0) AS n FROM S.fair_groups WHERE queue = $1) base,
-			(SELECT grp, max(pos) AS pos FROM due GROUP BY grp) m
+			(SELECT grp, count(*) AS taken, min(weight) AS weight,
+				max(pos) FILTER (WHERE (turn + rn) % weight = 0) AS pos FROM due GROUP BY grp) m
 		WHERE f.queue = $1 AND f.grp = m.grp)
 	UPDATE S.jobs j SET ` + leaseDue + `
 	FROM due WHERE j.ctid = due.ctid
 	RETURNING {jcols}, due.pos`
+
+// weightArgs are p's weights above 1 as fairReserveSQL's $8 and $9.
+func weightArgs(p backends.ReserveParams) (groups []string, weights []int32) {
+	for g := range p.Weights {
+		if w := p.Weight(g); w > 1 {
+			groups, weights = append(groups, g), append(weights, int32(min(w, 1<<30)))
+		}
+	}
+	return groups, weights
+}
 
 // ReserveFair implements backends.FairReserver: one round trip, as
 // Reserve, with the queue's fair lock taken first. Its cost grows with

@@ -208,6 +208,11 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, fair bo
 		p.Worker, newTokenPrefix(p.Queue), record.KeepMillis(b.cfg.KeepDead), poisonFormat}
 	if fair {
 		script, args = b.s.reserveFair, append(args, int(fairIndexFor.Seconds()), fairIndexBatch)
+		for g := range p.Weights {
+			if w := p.Weight(g); w > 1 {
+				args = append(args, g, w)
+			}
+		}
 	}
 	v, err := script.Run(ctx, b.rdb, []string{b.base(p.Queue)}, args...).Slice()
 	if err != nil {

@@ -17,7 +17,8 @@ var _ backends.FairReserver = (*Backend)(nil)
 // fairSchema is what fair queuing adds to schema.sql: each job's group,
 // an index that walks one group's due jobs in Reserve's order, and the
 // ring: a row per group of a queue, with the serving number of its last
-// job (0: never served). A group's row stays while it has a job waiting
+// finished turn (0: never served) and how many jobs it has taken of the
+// turn it is in (weights: ReserveParams.Weights). A group's row stays while it has a job waiting
 // or running, so it keeps its place in the ring; the janitor drops idle
 // ones (pruneRingSQL).
 const fairSchema = `
@@ -27,12 +28,13 @@ CREATE TABLE IF NOT EXISTS conveyor_fair_groups (
     queue  TEXT NOT NULL,
     grp    TEXT NOT NULL,
     served INTEGER NOT NULL DEFAULT 0,
+    turn   INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (queue, grp)
 );`
 
 // applyFairSchema adds the grp column to a file made before it (SQLite's
 // CREATE TABLE IF NOT EXISTS leaves an existing table as it is), then
-// fairSchema.
+// fairSchema, then the ring's turn column to a ring made before it.
 func applyFairSchema(ctx context.Context, tx *sql.Tx) (err error) {
 	var has bool
 	err = tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pragma_table_info('conveyor_jobs') WHERE name = 'grp')`).Scan(&has)
@@ -50,8 +52,17 @@ func applyFairSchema(ctx context.Context, tx *sql.Tx) (err error) {
 			}
 		}()
 	}
-	_, err = tx.ExecContext(ctx, fairSchema)
-	return err
+	if _, err = tx.ExecContext(ctx, fairSchema); err != nil {
+		return err
+	}
+	// A ring made before weights has no turn column.
+	if err = tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pragma_table_info('conveyor_fair_groups') WHERE name = 'turn')`).Scan(&has); err != nil || has {
+		return err
+	}
+	if _, err = tx.ExecContext(ctx, `ALTER TABLE conveyor_fair_groups ADD COLUMN turn INTEGER NOT NULL DEFAULT 0`); err != nil {
+		return fmt.Errorf("add column turn: %w", err)
+	}
+	return nil
 }
 
 // groupKey is a row of the ring.
@@ -127,21 +138,27 @@ func (b *Backend) ReserveFair(ctx context.Context, p backends.ReserveParams) ([]
 }
 
 // fairCandidates picks the IDs ReserveFair leases, in order, and moves
-// their groups to the back of the ring.
+// their groups on in the ring.
 func fairCandidates(ctx context.Context, tx *sql.Tx, p backends.ReserveParams, now time.Time) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT grp, served FROM conveyor_fair_groups WHERE queue = ? ORDER BY served, grp`, p.Queue)
+	rows, err := tx.QueryContext(ctx, `SELECT grp, served, turn FROM conveyor_fair_groups WHERE queue = ? ORDER BY served, grp`, p.Queue)
 	if err != nil {
 		return nil, err
 	}
-	var ring []string
-	var last int64
+	type group struct {
+		name         string
+		served, turn int64
+		ids          []string // its due jobs, in Reserve's order
+		taken        int64
+	}
+	var ring []*group
+	var last int64 // the last serving number handed out
 	for rows.Next() {
-		var g string
-		if err := rows.Scan(&g, &last); err != nil {
+		g := &group{}
+		if err := rows.Scan(&g.name, &g.served, &g.turn); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		ring = append(ring, g)
+		ring, last = append(ring, g), g.served
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -154,29 +171,32 @@ func fairCandidates(ctx context.Context, tx *sql.Tx, p backends.ReserveParams, n
 		return nil, err
 	}
 	defer due.Close()
-	var groups []string
-	var jobs [][]string
+	var groups []*group
 	for _, g := range ring {
 		if len(groups) == p.Limit {
 			break // the first round alone fills the limit
 		}
-		ids, err := queryIDs(ctx, due, p.Queue, g, record.Micros(now), p.Limit)
-		if err != nil {
+		if g.ids, err = queryIDs(ctx, due, p.Queue, g.name, record.Micros(now), p.Limit); err != nil {
 			return nil, err
 		}
-		if len(ids) > 0 {
-			groups, jobs = append(groups, g), append(jobs, ids)
+		if len(g.ids) > 0 {
+			groups = append(groups, g)
 		}
 	}
+	// Round by round, each group in ring order gives the jobs of its turn
+	// that fall in the round; a finished turn sends it to the back.
 	var out []string
-	served := map[string]int64{}
-	for round := 0; len(out) < p.Limit; round++ {
+	for round := int64(0); len(out) < p.Limit; round++ {
 		took := false
-		for i, ids := range jobs {
-			if round < len(ids) && len(out) < p.Limit {
-				out = append(out, ids[round])
+		for _, g := range groups {
+			w := int64(p.Weight(g.name))
+			for len(out) < p.Limit && g.taken < int64(len(g.ids)) && (g.turn+g.taken)/w == round {
+				out = append(out, g.ids[g.taken])
+				g.taken++
 				last++
-				served[groups[i]] = last
+				if (g.turn+g.taken)%w == 0 {
+					g.served = last
+				}
 				took = true
 			}
 		}
@@ -184,8 +204,12 @@ func fairCandidates(ctx context.Context, tx *sql.Tx, p backends.ReserveParams, n
 			break
 		}
 	}
-	for g, n := range served {
-		if _, err := tx.ExecContext(ctx, `UPDATE conveyor_fair_groups SET served = ? WHERE queue = ? AND grp = ?`, n, p.Queue, g); err != nil {
+	for _, g := range groups {
+		if g.taken == 0 {
+			continue
+		}
+		turn := (g.turn + g.taken) % int64(p.Weight(g.name))
+		if _, err := tx.ExecContext(ctx, `UPDATE conveyor_fair_groups SET served = ?, turn = ? WHERE queue = ? AND grp = ?`, g.served, turn, p.Queue, g.name); err != nil {
 			return nil, err
 		}
 	}

@@ -69,13 +69,16 @@ local function pruneRing()
   if redis.call('EXISTS', RING) == 0 then return end
   if redis.call('EXISTS', base .. ':fair') == 0 then
     for _, g in ipairs(redis.call('ZRANGE', RING, 0, -1)) do redis.call('UNLINK', gk(g)) end
-    redis.call('DEL', RING, base .. ':fairbuild')
+    redis.call('DEL', RING, base .. ':fairbuild', base .. ':turn')
     return
   end
   local top = redis.call('ZRANGE', RING, -1, -1, 'WITHSCORES')
   local lastRound = num(top[2]) - redis.call('ZCARD', RING)
   for _, g in ipairs(redis.call('ZRANGEBYSCORE', RING, '-inf', lastRound)) do
-    if redis.call('EXISTS', gk(g)) == 0 then redis.call('ZREM', RING, g) end
+    if redis.call('EXISTS', gk(g)) == 0 then
+      redis.call('ZREM', RING, g)
+      redis.call('HDEL', base .. ':turn', g)
+    end
   end
 end
 pruneRing()

@@ -1,7 +1,8 @@
 -- ReserveFair: reserve.lua's leases in round-robin order across the queue's
 -- groups (backends.FairReserver). ARGV as reserve.lua's, then the seconds
--- <base>:fair lives without another fair reserve and how many jobs a call
--- indexes. Returns as reserve.lua.
+-- <base>:fair lives without another fair reserve, how many jobs a call
+-- indexes, and the groups weighted above 1, each followed by its weight.
+-- Returns as reserve.lua.
 --
 -- The first fair reserve (or the first after <base>:fair expired) starts
 -- indexing the queue's pending jobs by group, newest first, and each fair
@@ -74,16 +75,27 @@ while #groups < limit do
     end
   end
 end
--- Then a second job from each of those groups, and so on.
+-- Then round by round: each group, in ring order, gives the jobs of its
+-- turn (its weight) that fall in the round, a turn begun in an earlier
+-- call going on from where it stopped (<base>:turn, read for weighted
+-- groups only).
+local W, TURN = {}, base .. ':turn'
+for i = 10, #ARGV, 2 do W[ARGV[i]] = tonumber(ARGV[i + 1]) end
+for _, c in ipairs(groups) do
+  c.w, c.taken = W[c.g] or 1, 0
+  c.turn = c.w > 1 and num(redis.call('HGET', TURN, c.g)) or 0
+end
 local picks = {}
-for r = 1, limit do
+for round = 0, limit do
   local any = false
   for _, c in ipairs(groups) do
-    if #picks == limit then break end
-    if #c.got < r then more(c, limit - #picks) end
-    if c.got[r] then
-      table.insert(picks, c.got[r])
-      c.last, any = #picks, true
+    while #picks < limit and math.floor((c.turn + c.taken) / c.w) == round do
+      if #c.got <= c.taken then more(c, limit - #picks) end
+      local p = c.got[c.taken + 1]
+      if not p then break end
+      table.insert(picks, p)
+      c.taken, any = c.taken + 1, true
+      if (c.turn + c.taken) % c.w == 0 then c.last = #picks end
     end
   end
   if not any or #picks == limit then break end
@@ -95,12 +107,17 @@ for _, p in ipairs(picks) do
   zrem(p[4], p[3])
   n = leaseready(p[1], p[2], now, n, out)
 end
--- Each group served goes to the back of the ring, in the order of its
--- last job, after every serving handed out before.
+-- Each group that finished a turn goes to the back of the ring, in the
+-- order of the job that finished it, after every serving handed out
+-- before; a weighted group keeps how far into its turn it is.
 local top = redis.call('ZRANGE', RING, -1, -1, 'WITHSCORES')
 local served = num(top[2])
 for _, c in ipairs(groups) do
   if c.last then zadd(RING, served + c.last, c.g) end
+  if c.w > 1 and c.taken > 0 then
+    local t = (c.turn + c.taken) % c.w
+    if t == 0 then redis.call('HDEL', TURN, c.g) else redis.call('HSET', TURN, c.g, t) end
+  end
 end
 announce(false)
 return {out, STRAYS, CORRUPT}

@@ -1,0 +1,1 @@
+ALTER TABLE {{schema}}.fair_groups DROP COLUMN IF EXISTS turn;
