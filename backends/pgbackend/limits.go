@@ -15,8 +15,10 @@ import (
 // (backends.TakeFrom and its siblings): a call locks its keys' rows
 // (SELECT ... FOR UPDATE, in key order, so two batches never deadlock)
 // instead of a compare-and-set that contending workers retry, and a batch
-// of keys costs two round trips whatever its size: begin, create missing
-// rows and lock them; write the changed rows and commit. A created row is
+// of keys costs the same four round trips whatever its size: begin; create
+// missing rows and lock them (one batch); write the changed rows; commit.
+// (Two, with BEGIN and COMMIT sent in the batches, measured no faster:
+// docs/benchmarks.md, Flow control.) A created row is
 // expired at once (as DeleteKV leaves one), so KV readers see no key.
 var (
 	_ backends.Limiter        = (*Backend)(nil)
