@@ -28,6 +28,11 @@ type Config struct {
 	// Queues to work, highest priority first, each with an optional cap on
 	// its running jobs and a weight. Default the one queue "default".
 	Queues []worker.QueueConfig
+	// Fair lists the queues whose tenants (the jobs' keys) are served
+	// round-robin (worker.QueueConfig.Fair), each with its groups' weights
+	// (FairWeights; none: every group 1). Each must be one of Queues.
+	// Default none.
+	Fair map[string]map[string]int
 	// StrictPriority drains earlier queues first. Default false (weighted).
 	StrictPriority bool
 	// Concurrency is the most jobs running at once in one process.
@@ -102,6 +107,10 @@ var settings = []setting{
 		help: "queues, highest priority first, each NAME[:CONCURRENCY[:WEIGHT]]",
 		set:  func(c *Config, v string) (err error) { c.Queues, err = parseQueues(v); return err },
 		get:  func(c *Config) string { return formatQueues(c.Queues) }},
+	{key: "fair", kind: kindList, def: "", live: true,
+		help: "queues served round-robin across tenants (the jobs' keys), each QUEUE[:GROUP=WEIGHT...] (e.g. reports:enterprise=3)",
+		set:  func(c *Config, v string) (err error) { c.Fair, err = parseFair(v); return err },
+		get:  func(c *Config) string { return formatFair(c.Fair) }},
 	{key: "strict", kind: kindBool, def: "false", live: true, help: "drain earlier queues first instead of weighted order",
 		set: func(c *Config, v string) (err error) { c.StrictPriority, err = strconv.ParseBool(v); return err },
 		get: func(c *Config) string { return strconv.FormatBool(c.StrictPriority) }},
@@ -264,6 +273,67 @@ func formatQueues(qs []worker.QueueConfig) string {
 		out[i] = s
 	}
 	return strings.Join(out, ",")
+}
+
+// parseFair reads QUEUE[:GROUP=WEIGHT...],...
+func parseFair(v string) (map[string]map[string]int, error) {
+	m := map[string]map[string]int{}
+	for item := range strings.SplitSeq(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		parts := strings.Split(item, ":")
+		if parts[0] == "" {
+			return nil, fmt.Errorf("%q is not QUEUE[:GROUP=WEIGHT...]", item)
+		}
+		if _, dup := m[parts[0]]; dup {
+			return nil, fmt.Errorf("queue %q is listed twice", parts[0])
+		}
+		weights := map[string]int{}
+		for _, p := range parts[1:] {
+			g, w, ok := strings.Cut(p, "=")
+			if !ok || g == "" || positive(new(int), w) != nil {
+				return nil, fmt.Errorf("%q: %q is not GROUP=WEIGHT with a weight above 0", item, p)
+			}
+			weights[g], _ = strconv.Atoi(w)
+		}
+		m[parts[0]] = weights
+	}
+	return m, nil
+}
+
+func formatFair(m map[string]map[string]int) string {
+	var out []string
+	for _, q := range slices.Sorted(maps.Keys(m)) {
+		s := q
+		for _, g := range slices.Sorted(maps.Keys(m[q])) {
+			s += ":" + g + "=" + strconv.Itoa(m[q][g])
+		}
+		out = append(out, s)
+	}
+	return strings.Join(out, ",")
+}
+
+// workerQueues is Queues with Fair applied, for the worker.
+func (c Config) workerQueues() []worker.QueueConfig {
+	qs := slices.Clone(c.Queues)
+	for i, q := range qs {
+		if w, ok := c.Fair[q.Name]; ok {
+			qs[i].Fair, qs[i].FairWeights = true, w
+		}
+	}
+	return qs
+}
+
+// checkFair refuses a fair queue that is not worked.
+func (c Config) checkFair() error {
+	for q := range c.Fair {
+		if !slices.ContainsFunc(c.Queues, func(wq worker.QueueConfig) bool { return wq.Name == q }) {
+			return fmt.Errorf("fair queue %q is not one of the queues (%s)", q, formatQueues(c.Queues))
+		}
+	}
+	return nil
 }
 
 // parseBreakers reads NAME:FAILURES:OPEN-FOR,...

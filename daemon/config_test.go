@@ -84,6 +84,8 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{name: "bad env", env: map[string]string{"CONVEYOR_LOG_FORMAT": "xml"}, want: `environment CONVEYOR_LOG_FORMAT="xml": "xml" is neither text nor json`},
 		{name: "bad flag", args: []string{"-queues", "a:b"}, want: `flag -queues "a:b": "a:b": concurrency "b"`},
 		{name: "unknown flag", args: []string{"-concurency", "2"}, want: `flag provided but not defined: -concurency`},
+		{name: "bad fair weight", args: []string{"-fair", "default:acme=0"}, want: `"acme=0" is not GROUP=WEIGHT`},
+		{name: "fair queue not worked", args: []string{"-fair", "reports"}, want: `fair queue "reports" is not one of the queues (default)`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -138,5 +140,22 @@ func TestDocListsEveryKey(t *testing.T) {
 func TestDeployExampleConfig(t *testing.T) {
 	if err := CheckConfig("../examples/deploy/worker.toml"); err != nil {
 		t.Error(err)
+	}
+}
+
+// The fair key makes the named queues fair, with their groups' weights,
+// in what the worker is given; the others stay as they are.
+func TestFairQueuesReachTheWorker(t *testing.T) {
+	path := writeFile(t, "queues = [\"reports\", \"email:2\"]\nfair = [\"reports:enterprise=3:acme=2\"]\n")
+	c, err := loadArgs(t, []string{"-config", path}, map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qs := c.workerQueues()
+	if !qs[0].Fair || qs[0].FairWeights["enterprise"] != 3 || qs[0].FairWeights["acme"] != 2 || qs[1].Fair {
+		t.Fatalf("worker queues %+v: want reports fair with enterprise 3 and acme 2, email not", qs)
+	}
+	if got := formatFair(c.Fair); got != "reports:acme=2:enterprise=3" {
+		t.Fatalf("formatFair = %q", got)
 	}
 }

@@ -26,6 +26,7 @@
 //	key          environment           type     default      on SIGHUP
 //	db           CONVEYOR_DB           string   conveyor.db  restart
 //	queues       CONVEYOR_QUEUES       list     default      live
+//	fair         CONVEYOR_FAIR         list     none         live
 //	strict       CONVEYOR_STRICT       bool     false        live
 //	concurrency  CONVEYOR_CONCURRENCY  integer  10           live
 //	lease        CONVEYOR_LEASE        duration 30s          live
@@ -50,6 +51,11 @@
 //     ("email:4:2" caps email at 4 running jobs and gives it twice the
 //     fetch rounds of a weight-1 queue; CONCURRENCY 0 or empty means only
 //     the overall cap).
+//   - fair: queues whose tenants (the jobs' keys) are served round-robin,
+//     each QUEUE[:GROUP=WEIGHT...] ("reports:enterprise=3" gives tenant
+//     enterprise three jobs a turn for every other tenant's one); each must
+//     be one of queues. A backend without fair queues (RabbitMQ) refuses
+//     them at start.
 //   - strict: drain earlier queues before later ones instead of weighted
 //     random order.
 //   - concurrency: most jobs running at once in one process.
@@ -102,10 +108,10 @@
 //     fetches again (worker.Pause and Resume).
 //   - SIGHUP: reload the config file (with the same flags and environment
 //     on top) and apply the live keys; the log lists what changed and what
-//     needs a restart. Queues, weights, strict order and concurrency change
-//     on the running worker (worker.Reconfigure), so one concurrency cap
-//     holds throughout; limits change on every worker within a second;
-//     lease, job timeout and breakers start a new worker
+//     needs a restart. Queues, weights, fair queues, strict order and
+//     concurrency change on the running worker (worker.Reconfigure), so one
+//     concurrency cap holds throughout; limits change on every worker
+//     within a second; lease, job timeout and breakers start a new worker
 //     that takes over fetching while the old one finishes its jobs. A file
 //     that does not load is refused with its error and the running
 //     configuration stays.

@@ -79,6 +79,9 @@ func (src sources) load() (Config, error) {
 			}
 		}
 	}
+	if err := c.checkFair(); err != nil {
+		return c, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	return c, nil
 }
 

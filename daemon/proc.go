@@ -56,7 +56,7 @@ type generation struct {
 // liveKeys change on the running worker (worker.Reconfigure); rebuildKeys
 // are what a worker is built with, so changing one needs a new generation.
 var (
-	liveKeys    = []string{"queues", "strict", "concurrency"}
+	liveKeys    = []string{"queues", "fair", "strict", "concurrency"}
 	rebuildKeys = []string{"lease", "job-timeout", "breakers"}
 )
 
@@ -112,7 +112,7 @@ func (p *proc) startScheduler(ctx context.Context) error {
 // startWorker builds, registers and starts a worker for cfg.
 func (p *proc) startWorker(cfg Config) (*generation, error) {
 	w := worker.New(p.b, worker.Config{
-		Queues: cfg.Queues, StrictPriority: cfg.StrictPriority, Concurrency: cfg.Concurrency,
+		Queues: cfg.workerQueues(), StrictPriority: cfg.StrictPriority, Concurrency: cfg.Concurrency,
 		LeaseDuration: cfg.Lease, JobTimeout: cfg.JobTimeout, Breakers: cfg.Breakers,
 		Middleware: []worker.Middleware{p.rep.middleware}, Observer: p.rep, Logger: p.log,
 	})
@@ -270,7 +270,7 @@ func (p *proc) reload() {
 	case reconfigure:
 		// The same worker, its slots and queues changed in place: one
 		// concurrency cap holds throughout.
-		if err := p.cur.w.Reconfigure(worker.LiveConfig{Queues: applied.Queues, StrictPriority: applied.StrictPriority, Concurrency: applied.Concurrency}); err != nil {
+		if err := p.cur.w.Reconfigure(worker.LiveConfig{Queues: applied.workerQueues(), StrictPriority: applied.StrictPriority, Concurrency: applied.Concurrency}); err != nil {
 			p.log.Error("reload refused: the worker did not take the change; the running configuration stays", "err", err)
 			return
 		}
