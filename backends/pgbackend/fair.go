@@ -42,11 +42,11 @@ const (
 	// WHERE.
 	ringShared = `lk AS (SELECT pg_advisory_xact_lock_shared(` + ringLockKey + `)`
 	// ringReplayed is the tail of a replay: the ring rows of the groups of
-	// the jobs it replayed (CTE r), and their number.
+	// the jobs it replayed (CTE replayed), and their number.
 	ringReplayed = `ring AS (INSERT INTO S.fair_groups (queue, grp)
-			SELECT DISTINCT queue, grp FROM r WHERE (SELECT count(*) FROM lk) >= 0 ORDER BY 1, 2
+			SELECT DISTINCT queue, grp FROM replayed WHERE (SELECT count(*) FROM lk) >= 0 ORDER BY 1, 2
 			ON CONFLICT DO NOTHING)
-		SELECT count(*) FROM r`
+		SELECT count(*) FROM replayed`
 	ringTryLockSQL = `SELECT pg_try_advisory_xact_lock(` + ringLockKey + `)`
 	// pruneRingSQL deletes up to 1,000 idle groups' rows: not the empty
 	// group, no job waiting (jobs_fair) or running, and a serving number

@@ -149,14 +149,14 @@ func newQueries(schema string) queries {
 		// A replayed job's group may have left the fair ring while the job
 		// was dead (fair.go): the replay puts it back, as an enqueue does.
 		replay: t(`WITH ` + ringShared + `),
-			r AS (UPDATE S.jobs j SET state = 'pending', deliveries = 0, run_at = $2, finished_at = NULL,
+			replayed AS (UPDATE S.jobs j SET state = 'pending', deliveries = 0, run_at = $2, finished_at = NULL,
 				payload = coalesce(r.payload, j.payload)
 			FROM unnest($1::text[], $3::bytea[]) AS r(id, payload)
 			WHERE j.id = r.id AND j.state IN ('dead', 'cancelled')
 			RETURNING j.queue, j.grp),
 			` + ringReplayed),
 		replayQueue: t(`WITH ` + ringShared + `),
-			r AS (UPDATE S.jobs SET state = 'pending', deliveries = 0, run_at = $2, finished_at = NULL
+			replayed AS (UPDATE S.jobs SET state = 'pending', deliveries = 0, run_at = $2, finished_at = NULL
 			WHERE id IN (SELECT id FROM S.jobs WHERE queue = $1 AND state = 'dead' LIMIT 1000 FOR UPDATE SKIP LOCKED)
 			RETURNING queue, grp),
 			` + ringReplayed),
