@@ -99,11 +99,7 @@ func enqueue(ctx context.Context, tx *sql.Tx, p backends.EnqueueParams, now time
 			return nil, backends.QueueFullError(q, depth, check.Adding, check.MaxDepth)
 		}
 	}
-	keys := make([]groupKey, len(p.Jobs))
-	for i, ins := range p.Jobs {
-		keys[i] = groupKey{ins.Queue, ins.Group}
-	}
-	if err := registerGroups(ctx, tx, keys); err != nil {
+	if err := registerGroups(ctx, tx, groupsOf(p.Jobs)); err != nil {
 		return nil, err
 	}
 	done := 0

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
@@ -68,12 +69,23 @@ func applyFairSchema(ctx context.Context, tx *sql.Tx) (err error) {
 // groupKey is a row of the ring.
 type groupKey struct{ queue, grp string }
 
+// groupsOf are the ring rows of jobs, without a slice on the enqueue path.
+func groupsOf(jobs []*backends.JobInsert) iter.Seq[groupKey] {
+	return func(yield func(groupKey) bool) {
+		for _, ins := range jobs {
+			if !yield(groupKey{ins.Queue, ins.Group}) {
+				return
+			}
+		}
+	}
+}
+
 // registerGroups gives each (queue, group) its row in the ring, if it has
 // none: the groups of a batch enqueued, or of jobs replayed (their groups
 // may have been pruned while they were dead).
-func registerGroups(ctx context.Context, tx *sql.Tx, keys []groupKey) error {
+func registerGroups(ctx context.Context, tx *sql.Tx, keys iter.Seq[groupKey]) error {
 	seen := map[groupKey]bool{}
-	for _, k := range keys {
+	for k := range keys {
 		if seen[k] {
 			continue
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -187,7 +188,7 @@ func (b *Backend) ReplayJobs(ctx context.Context, p backends.ReplayJobsParams) (
 			return err
 		}
 		n = int64(len(keys))
-		return registerGroups(ctx, tx, keys) // a replayed job's group may have left the ring
+		return registerGroups(ctx, tx, slices.Values(keys)) // a replayed job's group may have left the ring
 	})
 	for _, q := range queues {
 		b.hub.Publish(backends.Event{Kind: backends.JobsAvailable, Queue: q})
