@@ -259,6 +259,21 @@ func limitsSlots(h *harness, l backends.Limiter) {
 	if inUse, err := l.SlotsInUse(h.ctx, backends.SlotsParams{Key: batch, Now: now}); err != nil || len(inUse) != 0 {
 		h.t.Fatalf("after releasing all: %v, %v", inUse, err)
 	}
+
+	// A batch bigger than a Lua unpack takes (about 8,000 values; Redis).
+	many := make([]string, 9000)
+	for i := range many {
+		many[i] = fmt.Sprintf("holder-%04d", i)
+	}
+	got, err = l.AcquireSlots(h.ctx, backends.AcquireSlotsParams{Key: batch, Limit: 8800, Holders: many, ExpiresAt: now.Add(time.Hour), Now: now})
+	must(h.t, err)
+	if len(got) != 8800 || got[0] != many[0] || got[8799] != many[8799] {
+		h.t.Fatalf("9,000 holders of 8,800 free slots: granted %d (%v ... )", len(got), got[:min(len(got), 3)])
+	}
+	must(h.t, l.ReleaseSlots(h.ctx, backends.ReleaseSlotsParams{Key: batch, Holders: many, Now: now}))
+	if inUse, err := l.SlotsInUse(h.ctx, backends.SlotsParams{Key: batch, Now: now}); err != nil || len(inUse) != 0 {
+		h.t.Fatalf("after releasing 8,800: %d in use, %v", len(inUse), err)
+	}
 }
 
 func limitsSlotsConcurrent(h *harness, l backends.Limiter) {

@@ -12,275 +12,309 @@ import (
 	"github.com/conveyorhq/conveyor/backends/internal/record"
 )
 
-// The Limiter natively: each bucket and each slot set is one key, changed
-// by one script run, so a take or an acquire is one round trip however
-// many workers contend, where the KV fallback's compare-and-set retries.
-// Each key has a hash tag of its own ({flow:<key>}): limits spread over a
-// cluster's slots, and a script touches one key. Expiry is Redis's own
-// (PEXPIRE, relative, so an injected clock ahead of the server's does not
-// drop a key early): a full bucket and a set with no live slot vanish.
-var _ backends.Limiter = (*Backend)(nil)
+// The Limiter natively: each bucket and each slot set is one key, and a
+// batch of them is changed by one script run, so a batch's take or
+// acquire is one round trip however many workers contend, where the KV
+// fallback's compare-and-set retries. Each key has a hash tag of its own
+// ({flow:<key>}): limits spread over a cluster's slots, so there a batch
+// is a pipeline of one-key runs (split by node), and on one server it is
+// one run for all its keys: a run's fixed cost, in the client and the
+// server, is most of what a small slot set's change costs. Expiry is
+// Redis's own (PEXPIRE, relative, so an injected clock ahead of the
+// server's does not drop a key early): a full bucket and a set with no
+// live slot vanish.
+var (
+	_ backends.Limiter        = (*Backend)(nil)
+	_ backends.LimiterBatcher = (*Backend)(nil)
+)
 
-// bucketScript: KEYS[1] the bucket (hash t tokens, at ms); ARGV limit, per
-// (ms, fractional), burst, count, now ms -> {taken, next token ms or 0}.
+// bucketScript: KEYS the buckets (hash t tokens, at ms); ARGV per key now
+// ms, limit, per (ms, fractional), burst, count -> per key {taken, next
+// token ms or 0}.
 var bucketScript = redis.NewScript(`
-local limit, per, burst, count, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local h = redis.call('HMGET', KEYS[1], 't', 'at')
-local tokens, at = tonumber(h[1]), tonumber(h[2])
-if not tokens then tokens, at = burst, now end
-if now > at then tokens = tokens + (now - at) * limit / per; at = now end
-tokens = math.min(tokens, burst)
-local taken = math.min(count, math.floor(tokens))
-local left = tokens - taken
-local next = 0
-if taken < count then next = math.ceil(now + (1 - left) * per / limit) end
-if taken > 0 then
-  redis.call('HSET', KEYS[1], 't', tostring(left), 'at', at)
-  redis.call('PEXPIRE', KEYS[1], math.ceil((burst - left) * per / limit) + 1000)
+local out = {}
+for k = 1, #KEYS do
+  local a = 1 + (k - 1) * 5
+  local now, limit, per, burst, count = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  local h = redis.call('HMGET', KEYS[k], 't', 'at')
+  local tokens, at = tonumber(h[1]), tonumber(h[2])
+  if not tokens then tokens, at = burst, now end
+  if now > at then tokens = tokens + (now - at) * limit / per; at = now end
+  tokens = math.min(tokens, burst)
+  local taken = math.min(count, math.floor(tokens))
+  local left = tokens - taken
+  local next = 0
+  if taken < count then next = math.ceil(now + (1 - left) * per / limit) end
+  if taken > 0 then
+    redis.call('HSET', KEYS[k], 't', tostring(left), 'at', at)
+    redis.call('PEXPIRE', KEYS[k], math.ceil((burst - left) * per / limit) + 1000)
+  end
+  out[k] = {taken, next}
 end
-return {taken, next}
+return out
 `)
 
-// slotScript: KEYS[1] the slot set (sorted set holder -> expiry ms); ARGV
-// action, now ms, then acquire: limit, expiry ms, holders... -> the
-// holders given a slot; release: holders...; list -> holder, expiry, ...
+// slotScript: KEYS the slot sets (sorted set holder -> expiry ms); ARGV
+// action, then per key now ms and: acquire: limit, expiry ms, n, n
+// holders; release: n, n holders; list: nothing -> per key the holders
+// given a slot (acquire), 0 (release), holder, expiry, ... (list).
 var slotScript = redis.NewScript(`
-local action, now = ARGV[1], tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if action == 'acquire' then
-  local limit, exp, n = tonumber(ARGV[3]), ARGV[4], redis.call('ZCARD', KEYS[1])
-  local granted = {}
-  for i = 5, #ARGV do
-    local held = redis.call('ZSCORE', KEYS[1], ARGV[i])
-    if held or n < limit then
-      if not held then n = n + 1 end
-      redis.call('ZADD', KEYS[1], exp, ARGV[i])
-      granted[#granted + 1] = ARGV[i]
-    end
+-- Members go to ZMSCORE, ZADD and ZREM 1,000 at a time: unpack's bound
+-- is a few thousand values.
+local function zmscore(key, i, j)
+  local out = {}
+  for c = i, j, 1000 do
+    for _, v in ipairs(redis.call('ZMSCORE', key, unpack(ARGV, c, math.min(c + 999, j)))) do out[#out + 1] = v end
   end
-  if #granted > 0 then
-    local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-    redis.call('PEXPIRE', KEYS[1], math.max(tonumber(last[2]) - now, 0) + 1000)
-  end
-  return granted
-elseif action == 'release' then
-  for i = 3, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end
-  return 0
+  return out
 end
-return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local action, a, out = ARGV[1], 2, {}
+for k = 1, #KEYS do
+  local key, now = KEYS[k], tonumber(ARGV[a])
+  a = a + 1
+  if action == 'acquire' then
+    local limit, exp, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+    local first = a + 3
+    a = first + n
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    local held = redis.call('ZCARD', key)
+    local has = zmscore(key, first, a - 1)
+    local granted, add = {}, {}
+    for i = 1, n do
+      local h = ARGV[first + i - 1]
+      if has[i] or held < limit then
+        if not has[i] then held = held + 1 end
+        granted[#granted + 1] = h
+        add[#add + 1] = exp
+        add[#add + 1] = h
+      end
+    end
+    if #granted > 0 then
+      for c = 1, #add, 2000 do redis.call('ZADD', key, unpack(add, c, math.min(c + 1999, #add))) end
+      -- The set lives as long as its latest slot: exp, unless one ends later.
+      local ttl = math.max(exp - now, 0) + 1000
+      if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+    end
+    out[k] = granted
+  elseif action == 'release' then
+    local n = tonumber(ARGV[a])
+    for c = a + 1, a + n, 1000 do redis.call('ZREM', key, unpack(ARGV, c, math.min(c + 999, a + n))) end
+    a = a + n + 1
+    out[k] = 0
+  else
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    out[k] = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  end
+end
+return out
 `)
 
 func (b *Backend) flowKey(key, kind string) string {
 	return b.cfg.Prefix + ":{flow:" + key + "}:" + kind
 }
 
-var _ backends.LimiterBatcher = (*Backend)(nil)
-
-// scriptCall is one run of a limits script, alone or in a pipeline.
-type scriptCall struct {
+// limitsCall is a batch of keys for one limits script: head is its first
+// arguments, args[i] those of keys[i].
+type limitsCall struct {
 	script *redis.Script
-	key    string
-	args   []any
+	head   []any
+	keys   []string
+	args   [][]any
 }
 
-func (b *Backend) bucketCall(p backends.TakeTokensParams) (scriptCall, error) {
-	if err := p.Validate(); err != nil {
-		return scriptCall{}, err
-	}
-	burst, count := p.Sizes()
-	per := strconv.FormatFloat(float64(p.Per)/float64(time.Millisecond), 'g', -1, 64)
-	return scriptCall{bucketScript, b.flowKey(p.Key, "bucket"),
-		[]any{p.Limit, per, burst, count, record.Millis(backends.KVNow(p.Now))}}, nil
+func (c *limitsCall) add(key string, args ...any) {
+	c.keys, c.args = append(c.keys, key), append(c.args, args)
 }
 
-func (b *Backend) acquireCall(p backends.AcquireSlotsParams) (scriptCall, error) {
-	if err := p.Validate(); err != nil {
-		return scriptCall{}, err
-	}
-	args := []any{"acquire", record.Millis(backends.KVNow(p.Now)), p.Limit, record.Millis(p.ExpiresAt)}
-	for _, h := range p.Holders {
-		args = append(args, h)
-	}
-	return scriptCall{slotScript, b.flowKey(p.Key, "slots"), args}, nil
-}
-
-func (b *Backend) releaseCall(p backends.ReleaseSlotsParams) scriptCall {
-	args := []any{"release", record.Millis(backends.KVNow(p.Now))}
-	for _, h := range p.Holders {
-		args = append(args, h)
-	}
-	return scriptCall{slotScript, b.flowKey(p.Key, "slots"), args}
-}
-
-func (b *Backend) run(ctx context.Context, c scriptCall) *redis.Cmd {
-	if err := b.gate.Check(ctx); err != nil {
-		cmd := redis.NewCmd(ctx)
-		cmd.SetErr(err)
-		return cmd
-	}
-	return c.script.Run(ctx, b.rdb, []string{c.key}, c.args...)
-}
-
-// runMany sends the calls in one pipeline (a cluster client splits it by
-// node), by SHA; calls a server answers NOSCRIPT (it restarted and forgot
-// the scripts) are sent again with their bodies.
-func (b *Backend) runMany(ctx context.Context, calls []scriptCall) ([]*redis.Cmd, error) {
+// run runs the call and returns each key's reply, in keys' order: one
+// script run on one server, a pipeline of one run per key on a cluster
+// (sent by SHA; a run a node answers NOSCRIPT, as after a restart, is sent
+// again with its body).
+func (b *Backend) run(ctx context.Context, c limitsCall) ([]any, error) {
 	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
-	cmds := make([]*redis.Cmd, len(calls))
+	if !b.cluster {
+		argv := c.head
+		for _, a := range c.args {
+			argv = append(argv, a...)
+		}
+		return c.script.Run(ctx, b.rdb, c.keys, argv...).Slice()
+	}
+	cmds := make([]*redis.Cmd, len(c.keys))
 	send := func(which []int, body bool) {
 		pipe := b.rdb.Pipeline()
 		for _, i := range which {
-			c := calls[i]
+			keys, argv := []string{c.keys[i]}, append(append([]any(nil), c.head...), c.args[i]...)
 			if body {
-				cmds[i] = c.script.Eval(ctx, pipe, []string{c.key}, c.args...)
+				cmds[i] = c.script.Eval(ctx, pipe, keys, argv...)
 			} else {
-				cmds[i] = c.script.EvalSha(ctx, pipe, []string{c.key}, c.args...)
+				cmds[i] = c.script.EvalSha(ctx, pipe, keys, argv...)
 			}
 		}
 		_, _ = pipe.Exec(ctx) // each command keeps its own error
 	}
-	all := make([]int, len(calls))
+	all := make([]int, len(c.keys))
 	for i := range all {
 		all[i] = i
 	}
 	send(all, false)
 	var again []int
-	for i, c := range cmds {
-		if err := c.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+	for i, cmd := range cmds {
+		if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 			again = append(again, i)
 		}
 	}
 	if len(again) > 0 {
 		send(again, true)
 	}
-	for _, c := range cmds {
-		if err := c.Err(); err != nil {
-			return nil, err
-		}
-	}
-	return cmds, nil
-}
-
-func tokensFrom(v []int64, count int) backends.TakeTokensResult {
-	res := backends.TakeTokensResult{Taken: int(v[0])}
-	if res.Taken < count {
-		res.NextAt = record.FromMillis(v[1])
-	}
-	return res
-}
-
-// TakeTokens implements backends.Limiter.
-func (b *Backend) TakeTokens(ctx context.Context, p backends.TakeTokensParams) (backends.TakeTokensResult, error) {
-	c, err := b.bucketCall(p)
-	if err != nil {
-		return backends.TakeTokensResult{}, err
-	}
-	v, err := b.run(ctx, c).Int64Slice()
-	if err != nil {
-		return backends.TakeTokensResult{}, fmt.Errorf("redisbackend: take tokens of %s: %w", p.Key, err)
-	}
-	_, count := p.Sizes()
-	return tokensFrom(v, count), nil
-}
-
-// TakeTokensMany implements backends.LimiterBatcher.
-func (b *Backend) TakeTokensMany(ctx context.Context, ps []backends.TakeTokensParams) ([]backends.TakeTokensResult, error) {
-	calls := make([]scriptCall, len(ps))
-	for i, p := range ps {
-		c, err := b.bucketCall(p)
-		if err != nil {
-			return nil, err
-		}
-		calls[i] = c
-	}
-	cmds, err := b.runMany(ctx, calls)
-	if err != nil {
-		return nil, fmt.Errorf("redisbackend: take tokens of %d buckets: %w", len(ps), err)
-	}
-	out := make([]backends.TakeTokensResult, len(ps))
+	out := make([]any, len(cmds))
 	for i, cmd := range cmds {
-		v, err := cmd.Int64Slice()
+		v, err := cmd.Slice()
 		if err != nil {
-			return nil, fmt.Errorf("redisbackend: take tokens of %s: %w", ps[i].Key, err)
+			return nil, err
 		}
-		_, count := ps[i].Sizes()
-		out[i] = tokensFrom(v, count)
+		out[i] = v[0]
 	}
 	return out, nil
 }
 
+// stringsOf converts one key's reply of strings.
+func stringsOf(v any) []string {
+	vs, _ := v.([]any)
+	out := make([]string, len(vs))
+	for i, s := range vs {
+		out[i], _ = s.(string)
+	}
+	return out
+}
+
+// TakeTokens implements backends.Limiter.
+func (b *Backend) TakeTokens(ctx context.Context, p backends.TakeTokensParams) (backends.TakeTokensResult, error) {
+	res, err := b.TakeTokensMany(ctx, []backends.TakeTokensParams{p})
+	if err != nil {
+		return backends.TakeTokensResult{}, err
+	}
+	return res[0], nil
+}
+
+// TakeTokensMany implements backends.LimiterBatcher.
+func (b *Backend) TakeTokensMany(ctx context.Context, ps []backends.TakeTokensParams) ([]backends.TakeTokensResult, error) {
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	c := limitsCall{script: bucketScript}
+	for _, p := range ps {
+		if err := p.Validate(); err != nil {
+			return nil, err
+		}
+		burst, count := p.Sizes()
+		per := strconv.FormatFloat(float64(p.Per)/float64(time.Millisecond), 'g', -1, 64)
+		c.add(b.flowKey(p.Key, "bucket"), record.Millis(backends.KVNow(p.Now)), p.Limit, per, burst, count)
+	}
+	vs, err := b.run(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("redisbackend: take tokens of %s: %w", keysOf(ps, func(p backends.TakeTokensParams) string { return p.Key }), err)
+	}
+	out := make([]backends.TakeTokensResult, len(ps))
+	for i, v := range vs {
+		pair, _ := v.([]any)
+		if len(pair) != 2 {
+			return nil, fmt.Errorf("redisbackend: take tokens of %s: reply %v", ps[i].Key, v)
+		}
+		taken, _ := pair[0].(int64)
+		next, _ := pair[1].(int64)
+		out[i].Taken = int(taken)
+		if _, count := ps[i].Sizes(); out[i].Taken < count {
+			out[i].NextAt = record.FromMillis(next)
+		}
+	}
+	return out, nil
+}
+
+// keysOf names a batch's keys in an error: the first one, and how many.
+func keysOf[P any](ps []P, key func(P) string) string {
+	if len(ps) == 1 {
+		return key(ps[0])
+	}
+	return fmt.Sprintf("%s and %d more", key(ps[0]), len(ps)-1)
+}
+
 // AcquireSlots implements backends.Limiter.
 func (b *Backend) AcquireSlots(ctx context.Context, p backends.AcquireSlotsParams) ([]string, error) {
-	c, err := b.acquireCall(p)
+	got, err := b.AcquireSlotsMany(ctx, []backends.AcquireSlotsParams{p})
 	if err != nil {
 		return nil, err
 	}
-	granted, err := b.run(ctx, c).StringSlice()
-	if err != nil {
-		return nil, fmt.Errorf("redisbackend: acquire slots of %s: %w", p.Key, err)
-	}
-	return granted, nil
+	return got[0], nil
 }
 
 // AcquireSlotsMany implements backends.LimiterBatcher.
 func (b *Backend) AcquireSlotsMany(ctx context.Context, ps []backends.AcquireSlotsParams) ([][]string, error) {
-	calls := make([]scriptCall, len(ps))
-	for i, p := range ps {
-		c, err := b.acquireCall(p)
-		if err != nil {
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	c := limitsCall{script: slotScript, head: []any{"acquire"}}
+	for _, p := range ps {
+		if err := p.Validate(); err != nil {
 			return nil, err
 		}
-		calls[i] = c
-	}
-	cmds, err := b.runMany(ctx, calls)
-	if err != nil {
-		return nil, fmt.Errorf("redisbackend: acquire slots of %d sets: %w", len(ps), err)
-	}
-	out := make([][]string, len(ps))
-	for i, cmd := range cmds {
-		if out[i], err = cmd.StringSlice(); err != nil {
-			return nil, fmt.Errorf("redisbackend: acquire slots of %s: %w", ps[i].Key, err)
+		args := []any{record.Millis(backends.KVNow(p.Now)), p.Limit, record.Millis(p.ExpiresAt), len(p.Holders)}
+		for _, h := range p.Holders {
+			args = append(args, h)
 		}
+		c.add(b.flowKey(p.Key, "slots"), args...)
+	}
+	vs, err := b.run(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("redisbackend: acquire slots of %s: %w", keysOf(ps, func(p backends.AcquireSlotsParams) string { return p.Key }), err)
+	}
+	out := make([][]string, len(vs))
+	for i, v := range vs {
+		out[i] = stringsOf(v)
 	}
 	return out, nil
 }
 
 // ReleaseSlots implements backends.Limiter.
 func (b *Backend) ReleaseSlots(ctx context.Context, p backends.ReleaseSlotsParams) error {
-	if len(p.Holders) == 0 {
-		return nil
-	}
-	if err := b.run(ctx, b.releaseCall(p)).Err(); err != nil {
-		return fmt.Errorf("redisbackend: release slots of %s: %w", p.Key, err)
-	}
-	return nil
+	return b.ReleaseSlotsMany(ctx, []backends.ReleaseSlotsParams{p})
 }
 
 // ReleaseSlotsMany implements backends.LimiterBatcher.
 func (b *Backend) ReleaseSlotsMany(ctx context.Context, ps []backends.ReleaseSlotsParams) error {
-	calls := make([]scriptCall, 0, len(ps))
+	var c limitsCall
 	for _, p := range ps {
-		if len(p.Holders) > 0 {
-			calls = append(calls, b.releaseCall(p))
+		if len(p.Holders) == 0 {
+			continue
 		}
+		if c.script == nil {
+			c = limitsCall{script: slotScript, head: []any{"release"}}
+		}
+		args := []any{record.Millis(backends.KVNow(p.Now)), len(p.Holders)}
+		for _, h := range p.Holders {
+			args = append(args, h)
+		}
+		c.add(b.flowKey(p.Key, "slots"), args...)
 	}
-	if len(calls) == 0 {
+	if c.script == nil {
 		return nil
 	}
-	if _, err := b.runMany(ctx, calls); err != nil {
-		return fmt.Errorf("redisbackend: release slots of %d sets: %w", len(calls), err)
+	if _, err := b.run(ctx, c); err != nil {
+		return fmt.Errorf("redisbackend: release slots of %s: %w", keysOf(ps, func(p backends.ReleaseSlotsParams) string { return p.Key }), err)
 	}
 	return nil
 }
 
 // SlotsInUse implements backends.Limiter.
 func (b *Backend) SlotsInUse(ctx context.Context, p backends.SlotsParams) (map[string]time.Time, error) {
-	v, err := b.run(ctx, scriptCall{slotScript, b.flowKey(p.Key, "slots"), []any{"list", record.Millis(backends.KVNow(p.Now))}}).StringSlice()
+	c := limitsCall{script: slotScript, head: []any{"list"}}
+	c.add(b.flowKey(p.Key, "slots"), record.Millis(backends.KVNow(p.Now)))
+	vs, err := b.run(ctx, c)
 	if err != nil {
 		return nil, fmt.Errorf("redisbackend: slots of %s: %w", p.Key, err)
 	}
+	v := stringsOf(vs[0])
 	out := make(map[string]time.Time, len(v)/2)
 	for i := 0; i+1 < len(v); i += 2 {
 		ms, _ := strconv.ParseInt(v[i+1], 10, 64)
