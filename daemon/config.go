@@ -110,7 +110,7 @@ var settings = []setting{
 	{key: "fair", kind: kindList, def: "", live: true,
 		help: "queues served round-robin across tenants (the jobs' keys), each QUEUE[:GROUP=WEIGHT...] (e.g. reports:enterprise=3)",
 		set:  func(c *Config, v string) (err error) { c.Fair, err = parseFair(v); return err },
-		get:  func(c *Config) string { return formatFair(c.Fair) }},
+		get:  func(c *Config) string { return FormatFair(c.Fair) }},
 	{key: "strict", kind: kindBool, def: "false", live: true, help: "drain earlier queues first instead of weighted order",
 		set: func(c *Config, v string) (err error) { c.StrictPriority, err = strconv.ParseBool(v); return err },
 		get: func(c *Config) string { return strconv.FormatBool(c.StrictPriority) }},
@@ -303,7 +303,10 @@ func parseFair(v string) (map[string]map[string]int, error) {
 	return m, nil
 }
 
-func formatFair(m map[string]map[string]int) string {
+// FormatFair writes fair queues and their groups' weights (Config.Fair,
+// worker.Info.Fair) as the fair key takes them: QUEUE[:GROUP=WEIGHT...],
+// comma-separated, sorted.
+func FormatFair(m map[string]map[string]int) string {
 	var out []string
 	for _, q := range slices.Sorted(maps.Keys(m)) {
 		s := q

@@ -155,7 +155,7 @@ func TestFairQueuesReachTheWorker(t *testing.T) {
 	if !qs[0].Fair || qs[0].FairWeights["enterprise"] != 3 || qs[0].FairWeights["acme"] != 2 || qs[1].Fair {
 		t.Fatalf("worker queues %+v: want reports fair with enterprise 3 and acme 2, email not", qs)
 	}
-	if got := formatFair(c.Fair); got != "reports:acme=2:enterprise=3" {
-		t.Fatalf("formatFair = %q", got)
+	if got := FormatFair(c.Fair); got != "reports:acme=2:enterprise=3" {
+		t.Fatalf("FormatFair = %q", got)
 	}
 }

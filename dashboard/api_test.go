@@ -198,7 +198,7 @@ func TestOperatorActions(t *testing.T) {
 func TestWorkersAreListed(t *testing.T) {
 	ctx := context.Background()
 	b := openSQLite(t)
-	w := worker.New(b, worker.Config{Queues: []worker.QueueConfig{{Name: "mail"}}, Concurrency: 3})
+	w := worker.New(b, worker.Config{Queues: []worker.QueueConfig{{Name: "mail"}, {Name: "exports", Fair: true, FairWeights: map[string]int{"big": 3}}}, Concurrency: 3})
 	worker.Register(w, sendMail, func(context.Context, mailArgs) (queue.None, error) { return queue.None{}, nil })
 	if err := w.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -209,6 +209,9 @@ func TestWorkersAreListed(t *testing.T) {
 	call(t, srv, "GET", "/api/workers", "", http.StatusOK, &ws)
 	if len(ws) != 1 || ws[0].ID != w.ID() || ws[0].Concurrency != 3 {
 		t.Fatalf("workers = %+v", ws)
+	}
+	if got := ws[0].Fair; len(got) != 1 || got["exports"]["big"] != 3 {
+		t.Fatalf("worker's fair queues %v, want exports with big=3", got)
 	}
 }
 

@@ -96,6 +96,9 @@ type WorkerView struct {
 	Breakers    []BreakerView `json:"breakers"`
 	PickupP50   float64       `json:"pickup_p50_ms"`
 	PickupP99   float64       `json:"pickup_p99_ms"`
+	// Fair maps each queue it serves fairly to its groups' weights
+	// (empty: every group weight 1).
+	Fair map[string]map[string]int `json:"fair"`
 }
 
 // BreakerView is one circuit breaker of a worker process.
@@ -125,9 +128,12 @@ type ScheduleView struct {
 func workerView(w worker.Info) WorkerView {
 	v := WorkerView{ID: w.ID, Host: w.Host, PID: w.PID, Queues: w.Queues, Concurrency: w.Concurrency, Running: w.Running,
 		Started: w.Started, Heartbeat: w.Heartbeat, Breakers: make([]BreakerView, len(w.Breakers)),
-		PickupP50: w.PickupP50, PickupP99: w.PickupP99}
+		PickupP50: w.PickupP50, PickupP99: w.PickupP99, Fair: w.Fair}
 	if v.Queues == nil {
 		v.Queues = []string{}
+	}
+	if v.Fair == nil {
+		v.Fair = map[string]map[string]int{}
 	}
 	for i, b := range w.Breakers {
 		v.Breakers[i] = BreakerView{Name: b.Name, State: b.State, OpenUntil: when(b.OpenUntil), ConsecutiveFailures: b.ConsecutiveFailures}

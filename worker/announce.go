@@ -40,6 +40,10 @@ type Info struct {
 	// Limits are the limits its tasks and queues declare, with its own
 	// use of each (LimitStates); Limits sums them over the workers.
 	Limits []flow.LimitState `json:"limits,omitempty"`
+	// Fair names the queues of Queues it serves fairly (QueueConfig.Fair),
+	// each with its groups' weights (QueueConfig.FairWeights; empty: every
+	// group takes one job a turn).
+	Fair map[string]map[string]int `json:"fair,omitempty"`
 }
 
 // workersPrefix starts the KVStore key of each worker's Info.
@@ -98,13 +102,23 @@ func (w *Worker) announce(ctx context.Context) {
 	}
 	live := w.live()
 	qs := make([]string, len(live.Queues))
+	var fair map[string]map[string]int
 	for i, q := range live.Queues {
 		qs[i] = q.Name
+		if q.Fair {
+			if fair == nil {
+				fair = map[string]map[string]int{}
+			}
+			fair[q.Name] = q.FairWeights
+			if fair[q.Name] == nil {
+				fair[q.Name] = map[string]int{}
+			}
+		}
 	}
 	now := time.Now()
 	p50, p99 := r.pickups.take()
 	info, _ := json.Marshal(Info{ID: w.cfg.ID, Host: r.host, PID: os.Getpid(), Queues: qs, Tasks: w.taskNames(), Concurrency: live.Concurrency,
-		Running: w.Running(), Started: r.started, Heartbeat: now, Breakers: w.Breakers(), PickupP50: p50, PickupP99: p99, Limits: w.LimitStates()})
+		Running: w.Running(), Started: r.started, Heartbeat: now, Breakers: w.Breakers(), PickupP50: p50, PickupP99: p99, Limits: w.LimitStates(), Fair: fair})
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p := backends.PutKVParams{Key: workersPrefix + w.cfg.ID, Value: info, IfVersion: r.version,

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"os"
+	"reflect"
 	"testing"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 func TestWorkersAreListedWhileRunning(t *testing.T) {
 	ctx := context.Background()
 	b := membackend.New(membackend.Config{})
-	w := worker.New(b, worker.Config{ID: "w-1", Queues: []worker.QueueConfig{{Name: "a"}, {Name: "b"}}, Concurrency: 7})
+	w := worker.New(b, worker.Config{ID: "w-1", Queues: []worker.QueueConfig{{Name: "a"}, {Name: "b", Fair: true, FairWeights: map[string]int{"big": 3}}, {Name: "c", Fair: true}}, Concurrency: 7})
 	worker.Register(w, queue.NewTask[Args, queue.None]("registry.noop", queue.TaskOptions{}),
 		func(context.Context, Args) (queue.None, error) { return queue.None{}, nil })
 	if err := w.Start(ctx); err != nil {
@@ -30,8 +31,11 @@ func TestWorkersAreListedWhileRunning(t *testing.T) {
 		t.Fatalf("Workers = %+v, want one", list)
 	}
 	got := list[0]
-	if got.ID != "w-1" || got.PID != os.Getpid() || got.Concurrency != 7 || len(got.Queues) != 2 || got.Heartbeat.IsZero() || got.Host == "" {
+	if got.ID != "w-1" || got.PID != os.Getpid() || got.Concurrency != 7 || len(got.Queues) != 3 || got.Heartbeat.IsZero() || got.Host == "" {
 		t.Fatalf("worker info %+v", got)
+	}
+	if want := map[string]map[string]int{"b": {"big": 3}, "c": {}}; !reflect.DeepEqual(got.Fair, want) {
+		t.Fatalf("worker's fair queues %v, want %v", got.Fair, want)
 	}
 	if err := w.Stop(ctx); err != nil {
 		t.Fatal(err)

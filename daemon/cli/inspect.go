@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/conveyorhq/conveyor/backends"
+	"github.com/conveyorhq/conveyor/daemon"
 	"github.com/conveyorhq/conveyor/dashboard"
 	"github.com/conveyorhq/conveyor/job"
 	"github.com/conveyorhq/conveyor/queue"
@@ -29,7 +30,7 @@ var ErrUnknownQueue = errors.New("unknown queue")
 func (e *env) inspectCmd() *cobra.Command {
 	return group("inspect", "inspect queues, workers, jobs and limits; pause, resume, replay, bound queues, override limits",
 		&cobra.Command{Use: "queues", Short: "job counts per queue and state", Args: nArgs(0), RunE: e.queues},
-		&cobra.Command{Use: "workers", Short: "live worker processes: host, PID, queues, running jobs, breakers", Args: nArgs(0), RunE: e.workers},
+		&cobra.Command{Use: "workers", Short: "live worker processes: host, PID, queues (the fair ones with their weights), running jobs, breakers", Args: nArgs(0), RunE: e.workers},
 		&cobra.Command{Use: "job ID", Short: "one job (as jobs show)", Args: nArgs(1), RunE: e.showJob},
 		&cobra.Command{Use: "workflow ID", Short: "one workflow: its state and each step's, with what it waits for and its job", Args: nArgs(1), RunE: e.showWorkflow},
 		e.deadCmd(),
@@ -87,14 +88,14 @@ func (e *env) workers(c *cobra.Command, _ []string) error {
 		list = []worker.Info{}
 	}
 	return e.show(c, list, func(w io.Writer) error {
-		return table(w, "WORKER\tHOST\tPID\tQUEUES\tRUNNING\tCONCURRENCY\tHEARTBEAT\tBREAKERS", func(tw io.Writer) {
+		return table(w, "WORKER\tHOST\tPID\tQUEUES\tFAIR\tRUNNING\tCONCURRENCY\tHEARTBEAT\tBREAKERS", func(tw io.Writer) {
 			for _, wi := range list {
 				var brk []string
 				for _, s := range wi.Breakers {
 					brk = append(brk, s.Name+"="+s.State)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%s\t%s\n", wi.ID, wi.Host, wi.PID, strings.Join(wi.Queues, ","),
-					wi.Running, wi.Concurrency, wi.Heartbeat.Format(time.RFC3339), strings.Join(brk, ","))
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n", wi.ID, wi.Host, wi.PID, strings.Join(wi.Queues, ","),
+					daemon.FormatFair(wi.Fair), wi.Running, wi.Concurrency, wi.Heartbeat.Format(time.RFC3339), strings.Join(brk, ","))
 			}
 		})
 	})

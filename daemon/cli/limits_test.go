@@ -56,3 +56,22 @@ func TestInspectLimits(t *testing.T) {
 	fails(t, 2, []string{"inspect", "limits", "rate:queue:lq=fast", "--db", db}, "LIMIT is not a whole number")
 	fails(t, 2, []string{"inspect", "limits", "speed:x", "reset", "--db", db}, "KIND rate or concurrency")
 }
+
+// inspect workers shows the fair queues each worker serves, with their
+// groups' weights, in the fair key's form.
+func TestInspectWorkersShowsFairQueues(t *testing.T) {
+	db, b := newDB(t)
+	ctx := context.Background()
+	w := worker.New(b, worker.Config{ID: "fair-worker", Queues: []worker.QueueConfig{{Name: "plain"},
+		{Name: "exports", Fair: true, FairWeights: map[string]int{"big": 3, "acme": 2}}, {Name: "reports", Fair: true}}})
+	worker.Register(w, queue.NewTask[struct{}, queue.None]("cli.fair", queue.TaskOptions{Queue: "exports"}),
+		func(context.Context, struct{}) (queue.None, error) { return queue.None{}, nil })
+	if err := w.Start(ctx); err != nil { // announces itself at once
+		t.Fatal(err)
+	}
+	defer w.Stop(ctx)
+	out := ok(t, "inspect", "workers", "--db", db)
+	if !strings.Contains(out, "FAIR") || !strings.Contains(out, "plain,exports,reports  exports:acme=2:big=3,reports ") {
+		t.Fatalf("inspect workers:\n%s", out)
+	}
+}

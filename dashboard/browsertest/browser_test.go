@@ -108,7 +108,7 @@ func TestPageInBrowser(t *testing.T) {
 	// The queue's rate limit is far above what the test sends: the limits
 	// view shows it, and the page lowers it with an override.
 	mailRate := &flow.RateLimit{Limit: 1000, Per: time.Minute}
-	w := worker.New(b, worker.Config{Queues: []worker.QueueConfig{{Name: "mail", RateLimit: mailRate}}, Concurrency: 3, PollInterval: 50 * time.Millisecond,
+	w := worker.New(b, worker.Config{Queues: []worker.QueueConfig{{Name: "mail", RateLimit: mailRate}, {Name: "exports", Fair: true, FairWeights: map[string]int{"big": 3}}}, Concurrency: 3, PollInterval: 50 * time.Millisecond,
 		Breakers: map[string]worker.BreakerConfig{"smtp": {}}})
 	worker.Register(w, sendMail, func(ctx context.Context, _ mailArgs) (queue.None, error) {
 		select {
@@ -288,7 +288,7 @@ func TestPageInBrowser(t *testing.T) {
 		chromedp.Click(`#schedules tr[data-entry="weekly-digest"] button[data-action="pause"]`),
 		poll(`document.querySelector('#schedules tr[data-entry="weekly-digest"] button[data-action="resume"]') !== null`),
 		clean("schedules"))
-	actions = append(actions, visit("#/workers", `document.querySelector('#workers tr[data-worker="`+w.ID()+`"]') !== null`)...)
+	actions = append(actions, visit("#/workers", `(document.querySelector('#workers tr[data-worker="`+w.ID()+`"] .badge.fair') || {}).textContent === "fair big=3" && document.querySelector('#workers tr[data-worker="`+w.ID()+`"] a[href="#/queues/mail"]') !== null`)...)
 	actions = append(actions, clean("workers"))
 	limitRow := `#limits tr[data-limit="rate/queue:mail"]`
 	actions = append(actions, visit("#/limits", `document.querySelector('`+limitRow+`') !== null`)...)

@@ -33,6 +33,15 @@ function breakers(w) {
     (b.open_until ? ", open until " + new Date(b.open_until).toLocaleTimeString() : "") }, b.name + ": " + b.state));
 }
 
+// fair marks a queue served fairly between its groups, with their weights
+// (a group not listed takes one job a turn).
+function fair(weights) {
+  if (!weights) return null;
+  const ws = Object.entries(weights).sort(([a], [b]) => a < b ? -1 : 1).map(([g, n]) => g + "=" + n);
+  return el("span", { class: "badge fair", title: "served round-robin between its groups" + (ws.length ? "; weights " + ws.join(", ") : ", each weight 1") },
+    ws.length ? "fair " + ws.join(" ") : "fair");
+}
+
 export function workersView(root) {
   const box = el("div");
   root.append(el("h1", null, "Workers"), box);
@@ -43,7 +52,7 @@ export function workersView(root) {
         ["worker", w => el("span", { class: "mono" }, w.id)],
         ["host", w => w.host],
         ["pid", w => String(w.pid), { cls: "n" }],
-        ["queues", w => w.queues.map((q, i) => [i ? ", " : "", link(queueHref(q), q)])],
+        ["queues", w => w.queues.map((q, i) => [i ? ", " : "", link(queueHref(q), q), fair(w.fair[q])])],
         ["running", w => num(w.running) + " / " + num(w.concurrency), { cls: "n" }],
         ["pickup p50", w => ms(w.pickup_p50_ms), { cls: "n" }],
         ["pickup p99", w => ms(w.pickup_p99_ms), { cls: "n" }],
