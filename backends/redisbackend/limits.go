@@ -3,6 +3,7 @@ package redisbackend
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -17,9 +18,9 @@ import (
 // acquire is one round trip however many workers contend, where the KV
 // fallback's compare-and-set retries. Each key has a hash tag of its own
 // ({flow:<key>}): limits spread over a cluster's slots, so there a batch
-// is a pipeline of one-key runs (split by node), and on one server it is
-// one run for all its keys: a run's fixed cost, in the client and the
-// server, is most of what a small slot set's change costs. Expiry is
+// is a pipeline of one-key runs (split by node); on one server it is one
+// run for all its keys, which cut the server CPU a concurrency limit over
+// 16 keys adds by about 40% (docs/benchmarks.md, Flow control). Expiry is
 // Redis's own (PEXPIRE, relative, so an injected clock ahead of the
 // server's does not drop a key early): a full bucket and a set with no
 // live slot vanish.
@@ -135,7 +136,7 @@ func (b *Backend) run(ctx context.Context, c limitsCall) ([]any, error) {
 		return nil, err
 	}
 	if !b.cluster {
-		argv := c.head
+		argv := slices.Clone(c.head)
 		for _, a := range c.args {
 			argv = append(argv, a...)
 		}
