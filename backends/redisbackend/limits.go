@@ -74,7 +74,7 @@ for k = 1, #KEYS do
   local key, now = KEYS[k], tonumber(ARGV[a])
   a = a + 1
   if action == 'acquire' then
-    local limit, exp, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+    local limit, exp, n = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2])
     local first = a + 3
     a = first + n
     redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
@@ -93,7 +93,8 @@ for k = 1, #KEYS do
     if #granted > 0 then
       for c = 1, #add, 2000 do redis.call('ZADD', key, unpack(add, c, math.min(c + 1999, #add))) end
       -- The set lives as long as its latest slot: exp, unless one ends later.
-      local ttl = math.max(exp - now, 0) + 1000
+      -- (exp stays a string for ZADD: a Lua number is sent as %.14g.)
+      local ttl = math.max(tonumber(exp) - now, 0) + 1000
       if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
     end
     out[k] = granted
