@@ -128,6 +128,14 @@ func (c *limitsCall) add(key string, args ...any) {
 	c.keys, c.args = append(c.keys, key), append(c.args, args)
 }
 
+// named names the call's keys in an error: the first, and how many more.
+func (c limitsCall) named() string {
+	if len(c.keys) == 1 {
+		return c.keys[0]
+	}
+	return fmt.Sprintf("%s and %d more", c.keys[0], len(c.keys)-1)
+}
+
 // run runs the call and returns each key's reply, in keys' order: one
 // script run on one server, a pipeline of one run per key on a cluster
 // (sent by SHA; a run a node answers NOSCRIPT, as after a restart, is sent
@@ -216,7 +224,7 @@ func (b *Backend) TakeTokensMany(ctx context.Context, ps []backends.TakeTokensPa
 	}
 	vs, err := b.run(ctx, c)
 	if err != nil {
-		return nil, fmt.Errorf("redisbackend: take tokens of %s: %w", keysOf(ps, func(p backends.TakeTokensParams) string { return p.Key }), err)
+		return nil, fmt.Errorf("redisbackend: take tokens of %s: %w", c.named(), err)
 	}
 	out := make([]backends.TakeTokensResult, len(ps))
 	for i, v := range vs {
@@ -232,14 +240,6 @@ func (b *Backend) TakeTokensMany(ctx context.Context, ps []backends.TakeTokensPa
 		}
 	}
 	return out, nil
-}
-
-// keysOf names a batch's keys in an error: the first one, and how many.
-func keysOf[P any](ps []P, key func(P) string) string {
-	if len(ps) == 1 {
-		return key(ps[0])
-	}
-	return fmt.Sprintf("%s and %d more", key(ps[0]), len(ps)-1)
 }
 
 // AcquireSlots implements backends.Limiter.
@@ -269,7 +269,7 @@ func (b *Backend) AcquireSlotsMany(ctx context.Context, ps []backends.AcquireSlo
 	}
 	vs, err := b.run(ctx, c)
 	if err != nil {
-		return nil, fmt.Errorf("redisbackend: acquire slots of %s: %w", keysOf(ps, func(p backends.AcquireSlotsParams) string { return p.Key }), err)
+		return nil, fmt.Errorf("redisbackend: acquire slots of %s: %w", c.named(), err)
 	}
 	out := make([][]string, len(vs))
 	for i, v := range vs {
@@ -303,7 +303,7 @@ func (b *Backend) ReleaseSlotsMany(ctx context.Context, ps []backends.ReleaseSlo
 		return nil
 	}
 	if _, err := b.run(ctx, c); err != nil {
-		return fmt.Errorf("redisbackend: release slots of %s: %w", keysOf(ps, func(p backends.ReleaseSlotsParams) string { return p.Key }), err)
+		return fmt.Errorf("redisbackend: release slots of %s: %w", c.named(), err)
 	}
 	return nil
 }

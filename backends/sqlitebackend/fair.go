@@ -37,8 +37,7 @@ CREATE TABLE IF NOT EXISTS conveyor_fair_groups (
 // CREATE TABLE IF NOT EXISTS leaves an existing table as it is), then
 // fairSchema, then the ring's turn column to a ring made before it.
 func applyFairSchema(ctx context.Context, tx *sql.Tx) (err error) {
-	var has bool
-	err = tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pragma_table_info('conveyor_jobs') WHERE name = 'grp')`).Scan(&has)
+	has, err := hasColumn(ctx, tx, "conveyor_jobs", "grp")
 	if err != nil {
 		return err
 	}
@@ -57,13 +56,20 @@ func applyFairSchema(ctx context.Context, tx *sql.Tx) (err error) {
 		return err
 	}
 	// A ring made before weights has no turn column.
-	if err = tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pragma_table_info('conveyor_fair_groups') WHERE name = 'turn')`).Scan(&has); err != nil || has {
+	if has, err = hasColumn(ctx, tx, "conveyor_fair_groups", "turn"); err != nil || has {
 		return err
 	}
 	if _, err = tx.ExecContext(ctx, `ALTER TABLE conveyor_fair_groups ADD COLUMN turn INTEGER NOT NULL DEFAULT 0`); err != nil {
 		return fmt.Errorf("add column turn: %w", err)
 	}
 	return nil
+}
+
+// hasColumn reports whether table has column: a file made by an older
+// version may lack one that CREATE TABLE IF NOT EXISTS does not add.
+func hasColumn(ctx context.Context, tx *sql.Tx, table, column string) (has bool, err error) {
+	err = tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pragma_table_info(?) WHERE name = ?)`, table, column).Scan(&has)
+	return has, err
 }
 
 // groupKey is a row of the ring.
