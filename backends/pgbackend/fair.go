@@ -115,7 +115,7 @@ const fairReserveSQL = `WITH ring AS (
 	due AS (
 		SELECT ctid, poison, grp, turn, weight, rn,
 			row_number() OVER (ORDER BY (turn + rn - 1) / weight, served, grp, rn) AS pos
-		FROM picks ORDER BY (turn + rn - 1) / weight, served, grp, rn LIMIT $3),
+		FROM picks ORDER BY pos LIMIT $3),
 	moved AS (
 		UPDATE S.fair_groups f SET served = coalesce(base.n + m.pos, f.served), turn = (f.turn + m.taken) % m.weight
 		FROM (SELECT coalesce(max(served), 0) AS n FROM S.fair_groups WHERE queue = $1) base,

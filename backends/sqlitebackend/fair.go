@@ -163,10 +163,10 @@ func fairCandidates(ctx context.Context, tx *sql.Tx, p backends.ReserveParams, n
 		return nil, err
 	}
 	type group struct {
-		name         string
-		served, turn int64
-		ids          []string // its due jobs, in Reserve's order
-		taken        int64
+		name                 string
+		served, turn, weight int64
+		ids                  []string // its due jobs, in Reserve's order
+		taken                int64
 	}
 	var ring []*group
 	var last int64 // the last serving number handed out
@@ -176,6 +176,7 @@ func fairCandidates(ctx context.Context, tx *sql.Tx, p backends.ReserveParams, n
 			rows.Close()
 			return nil, err
 		}
+		g.weight = int64(p.Weight(g.name))
 		ring, last = append(ring, g), g.served
 	}
 	rows.Close()
@@ -207,12 +208,11 @@ func fairCandidates(ctx context.Context, tx *sql.Tx, p backends.ReserveParams, n
 	for round := int64(0); len(out) < p.Limit; round++ {
 		took := false
 		for _, g := range groups {
-			w := int64(p.Weight(g.name))
-			for len(out) < p.Limit && g.taken < int64(len(g.ids)) && (g.turn+g.taken)/w == round {
+			for len(out) < p.Limit && g.taken < int64(len(g.ids)) && (g.turn+g.taken)/g.weight == round {
 				out = append(out, g.ids[g.taken])
 				g.taken++
 				last++
-				if (g.turn+g.taken)%w == 0 {
+				if (g.turn+g.taken)%g.weight == 0 {
 					g.served = last
 				}
 				took = true
@@ -226,7 +226,7 @@ func fairCandidates(ctx context.Context, tx *sql.Tx, p backends.ReserveParams, n
 		if g.taken == 0 {
 			continue
 		}
-		turn := (g.turn + g.taken) % int64(p.Weight(g.name))
+		turn := (g.turn + g.taken) % g.weight
 		if _, err := tx.ExecContext(ctx, `UPDATE conveyor_fair_groups SET served = ?, turn = ? WHERE queue = ? AND grp = ?`, g.served, turn, p.Queue, g.name); err != nil {
 			return nil, err
 		}
