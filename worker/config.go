@@ -38,7 +38,10 @@ type Config struct {
 	// JobTimeout bounds one attempt of tasks that set no timeout. Default 30m.
 	JobTimeout time.Duration
 	// PollInterval is how often an idle worker looks for due jobs. Backends
-	// with notifications wake it sooner. Default 1s.
+	// with notifications wake it sooner. A queue whose reserve found
+	// nothing is skipped until a notification names it, a job this worker
+	// postponed there comes due, or PollInterval has passed, so a worker
+	// of many queues does not reserve each empty one every round. Default 1s.
 	PollInterval time.Duration
 	// RetryPolicies are policies jobs can name with
 	// queue.EnqueueOptions.RetryPolicy. Default none.

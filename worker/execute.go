@@ -298,7 +298,11 @@ func (w *Worker) policy(rec *job.Record, h *handler) retry.Policy {
 
 func (w *Worker) retryAt(rec *job.Record, at time.Time, ae *job.AttemptError) func(context.Context) error {
 	return func(c context.Context) error {
-		return w.b.Retry(c, backends.RetryParams{Lease: rec.Lease, At: at, Error: ae})
+		err := w.b.Retry(c, backends.RetryParams{Lease: rec.Lease, At: at, Error: ae})
+		if err == nil {
+			w.dry.dueAt(rec.Queue, at) // a reserve finds it then, poll or not
+		}
+		return err
 	}
 }
 

@@ -76,16 +76,15 @@ func (w *Worker) initLimits() error {
 	return nil
 }
 
-// limitsOf returns the limits rec's delivery must pass under live: its
-// queue's rate limit (live, so that Reconfigure changes it at run time),
-// then its task's; and the name of the queue's limit, if any.
-func (w *Worker) limitsOf(ctx context.Context, live LiveConfig, rec *job.Record, opts queue.TaskOptions) (lim flow.Limits, queueLimit string) {
-	for _, q := range live.Queues {
-		if q.Name == rec.Queue {
-			if ql := w.queueRate(ctx, q); ql != nil {
-				lim.Rates = append(lim.Rates, *ql)
-				queueLimit = ql.Name
-			}
+// limitsOf returns the limits rec's delivery must pass under q, its queue
+// as configured now (nil if the worker no longer serves it): the queue's
+// rate limit (live, so that Reconfigure changes it at run time), then its
+// task's; and the name of the queue's limit, if any.
+func (w *Worker) limitsOf(ctx context.Context, q *QueueConfig, rec *job.Record, opts queue.TaskOptions) (lim flow.Limits, queueLimit string) {
+	if q != nil {
+		if ql := w.queueRate(ctx, *q); ql != nil {
+			lim.Rates = append(lim.Rates, *ql)
+			queueLimit = ql.Name
 		}
 	}
 	tl := w.taskLimits(ctx, rec.Task, opts)
@@ -198,14 +197,13 @@ func (w *Worker) preAdmit(ctx context.Context, recs []*job.Record) {
 	if w.flow.gate == nil || len(recs) == 0 {
 		return
 	}
-	live := w.live()
 	w.override(ctx, "", "") // the overrides read again if due, before w.mu is held
 	var limited []*job.Record
 	var lims []flow.Limits
 	w.mu.Lock()
 	for _, r := range recs {
 		if h := w.handlers[r.Task]; h != nil {
-			if lim, _ := w.limitsOf(ctx, live, r, h.def.Options()); !lim.Empty() {
+			if lim, _ := w.limitsOf(ctx, w.queueNamed(r.Queue), r, h.def.Options()); !lim.Empty() {
 				limited, lims = append(limited, r), append(lims, lim)
 			}
 		}
@@ -243,7 +241,10 @@ func (w *Worker) preAdmit(ctx context.Context, recs []*job.Record) {
 // whose limit could not be read, ErrExpired (wrapped) for a job past its
 // expiry.
 func (w *Worker) admit(ctx context.Context, rec *job.Record, opts queue.TaskOptions) error {
-	lim, queueLimit := w.limitsOf(ctx, w.live(), rec, opts)
+	w.mu.Lock()
+	q := w.queueNamed(rec.Queue)
+	w.mu.Unlock()
+	lim, queueLimit := w.limitsOf(ctx, q, rec, opts)
 	if lim.Empty() {
 		return flow.Expired(rec, time.Now())
 	}

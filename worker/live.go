@@ -37,7 +37,9 @@ func (w *Worker) Reconfigure(c LiveConfig) error {
 	next = next.withDefaults()
 	w.mu.Lock()
 	w.cfg.Queues, w.cfg.StrictPriority, w.cfg.Concurrency = next.Queues, next.StrictPriority, next.Concurrency
+	w.indexQueues()
 	w.mu.Unlock()
+	w.dry.wet("")
 	w.signal()
 	return nil
 }
@@ -71,4 +73,23 @@ func (w *Worker) live() LiveConfig {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return LiveConfig{Queues: w.cfg.Queues, StrictPriority: w.cfg.StrictPriority, Concurrency: w.cfg.Concurrency}
+}
+
+// indexQueues maps the names of w.cfg.Queues to their places, for
+// queueNamed. Called with w.mu held (or before the worker is shared).
+func (w *Worker) indexQueues() {
+	w.queueAt = make(map[string]int, len(w.cfg.Queues))
+	for i, q := range w.cfg.Queues {
+		w.queueAt[q.Name] = i
+	}
+}
+
+// queueNamed is the configured queue of that name, nil if the worker does
+// not serve it (any more). Called with w.mu held: a worker of many queues
+// looks each job's queue up by name, not along the list.
+func (w *Worker) queueNamed(name string) *QueueConfig {
+	if i, ok := w.queueAt[name]; ok {
+		return &w.cfg.Queues[i]
+	}
+	return nil
 }

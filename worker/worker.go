@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"sync"
 	"time"
@@ -44,7 +43,9 @@ type Worker struct {
 	stopped  chan struct{}
 	reg      registry // this worker's entry in the backend's list of workers
 	unknown  unknownTasks
-	flow     flowState // limits' gate and the slots running jobs hold (limits.go)
+	flow     flowState      // limits' gate and the slots running jobs hold (limits.go)
+	dry      dryQueues      // queues the fetch loop skips for now (queues.go)
+	queueAt  map[string]int // place of each queue in cfg.Queues, by name (queueNamed)
 }
 
 // leaseKey names one delivery: a token alone may be shared by the jobs of
@@ -77,7 +78,7 @@ const shutdownGrace = 5 * time.Second
 // New returns a worker on backend b. Register handlers, then Start it.
 func New(b backends.Backend, cfg Config) *Worker {
 	cfg = cfg.withDefaults()
-	return &Worker{
+	w := &Worker{
 		b: b, cfg: cfg, log: cfg.Logger.With("worker", cfg.ID),
 		brk:      breakers{cfg: cfg.Breakers},
 		handlers: map[string]*handler{},
@@ -89,6 +90,8 @@ func New(b backends.Backend, cfg Config) *Worker {
 		drain:    make(chan struct{}),
 		stopped:  make(chan struct{}),
 	}
+	w.indexQueues()
+	return w
 }
 
 // ID returns the worker's ID.
@@ -238,7 +241,7 @@ func (w *Worker) fetchLoop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		wait := w.cfg.PollInterval
+		wait := w.dry.nextWake(time.Now(), w.cfg.PollInterval)
 		switch {
 		case err != nil:
 			w.log.Error("reserve failed; backing off", "err", err, "backoff", backoff)
@@ -294,11 +297,12 @@ func (w *Worker) gatherSlots(ctx context.Context) {
 func (w *Worker) fetchRound(ctx context.Context) (bool, error) {
 	got := false
 	live := w.live()
-	for _, q := range queueOrder(live) {
+	for _, q := range queueOrder(w.dry.wetOf(live.Queues, time.Now()), live.StrictPriority) {
 		free := w.freeSlots(q)
 		if free == 0 || w.behindOpenBreakers(q.Name) || w.queueQuiet(q.Name) {
 			continue
 		}
+		began, stamp := time.Now(), w.dry.stamp(q.Name)
 		// Jobs of every task come back, also of tasks this worker has no
 		// handler for: ReserveParams has no task filter yet (a later
 		// contract change). execute releases those (see unknown.go).
@@ -307,6 +311,9 @@ func (w *Worker) fetchRound(ctx context.Context) (bool, error) {
 		})
 		if err != nil {
 			return got, fmt.Errorf("queue %s: %w", q.Name, err)
+		}
+		if len(recs) == 0 {
+			w.dry.dry(q.Name, stamp, began, time.Now().Add(w.cfg.PollInterval))
 		}
 		w.preAdmit(ctx, recs) // limits asked once for the batch (limits.go)
 		for _, rec := range recs {
@@ -320,33 +327,6 @@ func (w *Worker) fetchRound(ctx context.Context) (bool, error) {
 		}
 	}
 	return got, nil
-}
-
-// queueOrder returns the queues in config order (strict) or in a random
-// order weighted by QueueConfig.Weight.
-func queueOrder(c LiveConfig) []QueueConfig {
-	qs := c.Queues
-	if c.StrictPriority || len(qs) == 1 {
-		return qs
-	}
-	rest := append([]QueueConfig(nil), qs...)
-	out := make([]QueueConfig, 0, len(qs))
-	for len(rest) > 0 {
-		total := 0
-		for _, q := range rest {
-			total += q.Weight
-		}
-		n := rand.IntN(total)
-		for i, q := range rest {
-			if n < q.Weight {
-				out = append(out, q)
-				rest = append(rest[:i], rest[i+1:]...)
-				break
-			}
-			n -= q.Weight
-		}
-	}
-	return out
 }
 
 func (w *Worker) freeSlots(q QueueConfig) int {
@@ -398,7 +378,12 @@ func (w *Worker) listenLoop(ctx context.Context, n backends.Notifier, events <-c
 			}
 		}
 		for ev := range events {
-			if ev.Kind == backends.JobsAvailable || ev.Kind == backends.Changed {
+			switch ev.Kind {
+			case backends.JobsAvailable:
+				w.dry.wet(ev.Queue)
+				w.signal()
+			case backends.Changed:
+				w.dry.wet("")
 				w.signal()
 			}
 		}
