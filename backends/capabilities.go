@@ -14,7 +14,8 @@ type Inspector interface {
 	// GetJob returns the job with that ID or an error wrapping job.ErrNotFound.
 	GetJob(ctx context.Context, p GetJobParams) (*job.Record, error)
 	// ListJobs returns jobs in one queue (or all queues) and state, oldest
-	// first, a page at a time.
+	// first, a page at a time. Across all queues each queue's jobs come
+	// oldest first; how the queues interleave is the backend's choice.
 	ListJobs(ctx context.Context, p ListJobsParams) (*JobPage, error)
 	// QueueStats returns, for every queue that has jobs or was paused, the
 	// number of jobs in each state. Cheap enough to call every few seconds.

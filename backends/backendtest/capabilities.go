@@ -2,6 +2,7 @@ package backendtest
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -116,12 +117,55 @@ func testInspector(h *harness) {
 		}
 		cursor = page.Next
 	}
-	if len(got) != len(want) {
+	if !slices.Equal(got, want) {
 		h.t.Fatalf("listed %v, want %v", got, want)
 	}
-	for i := range want {
-		if got[i] != want[i] {
-			h.t.Fatalf("listed %v, want %v", got, want)
+	testListEveryQueue(h, in)
+}
+
+// testListEveryQueue pages through the pending jobs of every queue (Queue
+// ""), which hold other subtests' jobs too: this one's, enqueued into two
+// queues in turn, come once each, each queue's oldest first.
+func testListEveryQueue(h *harness, in backends.Inspector) {
+	qa, qb := h.queue("every-a"), h.queue("every-b")
+	want, got := map[string][]string{}, map[string][]string{}
+	for i := range 6 { // one at a time, a tick apart: each is older than the next
+		in := h.ins([]string{qa, qb}[i%2], "every")
+		want[in.Queue] = append(want[in.Queue], in.ID)
+		h.enqueue(in)
+		h.pass(time.Millisecond)
+	}
+	seen := map[string]bool{}
+	cursor := ""
+	for pages := 0; ; pages++ {
+		if pages > 10_000 {
+			h.t.Fatal("paging every queue does not end")
+		}
+		page, err := in.ListJobs(h.ctx, backends.ListJobsParams{State: job.Pending, Limit: 3, Cursor: cursor})
+		must(h.t, err)
+		if len(page.Jobs) > 3 {
+			h.t.Fatalf("page of %d jobs, limit 3", len(page.Jobs))
+		}
+		for _, r := range page.Jobs {
+			if seen[r.ID] {
+				h.t.Fatalf("job %s listed twice", r.ID)
+			}
+			seen[r.ID] = true
+			if r.State != job.Pending {
+				h.t.Fatalf("listing pending gave %s in state %s", r.ID, r.State)
+			}
+			if r.Queue == qa || r.Queue == qb {
+				got[r.Queue] = append(got[r.Queue], r.ID)
+			}
+		}
+		if page.Next == "" {
+			break
+		}
+		cursor = page.Next
+	}
+	for _, q := range []string{qa, qb} {
+		if !slices.Equal(got[q], want[q]) {
+			h.t.Fatalf("every queue's pending listed %s's jobs as %v, want %v (oldest first)", q, got[q], want[q])
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package membackend
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"strconv"
@@ -33,13 +34,23 @@ func (b *Backend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*bac
 		return nil, err
 	}
 	b.mu.Lock()
-	var match []*entry
+	// The first limit+1 matches by seq, kept in order as the map is
+	// walked: in its random order few matches displace one, where sorting
+	// every match held the lock for a sort of the whole state.
+	match := make([]*entry, 0, limit+1)
 	for _, e := range b.jobs {
-		if e.seq > uint64(after) && e.rec.State == p.State && (p.Queue == "" || e.rec.Queue == p.Queue) {
-			match = append(match, e)
+		if e.seq <= uint64(after) || e.rec.State != p.State || (p.Queue != "" && e.rec.Queue != p.Queue) {
+			continue
+		}
+		if len(match) == limit+1 && e.seq > match[limit].seq {
+			continue
+		}
+		i, _ := slices.BinarySearchFunc(match, e.seq, func(x *entry, seq uint64) int { return cmp.Compare(x.seq, seq) })
+		match = slices.Insert(match, i, e)
+		if len(match) > limit+1 {
+			match = match[:limit+1]
 		}
 	}
-	slices.SortFunc(match, func(x, y *entry) int { return int(x.seq) - int(y.seq) })
 	page := &backends.JobPage{}
 	for i, e := range match {
 		if i == limit {

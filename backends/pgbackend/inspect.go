@@ -30,14 +30,19 @@ func (b *Backend) GetJob(ctx context.Context, p backends.GetJobParams) (*job.Rec
 	return r, err
 }
 
-// ListJobs implements backends.Inspector on the (queue, state, seq) index;
-// the cursor is the last job's sequence number.
+// ListJobs implements backends.Inspector on the (queue, state, seq) index,
+// walked once per queue when p.Queue is empty; the cursor is the last
+// job's sequence number.
 func (b *Backend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*backends.JobPage, error) {
 	limit, after, err := b.gate.Page(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := b.pool.Query(ctx, b.q.listJobs, p.Queue, string(p.State), after, limit+1)
+	sql, args := b.q.listJobs, []any{p.Queue, string(p.State), after, limit + 1}
+	if p.Queue == "" {
+		sql, args = b.q.listAllJobs, args[1:]
+	}
+	rows, err := b.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("pgbackend: list: %w", err)
 	}

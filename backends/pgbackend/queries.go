@@ -4,13 +4,13 @@ import "strings"
 
 // queries are the statements, with the schema filled in once at New.
 type queries struct {
-	schema                                                                   string
-	insert, recoverQueue, reserve, extend, complete, completeTx, retry, dead string
-	lockQueues, lockKeys, holders, existing, depth, selectJob                string
-	cancelRow, cancelRequest, cancelJob, getJob, listJobs, stats             string
-	replay, replayQueue, deleteJobs, purge, pause, resume, recoverAll        string
-	pruneDone, pruneDead, foldCounts                                         string
-	fairLock, fairReserve, ringTryLock, pruneRing                            string // fair.go
+	schema                                                                    string
+	insert, recoverQueue, reserve, extend, complete, completeTx, retry, dead  string
+	lockQueues, lockKeys, holders, existing, depth, selectJob                 string
+	cancelRow, cancelRequest, cancelJob, getJob, listJobs, listAllJobs, stats string
+	replay, replayQueue, deleteJobs, purge, pause, resume, recoverAll         string
+	pruneDone, pruneDead, foldCounts                                          string
+	fairLock, fairReserve, ringTryLock, pruneRing                             string // fair.go
 }
 
 // recordCols are the columns scanRecord reads, in order.
@@ -142,7 +142,14 @@ func newQueries(schema string) queries {
 		cancelJob: t(`UPDATE S.jobs SET state = 'cancelled', finished_at = $2, lease_token = NULL, lease_expires_at = NULL
 			WHERE id = $1`),
 		getJob:   t(`SELECT {cols} FROM S.jobs WHERE id = $1`),
-		listJobs: t(`SELECT {cols} FROM S.jobs WHERE ($1 = '' OR queue = $1) AND state = $2 AND seq > $3 ORDER BY seq LIMIT $4`),
+		listJobs: t(`SELECT {cols} FROM S.jobs WHERE queue = $1 AND state = $2 AND seq > $3 ORDER BY seq LIMIT $4`),
+		// Every queue's: a walk of jobs_by_state per queue that has jobs in
+		// the state (the counts say which), merged. One query over the
+		// whole table can use no index on (queue, state, seq) without a
+		// queue, and scanned every job for a state that has few.
+		listAllJobs: t(`SELECT j.* FROM (SELECT queue AS name FROM S.job_totals WHERE state = $1 AND n > 0) q
+			CROSS JOIN LATERAL (SELECT {cols} FROM S.jobs WHERE queue = q.name AND state = $1 AND seq > $2 ORDER BY seq LIMIT $3) j
+			ORDER BY j.seq LIMIT $3`),
 		stats: t(`SELECT coalesce(c.queue, q.name), coalesce(c.state, ''), coalesce(c.n, 0), coalesce(q.paused, false)
 			FROM (SELECT queue, state, n FROM S.job_totals WHERE $1 = '' OR queue = $1) c
 			FULL JOIN (SELECT name, paused FROM S.queues WHERE $1 = '' OR name = $1) q ON q.name = c.queue`),

@@ -35,13 +35,37 @@ func (b *Backend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*bac
 	if err != nil {
 		return nil, err
 	}
-	q := `SELECT seq, ` + columns + ` FROM conveyor_jobs WHERE state = ? AND seq > ?`
-	args := []any{string(p.State), after}
-	if p.Queue != "" {
-		q += ` AND queue = ?`
-		args = append(args, p.Queue)
+	tx, err := b.ro.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}) // one snapshot for the walks and the read
+	if err != nil {
+		return nil, err
 	}
-	rows, err := b.ro.QueryContext(ctx, q+` ORDER BY seq LIMIT ?`, append(args, limit+1)...)
+	defer func() { _ = tx.Rollback() }()
+	queues := []string{p.Queue}
+	if p.Queue == "" {
+		if queues, err = listQueues(ctx, tx); err != nil {
+			return nil, err
+		}
+	}
+	// The page's jobs are found on the (queue, state, seq) index, a walk
+	// per queue, merged: without a queue no index serves "state = ?
+	// ORDER BY seq", and a scan of the table in seq order read every job
+	// for a state that has few.
+	var seqs []int64
+	for _, q := range queues {
+		if seqs, err = appendSeqs(ctx, tx, seqs, q, p.State, after, limit+1); err != nil {
+			return nil, err
+		}
+	}
+	slices.Sort(seqs)
+	seqs = seqs[:min(len(seqs), limit+1)]
+	if len(seqs) == 0 {
+		return &backends.JobPage{}, nil
+	}
+	in := make([]any, len(seqs))
+	for i, s := range seqs {
+		in[i] = s
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT seq, `+columns+` FROM conveyor_jobs WHERE seq IN (?`+strings.Repeat(`, ?`, len(in)-1)+`) ORDER BY seq`, in...)
 	if err != nil {
 		return nil, err
 	}
@@ -62,6 +86,48 @@ func (b *Backend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*bac
 		page.Jobs = append(page.Jobs, r)
 	}
 	return page, rows.Err()
+}
+
+// listQueues returns the names of the queues that hold jobs, an index
+// seek each (a loose scan of conveyor_jobs_state), not a walk of every job.
+func listQueues(ctx context.Context, tx *sql.Tx) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `WITH RECURSIVE qs(name) AS (
+		SELECT min(queue) FROM conveyor_jobs
+		UNION ALL
+		SELECT (SELECT min(queue) FROM conveyor_jobs WHERE queue > qs.name) FROM qs WHERE qs.name IS NOT NULL)
+		SELECT name FROM qs WHERE name IS NOT NULL`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var q string
+		if err := rows.Scan(&q); err != nil {
+			return nil, err
+		}
+		out = append(out, q)
+	}
+	return out, rows.Err()
+}
+
+// appendSeqs appends the sequence numbers of queue's first n jobs in state
+// after the cursor, from the index alone.
+func appendSeqs(ctx context.Context, tx *sql.Tx, seqs []int64, queue string, state job.State, after int64, n int) ([]int64, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT seq FROM conveyor_jobs INDEXED BY conveyor_jobs_state
+		WHERE queue = ? AND state = ? AND seq > ? ORDER BY seq LIMIT ?`, queue, string(state), after, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var s int64
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		seqs = append(seqs, s)
+	}
+	return seqs, rows.Err()
 }
 
 // seqScanner reads the leading seq column before the record's columns.
