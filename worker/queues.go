@@ -80,11 +80,16 @@ func (d *dryQueues) wet(q string) {
 }
 
 func (d *dryQueues) wetLocked(q string) {
+	d.bump(q)
+	delete(d.until, q)
+}
+
+// bump counts a wetting of q, so that a reserve under way does not dry it.
+func (d *dryQueues) bump(q string) {
 	if d.seen == nil {
 		d.seen = map[string]uint64{}
 	}
 	d.seen[q]++
-	delete(d.until, q)
 }
 
 // dueAt says a job of q this worker scheduled comes due at at: a dry q
@@ -97,10 +102,7 @@ func (d *dryQueues) dueAt(q string, at time.Time) {
 		d.wetLocked(q)
 		return
 	}
-	if d.seen == nil {
-		d.seen = map[string]uint64{}
-	}
-	d.seen[q]++ // a reserve under way may have missed it
+	d.bump(q) // a reserve under way may have missed it
 	if d.due == nil {
 		d.due = map[string]*dueTimes{}
 	}

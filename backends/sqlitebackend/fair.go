@@ -195,7 +195,7 @@ func fairCandidates(ctx context.Context, tx *sql.Tx, p backends.ReserveParams, n
 		if len(groups) == p.Limit {
 			break // the first round alone fills the limit
 		}
-		if g.ids, err = queryIDs(ctx, due, p.Queue, g.name, record.Micros(now), p.Limit); err != nil {
+		if g.ids, err = scanColumn[string](due.QueryContext(ctx, p.Queue, g.name, record.Micros(now), p.Limit)); err != nil {
 			return nil, err
 		}
 		if len(g.ids) > 0 {
@@ -232,21 +232,4 @@ func fairCandidates(ctx context.Context, tx *sql.Tx, p backends.ReserveParams, n
 		}
 	}
 	return out, nil
-}
-
-func queryIDs(ctx context.Context, st *sql.Stmt, args ...any) ([]string, error) {
-	rows, err := st.QueryContext(ctx, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
 }

@@ -52,9 +52,11 @@ func (b *Backend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*bac
 	// for a state that has few.
 	var seqs []int64
 	for _, q := range queues {
-		if seqs, err = appendSeqs(ctx, tx, seqs, q, p.State, after, limit+1); err != nil {
+		qs, err := queueSeqs(ctx, tx, q, p.State, after, limit+1)
+		if err != nil {
 			return nil, err
 		}
+		seqs = append(seqs, qs...)
 	}
 	slices.Sort(seqs)
 	seqs = seqs[:min(len(seqs), limit+1)]
@@ -91,43 +93,18 @@ func (b *Backend) ListJobs(ctx context.Context, p backends.ListJobsParams) (*bac
 // listQueues returns the names of the queues that hold jobs, an index
 // seek each (a loose scan of conveyor_jobs_state), not a walk of every job.
 func listQueues(ctx context.Context, tx *sql.Tx) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, `WITH RECURSIVE qs(name) AS (
+	return scanColumn[string](tx.QueryContext(ctx, `WITH RECURSIVE qs(name) AS (
 		SELECT min(queue) FROM conveyor_jobs
 		UNION ALL
 		SELECT (SELECT min(queue) FROM conveyor_jobs WHERE queue > qs.name) FROM qs WHERE qs.name IS NOT NULL)
-		SELECT name FROM qs WHERE name IS NOT NULL`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var q string
-		if err := rows.Scan(&q); err != nil {
-			return nil, err
-		}
-		out = append(out, q)
-	}
-	return out, rows.Err()
+		SELECT name FROM qs WHERE name IS NOT NULL`))
 }
 
-// appendSeqs appends the sequence numbers of queue's first n jobs in state
+// queueSeqs returns the sequence numbers of queue's first n jobs in state
 // after the cursor, from the index alone.
-func appendSeqs(ctx context.Context, tx *sql.Tx, seqs []int64, queue string, state job.State, after int64, n int) ([]int64, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT seq FROM conveyor_jobs INDEXED BY conveyor_jobs_state
-		WHERE queue = ? AND state = ? AND seq > ? ORDER BY seq LIMIT ?`, queue, string(state), after, n)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var s int64
-		if err := rows.Scan(&s); err != nil {
-			return nil, err
-		}
-		seqs = append(seqs, s)
-	}
-	return seqs, rows.Err()
+func queueSeqs(ctx context.Context, tx *sql.Tx, queue string, state job.State, after int64, n int) ([]int64, error) {
+	return scanColumn[int64](tx.QueryContext(ctx, `SELECT seq FROM conveyor_jobs INDEXED BY conveyor_jobs_state
+		WHERE queue = ? AND state = ? AND seq > ? ORDER BY seq LIMIT ?`, queue, string(state), after, n))
 }
 
 // seqScanner reads the leading seq column before the record's columns.

@@ -123,7 +123,7 @@ func (b *Backend) setAsideCorrupt(ctx context.Context) error {
 func (b *Backend) corruptIDs(ctx context.Context) ([]string, error) {
 	var ids []string
 	collect := func(query string, args ...any) error {
-		found, err := scanStrings(b.ro.QueryContext(ctx, query, append(args, janitorBatch-len(ids))...))
+		found, err := scanColumn[string](b.ro.QueryContext(ctx, query, append(args, janitorBatch-len(ids))...))
 		ids = append(ids, found...)
 		return err
 	}

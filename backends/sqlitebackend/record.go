@@ -150,19 +150,19 @@ func scanRecord(s scanner) (*job.Record, error) {
 	return &r, nil
 }
 
-// scanStrings reads the rows of a one-column query, closing them.
-func scanStrings(rows *sql.Rows, err error) ([]string, error) {
+// scanColumn reads the rows of a one-column query, closing them.
+func scanColumn[T any](rows *sql.Rows, err error) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []string
+	var out []T
 	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
+		var v T
+		if err := rows.Scan(&v); err != nil {
 			return nil, err
 		}
-		out = append(out, s)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
