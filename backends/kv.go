@@ -2,7 +2,10 @@ package backends
 
 import (
 	"context"
+	"fmt"
 	"time"
+
+	"github.com/conveyorhq/conveyor/job"
 )
 
 // KVStore is a small durable key-value store with versions for
@@ -29,6 +32,51 @@ type KVStore interface {
 	DeleteKV(ctx context.Context, p DeleteKVParams) error
 	// ListKV returns the live keys that start with p.Prefix, in key order.
 	ListKV(ctx context.Context, p ListKVParams) ([]KV, error)
+}
+
+// KVBatcher reads and writes many keys of a KVStore in one round trip.
+// The workflow engine advances every workflow of a round with one read
+// and one write this way, where it would otherwise pay a read and a
+// compare-and-set per workflow.
+//
+// Fallback when absent: the workflow engine reads and writes each
+// workflow's record on its own, up to 16 at once.
+type KVBatcher interface {
+	// GetKVMany returns one KV per key of p.Keys, in that order; a key
+	// that is absent or expired has Version 0 and no value.
+	GetKVMany(ctx context.Context, p GetKVManyParams) ([]KV, error)
+	// PutKVMany applies each put as PutKV would, each on its own: a put
+	// whose IfVersion does not match is not applied and the others still
+	// are. The result has one entry per put, in order: the key's new
+	// version, or 0 where IfVersion did not match. A non-nil error means
+	// the outcome of each put is unknown. The keys must be distinct
+	// (PutKVManyParams.Validate).
+	PutKVMany(ctx context.Context, p PutKVManyParams) ([]int64, error)
+}
+
+// GetKVManyParams is the input of KVBatcher.GetKVMany.
+type GetKVManyParams struct {
+	Keys []string
+	Now  time.Time
+}
+
+// PutKVManyParams is the input of KVBatcher.PutKVMany. Each put's Now is
+// its own.
+type PutKVManyParams struct {
+	Puts []PutKVParams
+}
+
+// Validate refuses a batch that names a key twice: whether the second
+// put would see the first is not something backends agree on.
+func (p PutKVManyParams) Validate() error {
+	seen := make(map[string]bool, len(p.Puts))
+	for _, put := range p.Puts {
+		if seen[put.Key] {
+			return fmt.Errorf("%w: key %s is put twice in one batch", job.ErrInvalid, put.Key)
+		}
+		seen[put.Key] = true
+	}
+	return nil
 }
 
 // KV is one key with its value.

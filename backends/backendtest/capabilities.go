@@ -26,6 +26,7 @@ func (s Suite) RunCapabilities(t *testing.T) {
 		{"Notifier", is[backends.Notifier](probe), testNotifier},
 		{"BatchCompleter", is[backends.BatchCompleter](probe), testBatchCompleter},
 		{"KVStore", is[backends.KVStore](probe), testKV},
+		{"KVBatcher", is[backends.KVBatcher](probe), testKVBatch},
 		{"TxEnqueuer", is[backends.TxEnqueuer](probe), testTxEnqueuer},
 		{"Debouncer", is[backends.Debouncer](probe), testDebounce},
 		{"Limits", hasLimits(probe), testLimits},

@@ -1,6 +1,7 @@
 package backendtest
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
@@ -68,4 +69,87 @@ func testKV(h *harness) {
 	_, err = kv.GetKV(h.ctx, backends.GetKVParams{Key: k("a"), Now: now})
 	expectErr(h.t, err, job.ErrNotFound)
 	must(h.t, kv.DeleteKV(h.ctx, backends.DeleteKVParams{Key: k("a")}))
+}
+
+// testKVBatch: many keys in one call read and write as one call each
+// would, in order, every put on its own.
+func testKVBatch(h *harness) {
+	kv, batch := h.b.(backends.KVStore), h.b.(backends.KVBatcher)
+	k := func(name string) string { return "btm/" + h.ns + "/" + name }
+	now := h.now()
+	put := func(key, val string, ifv int64, exp time.Time) int64 {
+		v, err := kv.PutKV(h.ctx, backends.PutKVParams{Key: key, Value: []byte(val), IfVersion: ifv, ExpiresAt: exp, Now: now})
+		must(h.t, err)
+		return v
+	}
+	va := put(k("a"), "a", 0, time.Time{})
+	vb := put(k("b"), "b", 0, time.Time{})
+	vc := put(k("c"), "c", 0, time.Time{})
+	vgone := put(k("gone"), "old", 0, now.Add(time.Second))
+	later := now.Add(time.Minute)
+
+	got, err := batch.GetKVMany(h.ctx, backends.GetKVManyParams{Keys: []string{k("b"), k("none"), k("gone"), k("a")}, Now: later})
+	must(h.t, err)
+	if len(got) != 4 || got[0].Key != k("b") || string(got[0].Value) != "b" || got[0].Version != vb ||
+		got[1].Version != 0 || len(got[1].Value) != 0 || got[2].Version != 0 || got[3].Version != va || string(got[3].Value) != "a" {
+		h.t.Fatalf("GetKVMany = %+v", got)
+	}
+
+	// One put of each kind: an update at the right version, a stale one,
+	// a create, a create of a live key, a create over an expired key.
+	puts := []backends.PutKVParams{
+		{Key: k("a"), Value: []byte("a2"), IfVersion: va, Now: later},
+		{Key: k("b"), Value: []byte("stale"), IfVersion: vb + 1, Now: later},
+		{Key: k("new"), Value: []byte("n"), Now: later},
+		{Key: k("c"), Value: []byte("again"), Now: later},
+		{Key: k("gone"), Value: []byte("back"), ExpiresAt: later.Add(time.Hour), Now: later},
+	}
+	vs, err := batch.PutKVMany(h.ctx, backends.PutKVManyParams{Puts: puts})
+	must(h.t, err)
+	if len(vs) != 5 || vs[0] <= va || vs[1] != 0 || vs[2] < 1 || vs[3] != 0 || vs[4] <= vgone {
+		h.t.Fatalf("PutKVMany = %v (before: a %d, gone %d)", vs, va, vgone)
+	}
+	want := map[string]struct {
+		val string
+		ver int64
+	}{"a": {"a2", vs[0]}, "b": {"b", vb}, "new": {"n", vs[2]}, "c": {"c", vc}, "gone": {"back", vs[4]}}
+	for name, w := range want {
+		g, err := kv.GetKV(h.ctx, backends.GetKVParams{Key: k(name), Now: later})
+		must(h.t, err)
+		if string(g.Value) != w.val || g.Version != w.ver {
+			h.t.Fatalf("after PutKVMany, %s = %q at version %d, want %q at %d", name, g.Value, g.Version, w.val, w.ver)
+		}
+	}
+
+	// A key twice is refused, and nothing of the batch is written.
+	_, err = batch.PutKVMany(h.ctx, backends.PutKVManyParams{Puts: []backends.PutKVParams{
+		{Key: k("twice"), Value: []byte("1"), Now: later}, {Key: k("twice"), Value: []byte("2"), Now: later},
+	}})
+	expectErr(h.t, err, job.ErrInvalid)
+	_, err = kv.GetKV(h.ctx, backends.GetKVParams{Key: k("twice"), Now: later})
+	expectErr(h.t, err, job.ErrNotFound)
+
+	// Empty batches, and one of the size the workflow engine sends.
+	if vs, err := batch.PutKVMany(h.ctx, backends.PutKVManyParams{}); err != nil || len(vs) != 0 {
+		h.t.Fatalf("empty PutKVMany = %v, %v", vs, err)
+	}
+	if got, err := batch.GetKVMany(h.ctx, backends.GetKVManyParams{Now: later}); err != nil || len(got) != 0 {
+		h.t.Fatalf("empty GetKVMany = %v, %v", got, err)
+	}
+	const n = 1000
+	many := make([]backends.PutKVParams, n)
+	keys := make([]string, n)
+	for i := range many {
+		keys[i] = k(fmt.Sprintf("many/%04d", i))
+		many[i] = backends.PutKVParams{Key: keys[i], Value: []byte(keys[i]), Now: later}
+	}
+	vs, err = batch.PutKVMany(h.ctx, backends.PutKVManyParams{Puts: many})
+	must(h.t, err)
+	got, err = batch.GetKVMany(h.ctx, backends.GetKVManyParams{Keys: keys, Now: later})
+	must(h.t, err)
+	for i := range n {
+		if vs[i] < 1 || got[i].Key != keys[i] || got[i].Version != vs[i] || string(got[i].Value) != keys[i] {
+			h.t.Fatalf("key %d of %d: put version %d, read back %+v", i, n, vs[i], got[i])
+		}
+	}
 }

@@ -11,7 +11,10 @@ import (
 	"github.com/conveyorhq/conveyor/job"
 )
 
-var _ backends.KVStore = (*Backend)(nil)
+var (
+	_ backends.KVStore   = (*Backend)(nil)
+	_ backends.KVBatcher = (*Backend)(nil)
+)
 
 // liveKV returns the key if it exists and has not expired at now (zero:
 // the current time). The caller holds b.mu.
@@ -42,17 +45,60 @@ func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	cur, live := b.liveKV(p.Key, p.Now)
-	have := int64(0)
-	if live {
+	next, have := b.putKV(p)
+	if next == 0 {
+		return 0, fmt.Errorf("%w: key %s is at version %d, not %d", job.ErrConflict, p.Key, have, p.IfVersion)
+	}
+	return next, nil
+}
+
+// putKV writes the key if its live version is p.IfVersion and returns the
+// new version, or 0 and the version it has. The caller holds b.mu.
+func (b *Backend) putKV(p backends.PutKVParams) (next, have int64) {
+	if cur, live := b.liveKV(p.Key, p.Now); live {
 		have = cur.Version
 	}
 	if have != p.IfVersion {
-		return 0, fmt.Errorf("%w: key %s is at version %d, not %d", job.ErrConflict, p.Key, have, p.IfVersion)
+		return 0, have
 	}
-	next := b.kv[p.Key].Version + 1 // grows across expiry too
+	next = b.kv[p.Key].Version + 1 // grows across expiry too
 	b.kv[p.Key] = backends.KV{Key: p.Key, Value: slices.Clone(p.Value), Version: next, ExpiresAt: p.ExpiresAt}
-	return next, nil
+	return next, have
+}
+
+// GetKVMany implements backends.KVBatcher.
+func (b *Backend) GetKVMany(ctx context.Context, p backends.GetKVManyParams) ([]backends.KV, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]backends.KV, len(p.Keys))
+	for i, k := range p.Keys {
+		out[i] = backends.KV{Key: k}
+		if kv, ok := b.liveKV(k, p.Now); ok {
+			kv.Value = slices.Clone(kv.Value)
+			out[i] = kv
+		}
+	}
+	return out, nil
+}
+
+// PutKVMany implements backends.KVBatcher.
+func (b *Backend) PutKVMany(ctx context.Context, p backends.PutKVManyParams) ([]int64, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]int64, len(p.Puts))
+	for i, put := range p.Puts {
+		out[i], _ = b.putKV(put)
+	}
+	return out, nil
 }
 
 // DeleteKV implements backends.KVStore.

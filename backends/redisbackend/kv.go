@@ -14,7 +14,8 @@ import (
 )
 
 var (
-	_ backends.KVStore = (*Backend)(nil)
+	_ backends.KVStore   = (*Backend)(nil)
+	_ backends.KVBatcher = (*Backend)(nil)
 	// kvScript stands alone: it touches no queue's keys.
 	kvScript = redis.NewScript(mustRead("kv"))
 )
@@ -66,6 +67,62 @@ func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, err
 		return 0, fmt.Errorf("%w: key %s is not at version %d", job.ErrConflict, p.Key, p.IfVersion)
 	}
 	return v, nil
+}
+
+// GetKVMany implements backends.KVBatcher in one run of the script.
+func (b *Backend) GetKVMany(ctx context.Context, p backends.GetKVManyParams) ([]backends.KV, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
+	if len(p.Keys) == 0 {
+		return []backends.KV{}, nil
+	}
+	args := make([]any, 0, 2+len(p.Keys))
+	args = append(args, "getmany", record.Millis(backends.KVNow(p.Now)))
+	for _, k := range p.Keys {
+		args = append(args, k)
+	}
+	v, err := b.kvRead(ctx, args...).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("redisbackend: get %d keys: %w", len(p.Keys), err)
+	}
+	if len(v) != 3*len(p.Keys) {
+		return nil, fmt.Errorf("redisbackend: get %d keys: the script returned %d values", len(p.Keys), len(v))
+	}
+	out := make([]backends.KV, len(p.Keys))
+	for i, k := range p.Keys {
+		out[i] = backends.KV{Key: k}
+		if _, live := v[3*i].(string); live { // an absent key's version is the integer 0
+			out[i] = kvFrom(k, v[3*i], v[3*i+1], v[3*i+2])
+		}
+	}
+	return out, nil
+}
+
+// PutKVMany implements backends.KVBatcher in one run of the script.
+func (b *Backend) PutKVMany(ctx context.Context, p backends.PutKVManyParams) ([]int64, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
+	if len(p.Puts) == 0 {
+		return []int64{}, nil
+	}
+	args := make([]any, 0, 1+5*len(p.Puts))
+	args = append(args, "putmany")
+	for _, put := range p.Puts {
+		args = append(args, put.Key, put.Value, put.IfVersion, record.Millis(put.ExpiresAt), record.Millis(backends.KVNow(put.Now)))
+	}
+	vs, err := b.kv(ctx, args...).Int64Slice()
+	if err != nil {
+		return nil, fmt.Errorf("redisbackend: put %d keys: %w", len(p.Puts), err)
+	}
+	if len(vs) != len(p.Puts) {
+		return nil, fmt.Errorf("redisbackend: put %d keys: the script returned %d versions", len(p.Puts), len(vs))
+	}
+	return vs, nil
 }
 
 // DeleteKV implements backends.KVStore.
