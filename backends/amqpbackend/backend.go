@@ -88,11 +88,85 @@ func (b *StoredBackend) ListKV(ctx context.Context, p backends.ListKVParams) ([]
 	return b.KVStore.ListKV(ctx, p)
 }
 
+// GetKVMany implements backends.KVBatcher on the store, in one round
+// trip when the store is a KVBatcher, else one GetKV per key, up to
+// kvAtOnce at a time.
+func (b *StoredBackend) GetKVMany(ctx context.Context, p backends.GetKVManyParams) ([]backends.KV, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
+	if kb, ok := b.KVStore.(backends.KVBatcher); ok {
+		return kb.GetKVMany(ctx, p)
+	}
+	out := make([]backends.KV, len(p.Keys))
+	err := eachKV(len(p.Keys), func(i int) error {
+		kv, err := b.KVStore.GetKV(ctx, backends.GetKVParams{Key: p.Keys[i], Now: p.Now})
+		if errors.Is(err, job.ErrNotFound) {
+			kv, err = backends.KV{Key: p.Keys[i]}, nil
+		}
+		out[i] = kv
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// PutKVMany implements backends.KVBatcher on the store, as GetKVMany
+// does.
+func (b *StoredBackend) PutKVMany(ctx context.Context, p backends.PutKVManyParams) ([]int64, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
+	if kb, ok := b.KVStore.(backends.KVBatcher); ok {
+		return kb.PutKVMany(ctx, p)
+	}
+	out := make([]int64, len(p.Puts))
+	err := eachKV(len(p.Puts), func(i int) error {
+		v, err := b.KVStore.PutKV(ctx, p.Puts[i])
+		if errors.Is(err, job.ErrConflict) {
+			return nil
+		}
+		out[i] = v
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// kvAtOnce bounds the calls a batch makes at once on a store that cannot
+// batch.
+const kvAtOnce = 16
+
+// eachKV runs fn for 0..n-1, kvAtOnce at a time, and returns the first
+// error.
+func eachKV(n int, fn func(i int) error) error {
+	errs := make([]error, n)
+	sem := make(chan struct{}, kvAtOnce)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = fn(i)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 var (
 	_ backends.Backend   = (*Backend)(nil)
 	_ backends.Notifier  = (*Backend)(nil)
 	_ backends.Inspector = (*StoredBackend)(nil)
 	_ backends.KVStore   = (*StoredBackend)(nil)
+	_ backends.KVBatcher = (*StoredBackend)(nil)
 )
 
 // OpenStored connects to the broker (giving up when ctx ends) and pairs it

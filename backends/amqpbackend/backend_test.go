@@ -160,3 +160,15 @@ func TestWithoutStoreRefusesLookups(t *testing.T) {
 		t.Fatal("a cancelled job was delivered again")
 	}
 }
+
+// unbatchedStore hides the store's backends.KVBatcher, so the pair falls
+// back to one call per key.
+type unbatchedStore struct{ backends.KVStore }
+
+// TestConformanceWithUnbatchedStore runs the capabilities on a store that
+// cannot batch: the pair's batches fall back to one call per key.
+func TestConformanceWithUnbatchedStore(t *testing.T) {
+	backendtest.Suite{New: func(t *testing.T, clock backends.Clock) backends.Backend {
+		return open(t, amqpbackend.Config{Store: unbatchedStore{sqliteStore(t)}, Clock: clock})
+	}, WallClock: true}.RunCapabilities(t)
+}

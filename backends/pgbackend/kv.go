@@ -13,7 +13,10 @@ import (
 	"github.com/conveyorhq/conveyor/job"
 )
 
-var _ backends.KVStore = (*Backend)(nil)
+var (
+	_ backends.KVStore   = (*Backend)(nil)
+	_ backends.KVBatcher = (*Backend)(nil)
+)
 
 func (b *Backend) kvTable() string { return b.q.schema + ".kv" }
 
@@ -46,26 +49,12 @@ func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.K
 	return kv, nil
 }
 
-// PutKV implements backends.KVStore in one statement: create (or take
-// over an expired key) when p.IfVersion is 0, else update that version.
+// PutKV implements backends.KVStore in one statement.
 func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, error) {
 	if err := b.gate.Check(ctx); err != nil {
 		return 0, err
 	}
-	now := backends.KVNow(p.Now)
-	var sql string
-	args := []any{p.Key, record.NonNil(p.Value), nullTime(p.ExpiresAt), now}
-	if p.IfVersion == 0 {
-		sql = `INSERT INTO ` + b.kvTable() + ` AS kv (key, value, version, expires_at) VALUES ($1, $2, 1, $3)
-			ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = kv.version + 1, expires_at = excluded.expires_at
-			WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= $4
-			RETURNING version`
-	} else {
-		sql = `UPDATE ` + b.kvTable() + ` SET value = $2, version = version + 1, expires_at = $3
-			WHERE key = $1 AND version = $5 AND (expires_at IS NULL OR expires_at > $4)
-			RETURNING version`
-		args = append(args, p.IfVersion)
-	}
+	sql, args := b.putKVStatement(p)
 	var v int64
 	err := b.pool.QueryRow(ctx, sql, args...).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -75,6 +64,91 @@ func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, err
 		return 0, fmt.Errorf("pgbackend: put key %s: %w", p.Key, err)
 	}
 	return v, nil
+}
+
+// putKVStatement is PutKV's statement, returning the new version or no
+// row: create (or take over an expired key) when p.IfVersion is 0, else
+// update that version.
+func (b *Backend) putKVStatement(p backends.PutKVParams) (string, []any) {
+	args := []any{p.Key, record.NonNil(p.Value), nullTime(p.ExpiresAt), backends.KVNow(p.Now)}
+	if p.IfVersion == 0 {
+		return `INSERT INTO ` + b.kvTable() + ` AS kv (key, value, version, expires_at) VALUES ($1, $2, 1, $3)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = kv.version + 1, expires_at = excluded.expires_at
+			WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= $4
+			RETURNING version`, args
+	}
+	return `UPDATE ` + b.kvTable() + ` SET value = $2, version = version + 1, expires_at = $3
+			WHERE key = $1 AND version = $5 AND (expires_at IS NULL OR expires_at > $4)
+			RETURNING version`, append(args, p.IfVersion)
+}
+
+// GetKVMany implements backends.KVBatcher in one statement.
+func (b *Backend) GetKVMany(ctx context.Context, p backends.GetKVManyParams) ([]backends.KV, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
+	out := make([]backends.KV, len(p.Keys))
+	at := make(map[string]int, len(p.Keys))
+	for i, k := range p.Keys {
+		out[i].Key = k
+		at[k] = i
+	}
+	if len(p.Keys) == 0 {
+		return out, nil
+	}
+	rows, err := b.pool.Query(ctx, `SELECT key, value, version, expires_at FROM `+b.kvTable()+`
+		WHERE key = ANY($1) AND (expires_at IS NULL OR expires_at > $2)`, p.Keys, backends.KVNow(p.Now))
+	if err != nil {
+		return nil, fmt.Errorf("pgbackend: get %d keys: %w", len(p.Keys), err)
+	}
+	err = scanAll(pgxRows{rows}, func(s scanner) error {
+		var kv backends.KV
+		var exp *time.Time
+		if err := s.Scan(&kv.Key, &kv.Value, &kv.Version, &exp); err != nil {
+			return err
+		}
+		if exp != nil {
+			kv.ExpiresAt = *exp
+		}
+		out[at[kv.Key]] = kv
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pgbackend: get %d keys: %w", len(p.Keys), err)
+	}
+	return out, nil
+}
+
+// PutKVMany implements backends.KVBatcher: PutKV's statements sent as
+// one batch, one round trip. The batch runs as one implicit transaction,
+// which is more than the contract asks (a version mismatch is no row,
+// not an error, so it does not abort the others).
+func (b *Backend) PutKVMany(ctx context.Context, p backends.PutKVManyParams) ([]int64, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
+	out := make([]int64, len(p.Puts))
+	if len(p.Puts) == 0 {
+		return out, nil
+	}
+	batch := &pgx.Batch{}
+	for i, put := range p.Puts {
+		sql, args := b.putKVStatement(put)
+		batch.Queue(sql, args...).QueryRow(func(row pgx.Row) error {
+			err := row.Scan(&out[i])
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			return err
+		})
+	}
+	if err := b.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return nil, fmt.Errorf("pgbackend: put %d keys: %w", len(p.Puts), err)
+	}
+	return out, nil
 }
 
 // DeleteKV implements backends.KVStore. The row stays, expired, so a

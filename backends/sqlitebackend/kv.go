@@ -3,6 +3,7 @@ package sqlitebackend
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -12,7 +13,10 @@ import (
 	"github.com/conveyorhq/conveyor/job"
 )
 
-var _ backends.KVStore = (*Backend)(nil)
+var (
+	_ backends.KVStore   = (*Backend)(nil)
+	_ backends.KVBatcher = (*Backend)(nil)
+)
 
 // liveClause keeps keys that never expire or expire after the parameter.
 const liveClause = `(expires_at = 0 OR expires_at > ?)`
@@ -41,31 +45,103 @@ func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, err
 	if err := b.gate.Check(ctx); err != nil {
 		return 0, err
 	}
-	now := record.Micros(backends.KVNow(p.Now))
 	var next int64
-	err := b.write(ctx, func(tx *sql.Tx) error {
-		var version, exp int64
-		err := tx.QueryRowContext(ctx, `SELECT version, expires_at FROM conveyor_kv WHERE key = ?`, p.Key).Scan(&version, &exp)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		have := version
-		if exp != 0 && exp <= now {
-			have = 0 // expired: absent
-		}
-		if have != p.IfVersion {
-			return fmt.Errorf("%w: key %s is at version %d, not %d", job.ErrConflict, p.Key, have, p.IfVersion)
-		}
-		next = version + 1
-		_, err = tx.ExecContext(ctx, `INSERT INTO conveyor_kv (key, value, version, expires_at) VALUES (?, ?, ?, ?)
-			ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, expires_at = excluded.expires_at`,
-			p.Key, record.NonNil(p.Value), next, record.Micros(p.ExpiresAt))
+	err := b.write(ctx, func(tx *sql.Tx) (err error) {
+		next, err = putKV(ctx, tx, p)
 		return err
 	})
 	if err != nil && !errors.Is(err, job.ErrConflict) {
 		return 0, fmt.Errorf("sqlitebackend: put key %s: %w", p.Key, err)
 	}
 	return next, err
+}
+
+// putKV is PutKV inside tx: the new version, or an error wrapping
+// job.ErrConflict when the key is not at p.IfVersion.
+func putKV(ctx context.Context, tx *sql.Tx, p backends.PutKVParams) (int64, error) {
+	now := record.Micros(backends.KVNow(p.Now))
+	var version, exp int64
+	err := tx.QueryRowContext(ctx, `SELECT version, expires_at FROM conveyor_kv WHERE key = ?`, p.Key).Scan(&version, &exp)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, err
+	}
+	have := version
+	if exp != 0 && exp <= now {
+		have = 0 // expired: absent
+	}
+	if have != p.IfVersion {
+		return 0, fmt.Errorf("%w: key %s is at version %d, not %d", job.ErrConflict, p.Key, have, p.IfVersion)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO conveyor_kv (key, value, version, expires_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, expires_at = excluded.expires_at`,
+		p.Key, record.NonNil(p.Value), version+1, record.Micros(p.ExpiresAt))
+	return version + 1, err
+}
+
+// GetKVMany implements backends.KVBatcher in one query.
+func (b *Backend) GetKVMany(ctx context.Context, p backends.GetKVManyParams) ([]backends.KV, error) {
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
+	out := make([]backends.KV, len(p.Keys))
+	at := make(map[string]int, len(p.Keys))
+	for i, k := range p.Keys {
+		out[i].Key = k
+		at[k] = i
+	}
+	if len(p.Keys) == 0 {
+		return out, nil
+	}
+	keys, err := json.Marshal(p.Keys)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitebackend: get %d keys: %w", len(p.Keys), err)
+	}
+	rows, err := b.ro.QueryContext(ctx, `SELECT key, value, version, expires_at FROM conveyor_kv
+		WHERE key IN (SELECT value FROM json_each(?)) AND `+liveClause,
+		string(keys), record.Micros(backends.KVNow(p.Now)))
+	if err != nil {
+		return nil, fmt.Errorf("sqlitebackend: get %d keys: %w", len(p.Keys), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var kv backends.KV
+		var exp int64
+		if err := rows.Scan(&kv.Key, &kv.Value, &kv.Version, &exp); err != nil {
+			return nil, fmt.Errorf("sqlitebackend: get %d keys: %w", len(p.Keys), err)
+		}
+		kv.ExpiresAt = record.FromMicros(exp)
+		out[at[kv.Key]] = kv
+	}
+	return out, rows.Err()
+}
+
+// PutKVMany implements backends.KVBatcher in one write transaction.
+func (b *Backend) PutKVMany(ctx context.Context, p backends.PutKVManyParams) ([]int64, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
+	out := make([]int64, len(p.Puts))
+	if len(p.Puts) == 0 {
+		return out, nil
+	}
+	err := b.write(ctx, func(tx *sql.Tx) error {
+		clear(out) // a retried transaction starts over
+		for i, put := range p.Puts {
+			v, err := putKV(ctx, tx, put)
+			if err != nil && !errors.Is(err, job.ErrConflict) {
+				return err
+			}
+			out[i] = v
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlitebackend: put %d keys: %w", len(p.Puts), err)
+	}
+	return out, nil
 }
 
 // DeleteKV implements backends.KVStore. The row stays, expired, so a
