@@ -43,6 +43,7 @@ const casAttempts = 50
 type store struct {
 	c     *queue.Client
 	kv    backends.KVStore
+	batch backends.KVBatcher // kv, if it batches; else nil
 	in    backends.Inspector
 	clock backends.Clock
 	keep  time.Duration
@@ -65,7 +66,8 @@ func newStore(c *queue.Client, clock backends.Clock, keep time.Duration) (*store
 	if keep == 0 {
 		keep = DefaultKeepFinished
 	}
-	return &store{c: c, kv: kv, in: in, clock: clock, keep: keep, specs: &specCache{}}, nil
+	batch, _ := kv.(backends.KVBatcher)
+	return &store{c: c, kv: kv, batch: batch, in: in, clock: clock, keep: keep, specs: &specCache{}}, nil
 }
 
 func (s *store) now() time.Time { return s.clock.Now() }
@@ -73,14 +75,26 @@ func (s *store) now() time.Time { return s.clock.Now() }
 // load reads a workflow's record and its version: its state, and its
 // spec unless this store has it already.
 func (s *store) load(ctx context.Context, id string) (*record, int64, error) {
-	return s.loadReusing(ctx, id, nil)
+	return s.loadReusing(ctx, id, nil, nil)
 }
 
 // loadReusing is load, taking the record reuse returns for the stored
-// value read instead of decoding it (reuse nil, or returning nil: decode).
-func (s *store) loadReusing(ctx context.Context, id string, reuse func(kv backends.KV) *record) (*record, int64, error) {
+// value read instead of decoding it (reuse nil, or returning nil:
+// decode), and starting from read, the record's key as read already
+// (Version 0: absent), when it is not nil.
+func (s *store) loadReusing(ctx context.Context, id string, reuse func(kv backends.KV) *record, read *backends.KV) (*record, int64, error) {
 	for attempt := 0; ; attempt++ {
-		kv, err := s.kv.GetKV(ctx, backends.GetKVParams{Key: key(id), Now: s.now()})
+		var kv backends.KV
+		var err error
+		switch {
+		case read == nil:
+			kv, err = s.kv.GetKV(ctx, backends.GetKVParams{Key: key(id), Now: s.now()})
+		case read.Version == 0:
+			err = fmt.Errorf("%w: key %s", job.ErrNotFound, key(id))
+		default:
+			kv = *read
+		}
+		read = nil
 		if err != nil {
 			return nil, 0, fmt.Errorf("workflow %s: %w", id, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,12 +19,14 @@ import (
 // step jobs this process's workers reported finished, and returns how many
 // step outcomes it recorded. The outcomes of one workflow go into one
 // compare-and-set, which is what keeps a 10,000-member group cheap. The
-// workflows of one Flush are advanced together: each record is read (up
-// to flushers at once), the steps all of them release are enqueued in one
-// EnqueueMany, then each record is written. So a thousand chains cost a
-// read and a write each and one enqueue between them, not an enqueue
-// each. A workflow the shared path does not fit (starting, cancelled,
-// final, or written by another process meanwhile) is advanced alone.
+// workflows of one Flush are advanced together: their records are read,
+// the steps all of them release are enqueued in one EnqueueMany, then
+// the records are written. On a backends.KVBatcher the reads are one
+// GetKVMany and the writes one PutKVMany (per kvBatch records), so a
+// thousand chains cost three round trips a round between them; without
+// one, each record is read and written on its own, up to flushers at
+// once. A workflow the shared path does not fit (starting, cancelled,
+// finishing, or written by another process meanwhile) is advanced alone.
 func (e *Engine) Flush(ctx context.Context) (int, error) {
 	e.mu.Lock()
 	batch := e.pending
@@ -33,8 +36,11 @@ func (e *Engine) Flush(ctx context.Context) (int, error) {
 	for id, obs := range batch {
 		flights = append(flights, &flight{id: id, obs: obs})
 	}
+	e.s.readAll(ctx, flights)
 	eachAtOnce(flights, func(f *flight) { e.s.prepare(ctx, f, &e.held) })
 	e.s.enqueueReleased(ctx, flights)
+	eachAtOnce(flights, func(f *flight) { f.stage() })
+	e.s.writeAll(ctx, flights)
 	var (
 		mu   sync.Mutex
 		errs []error
@@ -52,6 +58,64 @@ func (e *Engine) Flush(ctx context.Context) (int, error) {
 		n += len(f.obs)
 	})
 	return n, errors.Join(errs...)
+}
+
+// kvBatch bounds the keys of one GetKVMany or PutKVMany.
+const kvBatch = 1000
+
+// readAll reads every flight's record with GetKVMany, when the store
+// batches; prepare reads the others' itself. A batch that fails leaves its
+// flights to do so too.
+func (s *store) readAll(ctx context.Context, flights []*flight) {
+	if s.batch == nil {
+		return
+	}
+	for part := range slices.Chunk(flights, kvBatch) {
+		keys := make([]string, len(part))
+		for i, f := range part {
+			keys[i] = key(f.id)
+		}
+		kvs, err := s.batch.GetKVMany(ctx, backends.GetKVManyParams{Keys: keys, Now: s.now()})
+		if err != nil {
+			continue
+		}
+		for i, f := range part {
+			f.read = &kvs[i]
+		}
+	}
+}
+
+// writeAll writes with PutKVMany, when the store batches, every staged
+// record that stays unfinished; land writes the others (a record that
+// finishes also needs its marker and spec seen to). A write that lost
+// its compare-and-set is left for land to advance alone; a batch that
+// failed is left for land to write again, its outcome unknown: a
+// compare-and-set that did land makes that second write a conflict, and
+// the advance alone then finds the record as written.
+func (s *store) writeAll(ctx context.Context, flights []*flight) {
+	if s.batch == nil {
+		return
+	}
+	var in []*flight
+	for _, f := range flights {
+		if f.value != nil && !f.r.State.Final() {
+			in = append(in, f)
+		}
+	}
+	now := s.now()
+	for part := range slices.Chunk(in, kvBatch) {
+		puts := make([]backends.PutKVParams, len(part))
+		for i, f := range part {
+			puts[i] = backends.PutKVParams{Key: key(f.id), Value: f.value, IfVersion: f.version, Now: now}
+		}
+		vs, err := s.batch.PutKVMany(ctx, backends.PutKVManyParams{Puts: puts})
+		if err != nil {
+			continue
+		}
+		for i, f := range part {
+			f.written, f.conflict = vs[i], vs[i] == 0
+		}
+	}
 }
 
 // flushers bounds the workflows one Flush reads or writes at once.
@@ -88,8 +152,9 @@ func (e *Engine) keep(id string, obs map[string]StepState) {
 
 // flight is one workflow's advance within a Flush.
 type flight struct {
-	id  string
-	obs map[string]StepState
+	id   string
+	obs  map[string]StepState
+	read *backends.KV // its record's key, if readAll read it
 	// Set by prepare on the shared path: the record read, with obs
 	// folded in, and the steps that releases.
 	r       *record
@@ -98,16 +163,22 @@ type flight struct {
 	changed bool
 	ready   []*stepRecord
 	alone   bool  // advance it alone (advance), in land
-	err     error // the read failed
+	err     error // the read, or stage's encode, failed
+	// Set by stage, when the record is to be written: r encoded.
+	value []byte
+	// Set by writeAll: the version written, or that the compare-and-set
+	// lost.
+	written  int64
+	conflict bool
 }
 
-// prepare reads f's record and folds its outcomes in, as advance does,
-// unless the record needs what only advance does: a start to finish, a
-// cancel to carry out, a final record that a replay may reopen. A large
-// record the last round wrote is taken from held if the stored value is
-// still the one it wrote, instead of decoded again.
+// prepare reads f's record (unless readAll did) and folds its outcomes
+// in, as advance does, unless the record needs what only advance does: a
+// start to finish, a cancel to carry out, a final record that a replay
+// may reopen. A large record the last round wrote is taken from held if
+// the stored value is still the one it wrote, instead of decoded again.
 func (s *store) prepare(ctx context.Context, f *flight, held *heldRecords) {
-	r, version, err := s.loadReusing(ctx, f.id, held.take(f.id))
+	r, version, err := s.loadReusing(ctx, f.id, held.take(f.id), f.read)
 	if err != nil {
 		f.err = err
 		return
@@ -123,6 +194,18 @@ func (s *store) prepare(ctx context.Context, f *flight, held *heldRecords) {
 	var settled bool
 	f.ready, settled = r.settle(f.now)
 	f.changed = f.changed || settled
+}
+
+// stage finishes a prepared flight's record if every step has finished
+// and encodes it if it changed.
+func (f *flight) stage() {
+	if f.err != nil || f.alone {
+		return
+	}
+	if changed := f.r.finish(f.now) || f.changed || len(f.ready) > 0; !changed {
+		return
+	}
+	f.value, f.err = f.r.encode()
 }
 
 // enqueueBatch bounds the requests of one EnqueueMany of released steps.
@@ -166,10 +249,11 @@ func (s *store) enqueueReleased(ctx context.Context, flights []*flight) {
 	send()
 }
 
-// land writes a prepared flight's record by compare-and-set. A flight
-// sent to advance alone, or whose record another process wrote since it
-// was read, is advanced by advance, which reads it again (its enqueued
-// steps are passed on: a cancel that raced them cancels them too).
+// land writes a staged flight's record by compare-and-set, unless
+// writeAll did. A flight sent to advance alone, or whose record another
+// process wrote since it was read, is advanced by advance, which reads it
+// again (its enqueued steps are passed on: a cancel that raced them
+// cancels them too).
 func (s *store) land(ctx context.Context, f *flight, held *heldRecords) error {
 	if f.err != nil {
 		return f.err
@@ -179,18 +263,19 @@ func (s *store) land(ctx context.Context, f *flight, held *heldRecords) error {
 		for _, st := range f.ready {
 			mine[st.Name] = true
 		}
-		changed := f.r.finish(f.now) || f.changed || len(f.ready) > 0
-		if !changed {
+		if f.value == nil {
 			return nil
 		}
-		b, err := f.r.encode()
-		if err != nil {
-			return err
+		v, err := f.written, error(nil)
+		switch {
+		case f.conflict:
+			err = job.ErrConflict
+		case v == 0:
+			v, err = s.saveEncoded(ctx, f.r, f.value, f.version)
 		}
-		v, err := s.saveEncoded(ctx, f.r, b, f.version)
 		if err == nil {
 			if !f.r.State.Final() {
-				held.put(f.id, f.r, v, b)
+				held.put(f.id, f.r, v, f.value)
 			}
 			return nil
 		}
