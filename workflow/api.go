@@ -54,13 +54,14 @@ func Enqueue(ctx context.Context, c *queue.Client, root Node, opts *Options) (Re
 	if err != nil {
 		return Ref{}, err
 	}
-	if err := s.markOpen(ctx, r.ID); err != nil {
+	if err := s.storeStart(ctx, r); err != nil {
 		return Ref{}, err
 	}
-	if err := s.putSpec(ctx, r); err != nil {
+	b, err := r.encode()
+	if err != nil {
 		return Ref{}, err
 	}
-	version, err := s.save(ctx, r, 0)
+	version, err := s.saveEncoded(ctx, r, b, 0)
 	switch {
 	case errors.Is(err, job.ErrConflict):
 		s.dropUnnamed(ctx, r.ID, r.Spec) // the ID is taken: the spec is no one's, unless the write was this one's
@@ -68,7 +69,9 @@ func Enqueue(ctx context.Context, c *queue.Client, root Node, opts *Options) (Re
 	case err != nil:
 		return Ref{}, fmt.Errorf("workflow %s: %w", r.ID, &queue.OutcomeUnknownError{IDs: []string{r.ID}, Err: err})
 	}
-	if _, err := s.advance(ctx, r.ID, nil); err != nil {
+	// Advanced from the state just written, not read again.
+	written := &backends.KV{Key: key(r.ID), Value: b, Version: version}
+	if _, err := s.advanceMine(ctx, r.ID, nil, map[string]bool{}, written); err != nil {
 		if refused(err) {
 			// Nothing of it is a job: the refused batch was all or nothing.
 			if derr := s.remove(ctx, r, version); derr == nil {
@@ -123,10 +126,7 @@ func Prepare(ctx context.Context, c *queue.Client, root Node, opts *Options) (*P
 		return nil, err
 	}
 	r.Tx = true
-	if err := s.markOpen(ctx, r.ID); err != nil {
-		return nil, err
-	}
-	if err := s.putSpec(ctx, r); err != nil {
+	if err := s.storeStart(ctx, r); err != nil {
 		return nil, err
 	}
 	version, err := s.save(ctx, r, 0)

@@ -283,7 +283,7 @@ func (s *store) land(ctx context.Context, f *flight, held *heldRecords) error {
 			return fmt.Errorf("workflow %s: save: %w", f.id, err)
 		}
 	}
-	_, err := s.advanceMine(ctx, f.id, f.obs, mine)
+	_, err := s.advanceMine(ctx, f.id, f.obs, mine, nil)
 	return err
 }
 

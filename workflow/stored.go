@@ -119,24 +119,37 @@ func (c *specCache) drop(key string) {
 // putSpec writes r's steps as a new spec under a new token, names it in r
 // (not yet stored: the caller saves r) and keeps it in the cache.
 func (s *store) putSpec(ctx context.Context, r *record) error {
+	put, named, err := s.newSpec(r)
+	if err != nil {
+		return err
+	}
+	v, err := s.kv.PutKV(ctx, put)
+	if err != nil {
+		return fmt.Errorf("workflow %s: spec: %w", r.ID, err)
+	}
+	named(v)
+	return nil
+}
+
+// newSpec returns the put of r's steps as a new spec under a new token,
+// and what names it in r once written at a version.
+func (s *store) newSpec(r *record) (backends.PutKVParams, func(version int64), error) {
 	defs := make([]*stepDef, len(r.Steps))
 	for i, st := range r.Steps {
 		defs[i] = st.stepDef
 	}
 	b, err := json.Marshal(defs)
 	if err != nil {
-		return fmt.Errorf("workflow %s: spec: %w", r.ID, err)
+		return backends.PutKVParams{}, nil, fmt.Errorf("workflow %s: spec: %w", r.ID, err)
 	}
 	token := uuid.Must(uuid.NewV7()).String()
-	v, err := s.kv.PutKV(ctx, backends.PutKVParams{Key: specKey(r.ID, token), Value: b, Now: s.now()})
-	if err != nil {
-		return fmt.Errorf("workflow %s: spec: %w", r.ID, err)
-	}
-	sp := newSpec(defs)
-	sp.version = v
-	r.Spec, r.index, r.dependents = token, sp.index, sp.dependents
-	s.specs.put(specKey(r.ID, token), sp)
-	return nil
+	put := backends.PutKVParams{Key: specKey(r.ID, token), Value: b, Now: s.now()}
+	return put, func(v int64) {
+		sp := newSpec(defs)
+		sp.version = v
+		r.Spec, r.index, r.dependents = token, sp.index, sp.dependents
+		s.specs.put(put.Key, sp)
+	}, nil
 }
 
 // loadSpec returns workflow id's spec token, from the cache or the store.
