@@ -2,6 +2,8 @@ package backendtest
 
 import (
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
@@ -151,5 +153,40 @@ func testKVBatch(h *harness) {
 		if vs[i] < 1 || got[i].Key != keys[i] || got[i].Version != vs[i] || string(got[i].Value) != keys[i] {
 			h.t.Fatalf("key %d of %d: put version %d, read back %+v", i, n, vs[i], got[i])
 		}
+	}
+
+	// Two writers update the same keys at once, one in the keys' order
+	// and one in reverse (two engines advancing the same workflows): no
+	// batch fails (a backend that locks each key as it goes must not
+	// deadlock), and every put either lands or reports the lost race.
+	shared := keys[:50]
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for w := range 2 {
+		wg.Go(func() {
+			for range 20 {
+				cur, err := batch.GetKVMany(h.ctx, backends.GetKVManyParams{Keys: shared, Now: later})
+				if err != nil {
+					errs <- err
+					return
+				}
+				puts := make([]backends.PutKVParams, len(cur))
+				for i, c := range cur {
+					puts[i] = backends.PutKVParams{Key: c.Key, Value: []byte(c.Key), IfVersion: c.Version, Now: later}
+				}
+				if w == 1 {
+					slices.Reverse(puts)
+				}
+				if _, err := batch.PutKVMany(h.ctx, backends.PutKVManyParams{Puts: puts}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		h.t.Fatalf("concurrent PutKVMany: %v", err)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -122,7 +124,9 @@ func (b *Backend) GetKVMany(ctx context.Context, p backends.GetKVManyParams) ([]
 // PutKVMany implements backends.KVBatcher: PutKV's statements sent as
 // one batch, one round trip. The batch runs as one implicit transaction,
 // which is more than the contract asks (a version mismatch is no row,
-// not an error, so it does not abort the others).
+// not an error, so it does not abort the others). Its statements go in
+// key order, so two batches that share keys lock them in the same order
+// and never deadlock.
 func (b *Backend) PutKVMany(ctx context.Context, p backends.PutKVManyParams) ([]int64, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
@@ -134,9 +138,14 @@ func (b *Backend) PutKVMany(ctx context.Context, p backends.PutKVManyParams) ([]
 	if len(p.Puts) == 0 {
 		return out, nil
 	}
+	order := make([]int, len(p.Puts))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(i, j int) int { return strings.Compare(p.Puts[i].Key, p.Puts[j].Key) })
 	batch := &pgx.Batch{}
-	for i, put := range p.Puts {
-		sql, args := b.putKVStatement(put)
+	for _, i := range order {
+		sql, args := b.putKVStatement(p.Puts[i])
 		batch.Queue(sql, args...).QueryRow(func(row pgx.Row) error {
 			err := row.Scan(&out[i])
 			if errors.Is(err, pgx.ErrNoRows) {
