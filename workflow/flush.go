@@ -266,7 +266,8 @@ func (s *store) land(ctx context.Context, f *flight, held *heldRecords) error {
 		if f.value == nil {
 			return nil
 		}
-		v, err := f.written, error(nil)
+		v := f.written
+		var err error
 		switch {
 		case f.conflict:
 			err = job.ErrConflict

@@ -89,14 +89,9 @@ func (b *Backend) GetKVMany(ctx context.Context, p backends.GetKVManyParams) ([]
 	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
-	out := make([]backends.KV, len(p.Keys))
-	at := make(map[string]int, len(p.Keys))
-	for i, k := range p.Keys {
-		out[i].Key = k
-		at[k] = i
-	}
+	slots := record.NewKVSlots(p.Keys)
 	if len(p.Keys) == 0 {
-		return out, nil
+		return slots.KVs, nil
 	}
 	rows, err := b.pool.Query(ctx, `SELECT key, value, version, expires_at FROM `+b.kvTable()+`
 		WHERE key = ANY($1) AND (expires_at IS NULL OR expires_at > $2)`, p.Keys, backends.KVNow(p.Now))
@@ -104,21 +99,27 @@ func (b *Backend) GetKVMany(ctx context.Context, p backends.GetKVManyParams) ([]
 		return nil, fmt.Errorf("pgbackend: get %d keys: %w", len(p.Keys), err)
 	}
 	err = scanAll(pgxRows{rows}, func(s scanner) error {
-		var kv backends.KV
-		var exp *time.Time
-		if err := s.Scan(&kv.Key, &kv.Value, &kv.Version, &exp); err != nil {
-			return err
+		kv, err := scanKV(s)
+		if err == nil {
+			slots.Put(kv)
 		}
-		if exp != nil {
-			kv.ExpiresAt = *exp
-		}
-		out[at[kv.Key]] = kv
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pgbackend: get %d keys: %w", len(p.Keys), err)
 	}
-	return out, nil
+	return slots.KVs, nil
+}
+
+// scanKV scans a row of key, value, version, expires_at.
+func scanKV(s scanner) (backends.KV, error) {
+	var kv backends.KV
+	var exp *time.Time
+	err := s.Scan(&kv.Key, &kv.Value, &kv.Version, &exp)
+	if exp != nil {
+		kv.ExpiresAt = *exp
+	}
+	return kv, err
 }
 
 // PutKVMany implements backends.KVBatcher: PutKV's statements sent as
@@ -190,16 +191,9 @@ func (b *Backend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backen
 	}
 	var out []backends.KV
 	err = scanAll(pgxRows{rows}, func(s scanner) error {
-		var kv backends.KV
-		var exp *time.Time
-		if err := s.Scan(&kv.Key, &kv.Value, &kv.Version, &exp); err != nil {
-			return err
-		}
-		if exp != nil {
-			kv.ExpiresAt = *exp
-		}
+		kv, err := scanKV(s)
 		out = append(out, kv)
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pgbackend: list keys: %w", err)

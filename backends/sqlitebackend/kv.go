@@ -83,14 +83,9 @@ func (b *Backend) GetKVMany(ctx context.Context, p backends.GetKVManyParams) ([]
 	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
-	out := make([]backends.KV, len(p.Keys))
-	at := make(map[string]int, len(p.Keys))
-	for i, k := range p.Keys {
-		out[i].Key = k
-		at[k] = i
-	}
+	slots := record.NewKVSlots(p.Keys)
 	if len(p.Keys) == 0 {
-		return out, nil
+		return slots.KVs, nil
 	}
 	keys, err := json.Marshal(p.Keys)
 	if err != nil {
@@ -104,15 +99,22 @@ func (b *Backend) GetKVMany(ctx context.Context, p backends.GetKVManyParams) ([]
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var kv backends.KV
-		var exp int64
-		if err := rows.Scan(&kv.Key, &kv.Value, &kv.Version, &exp); err != nil {
+		kv, err := scanKV(rows)
+		if err != nil {
 			return nil, fmt.Errorf("sqlitebackend: get %d keys: %w", len(p.Keys), err)
 		}
-		kv.ExpiresAt = record.FromMicros(exp)
-		out[at[kv.Key]] = kv
+		slots.Put(kv)
 	}
-	return out, rows.Err()
+	return slots.KVs, rows.Err()
+}
+
+// scanKV scans a row of key, value, version, expires_at.
+func scanKV(rows *sql.Rows) (backends.KV, error) {
+	var kv backends.KV
+	var exp int64
+	err := rows.Scan(&kv.Key, &kv.Value, &kv.Version, &exp)
+	kv.ExpiresAt = record.FromMicros(exp)
+	return kv, err
 }
 
 // PutKVMany implements backends.KVBatcher in one write transaction.
@@ -182,12 +184,10 @@ func (b *Backend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backen
 	defer rows.Close()
 	var out []backends.KV
 	for rows.Next() {
-		var kv backends.KV
-		var exp int64
-		if err := rows.Scan(&kv.Key, &kv.Value, &kv.Version, &exp); err != nil {
+		kv, err := scanKV(rows)
+		if err != nil {
 			return nil, fmt.Errorf("sqlitebackend: list keys: %w", err)
 		}
-		kv.ExpiresAt = record.FromMicros(exp)
 		out = append(out, kv)
 	}
 	return out, rows.Err()
