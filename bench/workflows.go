@@ -38,9 +38,9 @@ import (
 //     the Enqueue call to the callback's completion, against -wfn plain
 //     no-op jobs enqueued in batches of -batch, from the first enqueue to
 //     the last completion.
-//   - chains: -wfchains chains of -wfsteps no-op steps, enqueued from 16
-//     goroutines, until every chain's last step completed, against as many
-//     plain jobs in batches.
+//   - chains: -wfchains chains of -wfsteps no-op steps, enqueued -batch
+//     chains an EnqueueMany, until every chain's last step completed,
+//     against as many plain jobs in batches.
 //   - callback latency: -wflat chords of -wflatn members one after the
 //     other; for each, the callback's start minus its last member's
 //     completion (p50, p99, max), against a plain job's enqueue-to-start
@@ -320,8 +320,8 @@ func finishedDone(ctx context.Context, c *queue.Client, id string) error {
 	return nil
 }
 
-// timeChains times chains chains of steps no-op steps, enqueued from 16
-// goroutines, until every chain's last step completed.
+// timeChains times chains chains of steps no-op steps, enqueued -batch
+// chains an EnqueueMany, until every chain's last step completed.
 func timeChains(ctx context.Context, cfg config, open opener, chains, steps int) (time.Duration, error) {
 	rig, err := newWFRig(ctx, cfg, open)
 	if err != nil {
@@ -347,21 +347,12 @@ func timeChains(ctx context.Context, cfg config, open opener, chains, steps int)
 		roots[i] = workflow.Chain(nodes...)
 	}
 	start := time.Now()
-	var next atomic.Int64
-	errs := make(chan error, 16)
-	for range 16 {
-		go func() {
-			for i := int(next.Add(1) - 1); i < chains; i = int(next.Add(1) - 1) {
-				if _, err := workflow.Enqueue(ctx, rig.c, roots[i], nil); err != nil {
-					errs <- err
-					return
-				}
-			}
-			errs <- nil
-		}()
-	}
-	for range 16 {
-		if err := <-errs; err != nil {
+	for part := range slices.Chunk(roots, cfg.batch) {
+		reqs := make([]workflow.Request, len(part))
+		for i, root := range part {
+			reqs[i] = workflow.Request{Root: root}
+		}
+		if _, err := workflow.EnqueueMany(ctx, rig.c, reqs...); err != nil {
 			return 0, err
 		}
 	}

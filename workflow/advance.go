@@ -238,38 +238,6 @@ func (s *store) markOpen(ctx context.Context, id string) error {
 	return fmt.Errorf("workflow %s: open marker: %w", id, job.ErrConflict)
 }
 
-// storeStart writes what a new workflow's state needs before it is
-// stored: its open marker and its spec, in one PutKVMany when the store
-// batches (neither is visible before the state names the spec). A marker
-// that exists already (the ID used before) is rewritten by markOpen.
-func (s *store) storeStart(ctx context.Context, r *record) error {
-	if s.batch == nil {
-		if err := s.markOpen(ctx, r.ID); err != nil {
-			return err
-		}
-		return s.putSpec(ctx, r)
-	}
-	spec, named, err := s.newSpec(r)
-	if err != nil {
-		return err
-	}
-	now, _ := s.now().MarshalText()
-	vs, err := s.batch.PutKVMany(ctx, backends.PutKVManyParams{Puts: []backends.PutKVParams{
-		{Key: openKey(r.ID), Value: now, Now: s.now()}, spec,
-	}})
-	switch {
-	case err != nil:
-		return fmt.Errorf("workflow %s: open marker and spec: %w", r.ID, err)
-	case vs[1] == 0: // a new token's key cannot exist
-		return fmt.Errorf("workflow %s: spec: %w: its new key exists", r.ID, job.ErrConflict)
-	}
-	named(vs[1])
-	if vs[0] == 0 {
-		return s.markOpen(ctx, r.ID)
-	}
-	return nil
-}
-
 // remove deletes a workflow's record at version, then its spec and its
 // marker.
 func (s *store) remove(ctx context.Context, r *record, version int64) error {

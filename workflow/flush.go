@@ -37,16 +37,17 @@ func (e *Engine) Flush(ctx context.Context) (int, error) {
 		flights = append(flights, &flight{id: id, obs: obs})
 	}
 	e.s.readAll(ctx, flights)
-	eachAtOnce(flights, func(f *flight) { e.s.prepare(ctx, f, &e.held) })
+	eachAtOnce(len(flights), func(i int) { e.s.prepare(ctx, flights[i], &e.held) })
 	e.s.enqueueReleased(ctx, flights)
-	eachAtOnce(flights, func(f *flight) { f.stage() })
+	eachAtOnce(len(flights), func(i int) { flights[i].stage() })
 	e.s.writeAll(ctx, flights)
 	var (
 		mu   sync.Mutex
 		errs []error
 		n    int
 	)
-	eachAtOnce(flights, func(f *flight) {
+	eachAtOnce(len(flights), func(i int) {
+		f := flights[i]
 		err := e.s.land(ctx, f, &e.held)
 		mu.Lock()
 		defer mu.Unlock()
@@ -121,18 +122,26 @@ func (s *store) writeAll(ctx context.Context, flights []*flight) {
 // flushers bounds the workflows one Flush reads or writes at once.
 const flushers = 16
 
-// eachAtOnce runs fn for every flight, up to flushers at once.
-func eachAtOnce(flights []*flight, fn func(*flight)) {
+// eachAtOnce runs fn(i) for every i below n, up to flushers at once.
+func eachAtOnce(n int, fn func(i int)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(flushers, len(flights)) {
+	for range min(flushers, n) {
 		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < len(flights); i = int(next.Add(1) - 1) {
-				fn(flights[i])
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
 			}
 		})
 	}
 	wg.Wait()
+}
+
+// allAtOnce is eachAtOnce of an fn that can fail; it returns every
+// error, joined.
+func allAtOnce(n int, fn func(i int) error) error {
+	errs := make([]error, n)
+	eachAtOnce(n, func(i int) { errs[i] = fn(i) })
+	return errors.Join(errs...)
 }
 
 // keep puts back outcomes an advance could not record, for the next

@@ -62,6 +62,8 @@ func Run(t *testing.T, open Opener) {
 		{"ChainOrderAndPrevious", testChain},
 		{"NestedChainOfGroupsAndChord", testNested},
 		{"EnqueueIsAllOrNothing", testAllOrNothing},
+		{"EnqueueManyStartsEveryWorkflow", testEnqueueMany},
+		{"EnqueueManyIsAllOrNothing", testEnqueueManyAllOrNothing},
 		{"DeadStepCancelsDependents", testDeadCancels},
 		{"AllowFailureRunsWithTheFailureVisible", testAllowFailure},
 		{"CancelStopsPendingSteps", testCancel},
