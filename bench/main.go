@@ -154,6 +154,7 @@ func main() {
 	redis.SetLogger(quietRedis{})
 
 	cfg.rounds = max(cfg.rounds, 1)
+	checkBackends(*only)
 	fmt.Printf("conveyor bench: %s %s/%s, %d CPUs; n=%d batch=%d c=%v rate=%d/s for %s, %d round(s)\n",
 		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cfg.n, cfg.batch, cfg.concurrency, cfg.rate, cfg.duration, cfg.rounds)
 	if workflowsOnly() { // -workflows=only (workflows.go)
@@ -363,6 +364,24 @@ func rate(v, base float64, compared bool) string {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
+
+// checkBackends refuses a -backends name no row has: a typo must not
+// drop a row unseen.
+func checkBackends(only string) {
+	var names []string
+	for _, t := range targets {
+		names = append(names, t.name)
+	}
+	for _, t := range wfTargets {
+		names = append(names, wfName(t))
+	}
+	for _, name := range strings.Split(only, ",") {
+		if name != "" && !slices.Contains(names, name) {
+			fmt.Fprintf(os.Stderr, "bench: -backends names %q; the rows are %s\n", name, strings.Join(slices.Compact(slices.Sorted(slices.Values(names))), ","))
+			os.Exit(1)
+		}
+	}
+}
 
 // pick returns the rows of all that -backends asks for (every row when
 // only is empty) and whose servers answer. A row that cannot run is

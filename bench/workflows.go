@@ -507,6 +507,10 @@ func runWFRow(ctx context.Context, cfg config, wc wfConfig, t wfTarget) (wfRow, 
 	return r, nil
 }
 
+// wfName is a workflow row's name as -backends spells it: AMQP's row
+// keeps its state in Redis.
+func wfName(t wfTarget) string { return strings.TrimSuffix(t.name, "+redis") }
+
 // runWorkflows runs the workflow rows on the backends -backends names
 // (default every one whose server answers), cfg.rounds times taking
 // turns, and prints their table; with -workflows=off it does nothing.
@@ -514,9 +518,7 @@ func runWorkflows(cfg config, only string) {
 	if wfFlags.mode == "off" {
 		return
 	}
-	run := pick(wfTargets, only, " workflows", func(t wfTarget) (string, string) {
-		return strings.TrimSuffix(t.name, "+redis"), t.needs(cfg)
-	})
+	run := pick(wfTargets, only, " workflows", func(t wfTarget) (string, string) { return wfName(t), t.needs(cfg) })
 	fmt.Printf("workflow rows: chord of %d, %d chains of %d, callback latency over %d chords of %d; c=%d, %d round(s)\n",
 		wfFlags.members, wfFlags.chains, wfFlags.steps, wfFlags.latChords, wfFlags.latMembers, cfg.concurrency[0], cfg.rounds)
 	rounds := make([][]wfRow, len(run))

@@ -65,8 +65,9 @@ func (e *Engine) Flush(ctx context.Context) (int, error) {
 const kvBatch = 1000
 
 // readAll reads every flight's record with GetKVMany, when the store
-// batches; prepare reads the others' itself. A batch that fails leaves its
-// flights to do so too.
+// batches, and the specs they name that this store has not met; prepare
+// reads the others' itself. A batch that fails leaves its flights to do
+// so too.
 func (s *store) readAll(ctx context.Context, flights []*flight) {
 	if s.batch == nil {
 		return
@@ -83,40 +84,130 @@ func (s *store) readAll(ctx context.Context, flights []*flight) {
 		for i, f := range part {
 			f.read = &kvs[i]
 		}
+		s.readSpecs(ctx, kvs)
 	}
 }
 
 // writeAll writes with PutKVMany, when the store batches, every staged
-// record that stays unfinished; land writes the others (a record that
-// finishes also needs its marker and spec seen to). A write that lost
-// its compare-and-set is left for land to advance alone; a batch that
-// failed is left for land to write again, its outcome unknown: a
-// compare-and-set that did land makes that second write a conflict, and
-// the advance alone then finds the record as written.
+// record; land writes the others. A record that finishes gets its expiry,
+// and then its spec's expiry and its marker's deletion follow as save
+// does them (finishAll). A write that lost its compare-and-set is left
+// for land to advance alone; a batch that failed is left for land to
+// write again, its outcome unknown: a compare-and-set that did land makes
+// that second write a conflict, and the advance alone then finds the
+// record as written.
 func (s *store) writeAll(ctx context.Context, flights []*flight) {
 	if s.batch == nil {
 		return
 	}
 	var in []*flight
 	for _, f := range flights {
-		if f.value != nil && !f.r.State.Final() {
+		if f.value != nil {
 			in = append(in, f)
 		}
 	}
 	now := s.now()
 	for part := range slices.Chunk(in, kvBatch) {
+		// Read before the state is written, as save does: a replay that
+		// reopens the record then rewrites the marker, and its deletion
+		// at the version read fails.
+		markers, err := s.readMarkers(ctx, part)
+		if err != nil {
+			continue
+		}
 		puts := make([]backends.PutKVParams, len(part))
 		for i, f := range part {
 			puts[i] = backends.PutKVParams{Key: key(f.id), Value: f.value, IfVersion: f.version, Now: now}
+			if f.r.State.Final() && s.keep > 0 {
+				puts[i].ExpiresAt = f.r.Finished.Add(s.keep)
+			}
 		}
 		vs, err := s.batch.PutKVMany(ctx, backends.PutKVManyParams{Puts: puts})
 		if err != nil {
 			continue
 		}
+		var finished []*flight
 		for i, f := range part {
 			f.written, f.conflict = vs[i], vs[i] == 0
+			if f.written != 0 && f.r.State.Final() {
+				finished = append(finished, f)
+			}
+		}
+		s.finishAll(ctx, finished, markers)
+	}
+}
+
+// readMarkers returns the open markers' versions of the flights whose
+// records finish, by workflow ID (none: absent).
+func (s *store) readMarkers(ctx context.Context, flights []*flight) (map[string]int64, error) {
+	var keys []string
+	for _, f := range flights {
+		if f.r.State.Final() {
+			keys = append(keys, openKey(f.id))
 		}
 	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	kvs, err := s.batch.GetKVMany(ctx, backends.GetKVManyParams{Keys: keys, Now: s.now()})
+	if err != nil {
+		return nil, err
+	}
+	versions := make(map[string]int64, len(kvs))
+	for i, kv := range kvs {
+		versions[keys[i][len(openPrefix):]] = kv.Version
+	}
+	return versions, nil
+}
+
+// finishAll is finalize of the finished flights' records, written at the
+// markers' versions: their specs' expiries in one PutKVMany (one whose
+// compare-and-set lost, or that is not cached, goes through finalize
+// alone), then each marker deleted. What fails is the reconciler's, as
+// after save.
+func (s *store) finishAll(ctx context.Context, finished []*flight, markers map[string]int64) {
+	alone := make(map[*flight]bool)
+	if s.keep > 0 {
+		var puts []backends.PutKVParams
+		var in []*flight
+		var specs []*spec
+		for _, f := range finished {
+			k := specKey(f.id, f.r.Spec)
+			sp := s.specs.get(k)
+			if sp == nil {
+				alone[f] = true
+				continue
+			}
+			put, err := s.expiringSpec(k, sp, f.r.Finished.Add(s.keep).Add(time.Minute))
+			if err != nil {
+				alone[f] = true
+				continue
+			}
+			puts, in, specs = append(puts, put), append(in, f), append(specs, sp)
+		}
+		vs, err := s.batch.PutKVMany(ctx, backends.PutKVManyParams{Puts: puts})
+		for i, f := range in {
+			if err != nil || vs[i] == 0 {
+				alone[f] = true
+				continue
+			}
+			specs[i].version = vs[i]
+		}
+	}
+	_ = allAtOnce(len(finished), func(i int) error {
+		f := finished[i]
+		if alone[f] {
+			if err := s.finalize(ctx, f.r, f.r.Finished.Add(s.keep)); err != nil {
+				return err
+			}
+		} else if f.r.Grown {
+			s.sweepSpecs(ctx, f.id, f.r.Spec)
+		}
+		if v := markers[f.id]; v > 0 {
+			return s.kv.DeleteKV(ctx, backends.DeleteKVParams{Key: openKey(f.id), IfVersion: v})
+		}
+		return nil
+	})
 }
 
 // flushers bounds the workflows one Flush reads or writes at once.
@@ -353,3 +444,4 @@ func (h *heldRecords) put(id string, r *record, version int64, value []byte) {
 		h.m[id] = heldRecord{r, version, value}
 	}
 }
+

@@ -162,14 +162,53 @@ func (s *store) loadSpec(ctx context.Context, id, token string) (*spec, error) {
 	if err != nil {
 		return nil, err
 	}
+	return s.cacheSpec(id, kv)
+}
+
+// cacheSpec decodes workflow id's spec as read and keeps it.
+func (s *store) cacheSpec(id string, kv backends.KV) (*spec, error) {
 	var defs []*stepDef
 	if err := json.Unmarshal(kv.Value, &defs); err != nil {
 		return nil, fmt.Errorf("%w: workflow %s: spec: %w", job.ErrMalformedPayload, id, err)
 	}
 	sp := newSpec(defs)
 	sp.version = kv.Version
-	s.specs.put(k, sp)
+	s.specs.put(kv.Key, sp)
 	return sp, nil
+}
+
+// readSpecs reads into the cache, in one GetKVMany, the specs the states
+// read name and the cache lacks: a round of advances that meets many
+// workflows for the first time (started by another process) then reads
+// their specs in one round trip, not one each. One it cannot read or
+// decode is left for loadSpec to read again, and report.
+func (s *store) readSpecs(ctx context.Context, states []backends.KV) {
+	var keys, ids []string
+	for _, kv := range states {
+		if kv.Version == 0 {
+			continue
+		}
+		r, _, err := decodeState(kv.Value)
+		if err != nil {
+			continue
+		}
+		if k := specKey(r.ID, r.Spec); s.specs.get(k) == nil {
+			keys, ids = append(keys, k), append(ids, r.ID)
+		}
+	}
+	for len(keys) > 0 {
+		n := min(len(keys), kvBatch)
+		kvs, err := s.batch.GetKVMany(ctx, backends.GetKVManyParams{Keys: keys[:n], Now: s.now()})
+		if err != nil {
+			return
+		}
+		for i, kv := range kvs {
+			if kv.Version != 0 {
+				_, _ = s.cacheSpec(ids[i], kv)
+			}
+		}
+		keys, ids = keys[n:], ids[n:]
+	}
 }
 
 // dropSpec deletes a spec no state names (an Add that lost its
@@ -191,11 +230,11 @@ func (s *store) expireSpec(ctx context.Context, r *record, at time.Time) error {
 		if err != nil {
 			return err
 		}
-		b, err := json.Marshal(sp.defs)
+		put, err := s.expiringSpec(k, sp, at)
 		if err != nil {
 			return err
 		}
-		v, err := s.kv.PutKV(ctx, backends.PutKVParams{Key: k, Value: b, IfVersion: sp.version, ExpiresAt: at, Now: s.now()})
+		v, err := s.kv.PutKV(ctx, put)
 		if errors.Is(err, job.ErrConflict) { // another process rewrote it: read its version
 			s.specs.drop(k)
 			continue
@@ -210,6 +249,16 @@ func (s *store) expireSpec(ctx context.Context, r *record, at time.Time) error {
 		s.sweepSpecs(ctx, r.ID, r.Spec)
 	}
 	return nil
+}
+
+// expiringSpec is the put that rewrites spec sp, stored at k, to expire
+// at at.
+func (s *store) expiringSpec(k string, sp *spec, at time.Time) (backends.PutKVParams, error) {
+	b, err := json.Marshal(sp.defs)
+	if err != nil {
+		return backends.PutKVParams{}, err
+	}
+	return backends.PutKVParams{Key: k, Value: b, IfVersion: sp.version, ExpiresAt: at, Now: s.now()}, nil
 }
 
 // sweepSpecs deletes workflow id's specs but keep (every one when keep
