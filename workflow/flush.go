@@ -444,4 +444,3 @@ func (h *heldRecords) put(id string, r *record, version int64, value []byte) {
 		h.m[id] = heldRecord{r, version, value}
 	}
 }
-
