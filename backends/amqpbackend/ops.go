@@ -174,7 +174,7 @@ func (b *Backend) finish(ctx context.Context, jl job.Lease, fn func(*doc)) (*doc
 			return nil
 		})
 		if errors.Is(err, job.ErrLeaseLost) {
-			b.settle(l, true) // someone else owns the job now
+			b.settleLost(ctx, l, d)
 			return nil, fmt.Errorf("amqpbackend: job %s: %w", jl.JobID, err)
 		}
 		if err != nil {
@@ -189,6 +189,27 @@ func (b *Backend) finish(ctx context.Context, jl job.Lease, fn func(*doc)) (*doc
 	}
 	b.finished(ctx, d)
 	return d, nil
+}
+
+// settleLost settles a delivery whose lease the store no longer names,
+// given the job as stored (nil: read it here). The delivery goes back to
+// the broker when the job is running under another lease that has
+// expired: that is a process that froze mid-claim, past its lease, whose
+// copy the broker had requeued and handed to this one, and which then
+// claimed late over this delivery's lease. Its own lease was reaped
+// unused, so this delivery is the job's only message, and acking it
+// would leave the job running with nothing to run it again. Otherwise
+// the delivery is acked: the job finished, waits on a newer message, or
+// is held by a live lease whose holder finishes it (a surplus copy handed
+// back would take the job from that holder when it came).
+func (b *Backend) settleLost(ctx context.Context, l *lease, cur *doc) {
+	if cur == nil {
+		if d, _, err := b.st.get(ctx, l.doc.ID); err == nil {
+			cur = d
+		}
+	}
+	stranded := cur != nil && cur.State == job.Running && !cur.Lease.ExpiresAt.After(b.cfg.Clock.Now())
+	b.settle(l, !stranded)
 }
 
 // finished gives back what the finished job d held in the store (its
@@ -243,7 +264,7 @@ func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
 		// Check the lease in the store before publishing a second message.
 		cur, _, err := b.st.get(ctx, next.ID)
 		if err == nil && (cur.State != job.Running || cur.Lease.Token != p.Lease.Token) {
-			b.settle(l, true) // someone else owns the job now
+			b.settleLost(ctx, l, cur)
 			return fmt.Errorf("amqpbackend: job %s: %w", next.ID, job.ErrLeaseLost)
 		}
 		if err != nil {
@@ -256,7 +277,7 @@ func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
 		return err
 	}
 	if b.st != nil {
-		_, err := b.st.update(ctx, next.ID, func(cur *doc) error {
+		cur, err := b.st.update(ctx, next.ID, func(cur *doc) error {
 			switch {
 			case cur.Incarnation >= next.Incarnation: // the new message was reserved already
 				return errStale
@@ -272,7 +293,7 @@ func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
 		})
 		switch {
 		case errors.Is(err, job.ErrLeaseLost):
-			b.settle(l, true)
+			b.settleLost(ctx, l, cur)
 			return fmt.Errorf("amqpbackend: job %s: %w", next.ID, err)
 		case err != nil && !errors.Is(err, errStale):
 			b.cfg.Logger.Warn("amqpbackend: retry published but not recorded in the store", "job", next.ID, "err", err)
@@ -295,9 +316,12 @@ func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) e
 		return fmt.Errorf("amqpbackend: job %s: %w", p.Lease.JobID, err)
 	}
 	if err := b.bury(ctx, l, p.Lease.Token, p.Error); err != nil {
-		if errors.Is(err, job.ErrLeaseLost) || errors.Is(err, errStale) {
+		switch {
+		case errors.Is(err, job.ErrLeaseLost) && b.st != nil:
+			b.settleLost(ctx, l, nil)
+		case errors.Is(err, job.ErrLeaseLost) || errors.Is(err, errStale):
 			b.settle(l, true)
-		} else {
+		default:
 			b.addLease(p.Lease.Token, l)
 		}
 		return err

@@ -50,6 +50,15 @@ func (p *Proxy) CutReplyTo(marker string, stayDown bool) {
 	p.mu.Unlock()
 }
 
+// Cut closes every connection now and refuses new ones until Heal: the
+// network between client and server is gone.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	p.stay = true
+	p.mu.Unlock()
+	p.goDown()
+}
+
 // Heal lets connections through again.
 func (p *Proxy) Heal() {
 	p.mu.Lock()
