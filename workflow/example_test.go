@@ -141,3 +141,41 @@ func ExampleDAG() {
 	// Output:
 	// zip: pair.zip[/l.png@64 /r.png@64]
 }
+
+// EnqueueMany stores many workflows in the round trips of one, all or
+// nothing: an album per user, each its own workflow with its own ID.
+func ExampleEnqueueMany() {
+	c, eng, w := setup()
+	ctx := context.Background()
+	var reqs []workflow.Request
+	for _, user := range []string{"ann", "bob"} {
+		reqs = append(reqs, workflow.Request{
+			Root: workflow.Chain(
+				resize("resize", "/"+user+".png"),
+				workflow.Task("zip", Zip, ZipArgs{Name: user}, nil),
+			),
+			Options: &workflow.Options{ID: "album-" + user},
+		})
+	}
+	refs, err := workflow.EnqueueMany(ctx, c, reqs...)
+	if err != nil {
+		panic(err)
+	}
+	if _, err := eng.WorkDue(ctx, w); err != nil {
+		panic(err)
+	}
+	for _, ref := range refs {
+		outs, err := workflow.Wait(ctx, c, ref.ID)
+		if err != nil {
+			panic(err)
+		}
+		var zip string
+		if err := outs[0].Decode(&zip); err != nil {
+			panic(err)
+		}
+		fmt.Printf("%s: %s\n", ref.ID, zip)
+	}
+	// Output:
+	// album-ann: ann.zip[/ann.png@64]
+	// album-bob: bob.zip[/bob.png@64]
+}

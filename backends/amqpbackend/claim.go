@@ -17,6 +17,12 @@ var errStale = errors.New("amqpbackend: stale message")
 // message is young enough that its enqueue may still be writing it.
 var errUnrecorded = errors.New("amqpbackend: job not recorded yet")
 
+// errHeld: the store says another delivery of the job holds it under a
+// lease that has not expired. That holder finishes the job, or dies and
+// its lease expires; running this copy too would be a second run at once
+// and would take the job from a live holder.
+var errHeld = errors.New("amqpbackend: job held by another delivery")
+
 // errPoison: the store says the job was delivered MaxDeliveries times.
 var errPoison = errors.New("amqpbackend: poison message")
 
@@ -71,6 +77,13 @@ func (b *Backend) claim(ctx context.Context, it *item, n int, now time.Time, jl 
 				cur.Incarnation = msg.Incarnation
 				start(cur) // counted from the message: the store's count went back with it
 				return nil
+			}
+			if cur.State == job.Running && cur.Lease.ExpiresAt.After(now) {
+				// A copy of the message the holder has: the broker requeued
+				// the holder's delivery when its session was lost (the
+				// holder still finishes the job through the store), or a
+				// process froze mid-claim and claims late.
+				return fmt.Errorf("%w: lease until %s", errHeld, cur.Lease.ExpiresAt.Format(time.RFC3339Nano))
 			}
 			if cur.Incarnation < msg.Incarnation { // a retry published but not recorded: the message is newer
 				cur.Errors, cur.RunAt, cur.RetriedFrom = msg.Errors, msg.RunAt, msg.RetriedFrom

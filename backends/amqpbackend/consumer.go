@@ -149,8 +149,8 @@ func (c *consumer) run(deliveries <-chan amqp.Delivery, gen uint64) {
 	}
 }
 
-// drop forgets the deliveries and leases of session gen, whose channel is
-// gone: the broker has requeued them.
+// drop forgets the deliveries of session gen, whose channel is gone (the
+// broker has requeued them), and without a store its leases too.
 func (c *consumer) drop(gen uint64) {
 	c.mu.Lock()
 	kept := c.items[:0]
@@ -165,7 +165,12 @@ func (c *consumer) drop(gen uint64) {
 		c.ch, c.held, c.unacked = nil, 0, 0
 	}
 	c.mu.Unlock()
-	c.b.dropLeases(c, gen)
+	if c.b.st == nil {
+		c.b.dropLeases(c, gen)
+	}
+	// With a store its leases stay: the store, not the ack, records a
+	// job's outcome, and the copies the broker requeued wait while the
+	// leases last (claim: errHeld).
 }
 
 // holdLate: a delivery due within this long is held in memory until it is
@@ -232,6 +237,10 @@ func (c *consumer) take(n int) []*item {
 	}
 	return out
 }
+
+// heldPoll is how often a delivery whose job another delivery holds
+// (errHeld) is tried again.
+const heldPoll = 100 * time.Millisecond
 
 // recordPoll is how often a delivery whose job is not recorded yet (its
 // enqueue publishes, then records) is tried again.

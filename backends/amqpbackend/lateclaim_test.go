@@ -2,16 +2,16 @@ package amqpbackend_test
 
 import (
 	"context"
-	"errors"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/amqpbackend"
-	"github.com/conveyorhq/conveyor/backends/backendtest"
 	"github.com/conveyorhq/conveyor/internal/faulttest"
 	"github.com/conveyorhq/conveyor/internal/testenv"
 	"github.com/conveyorhq/conveyor/job"
@@ -32,13 +32,12 @@ func (g *gatedStore) GetKV(ctx context.Context, p backends.GetKVParams) (backend
 	return g.KVStore.GetKV(ctx, p)
 }
 
-// A process that froze mid-claim, past its lease, while the broker gave
-// its delivery to another process, and then claimed late over that one's
-// lease, leaves the other holding the job's only message. That one's
-// outcome is refused (its lease is gone), and its delivery must go back
-// to the broker: acked, the job stayed running with nothing left to run
-// it (the chaos test saw this as a job stuck running, deliveries 2,
-// attempts 0).
+// A process that froze mid-claim while the broker gave its delivery to
+// another process claims late, over the other's live lease: the claim is
+// refused (the job is held), and the other's outcome is recorded. Taken
+// over, that outcome was refused and the job's only message acked, which
+// left the job running with nothing to run it (the chaos test saw this as
+// a job stuck running, deliveries 2, attempts 0).
 func TestLateClaimDoesNotStrandTheJob(t *testing.T) {
 	ctx := context.Background()
 	st := sqliteStore(t)
@@ -47,24 +46,27 @@ func TestLateClaimDoesNotStrandTheJob(t *testing.T) {
 	px := faulttest.NewProxy(t, u.Host)
 	u.Host = px.Addr()
 	gate := &gatedStore{KVStore: st, hit: make(chan struct{}), released: make(chan struct{})}
-	// Its clock an hour behind: the lease it claims with has expired by
-	// the time its claim lands, as after a freeze longer than the lease.
-	behind := &backendtest.Clock{}
-	behind.Advance(-time.Hour)
-	frozen := open(t, amqpbackend.Config{URL: u.String(), Store: gate, Heartbeat: time.Second, Clock: behind})
+	frozen := open(t, amqpbackend.Config{URL: u.String(), Store: gate, Heartbeat: time.Second})
 	healthy := open(t, amqpbackend.Config{Store: st})
 	q := fresh("lateclaim")
 	const id = "late-1"
 	_, err = healthy.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: id, Queue: q, Task: "t"}}})
 	must(t, err)
 
-	claimed := make(chan struct{})
-	go func() {
-		defer close(claimed)
+	claimed := make(chan []*job.Record, 1)
+	go func() { // until the Reserve that took the delivery returns
 		for {
 			recs, err := frozen.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 1, Lease: time.Minute})
-			if len(recs) > 0 || err != nil {
+			select {
+			case <-gate.hit:
+				claimed <- recs
 				return
+			default:
+				if err != nil {
+					t.Error(err)
+					close(claimed)
+					return
+				}
 			}
 		}
 	}()
@@ -72,19 +74,46 @@ func TestLateClaimDoesNotStrandTheJob(t *testing.T) {
 	px.Cut() // its connection is gone: the broker requeues the delivery
 	first := reserveOne(t, healthy, q, id)
 	close(gate.released)
-	<-claimed
-	got, err := healthy.(backends.Inspector).GetJob(ctx, backends.GetJobParams{ID: id})
-	must(t, err)
-	if got.State != job.Running || got.Deliveries != 2 {
-		t.Fatalf("after the late claim the job is %s with %d deliveries; want running, 2", got.State, got.Deliveries)
+	if recs := <-claimed; len(recs) != 0 {
+		t.Fatalf("the late claim took the job, delivery %d, over a live lease", recs[0].Deliveries)
 	}
+	must(t, healthy.Complete(ctx, backends.CompleteParams{Lease: first.Lease}))
+	if got, err := healthy.(backends.Inspector).GetJob(ctx, backends.GetJobParams{ID: id}); err != nil || got.State != job.Done || got.Deliveries != 1 {
+		t.Fatalf("GetJob = %+v, %v; want done at delivery 1", got, err)
+	}
+}
 
-	if err := healthy.Complete(ctx, backends.CompleteParams{Lease: first.Lease}); !errors.Is(err, job.ErrLeaseLost) {
-		t.Fatalf("Complete under the lease claimed over returned %v; want ErrLeaseLost", err)
-	}
-	again := reserveOne(t, healthy, q, id)
-	must(t, healthy.Complete(ctx, backends.CompleteParams{Lease: again.Lease}))
-	if got, err := healthy.(backends.Inspector).GetJob(ctx, backends.GetJobParams{ID: id}); err != nil || got.State != job.Done {
-		t.Fatalf("GetJob = %+v, %v; want done", got, err)
-	}
+// A copy of a running job's message (the broker requeued the holder's
+// delivery when its session was lost, or a frozen process's delivery went
+// back) waits while the holder's lease lasts, and is dropped once the
+// holder finished the job: one run, not two at once.
+func TestCopyOfAHeldJobWaitsForTheHolder(t *testing.T) {
+	ctx := context.Background()
+	st := sqliteStore(t)
+	var logs logBuffer
+	b := open(t, amqpbackend.Config{Store: st, Logger: logTo(&logs)})
+	q := fresh("held")
+	const id = "held-1"
+	_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: id, Queue: q, Task: "t"}}})
+	must(t, err)
+	first := reserveOne(t, b, q, id)
+	// The copy, as the broker would requeue it.
+	must(t, rawChannel(t).PublishWithContext(ctx, testPrefix+".work", q, false, false, amqp.Publishing{MessageId: id, Type: "t"}))
+	testenv.WaitFor(t, 10*time.Second, "the copy held back", func() bool {
+		recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 1, Lease: time.Minute})
+		must(t, err)
+		if len(recs) > 0 {
+			t.Fatalf("the copy ran as delivery %d while the holder's lease lasts", recs[0].Deliveries)
+		}
+		return logs.line("DEBUG", "held back", id) != ""
+	})
+	must(t, b.Complete(ctx, backends.CompleteParams{Lease: first.Lease}))
+	testenv.WaitFor(t, 10*time.Second, "the copy dropped", func() bool {
+		recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 1, Lease: time.Minute})
+		must(t, err)
+		if len(recs) > 0 {
+			t.Fatalf("the copy ran as delivery %d after the holder finished", recs[0].Deliveries)
+		}
+		return logs.line("DEBUG", "message dropped", id) != ""
+	})
 }

@@ -107,6 +107,10 @@ func (b *Backend) lease(ctx context.Context, c *consumer, it *item, d time.Durat
 		case errors.Is(err, errUnrecorded):
 			c.putBack(it, recordPoll)
 			return nil, nil
+		case errors.Is(err, errHeld):
+			b.cfg.Logger.Debug("amqpbackend: message held back", "queue", it.doc.Queue, "job", it.doc.ID, "why", err)
+			c.putBack(it, heldPoll)
+			return nil, nil
 		case err != nil:
 			b.settle(l, false)
 			return nil, err
@@ -141,16 +145,28 @@ func (b *Backend) Extend(ctx context.Context, p backends.ExtendParams) ([]backen
 	if b.st == nil {
 		return res, nil
 	}
+	// The store's lease is the one other processes go by (claim holds
+	// back a copy of the message while it has not expired), so it is
+	// extended there too.
 	for i, jl := range p.Leases {
 		if res[i].Lost {
 			continue
 		}
-		d, _, err := b.st.get(ctx, jl.JobID)
-		if err != nil {
+		d, err := b.st.update(ctx, jl.JobID, func(cur *doc) error {
+			if cur.State != job.Running || cur.Lease.Token != jl.Token {
+				return job.ErrLeaseLost
+			}
+			cur.Lease.ExpiresAt = res[i].ExpiresAt
+			return nil
+		})
+		switch {
+		case errors.Is(err, job.ErrLeaseLost):
+			res[i].Lost = true
+		case err != nil:
 			return nil, err
+		default:
+			res[i].CancelRequested = d.CancelRequested
 		}
-		res[i].CancelRequested = d.CancelRequested
-		res[i].Lost = d.Lease.Token != jl.Token
 	}
 	return res, nil
 }
@@ -192,24 +208,22 @@ func (b *Backend) finish(ctx context.Context, jl job.Lease, fn func(*doc)) (*doc
 }
 
 // settleLost settles a delivery whose lease the store no longer names,
-// given the job as stored (nil: read it here). The delivery goes back to
-// the broker when the job is running under another lease that has
-// expired: that is a process that froze mid-claim, past its lease, whose
-// copy the broker had requeued and handed to this one, and which then
-// claimed late over this delivery's lease. Its own lease was reaped
-// unused, so this delivery is the job's only message, and acking it
-// would leave the job running with nothing to run it again. Otherwise
-// the delivery is acked: the job finished, waits on a newer message, or
-// is held by a live lease whose holder finishes it (a surplus copy handed
-// back would take the job from that holder when it came).
+// given the job as stored (nil: read it here, and if that fails, treat
+// it as running). The delivery is acked when its message is redundant:
+// the job finished, or waits on a newer message. While the job is
+// running under another lease it goes back to the broker instead: this
+// delivery may be the job's only message (its holder's copy may be gone
+// with that holder's session), and acked it would leave the job running
+// with nothing to run it again if the holder died. Handed back, it waits
+// (claim: errHeld) until the holder finishes, and is then dropped as
+// stale, or until the holder's lease expires, and then runs the job.
 func (b *Backend) settleLost(ctx context.Context, l *lease, cur *doc) {
 	if cur == nil {
 		if d, _, err := b.st.get(ctx, l.doc.ID); err == nil {
 			cur = d
 		}
 	}
-	stranded := cur != nil && cur.State == job.Running && !cur.Lease.ExpiresAt.After(b.cfg.Clock.Now())
-	b.settle(l, !stranded)
+	b.settle(l, cur != nil && cur.State != job.Running)
 }
 
 // finished gives back what the finished job d held in the store (its

@@ -15,6 +15,7 @@ import (
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/amqpbackend"
+	"github.com/conveyorhq/conveyor/backends/backendtest"
 	"github.com/conveyorhq/conveyor/internal/testenv"
 	"github.com/conveyorhq/conveyor/job"
 )
@@ -149,7 +150,8 @@ func TestDeletedJobIsDroppedNotRestored(t *testing.T) {
 // hand, as that worker did). Whichever runs, the job's deliveries keep
 // counting up from the store's count: no number repeats.
 func TestDeliveriesCountOnAcrossAnUnrecordedRetry(t *testing.T) {
-	b := open(t, amqpbackend.Config{Store: sqliteStore(t)})
+	clock := &backendtest.Clock{}
+	b := open(t, amqpbackend.Config{Store: sqliteStore(t), Clock: clock})
 	ctx := context.Background()
 	q := fresh("unrecorded-retry")
 	_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: "ur-1", Queue: q, Task: "t"}}})
@@ -175,8 +177,10 @@ func TestDeliveriesCountOnAcrossAnUnrecordedRetry(t *testing.T) {
 	// counted from its delivery 1.
 	must(t, rawChannel(t).PublishWithContext(ctx, testPrefix+".work", q, false, false, amqp.Publishing{
 		MessageId: "ur-1", Type: "t", Headers: amqp.Table{"x-conveyor-deliveries": int64(1), "x-conveyor-incarnation": int64(1)}}))
-	// It arrives while the job runs its delivery 2 (two holders: at least
-	// once), and is its delivery 3, not a second delivery 2.
+	// It arrives while the job runs its delivery 2, waits while that
+	// delivery's lease lasts, and is then its delivery 3, not a second
+	// delivery 2.
+	clock.Advance(2 * time.Minute)
 	third := reserve(3)
 	must(t, b.Complete(ctx, backends.CompleteParams{Lease: third.Lease}))
 }
@@ -186,7 +190,8 @@ func TestDeliveriesCountOnAcrossAnUnrecordedRetry(t *testing.T) {
 // broker's x-delivery-count, here set by hand on a copy) does not bring
 // the job nearer to poison.
 func TestReturnedPrefetchIsNoDelivery(t *testing.T) {
-	b := open(t, amqpbackend.Config{Store: sqliteStore(t)})
+	clock := &backendtest.Clock{}
+	b := open(t, amqpbackend.Config{Store: sqliteStore(t), Clock: clock})
 	ctx := context.Background()
 	q := fresh("prefetch-returns")
 	_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: "pr-1", Queue: q, Task: "t", MaxDeliveries: 2}}})
@@ -197,7 +202,9 @@ func TestReturnedPrefetchIsNoDelivery(t *testing.T) {
 	testenv.WaitFor(t, 10*time.Second, "both messages of the job", func() bool {
 		recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 2, Lease: time.Minute})
 		must(t, err)
-		got = append(got, recs...)
+		if got = append(got, recs...); len(got) == 1 && len(recs) == 1 {
+			clock.Advance(2 * time.Minute) // the other message waits while the first one's lease lasts
+		}
 		return len(got) == 2
 	})
 	if got[0].Deliveries != 1 || got[1].Deliveries != 2 {
@@ -218,7 +225,8 @@ func TestReturnedPrefetchIsNoDelivery(t *testing.T) {
 // by hand, as the broker and the frozen worker did.
 func TestSupersededRetryIsDropped(t *testing.T) {
 	var logs logBuffer
-	b := open(t, amqpbackend.Config{Store: sqliteStore(t), Logger: logTo(&logs)})
+	clock := &backendtest.Clock{}
+	b := open(t, amqpbackend.Config{Store: sqliteStore(t), Logger: logTo(&logs), Clock: clock})
 	ctx := context.Background()
 	q := fresh("superseded-retry")
 	_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: "sr-1", Queue: q, Task: "t"}}})
@@ -228,7 +236,10 @@ func TestSupersededRetryIsDropped(t *testing.T) {
 		t.Helper()
 		must(t, rawChannel(t).PublishWithContext(ctx, testPrefix+".work", q, false, false, amqp.Publishing{MessageId: "sr-1", Type: "t", Headers: h}))
 	}
-	publish(nil) // the frozen worker's delivery, returned
+	// The frozen worker's delivery, returned, is taken again once the
+	// frozen worker's lease has expired in the store.
+	publish(nil)
+	clock.Advance(2 * time.Minute)
 	second := reserveOne(t, b, q, "sr-1")
 	if second.Deliveries != 2 {
 		t.Fatalf("the returned message ran as delivery %d, want 2", second.Deliveries)
