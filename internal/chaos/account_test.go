@@ -229,7 +229,7 @@ func (r *result) checkCorrupted(t *testing.T, o *opened, led *ledger, corrupted 
 		}
 		isDead := err == nil && rec.State == job.Dead && rec.LastError() != nil && rec.LastError().Error != ""
 		gone := errors.Is(err, job.ErrNotFound)
-		if gone && r.lossAllowed && tg.expect != expectGone && len(led.jobs[tg.id]) == 0 {
+		if gone && r.lossAllowed && tg.expect != expectGone && tg.either != expectGone && len(led.jobs[tg.id]) == 0 {
 			// Acknowledged, never run, gone: a failover's loss, measured
 			// with the main queue's.
 			r.lost++
@@ -241,7 +241,14 @@ func (r *result) checkCorrupted(t *testing.T, o *opened, led *ledger, corrupted 
 		if err == nil {
 			state = string(rec.State)
 		}
-		switch tg.expect {
+		expect := tg.expect
+		if expect == expectEither {
+			expect = tg.either
+			if err == nil && rec.State == job.Done && ran {
+				expect = expectIntact // the damage did not land
+			}
+		}
+		switch expect {
 		case expectDead:
 			if !isDead || ran {
 				tg.verdict = fmt.Sprintf("want dead with a reason, not run; got %s, ran %v", state, ran)
