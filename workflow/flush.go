@@ -160,11 +160,11 @@ func (s *store) readMarkers(ctx context.Context, flights []*flight) (map[string]
 	return versions, nil
 }
 
-// finishAll is finalize of the finished flights' records, written at the
-// markers' versions: their specs' expiries in one PutKVMany (one whose
-// compare-and-set lost, or that is not cached, goes through finalize
-// alone), then each marker deleted. What fails is the reconciler's, as
-// after save.
+// finishAll does what save does after a final record's write, for the
+// records of finished just written: their specs' expiries in one
+// PutKVMany (a spec not cached, or whose compare-and-set lost, goes
+// through finalize alone), then each open marker deleted at the version
+// read before the write. What fails is the reconciler's, as after save.
 func (s *store) finishAll(ctx context.Context, finished []*flight, markers map[string]int64) {
 	alone := make(map[*flight]bool)
 	if s.keep > 0 {
