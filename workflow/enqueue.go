@@ -92,11 +92,6 @@ func EnqueueMany(ctx context.Context, c *queue.Client, reqs ...Request) ([]Ref, 
 	if err != nil {
 		return nil, err
 	}
-	if len(fresh) > 0 {
-		if err := s.startSteps(ctx, fresh); err != nil {
-			return nil, err
-		}
-	}
 	// The IDs are taken, whatever completing their starts comes to: one
 	// that fails here is the reconciler's to complete.
 	_ = allAtOnce(len(taken), func(i int) error {
@@ -104,6 +99,11 @@ func EnqueueMany(ctx context.Context, c *queue.Client, reqs ...Request) ([]Ref, 
 		s.dropUnnamed(ctx, r.ID, r.Spec) // the spec is no one's, unless the taken write was this one's
 		return s.completeStart(ctx, r.ID)
 	})
+	if len(fresh) > 0 {
+		if err := s.startSteps(ctx, fresh); err != nil {
+			return nil, err
+		}
+	}
 	return refs, nil
 }
 
