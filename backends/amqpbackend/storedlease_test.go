@@ -12,6 +12,7 @@ import (
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/amqpbackend"
+	"github.com/conveyorhq/conveyor/backends/backendtest"
 	"github.com/conveyorhq/conveyor/internal/faulttest"
 	"github.com/conveyorhq/conveyor/internal/testenv"
 	"github.com/conveyorhq/conveyor/job"
@@ -116,4 +117,40 @@ func TestCopyOfAHeldJobWaitsForTheHolder(t *testing.T) {
 		}
 		return logs.line("DEBUG", "message dropped", id) != ""
 	})
+}
+
+// Extend extends the lease in the store, which is what a copy of the
+// message goes by: a job whose first lease has passed but was extended is
+// still held.
+func TestExtendedLeaseHoldsInTheStore(t *testing.T) {
+	ctx := context.Background()
+	clock := &backendtest.Clock{}
+	var logs logBuffer
+	b := open(t, amqpbackend.Config{Store: sqliteStore(t), Clock: clock, Logger: logTo(&logs)})
+	q := fresh("extended")
+	const id = "ext-1"
+	_, err := b.Enqueue(ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{{ID: id, Queue: q, Task: "t"}}})
+	must(t, err)
+	first := reserveOne(t, b, q, id) // a minute's lease
+	res, err := b.Extend(ctx, backends.ExtendParams{Leases: []job.Lease{first.Lease}, Lease: time.Hour})
+	must(t, err)
+	if len(res) != 1 || res[0].Lost {
+		t.Fatalf("Extend = %+v; want the lease extended", res)
+	}
+	clock.Advance(2 * time.Minute) // past the first lease, within the extended one
+	rec, err := b.(backends.Inspector).GetJob(ctx, backends.GetJobParams{ID: id})
+	must(t, err)
+	if !rec.Lease.ExpiresAt.Equal(res[0].ExpiresAt) {
+		t.Fatalf("the stored lease expires at %v; want %v, as extended", rec.Lease.ExpiresAt, res[0].ExpiresAt)
+	}
+	must(t, rawChannel(t).PublishWithContext(ctx, testPrefix+".work", q, false, false, amqp.Publishing{MessageId: id, Type: "t"}))
+	testenv.WaitFor(t, 10*time.Second, "the copy held back", func() bool {
+		recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 1, Lease: time.Minute})
+		must(t, err)
+		if len(recs) > 0 {
+			t.Fatalf("the copy ran as delivery %d within the extended lease", recs[0].Deliveries)
+		}
+		return logs.line("DEBUG", "held back", id) != ""
+	})
+	must(t, b.Complete(ctx, backends.CompleteParams{Lease: first.Lease}))
 }
