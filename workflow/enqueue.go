@@ -64,12 +64,12 @@ func Enqueue(ctx context.Context, c *queue.Client, root Node, opts *Options) (Re
 	return refs[0], nil
 }
 
-// EnqueueMany is Enqueue of many workflows in the round trips of one:
-// their open markers and specs go in one write, their records in a
-// second, all their first steps in one enqueue of jobs and their records
-// as started in a last write (on a backends.KVBatcher each write is
-// PutKVMany, 1,000 keys a call; else each key is written on its own, 16
-// at once). It is all or nothing for the batch: a request that cannot be
+// EnqueueMany is Enqueue of many workflows in the round trips of one (up
+// to 500 of them; more take a call per 1,000 keys written): their open
+// markers and specs go in one write, their records in a second, all their
+// first steps in one enqueue of jobs and their records as started in a
+// last write (on a backends.KVBatcher each write is PutKVMany, 1,000 keys
+// a call; else each key is written on its own, 16 at once). It is all or nothing for the batch: a request that cannot be
 // built, two requests with one ID (job.ErrInvalid), or first steps the
 // backend refuses fail every request and leave nothing stored. A request
 // whose ID is taken is returned as a Duplicate, as by Enqueue. An error
