@@ -108,8 +108,18 @@ func TestIterateResumes(t *testing.T) {
 				t.Fatal(err)
 			}
 
+			// Waits fail with the job's state, not the package's timeout.
+			await := func(ch <-chan struct{}, what string) {
+				t.Helper()
+				select {
+				case <-ch:
+				case <-time.After(30 * time.Second):
+					r, err := h.Status(ctx)
+					t.Fatalf("no %s in 30s; the job: %+v, %v", what, r, err)
+				}
+			}
 			a := newWorker("A")
-			<-atDrain
+			await(atDrain, "batch 30 on A")
 			if err := a.Stop(ctx); err != nil { // drains: A finishes batch 30 and releases the job
 				t.Fatalf("A's drain: %v", err)
 			}
@@ -119,7 +129,7 @@ func TestIterateResumes(t *testing.T) {
 			}
 
 			bw := newWorker("B")
-			<-hung
+			await(hung, "batch 61 on B")
 			// B is as good as dead: its lease runs out on the backend's
 			// clock, and C takes the job.
 			clock.Advance(2 * time.Minute)
