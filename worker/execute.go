@@ -301,6 +301,10 @@ func (w *Worker) retryAt(rec *job.Record, at time.Time, ae *job.AttemptError) fu
 		err := w.b.Retry(c, backends.RetryParams{Lease: rec.Lease, At: at, Error: ae})
 		if err == nil {
 			w.dry.dueAt(rec.Queue, at) // a reserve finds it then, poll or not
+			// The fetch loop may have gone to sleep before the due time
+			// was known (the reserve that freed nothing ran while this
+			// retry was in flight): it wakes to sleep until then instead.
+			w.signal()
 		}
 		return err
 	}
