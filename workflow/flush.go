@@ -140,10 +140,10 @@ func (s *store) writeAll(ctx context.Context, flights []*flight) {
 // readMarkers returns the open markers' versions of the flights whose
 // records finish, by workflow ID (none: absent).
 func (s *store) readMarkers(ctx context.Context, flights []*flight) (map[string]int64, error) {
-	var keys []string
+	var ids, keys []string
 	for _, f := range flights {
 		if f.r.State.Final() {
-			keys = append(keys, openKey(f.id))
+			ids, keys = append(ids, f.id), append(keys, openKey(f.id))
 		}
 	}
 	if len(keys) == 0 {
@@ -155,7 +155,7 @@ func (s *store) readMarkers(ctx context.Context, flights []*flight) (map[string]
 	}
 	versions := make(map[string]int64, len(kvs))
 	for i, kv := range kvs {
-		versions[keys[i][len(openPrefix):]] = kv.Version
+		versions[ids[i]] = kv.Version
 	}
 	return versions, nil
 }

@@ -100,23 +100,9 @@ func TestCopyOfAHeldJobWaitsForTheHolder(t *testing.T) {
 	first := reserveOne(t, b, q, id)
 	// The copy, as the broker would requeue it.
 	must(t, rawChannel(t).PublishWithContext(ctx, testPrefix+".work", q, false, false, amqp.Publishing{MessageId: id, Type: "t"}))
-	testenv.WaitFor(t, 10*time.Second, "the copy held back", func() bool {
-		recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 1, Lease: time.Minute})
-		must(t, err)
-		if len(recs) > 0 {
-			t.Fatalf("the copy ran as delivery %d while the holder's lease lasts", recs[0].Deliveries)
-		}
-		return logs.line("DEBUG", "held back", id) != ""
-	})
+	copyWaits(t, b, &logs, q, id, "held back", "while the holder's lease lasts")
 	must(t, b.Complete(ctx, backends.CompleteParams{Lease: first.Lease}))
-	testenv.WaitFor(t, 10*time.Second, "the copy dropped", func() bool {
-		recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 1, Lease: time.Minute})
-		must(t, err)
-		if len(recs) > 0 {
-			t.Fatalf("the copy ran as delivery %d after the holder finished", recs[0].Deliveries)
-		}
-		return logs.line("DEBUG", "message dropped", id) != ""
-	})
+	copyWaits(t, b, &logs, q, id, "message dropped", "after the holder finished")
 }
 
 // Extend extends the lease in the store, which is what a copy of the
@@ -144,13 +130,21 @@ func TestExtendedLeaseHoldsInTheStore(t *testing.T) {
 		t.Fatalf("the stored lease expires at %v; want %v, as extended", rec.Lease.ExpiresAt, res[0].ExpiresAt)
 	}
 	must(t, rawChannel(t).PublishWithContext(ctx, testPrefix+".work", q, false, false, amqp.Publishing{MessageId: id, Type: "t"}))
-	testenv.WaitFor(t, 10*time.Second, "the copy held back", func() bool {
-		recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 1, Lease: time.Minute})
+	copyWaits(t, b, &logs, q, id, "held back", "within the extended lease")
+	must(t, b.Complete(ctx, backends.CompleteParams{Lease: first.Lease}))
+}
+
+// copyWaits reserves from q until b logs (at Debug) that it settled the
+// copy of job id's message as logged says ("held back", "message
+// dropped"); the copy running meanwhile fails the test, as when says.
+func copyWaits(t *testing.T, b backends.Backend, logs *logBuffer, q, id, logged, when string) {
+	t.Helper()
+	testenv.WaitFor(t, 10*time.Second, "the copy "+logged, func() bool {
+		recs, err := b.Reserve(context.Background(), backends.ReserveParams{Queue: q, Limit: 1, Lease: time.Minute})
 		must(t, err)
 		if len(recs) > 0 {
-			t.Fatalf("the copy ran as delivery %d within the extended lease", recs[0].Deliveries)
+			t.Fatalf("the copy ran as delivery %d %s", recs[0].Deliveries, when)
 		}
-		return logs.line("DEBUG", "held back", id) != ""
+		return logs.line("DEBUG", logged, id) != ""
 	})
-	must(t, b.Complete(ctx, backends.CompleteParams{Lease: first.Lease}))
 }

@@ -144,14 +144,12 @@ func (b *Backend) PutKVMany(ctx context.Context, p backends.PutKVManyParams) ([]
 	keys, values := make([]string, n), make([][]byte, n)
 	expires, nows := make([]*time.Time, n), make([]time.Time, n)
 	versions := make([]int64, n)
-	var creates []int
+	creates := false
 	for i, put := range p.Puts {
 		index[put.Key] = i
 		keys[i], values[i], expires[i] = put.Key, record.NonNil(put.Value), nullTime(put.ExpiresAt)
 		nows[i], versions[i] = backends.KVNow(put.Now), put.IfVersion
-		if put.IfVersion == 0 {
-			creates = append(creates, i)
-		}
+		creates = creates || put.IfVersion == 0
 	}
 	scan := func(rows pgx.Rows) error {
 		return scanAll(pgxRows{rows}, func(s scanner) error {
@@ -173,15 +171,12 @@ func (b *Backend) PutKVMany(ctx context.Context, p backends.PutKVManyParams) ([]
 			THEN kv.expires_at IS NOT NULL AND kv.expires_at <= u.now
 			ELSE kv.version = u.version AND (kv.expires_at IS NULL OR kv.expires_at > u.now) END
 		RETURNING kv.key, kv.version`, keys, values, expires, nows, versions).Query(scan)
-	if len(creates) > 0 {
-		ck, cv, ce := make([]string, len(creates)), make([][]byte, len(creates)), make([]*time.Time, len(creates))
-		for j, i := range creates {
-			ck[j], cv[j], ce[j] = keys[i], values[i], expires[i]
-		}
+	if creates {
 		batch.Queue(`INSERT INTO `+t+` (key, value, version, expires_at)
-			SELECT key, value, 1, expires_at FROM unnest($1::text[], $2::bytea[], $3::timestamptz[]) AS u(key, value, expires_at) ORDER BY key
+			SELECT key, value, 1, expires_at FROM unnest($1::text[], $2::bytea[], $3::timestamptz[], $4::bigint[]) AS u(key, value, expires_at, version)
+			WHERE u.version = 0 ORDER BY key
 			ON CONFLICT (key) DO NOTHING
-			RETURNING key, version`, ck, cv, ce).Query(scan)
+			RETURNING key, version`, keys, values, expires, versions).Query(scan)
 	}
 	if err := b.pool.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, fmt.Errorf("pgbackend: put %d keys: %w", len(p.Puts), err)
