@@ -77,17 +77,29 @@ for k = 1, #KEYS do
     local limit, exp, n = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2])
     local first = a + 3
     a = first + n
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
     local held = redis.call('ZCARD', key)
-    local has = zmscore(key, first, a - 1)
     local granted, add = {}, {}
-    for i = 1, n do
-      local h = ARGV[first + i - 1]
-      if has[i] or held < limit then
-        if not has[i] then held = held + 1 end
-        granted[#granted + 1] = h
+    if held + n <= limit then
+      -- Room for every holder even if none has a slot yet (held counts
+      -- expired slots too): all are granted without pruning or asking who
+      -- holds one, the common case of a limit that is not full.
+      for i = first, a - 1 do
+        granted[#granted + 1] = ARGV[i]
         add[#add + 1] = exp
-        add[#add + 1] = h
+        add[#add + 1] = ARGV[i]
+      end
+    else
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+      held = redis.call('ZCARD', key)
+      local has = zmscore(key, first, a - 1)
+      for i = 1, n do
+        local h = ARGV[first + i - 1]
+        if has[i] or held < limit then
+          if not has[i] then held = held + 1 end
+          granted[#granted + 1] = h
+          add[#add + 1] = exp
+          add[#add + 1] = h
+        end
       end
     end
     if #granted > 0 then
@@ -95,7 +107,7 @@ for k = 1, #KEYS do
       -- The set lives as long as its latest slot: exp, unless one ends later.
       -- (exp stays a string for ZADD: a Lua number is sent as %.14g.)
       local ttl = math.max(tonumber(exp) - now, 0) + 1000
-      if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+      if held == 0 or redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
     end
     out[k] = granted
   elseif action == 'release' then
