@@ -15,63 +15,60 @@ import (
 // (backends.TakeFrom and its siblings): a call locks its keys' rows
 // (SELECT ... FOR UPDATE, in key order, so two batches never deadlock)
 // instead of a compare-and-set that contending workers retry, and a batch
-// of keys costs the same four round trips whatever its size: begin; create
-// missing rows and lock them (one batch); write the changed rows; commit.
-// (Two, with BEGIN and COMMIT sent in the batches, measured no faster:
-// docs/benchmarks.md, Flow control.) A created row is
-// expired at once (as DeleteKV leaves one), so KV readers see no key.
+// of keys costs the same two round trips whatever its size (see locked).
+// A created row is expired at once (as DeleteKV leaves one), so KV
+// readers see no key.
 var (
 	_ backends.Limiter        = (*Backend)(nil)
 	_ backends.LimiterBatcher = (*Backend)(nil)
 )
 
 // locked runs change on the rows of keys (distinct) under their locks and
-// writes what it returns, in one transaction.
+// writes what it returns, in one transaction of two round trips: begin,
+// create missing rows and lock them; write the changed rows and commit.
+// The rows stay locked from the first to the second, so every other
+// limiter call on these keys waits that long: a transaction of its own
+// for BEGIN, or waiting for the WAL flush at COMMIT, made the wait longer
+// than the work (docs/benchmarks.md, Flow control). Limits are soft state
+// (a bucket rebuilds, a slot ends with its lease), so the commit does not
+// wait for the flush: what a server crash loses of the last moments'
+// limiter writes is a few tokens taken again, a slot taken twice until
+// the first holder's lease ends.
 func (b *Backend) locked(ctx context.Context, keys []string, now time.Time, change func(i int, value []byte) backends.LimitWrite) error {
 	if err := b.gate.Check(ctx); err != nil {
 		return err
 	}
 	sorted := slices.Clone(keys)
 	slices.Sort(sorted)
-	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{})
+	conn, err := b.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("pgbackend: limits: %w", err)
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	// A connection still in the transaction (an error on the way) is
+	// closed by Release rather than pooled, which rolls it back.
+	defer conn.Release()
 	batch := &pgx.Batch{}
+	batch.Queue(`BEGIN`)
+	batch.Queue(asyncCommit)
 	batch.Queue(`INSERT INTO `+b.kvTable()+` (key, value, version, expires_at)
 		SELECT k, '', 0, '-infinity' FROM unnest($1::text[]) AS k ORDER BY k
 		ON CONFLICT (key) DO NOTHING`, sorted)
-	batch.Queue(`SELECT key, value, expires_at IS NULL OR expires_at > $2 FROM `+b.kvTable()+`
+	read := batch.Queue(`SELECT key, value, expires_at IS NULL OR expires_at > $2 FROM `+b.kvTable()+`
 		WHERE key = ANY($1) ORDER BY key FOR UPDATE`, sorted, now)
-	br := tx.SendBatch(ctx, batch)
-	if _, err := br.Exec(); err != nil {
-		_ = br.Close()
-		return fmt.Errorf("pgbackend: limits: create rows: %w", err)
-	}
 	values := map[string][]byte{}
-	rows, err := br.Query()
-	if err == nil {
-		for rows.Next() {
-			var k string
-			var v []byte
-			var live bool
-			if err = rows.Scan(&k, &v, &live); err != nil {
-				break
-			}
+	read.Query(func(rows pgx.Rows) error {
+		var k string
+		var v []byte
+		var live bool
+		_, err := pgx.ForEachRow(rows, []any{&k, &v, &live}, func() error {
 			if live {
-				values[k] = v
+				values[k] = slices.Clone(v)
 			}
-		}
-		rows.Close()
-		if err == nil {
-			err = rows.Err()
-		}
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+			return nil
+		})
+		return err
+	})
+	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
 		return fmt.Errorf("pgbackend: limits: lock rows: %w", err)
 	}
 	var wk []string
@@ -88,18 +85,17 @@ func (b *Backend) locked(ctx context.Context, keys []string, now time.Time, chan
 		}
 		wk, wv, wx = append(wk, k), append(wv, v), append(wx, x)
 	}
+	batch = &pgx.Batch{}
 	if len(wk) > 0 {
 		// A null expiry here is '-infinity', a deleted key: limits always
 		// expire, so none means "never".
-		_, err = tx.Exec(ctx, `UPDATE `+b.kvTable()+` AS kv
+		batch.Queue(`UPDATE `+b.kvTable()+` AS kv
 			SET value = u.v, version = kv.version + 1, expires_at = COALESCE(u.x, '-infinity')
 			FROM unnest($1::text[], $2::bytea[], $3::timestamptz[]) AS u(k, v, x) WHERE kv.key = u.k`, wk, wv, wx)
-		if err != nil {
-			return fmt.Errorf("pgbackend: limits: write: %w", err)
-		}
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("pgbackend: limits: commit: %w", err)
+	batch.Queue(`COMMIT`)
+	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("pgbackend: limits: write: %w", err)
 	}
 	return nil
 }
