@@ -73,6 +73,9 @@ type Ticket struct {
 	key    string
 	holder string
 	limit  int
+	// counted: the slot is the backend's count of running jobs
+	// (Gate.Reserved), with nothing to renew or give back.
+	counted bool
 }
 
 // Verdict is the gate's answer for one delivery: run it holding Ticket
@@ -125,7 +128,7 @@ func (g *Gate) Release(ctx context.Context, tickets []Ticket) error {
 func bySet(tickets []Ticket) (sets []Ticket, holders [][]string) {
 	at := map[string]int{}
 	for _, t := range tickets {
-		if t.g == nil {
+		if t.g == nil || t.counted {
 			continue
 		}
 		n, ok := at[t.key]

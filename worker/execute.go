@@ -106,6 +106,7 @@ func (w *Worker) execute(ctx context.Context, rec *job.Record) {
 	opts := h.def.Options()
 	if err := w.admit(ctx, rec, opts); err != nil { // expiry and limits (limits.go)
 		w.finish(ctx, rec, h, nil, err, 0)
+		w.releaseSlot(rec) // one its reserve took (reserveSlots) is held until the outcome
 		return
 	}
 	defer w.releaseSlot(rec)

@@ -9,17 +9,27 @@ import (
 )
 
 // reserve leases jobs of q: round-robin across the queue's groups (the
-// jobs' queue.EnqueueOptions.Key) when q is Fair, else in Reserve's order.
-func (w *Worker) reserve(ctx context.Context, q QueueConfig, p backends.ReserveParams) ([]*job.Record, error) {
+// jobs' queue.EnqueueOptions.Key) when q is Fair, else in Reserve's order,
+// with the concurrency limits per job key held by the reserve itself on a
+// backends.SlotReserver (limits.go); heldBack counts the jobs those
+// postponed instead.
+func (w *Worker) reserve(ctx context.Context, q QueueConfig, p backends.ReserveParams) (recs []*job.Record, heldBack int, err error) {
 	if q.Fair {
 		fr, ok := w.b.(backends.FairReserver)
 		if !ok {
-			return nil, fairUnsupported(w.b, q.Name)
+			return nil, 0, fairUnsupported(w.b, q.Name)
 		}
 		p.Weights = q.FairWeights
-		return fr.ReserveFair(ctx, p)
+		recs, err := fr.ReserveFair(ctx, p)
+		return recs, 0, err
 	}
-	return w.b.Reserve(ctx, p)
+	if sr, ok := w.b.(backends.SlotReserver); ok {
+		if sp, ok := w.slotRules(ctx, p); ok {
+			return w.reserveSlots(ctx, sr, sp)
+		}
+	}
+	recs, err = w.b.Reserve(ctx, p)
+	return recs, 0, err
 }
 
 // checkFair refuses fair queues on a backend that cannot serve them

@@ -17,7 +17,7 @@ func (w *Worker) WorkDue(ctx context.Context) (int, error) {
 	for {
 		ran := 0
 		for _, q := range w.live().Queues {
-			recs, err := w.reserve(ctx, q, backends.ReserveParams{Queue: q.Name, Limit: 1, Lease: w.cfg.LeaseDuration, Worker: w.cfg.ID})
+			recs, heldBack, err := w.reserve(ctx, q, backends.ReserveParams{Queue: q.Name, Limit: 1, Lease: w.cfg.LeaseDuration, Worker: w.cfg.ID})
 			if err != nil {
 				return n, fmt.Errorf("queue %s: %w", q.Name, err)
 			}
@@ -27,6 +27,7 @@ func (w *Worker) WorkDue(ctx context.Context) (int, error) {
 				cancel(nil)
 				ran++
 			}
+			ran += heldBack // postponed, as a job admission holds back is
 		}
 		if ran == 0 {
 			return n, nil

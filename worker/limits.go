@@ -181,6 +181,55 @@ func Limits(ctx context.Context, b backends.Backend) ([]flow.LimitState, error) 
 	return []flow.LimitState{}, nil
 }
 
+// slotRules are the rules that hold, inside a reserve with p, the
+// concurrency limits per job key of the tasks this worker runs (their
+// figures in force); false when there are none, or no gate.
+func (w *Worker) slotRules(ctx context.Context, p backends.ReserveParams) (backends.ReserveSlotsParams, bool) {
+	if w.flow.gate == nil {
+		return backends.ReserveSlotsParams{}, false
+	}
+	sp := backends.ReserveSlotsParams{ReserveParams: p, KeyHeader: flow.KeyHeader}
+	w.override(ctx, "", "") // the overrides read again if due, before w.mu is held
+	w.mu.Lock()
+	for name, h := range w.handlers {
+		if r, ok := w.flow.gate.SlotRule(ctx, name, w.taskLimits(ctx, name, h.def.Options()).Concurrency); ok {
+			sp.Rules = append(sp.Rules, r)
+		}
+	}
+	w.mu.Unlock()
+	return sp, len(sp.Rules) > 0
+}
+
+// reserveSlots reserves through sr, which holds sp's limits: the jobs it
+// leased under a rule get their tickets now, so that admission leaves
+// their concurrency limit alone (reservedSlot) and releaseSlot reports
+// the slot given back when they finish.
+func (w *Worker) reserveSlots(ctx context.Context, sr backends.SlotReserver, sp backends.ReserveSlotsParams) ([]*job.Record, int, error) {
+	res, err := sr.ReserveSlots(ctx, sp)
+	if err != nil {
+		return nil, 0, err
+	}
+	tickets := w.flow.gate.Reserved(sp, res)
+	w.flow.mu.Lock()
+	for i, r := range res.Jobs {
+		if tickets[i] != (flow.Ticket{}) {
+			w.flow.held[keyOf(r.Lease)] = tickets[i]
+		}
+	}
+	w.flow.mu.Unlock()
+	return res.Jobs, len(res.HeldBack), nil
+}
+
+// reservedSlot reports whether rec's delivery holds the slot of its
+// concurrency limit from its reserve (reserveSlots): its admission skips
+// that limit. Before admission only those hold a ticket.
+func (w *Worker) reservedSlot(rec *job.Record) bool {
+	w.flow.mu.Lock()
+	defer w.flow.mu.Unlock()
+	_, ok := w.flow.held[keyOf(rec.Lease)]
+	return ok
+}
+
 // verdicts are the answers for one reserve's deliveries, there once done
 // is closed.
 type verdicts struct {
@@ -203,7 +252,11 @@ func (w *Worker) preAdmit(ctx context.Context, recs []*job.Record) {
 	w.mu.Lock()
 	for _, r := range recs {
 		if h := w.handlers[r.Task]; h != nil {
-			if lim, _ := w.limitsOf(ctx, w.queueNamed(r.Queue), r, h.def.Options()); !lim.Empty() {
+			lim, _ := w.limitsOf(ctx, w.queueNamed(r.Queue), r, h.def.Options())
+			if w.reservedSlot(r) {
+				lim.Concurrency = nil
+			}
+			if !lim.Empty() {
 				limited, lims = append(limited, r), append(lims, lim)
 			}
 		}
@@ -245,6 +298,9 @@ func (w *Worker) admit(ctx context.Context, rec *job.Record, opts queue.TaskOpti
 	q := w.queueNamed(rec.Queue)
 	w.mu.Unlock()
 	lim, queueLimit := w.limitsOf(ctx, q, rec, opts)
+	if w.reservedSlot(rec) {
+		lim.Concurrency = nil
+	}
 	if lim.Empty() {
 		return flow.Expired(rec, time.Now())
 	}

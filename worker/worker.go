@@ -306,20 +306,20 @@ func (w *Worker) fetchRound(ctx context.Context) (bool, error) {
 		// Jobs of every task come back, also of tasks this worker has no
 		// handler for: ReserveParams has no task filter yet (a later
 		// contract change). execute releases those (see unknown.go).
-		recs, err := w.reserve(ctx, q, backends.ReserveParams{
+		recs, heldBack, err := w.reserve(ctx, q, backends.ReserveParams{
 			Queue: q.Name, Limit: min(free, w.cfg.FetchLimit), Lease: w.cfg.LeaseDuration, Worker: w.cfg.ID,
 		})
 		if err != nil {
 			return got, fmt.Errorf("queue %s: %w", q.Name, err)
 		}
-		if len(recs) == 0 {
+		if len(recs) == 0 && heldBack == 0 {
 			w.dry.dry(q.Name, stamp, began, time.Now().Add(w.cfg.PollInterval))
 		}
 		w.preAdmit(ctx, recs) // limits asked once for the batch (limits.go)
 		for _, rec := range recs {
 			w.startJob(rec)
 		}
-		if len(recs) > 0 {
+		if len(recs)+heldBack > 0 {
 			got = true
 			if live.StrictPriority {
 				return true, nil // start over from the first queue

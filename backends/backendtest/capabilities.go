@@ -33,6 +33,7 @@ func (s Suite) RunCapabilities(t *testing.T) {
 		{"Annotator", is[backends.Annotator](probe), testAnnotator},
 		{"AnnotateKV", is[backends.KVStore](probe), testAnnotateKV},
 		{"FairReserver", is[backends.FairReserver](probe), testFair},
+		{"SlotReserver", is[backends.SlotReserver](probe), testSlots},
 	}
 	for _, c := range caps {
 		t.Run(c.name, func(t *testing.T) {

@@ -294,71 +294,90 @@ var poisonFormat = record.PoisonFormat("%s")
 // When every job it picked was poison or corrupt (and set aside), it picks
 // again, so an empty result means nothing is due.
 func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
-	return b.reserveDue(ctx, p, false)
+	res, err := b.reserveDue(ctx, p, variant{})
+	return res.Jobs, err
 }
 
-// reserveDue picks until it has a usable job or nothing is due.
-func (b *Backend) reserveDue(ctx context.Context, p backends.ReserveParams, fair bool) ([]*job.Record, error) {
+// variant is which reserve statement runs: the plain one, the fair one
+// (fair.go) or the one with slot rules (slots.go).
+type variant struct {
+	fair  bool
+	slots *backends.ReserveSlotsParams // with rules
+}
+
+// reserveDue picks until it has a usable job or held one back, or nothing
+// is due.
+func (b *Backend) reserveDue(ctx context.Context, p backends.ReserveParams, v variant) (backends.ReserveSlotsResult, error) {
 	if err := b.gate.Valid(ctx, p); err != nil {
-		return nil, err
+		return backends.ReserveSlotsResult{}, err
 	}
 	for {
-		out, picked, err := b.reserve(ctx, p, fair)
-		if err != nil || len(out) > 0 || picked == 0 {
-			return out, err
+		res, picked, err := b.reserve(ctx, p, v)
+		if err != nil || len(res.Jobs) > 0 || len(res.HeldBack) > 0 || picked == 0 {
+			return res, err
 		}
 	}
 }
 
-// reserve picks once, fairly (ReserveFair) or not; picked counts the rows
-// taken, usable or not.
-func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, fair bool) (out []*job.Record, picked int, err error) {
+// reserve picks once; picked counts the rows taken, usable or not.
+func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, v variant) (res backends.ReserveSlotsResult, picked int, err error) {
 	now := b.cfg.Clock.Now()
 	var batch pgx.Batch
 	batch.Queue(asyncCommit)
 	stmt := b.q.reserve
 	args := []any{p.Queue, now, p.Limit, record.Token(8) + ".", p.Lease.Milliseconds(), poisonFormat, p.Worker}
-	if fair {
+	locks := 0 // statements queued before the recovery, besides asyncCommit
+	switch {
+	case v.fair:
 		batch.Queue(b.q.fairLock, p.Queue)
-		stmt = b.q.fairReserve
+		stmt, locks = b.q.fairReserve, 1
 		groups, weights := weightArgs(p)
 		args = append(args, groups, weights)
+	case v.slots != nil:
+		names, sargs := slotArgs(*v.slots)
+		batch.Queue(slotsPlan)
+		batch.Queue(b.q.lockKeys, slotLockPrefix+b.q.schema+":", names)
+		stmt, locks = b.q.reserveSlots, 2
+		args = append(args, sargs...)
 	}
 	batch.Queue(b.q.recoverQueue, p.Queue, now)
 	batch.Queue(stmt, args...)
 	br := b.pool.SendBatch(ctx, &batch)
 	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return nil, 0, fmt.Errorf("pgbackend: reserve from %s: %w", p.Queue, err)
+	fail := func(what string, err error) (backends.ReserveSlotsResult, int, error) {
+		return backends.ReserveSlotsResult{}, 0, fmt.Errorf("pgbackend: %s %s: %w", what, p.Queue, err)
 	}
-	if fair {
+	if _, err := br.Exec(); err != nil {
+		return fail("reserve from", err)
+	}
+	for range locks {
 		if _, err := br.Exec(); err != nil {
-			return nil, 0, fmt.Errorf("pgbackend: fair reserve from %s: %w", p.Queue, err)
+			return fail("locking to reserve from", err)
 		}
 	}
 	if _, err := br.Exec(); err != nil {
-		return nil, 0, fmt.Errorf("pgbackend: recovering leases in %s: %w", p.Queue, err)
+		return fail("recovering leases in", err)
 	}
 	rows, err := br.Query()
 	if err != nil {
-		return nil, 0, fmt.Errorf("pgbackend: reserve from %s: %w", p.Queue, err)
+		return fail("reserve from", err)
 	}
 	type reserved struct {
 		r        *job.Record
-		seq, pos int64 // pos: the place ReserveFair gave it
+		seq, pos int64 // pos: the place ReserveFair gave it; -1: held back by a slot rule
 	}
 	var got []reserved
 	corrupt := map[*job.Record]error{}
 	for rows.Next() {
 		var pos int64
 		var row pgx.Row = rows
-		if fair {
+		if v.fair || v.slots != nil {
 			row = withPos{rows, &pos}
 		}
 		r, seq, err := scanRecord(row)
 		if r == nil {
 			rows.Close()
-			return nil, 0, fmt.Errorf("pgbackend: reserve from %s: %w", p.Queue, err)
+			return fail("reserve from", err)
 		}
 		if err != nil {
 			corrupt[r] = err
@@ -366,28 +385,29 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, fair bo
 		got = append(got, reserved{r, seq, pos})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("pgbackend: reserve from %s: %w", p.Queue, err)
+		return fail("reserve from", err)
 	}
 	rows.Close()
 	if err := br.Close(); err != nil {
-		return nil, 0, fmt.Errorf("pgbackend: reserve from %s: %w", p.Queue, err)
+		return fail("reserve from", err)
 	}
 	// UPDATE ... RETURNING has no order; restore the reserve order.
 	slices.SortFunc(got, func(x, y reserved) int {
-		return cmp.Or(cmp.Compare(x.pos, y.pos), // 0 unless fair
+		return cmp.Or(cmp.Compare(x.pos, y.pos), // 0 unless fair or held back
 			cmp.Compare(y.r.Priority, x.r.Priority), x.r.RunAt.Compare(y.r.RunAt), cmp.Compare(x.seq, y.seq))
 	})
-	out = make([]*job.Record, 0, len(got))
 	for _, g := range got {
 		switch {
+		case g.pos < 0:
+			res.HeldBack = append(res.HeldBack, g.r)
 		case g.r.State != job.Running: // poison, dead-lettered by the statement
 		case corrupt[g.r] != nil:
 			b.setAside(ctx, g.r, corrupt[g.r], now)
 		default:
-			out = append(out, g.r)
+			res.Jobs = append(res.Jobs, g.r)
 		}
 	}
-	return out, len(got), nil
+	return res, len(got), nil
 }
 
 // setAside dead-letters a reserved job whose row does not decode, with the

@@ -141,10 +141,12 @@ func weightArgs(p backends.ReserveParams) (groups []string, weights []int32) {
 // the number of groups in the queue's ring (an index probe each), not with
 // their backlogs; the janitor keeps idle ones out (pruneRing).
 func (b *Backend) ReserveFair(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
-	return b.reserveDue(ctx, p, true)
+	res, err := b.reserveDue(ctx, p, variant{fair: true})
+	return res.Jobs, err
 }
 
-// withPos scans a fair reserve's row: the record's columns, then pos.
+// withPos scans a fair reserve's row, or one of a reserve with slot
+// rules: the record's columns, then pos.
 type withPos struct {
 	rows pgx.Rows
 	pos  *int64

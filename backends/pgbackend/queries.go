@@ -11,6 +11,7 @@ type queries struct {
 	replay, replayQueue, deleteJobs, purge, pause, resume, recoverAll         string
 	pruneDone, pruneDead, foldCounts                                          string
 	fairLock, fairReserve, ringTryLock, pruneRing                             string // fair.go
+	reserveSlots                                                              string // slots.go
 }
 
 // recordCols are the columns scanRecord reads, in order.
@@ -44,11 +45,12 @@ func newQueries(schema string) queries {
 			"{waiting}", waiting).Replace(sql)
 	}
 	return queries{
-		schema:      schema,
-		fairLock:    t(fairLockSQL),
-		fairReserve: t(fairReserveSQL),
-		ringTryLock: t(ringTryLockSQL),
-		pruneRing:   t(pruneRingSQL),
+		schema:       schema,
+		fairLock:     t(fairLockSQL),
+		fairReserve:  t(fairReserveSQL),
+		ringTryLock:  t(ringTryLockSQL),
+		pruneRing:    t(pruneRingSQL),
+		reserveSlots: t(reserveSlotsSQL),
 		// The CTE gives each new (queue, group) its row in the fair ring
 		// (fair.go).
 		insert: t(`WITH ` + ringShared + ` WHERE '' <> ANY($15::text[])),
