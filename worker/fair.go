@@ -23,10 +23,8 @@ func (w *Worker) reserve(ctx context.Context, q QueueConfig, p backends.ReserveP
 		recs, err := fr.ReserveFair(ctx, p)
 		return recs, 0, err
 	}
-	if sr, ok := w.b.(backends.SlotReserver); ok {
-		if sp, ok := w.slotRules(ctx, p); ok {
-			return w.reserveSlots(ctx, sr, sp)
-		}
+	if recs, heldBack, ok, err := w.reserveSlots(ctx, p); ok {
+		return recs, heldBack, err
 	}
 	recs, err = w.b.Reserve(ctx, p)
 	return recs, 0, err

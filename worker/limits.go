@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
@@ -31,6 +32,9 @@ type flowState struct {
 	// quiet holds, per queue whose own rate limit is out of tokens, the
 	// time of its next token: fetching before then would only postpone.
 	quiet map[string]time.Time
+	// noSlots: the backend, a SlotReserver, said it cannot hold the
+	// limits in its reserves (reserveSlots).
+	noSlots atomic.Bool
 }
 
 // initLimits opens the gate on the backend's limits and refuses to start
@@ -200,14 +204,30 @@ func (w *Worker) slotRules(ctx context.Context, p backends.ReserveParams) (backe
 	return sp, len(sp.Rules) > 0
 }
 
-// reserveSlots reserves through sr, which holds sp's limits: the jobs it
-// leased under a rule get their tickets now, so that admission leaves
-// their concurrency limit alone (reservedSlot) and releaseSlot reports
-// the slot given back when they finish.
-func (w *Worker) reserveSlots(ctx context.Context, sr backends.SlotReserver, sp backends.ReserveSlotsParams) ([]*job.Record, int, error) {
+// reserveSlots reserves through a backends.SlotReserver, which holds the
+// concurrency limits per job key of the tasks this worker runs; ok false
+// when the backend is none, no task has such a limit, or the backend said
+// it cannot hold them here (Redis Cluster), which the worker then
+// remembers. The jobs leased under a rule get their tickets now, so that
+// admission leaves their concurrency limit alone (reservedSlot) and
+// releaseSlot reports the slot given back when they finish.
+func (w *Worker) reserveSlots(ctx context.Context, p backends.ReserveParams) (recs []*job.Record, heldBack int, ok bool, err error) {
+	sr, isSR := w.b.(backends.SlotReserver)
+	if !isSR || w.flow.noSlots.Load() {
+		return nil, 0, false, nil
+	}
+	sp, ok := w.slotRules(ctx, p)
+	if !ok {
+		return nil, 0, false, nil
+	}
 	res, err := sr.ReserveSlots(ctx, sp)
+	if errors.Is(err, job.ErrUnsupported) {
+		w.flow.noSlots.Store(true)
+		w.log.Info("the backend cannot hold concurrency limits in its reserves here; the limiter's slots hold them", "err", err)
+		return nil, 0, false, nil
+	}
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, true, err
 	}
 	tickets := w.flow.gate.Reserved(sp, res)
 	w.flow.mu.Lock()
@@ -217,7 +237,7 @@ func (w *Worker) reserveSlots(ctx context.Context, sr backends.SlotReserver, sp 
 		}
 	}
 	w.flow.mu.Unlock()
-	return res.Jobs, len(res.HeldBack), nil
+	return res.Jobs, len(res.HeldBack), true, nil
 }
 
 // reservedSlot reports whether rec's delivery holds the slot of its

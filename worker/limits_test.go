@@ -160,10 +160,24 @@ func TestConcurrencyLimitPerKeyAcrossWorkers(t *testing.T) {
 		})
 		startWorker(t, w)
 	}
-	c := queue.NewClient(bs[0], queue.Config{})
+	runKeyed(t, bs[0], task, 30, 3)
+	ledger.AtMost(t, 2)
+	// The first reserve takes 8 of the 30 jobs, so some key had more than
+	// 2 of them: the limit held some back.
+	if held.n.Load() == 0 {
+		t.Fatal("no job was held back: the limit was never reached")
+	}
+	t.Logf("most running at once per key: %v; %d deliveries held back", ledger.Most(), held.n.Load())
+}
+
+// runKeyed enqueues n jobs of task over keys tenant-0 to tenant-<keys-1>
+// in turn and waits until each has ended done on its first attempt.
+func runKeyed(t *testing.T, b backends.Backend, task *queue.Task[Args, queue.None], n, keys int) {
+	t.Helper()
+	c := queue.NewClient(b, queue.Config{})
 	var reqs []queue.Request
-	for i := range 30 {
-		reqs = append(reqs, task.Request(Args{N: i}, &queue.EnqueueOptions{Key: fmt.Sprintf("tenant-%d", i%3)}))
+	for i := range n {
+		reqs = append(reqs, task.Request(Args{N: i}, &queue.EnqueueOptions{Key: fmt.Sprintf("tenant-%d", i%keys)}))
 	}
 	refs, err := c.EnqueueMany(context.Background(), reqs...)
 	if err != nil {
@@ -180,13 +194,6 @@ func TestConcurrencyLimitPerKeyAcrossWorkers(t *testing.T) {
 			t.Fatalf("job %s ended %s after %d attempts", r.ID, r.State, r.Attempts())
 		}
 	}
-	ledger.AtMost(t, 2)
-	// The first reserve takes 8 of the 30 jobs, so some key had more than
-	// 2 of them: the limit held some back.
-	if held.n.Load() == 0 {
-		t.Fatal("no job was held back: the limit was never reached")
-	}
-	t.Logf("most running at once per key: %v; %d deliveries held back", ledger.Most(), held.n.Load())
 }
 
 // outcomeCount counts the deliveries that ended with one outcome.

@@ -40,6 +40,11 @@ type Suite struct {
 	// Tidy) forgot the idle ones. Optional: without it the case checks
 	// only that a forgotten group loses no job.
 	FairGroups func(t *testing.T, b backends.Backend, queue string) []string
+	// SlotRulesUnsupported says the backend, a backends.SlotReserver,
+	// answers a reserve with rules by job.ErrUnsupported on this
+	// deployment (Redis Cluster): the SlotReserver case then checks that
+	// it does, leasing and postponing nothing.
+	SlotRulesUnsupported bool
 }
 
 // Timing used by the suite. Leases are short so expiry tests are quick, long

@@ -19,8 +19,13 @@ const slotHeader = "bt-key"
 // a poison job dead whatever its limit; bad rules refused.
 func testSlots(h *harness) {
 	sr := h.b.(backends.SlotReserver)
+	if h.s.SlotRulesUnsupported {
+		slotsUnsupported(h, sr)
+		return
+	}
 	slotsHoldBack(h, sr)
 	slotsGivenBackByOutcomes(h, sr)
+	slotsKeptByExtend(h, sr)
 	slotsSharedAcrossTasksAndQueues(h, sr)
 	slotsConcurrent(h, sr)
 	slotsPoison(h, sr)
@@ -143,6 +148,25 @@ func slotsGivenBackByOutcomes(h *harness, sr backends.SlotReserver) {
 	}
 }
 
+// slotsKeptByExtend: a holder whose lease is extended keeps its slot past
+// the lease it was reserved with.
+func slotsKeptByExtend(h *harness, sr backends.SlotReserver) {
+	q := h.queue("slots-extend")
+	rule := backends.SlotRule{Task: "bt.slot", Name: "extend", Limit: 1, Backoff: time.Second}
+	h.enqueue(h.kins(q, "bt.slot", "E", "holder"), h.kins(q, "bt.slot", "E", "next"))
+	res := h.reserveSlots(sr, q, 1, shortLease, rule)
+	expectPayloads(h, "the holder", res.Jobs, "holder")
+	ext, err := h.b.Extend(h.ctx, backends.ExtendParams{Leases: []job.Lease{res.Jobs[0].Lease}, Lease: longLease})
+	must(h.t, err)
+	if len(ext) != 1 || ext[0].Lost {
+		h.t.Fatalf("Extend = %+v", ext)
+	}
+	h.pass(shortLease + rule.Backoff) // past the first lease, inside the extended one
+	res = h.reserveSlots(sr, q, 1, longLease, rule)
+	expectPayloads(h, "leased while the extended holder runs", res.Jobs, "")
+	expectPayloads(h, "held back by the extended holder", res.HeldBack, "next")
+}
+
 // slotsSharedAcrossTasksAndQueues: two tasks whose rules share a name
 // share the limit, over queues; jobs without the header share key "".
 func slotsSharedAcrossTasksAndQueues(h *harness, sr backends.SlotReserver) {
@@ -235,4 +259,17 @@ func slotsInvalid(h *harness, sr backends.SlotReserver) {
 		expectErr(h.t, err, job.ErrInvalid)
 	}
 	expectPayloads(h, "after the refusals", h.reserveSlots(sr, q, 1, longLease, ok).Jobs, "kept")
+}
+
+// slotsUnsupported: a backend that cannot hold rules here says so, and
+// leaves the queue as it was; without rules it reserves as Reserve does.
+func slotsUnsupported(h *harness, sr backends.SlotReserver) {
+	q := h.queue("slots-unsupported")
+	h.enqueue(h.kins(q, "bt.slot", "K", "kept"))
+	_, err := sr.ReserveSlots(h.ctx, backends.ReserveSlotsParams{
+		ReserveParams: backends.ReserveParams{Queue: q, Limit: 1, Lease: longLease, Worker: "bt"},
+		Rules:         []backends.SlotRule{{Task: "bt.slot", Name: "u", Limit: 1, Backoff: time.Second}}, KeyHeader: slotHeader,
+	})
+	expectErr(h.t, err, job.ErrUnsupported)
+	expectPayloads(h, "without rules, after the refusal", h.reserveSlots(sr, q, 1, longLease).Jobs, "kept")
 }

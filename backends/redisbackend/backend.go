@@ -183,30 +183,39 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
-	return b.reserveAll(ctx, p, false)
+	res, err := b.reserveAll(ctx, p, variant{})
+	return res.Jobs, err
 }
 
-// reserveAll reserves with reserve.lua, or reserve_fair.lua if fair, again
-// while every job a run leased was corrupt.
-func (b *Backend) reserveAll(ctx context.Context, p backends.ReserveParams, fair bool) ([]*job.Record, error) {
+// variant is which reserve runs: reserve.lua, with slot rules (slots.go)
+// or without, or reserve_fair.lua (fair.go).
+type variant struct {
+	fair  bool
+	slots []any // reserve.lua's arguments for the rules
+}
+
+// reserveAll reserves once, again while every job a run leased was
+// corrupt.
+func (b *Backend) reserveAll(ctx context.Context, p backends.ReserveParams, v variant) (backends.ReserveSlotsResult, error) {
 	for {
-		out, leased, err := b.reserve(ctx, p, fair)
-		if err != nil || len(out) > 0 || leased == 0 {
-			return out, err
+		res, leased, err := b.reserve(ctx, p, v)
+		if err != nil || len(res.Jobs) > 0 || len(res.HeldBack) > 0 || leased == 0 {
+			return res, err
 		}
 	}
 }
 
 // reserve runs the script once; leased counts the jobs it leased, usable
 // or not.
-func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, fair bool) ([]*job.Record, int, error) {
+func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, v variant) (backends.ReserveSlotsResult, int, error) {
+	var res backends.ReserveSlotsResult
 	if p.Limit > maxBatch {
 		p.Limit = maxBatch
 	}
 	now := b.cfg.Clock.Now()
 	script, args := b.s.reserve, []any{now.UnixMilli(), p.Limit, p.Lease.Milliseconds(),
 		p.Worker, newTokenPrefix(p.Queue), record.KeepMillis(b.cfg.KeepDead), poisonFormat}
-	if fair {
+	if v.fair {
 		script, args = b.s.reserveFair, append(args, int(fairIndexFor.Seconds()), fairIndexBatch)
 		for g := range p.Weights {
 			if w := p.Weight(g); w > 1 {
@@ -214,16 +223,17 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, fair bo
 			}
 		}
 	}
-	v, err := script.Run(ctx, b.rdb, []string{b.base(p.Queue)}, args...).Slice()
+	args = append(args, v.slots...)
+	reply, err := script.Run(ctx, b.rdb, []string{b.base(p.Queue)}, args...).Slice()
 	if err != nil {
-		return nil, 0, fmt.Errorf("redisbackend: reserve from %s: %w", p.Queue, err)
+		return res, 0, fmt.Errorf("redisbackend: reserve from %s: %w", p.Queue, err)
 	}
-	if len(v) != 3 {
-		return nil, 0, fmt.Errorf("redisbackend: reserve: unexpected reply of %d values", len(v))
+	if len(reply) < 3 {
+		return res, 0, fmt.Errorf("redisbackend: reserve: unexpected reply of %d values", len(reply))
 	}
-	got, _ := v[0].([]any)
-	b.reportBroken(p.Queue, v[1], v[2])
-	out := make([]*job.Record, 0, len(got)/3)
+	got, _ := reply[0].([]any)
+	b.reportBroken(p.Queue, reply[1], reply[2])
+	res.Jobs = make([]*job.Record, 0, len(got)/3)
 	for i := 0; i+2 < len(got); i += 3 {
 		r, err := decode(str(got[i]), p.Queue, got[i+2])
 		// The record is as it was before this reserve; apply what the
@@ -234,9 +244,18 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, fair bo
 			b.setAside(ctx, r, err, now)
 			continue
 		}
-		out = append(out, r)
+		res.Jobs = append(res.Jobs, r)
 	}
-	return out, len(got) / 3, nil
+	if len(reply) > 3 {
+		held, _ := reply[3].([]any)
+		for i := 0; i+1 < len(held); i += 2 {
+			// One that does not decode is set aside when it is next leased.
+			if r, err := decode(str(held[i]), p.Queue, held[i+1]); err == nil {
+				res.HeldBack = append(res.HeldBack, r)
+			}
+		}
+	}
+	return res, len(got) / 3, nil
 }
 
 // setAside dead-letters a reserved job whose hash does not parse, with the

@@ -29,5 +29,6 @@ func (b *Backend) ReserveFair(ctx context.Context, p backends.ReserveParams) ([]
 	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
-	return b.reserveAll(ctx, p, true)
+	res, err := b.reserveAll(ctx, p, variant{fair: true})
+	return res.Jobs, err
 }

@@ -1,7 +1,7 @@
 -- ARGV: now, id, token ('' when the caller holds no lease), keep-done ms.
 -- Returns {outcome, state}: outcome is ok, notfound, finished or lost.
 local now, id = tonumber(ARGV[1]), ARGV[2]
-local f = fields(id, 's', 'tk', 'seq', 'rk', 'uu')
+local f = fields(id, 's', 'tk', 'seq', 'rk', 'uu', 'sl')
 if not f or not f[1] then return {'notfound', ''} end
 local s = f[1]
 if finished(s) then return {'finished', s} end
@@ -19,6 +19,6 @@ else
   if f[4] and f[4] ~= '' then redis.call('ZREM', READY, f[4]) end
   redis.call('ZREM', LATER, id)
 end
-finish(id, s, 'cancelled', num(f[3]), now, tonumber(ARGV[4]), num(f[5]))
+finish(id, s, 'cancelled', num(f[3]), now, tonumber(ARGV[4]), num(f[5]), nil, f[6])
 announce(false)
 return {'ok', 'cancelled'}

@@ -143,18 +143,58 @@ local function attempts(id)
   return n
 end
 
+-- Slots (ReserveSlots, reserve.lua): a job leased under a concurrency rule
+-- is a member of its rule's slot set for its key, "<slot prefix><name>\0
+-- <key>" (a zset, member the job's hash key, score its lease expiry), and
+-- names the set in its hash field sl until it stops running: its outcome,
+-- its retry, or its lease's expiry (promote) takes it out. A set counts
+-- its members whose lease has not expired; it lives as long as its
+-- latest lease.
+local function slot(id, set, le, now)
+  redis.call('ZADD', set, le, jk(id))
+  redis.call('HSET', jk(id), 'sl', set)
+  if redis.call('PTTL', set) < le - now + 1000 then redis.call('PEXPIRE', set, le - now + 1000) end
+end
+-- unslot takes job id out of its slot set sl (its field), if any.
+local function unslot(id, sl)
+  if sl and sl ~= '' then
+    redis.call('ZREM', sl, jk(id))
+    redis.call('HDEL', jk(id), 'sl')
+  end
+end
+-- poisoned tells whether a job read as READ has used its deliveries.
+local function poisoned(f) return num(f[F.md]) > 0 and num(f[F.d]) >= num(f[F.md]) end
+-- headerof returns header h of a job read as READ, '' when absent (or the
+-- headers do not decode: the job then fails to decode in Go, and is set
+-- aside there).
+local function headerof(f, h)
+  local ok, hs = pcall(cjson.decode, f[F.h] or '')
+  if ok and type(hs) == 'table' and type(hs[h]) == 'string' then return hs[h] end
+  return ''
+end
+-- holdback postpones ready job id, read as READ, to at: Scheduled, as a
+-- snooze leaves it, using no delivery. Its ready entry is gone already.
+local function holdback(id, f, at)
+  move(id, f[1], 'scheduled', num(f[F.seq]))
+  redis.call('HSET', jk(id), 's', 'scheduled', 'ra', at)
+  zadd(LATER, at, id)
+end
+
 -- finish moves a job to a final state and files it for pruning after keep
 -- ms (never when keep < 0), or after its unique window if that is later.
 -- A result, when given and not empty, is stored in the same HSET.
 local FINISHED = {}
-local function finish(id, from, to, seq, now, keep, uu, result)
+local function finish(id, from, to, seq, now, keep, uu, result, sl)
   if result and result ~= '' then
     redis.call('HSET', jk(id), 's', to, 'fa', now, 'r', result)
   else
     redis.call('HSET', jk(id), 's', to, 'fa', now)
   end
   move(id, from, to, seq)
-  if from == 'running' then zrem(LEASED, id) end
+  if from == 'running' then
+    zrem(LEASED, id)
+    unslot(id, sl)
+  end
   if keep >= 0 then
     local at = now + keep
     if uu > at then at = uu end
@@ -219,10 +259,11 @@ local function promote(now, limit, keep)
   local n = 0
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', LEASED, '-inf', now, 'LIMIT', 0, limit)) do
     redis.call('ZREM', LEASED, id)
-    local f = fields(id, 's', 'pr', 'ra', 'seq')
+    local f = fields(id, 's', 'pr', 'ra', 'seq', 'sl')
     if f and f[1] == 'running' then
       move(id, 'running', 'pending', num(f[4]))
       redis.call('HSET', jk(id), 's', 'pending')
+      unslot(id, f[5])
       makeready(id, num(f[2]), num(f[3]), num(f[4]))
       n = n + 1
     else

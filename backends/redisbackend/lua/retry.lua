@@ -2,16 +2,17 @@
 -- dead (1: dead-letter instead of retrying).
 -- Returns 1, or 0 when the lease is lost.
 local now, id, at = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[4])
-local f = fields(id, 's', 'tk', 'seq', 'pr', 'd', 'uu')
+local f = fields(id, 's', 'tk', 'seq', 'pr', 'd', 'uu', 'sl')
 if not (f and f[1] == 'running' and f[2] == ARGV[3]) then return 0 end
 local seq = num(f[3])
 if ARGV[5] ~= '' then appenderr(id, ARGV[5]) end
 if ARGV[7] == '1' then
-  finish(id, 'running', 'dead', seq, now, tonumber(ARGV[6]), num(f[6]))
+  finish(id, 'running', 'dead', seq, now, tonumber(ARGV[6]), num(f[6]), nil, f[7])
   announce(false)
   return 1
 end
 zrem(LEASED, id)
+unslot(id, f[7])
 local state = 'retrying'
 if ARGV[5] == '' then
   state = 'scheduled'
