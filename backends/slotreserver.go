@@ -26,11 +26,18 @@ import (
 // lease would have ended. A job over its limit is postponed to now plus
 // its rule's Backoff (Scheduled), using no attempt and no delivery, and
 // returned in HeldBack as it is now. A job that used its deliveries goes
-// to Dead as in Reserve, whatever the limits. Concurrent calls, from any
-// process, never together lease more than a limit allows.
+// to Dead as in Reserve, whatever the limits. A call looks at up to
+// p.Limit due jobs, leased and held back together, so a backlog of one
+// full key is postponed a reserve's worth at a time, not scanned whole.
+// Concurrent calls, from any process, never together lease more than a
+// limit allows. A backend that cannot hold rules on its deployment
+// answers a call with rules by an error wrapping job.ErrUnsupported (Redis
+// Cluster: a limit spans queues whose keys live on other nodes), having
+// changed nothing.
 //
-// Fallback when absent, for a limit keyed otherwise than by the job's key
-// (flow.ConcurrencyLimit.Key), and on fair queues: the worker takes a slot
+// Fallback when absent or unsupported, for a limit keyed otherwise than
+// by the job's key (flow.ConcurrencyLimit.Key), and on fair queues: the
+// worker takes a slot
 // of a Limiter for each reserved delivery and gives it back after the
 // outcome. The two do not see each other's jobs, so a task's limit is
 // held one way or the other: a worker serving a limited task from a fair

@@ -62,6 +62,13 @@ func TestConcurrencyLimitHeldByTheReserve(t *testing.T) {
 			ledger.AtMost(t, 2)
 			var heldBack int64
 			for _, w := range ws {
+				// Stopped, every delivery has given its slot back: a job is
+				// done in the backend before its worker reports the slot free.
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				if err := w.Stop(ctx); err != nil {
+					t.Fatal(err)
+				}
+				cancel()
 				for _, st := range w.LimitStates() {
 					if st.Kind == flow.KindConcurrency && st.Name == "flow.slots" {
 						heldBack += st.HeldBackTotal
