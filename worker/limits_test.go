@@ -138,38 +138,6 @@ func TestQueueRateLimit(t *testing.T) {
 	}
 }
 
-// Two workers on one SQLite file, each with room for 8 jobs, never run
-// more than 2 jobs of one key at once, and every job still runs once
-// without an attempt used.
-func TestConcurrencyLimitPerKeyAcrossWorkers(t *testing.T) {
-	bs := openSQLite(t, filepath.Join(t.TempDir(), "conc.db"), 2)
-	task := queue.NewTask[Args, queue.None]("flow.conc", queue.TaskOptions{
-		Queue: "keyed", ConcurrencyLimit: &flow.ConcurrencyLimit{Limit: 2, Backoff: 5 * time.Millisecond},
-	})
-	var ledger flowtest.Ledger
-	held := &outcomeCount{want: worker.Postponed}
-	for i, b := range bs {
-		w := worker.New(b, worker.Config{ID: fmt.Sprintf("w%d", i), Queues: []worker.QueueConfig{{Name: "keyed"}},
-			Concurrency: 8, PollInterval: 20 * time.Millisecond, Observer: held})
-		worker.Register(w, task, func(ctx context.Context, _ Args) (queue.None, error) {
-			j, _ := worker.JobFromContext(ctx)
-			key := flow.ByJobKey(j)
-			defer ledger.Enter(key)()
-			time.Sleep(20 * time.Millisecond) // the job's work: long enough for others to try to overlap
-			return queue.None{}, nil
-		})
-		startWorker(t, w)
-	}
-	runKeyed(t, bs[0], task, 30, 3)
-	ledger.AtMost(t, 2)
-	// The first reserve takes 8 of the 30 jobs, so some key had more than
-	// 2 of them: the limit held some back.
-	if held.n.Load() == 0 {
-		t.Fatal("no job was held back: the limit was never reached")
-	}
-	t.Logf("most running at once per key: %v; %d deliveries held back", ledger.Most(), held.n.Load())
-}
-
 // runKeyed enqueues n jobs of task over keys tenant-0 to tenant-<keys-1>
 // in turn and waits until each has ended done on its first attempt.
 func runKeyed(t *testing.T, b backends.Backend, task *queue.Task[Args, queue.None], n, keys int) {

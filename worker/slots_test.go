@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -24,20 +25,25 @@ func (noSlotRules) ReserveSlots(context.Context, backends.ReserveSlotsParams) (b
 }
 
 // A concurrency limit per job key on a backends.SlotReserver is held by
-// the reserve: two workers on one memory backend run at most 2 jobs of a
-// key at once, and the jobs over the limit are postponed inside the
-// reserve, never delivered (no Postponed outcome), yet counted as held
-// back. On a backend whose reserve cannot hold the rule the worker holds
-// the same limit with the limiter's slots: then the jobs over it are
-// delivered and postponed.
+// the reserve: two workers (on one memory backend, on two handles of one
+// SQLite file) each with room for 8 jobs never run more than 2 jobs of a
+// key at once, every job runs once without an attempt used, and the jobs
+// over the limit are postponed inside the reserve, never delivered (no
+// Postponed outcome), yet counted as held back. On a backend whose
+// reserve cannot hold the rule the worker holds the same limit with the
+// limiter's slots: then the jobs over it are delivered and postponed.
 func TestConcurrencyLimitHeldByTheReserve(t *testing.T) {
+	mem := membackend.New(membackend.Config{})
+	noRules := noSlotRules{membackend.New(membackend.Config{})}
+	sqlite := openSQLite(t, filepath.Join(t.TempDir(), "conc.db"), 2)
 	for _, tc := range []struct {
 		name      string
-		b         backends.Backend
+		bs        [2]backends.Backend // the two workers'
 		inReserve bool
 	}{
-		{"reserve", membackend.New(membackend.Config{}), true},
-		{"limiter", noSlotRules{membackend.New(membackend.Config{})}, false},
+		{"memory", [2]backends.Backend{mem, mem}, true},
+		{"sqlite", [2]backends.Backend{sqlite[0], sqlite[1]}, true},
+		{"limiter", [2]backends.Backend{noRules, noRules}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			task := queue.NewTask[Args, queue.None]("flow.slots", queue.TaskOptions{
@@ -46,8 +52,8 @@ func TestConcurrencyLimitHeldByTheReserve(t *testing.T) {
 			var ledger flowtest.Ledger
 			postponed := &outcomeCount{want: worker.Postponed}
 			var ws []*worker.Worker
-			for i := range 2 {
-				w := worker.New(tc.b, worker.Config{ID: fmt.Sprintf("w%d", i), Queues: []worker.QueueConfig{{Name: "slots"}},
+			for i, b := range tc.bs {
+				w := worker.New(b, worker.Config{ID: fmt.Sprintf("w%d", i), Queues: []worker.QueueConfig{{Name: "slots"}},
 					Concurrency: 8, PollInterval: 20 * time.Millisecond, Observer: postponed})
 				worker.Register(w, task, func(ctx context.Context, _ Args) (queue.None, error) {
 					j, _ := worker.JobFromContext(ctx)
@@ -58,7 +64,7 @@ func TestConcurrencyLimitHeldByTheReserve(t *testing.T) {
 				startWorker(t, w)
 				ws = append(ws, w)
 			}
-			runKeyed(t, tc.b, task, 30, 3)
+			runKeyed(t, tc.bs[0], task, 30, 3)
 			ledger.AtMost(t, 2)
 			var heldBack int64
 			for _, w := range ws {

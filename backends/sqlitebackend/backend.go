@@ -163,29 +163,33 @@ func heldKey(ctx context.Context, tx *sql.Tx, key string, now time.Time) (string
 
 // Reserve implements backends.Backend.
 func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
-	return b.reserve(ctx, p, func(tx *sql.Tx, now time.Time) (*sql.Rows, error) {
+	res, err := b.reserve(ctx, p, func(tx *sql.Tx, now time.Time) (*sql.Rows, error) {
 		return b.prepared(ctx, tx, sqlCandidates).QueryContext(ctx, p.Queue, record.Micros(now), p.Limit)
-	})
+	}, nil)
+	return res.Jobs, err
 }
 
 // reserve leases the due jobs that candidates names (rows of id,
-// deliveries, max_deliveries, in the order to return them), once expired
-// leases are reaped.
-func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, candidates func(*sql.Tx, time.Time) (*sql.Rows, error)) ([]*job.Record, error) {
+// deliveries, max_deliveries, and with slot rules sp also task and key, in
+// the order to return them), once expired leases are reaped; with sp, a
+// job its rule does not admit is held back instead (slots.go).
+func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, candidates func(*sql.Tx, time.Time) (*sql.Rows, error),
+	sp *backends.ReserveSlotsParams) (backends.ReserveSlotsResult, error) {
+	var res backends.ReserveSlotsResult
 	if err := b.gate.Valid(ctx, p); err != nil {
-		return nil, err
+		return res, err
 	}
 	// Idle workers ask often; answering "nothing due" from a read
 	// connection keeps them off the single write lock. The write
 	// transaction below looks again, so a job that becomes due in between
 	// is merely picked up on the next call.
 	if due, err := b.anyDue(ctx, p.Queue); err != nil || !due {
-		return nil, err
+		return res, err
 	}
 	var out []*job.Record
 	var dead []string
 	err := b.write(ctx, func(tx *sql.Tx) error {
-		out, dead = nil, nil
+		out, dead, res.HeldBack = nil, nil, nil
 		now := b.cfg.Clock.Now()
 		var paused bool
 		err := b.prepared(ctx, tx, sqlPaused).QueryRowContext(ctx, p.Queue).Scan(&paused)
@@ -205,26 +209,38 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, candida
 			return err
 		}
 		var ids []string
+		var ruled []slotCandidate // with sp: the jobs a rule may hold back
 		aside := map[string]string{} // job ID -> why it goes to dead letter; "" when its row does not decode
 		for rows.Next() {
-			var id string
+			var c slotCandidate
 			var deliveries, maxDeliveries intColumn
-			if err := rows.Scan(&id, &deliveries, &maxDeliveries); err != nil {
+			dest := []any{&c.id, &deliveries, &maxDeliveries}
+			if sp != nil {
+				dest = append(dest, &c.task, &c.key)
+			}
+			if err := rows.Scan(dest...); err != nil {
 				rows.Close()
 				return err
 			}
 			switch {
 			case deliveries.bad != nil || maxDeliveries.bad != nil:
-				aside[id] = ""
+				aside[c.id] = ""
 			case maxDeliveries.n > 0 && deliveries.n >= maxDeliveries.n:
-				aside[id] = backends.PoisonReason(int(deliveries.n))
+				aside[c.id] = backends.PoisonReason(int(deliveries.n))
 			default:
-				ids = append(ids, id)
+				ids = append(ids, c.id)
+				ruled = append(ruled, c)
 			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
+		}
+		if sp != nil {
+			var err error
+			if ids, res.HeldBack, err = holdBack(ctx, tx, *sp, ruled, now); err != nil {
+				return err
+			}
 		}
 		for id, reason := range aside {
 			_, ok, err := setAside(ctx, tx, id, now, reason)
@@ -286,12 +302,13 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, candida
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return backends.ReserveSlotsResult{}, err
 	}
 	for _, id := range dead {
 		b.hub.Publish(backends.Event{Kind: backends.JobFinished, Queue: p.Queue, JobID: id})
 	}
-	return out, nil
+	res.Jobs = out
+	return res, nil
 }
 
 // anyDue reports whether queue may have a due job or an expired lease.

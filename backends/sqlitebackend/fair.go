@@ -144,7 +144,7 @@ func (b *Backend) pruneRing(ctx context.Context) error {
 // out a job a group a round. The write lock makes the ring one order for
 // every process.
 func (b *Backend) ReserveFair(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
-	return b.reserve(ctx, p, func(tx *sql.Tx, now time.Time) (*sql.Rows, error) {
+	res, err := b.reserve(ctx, p, func(tx *sql.Tx, now time.Time) (*sql.Rows, error) {
 		ids, err := fairCandidates(ctx, tx, p, now)
 		if err != nil {
 			return nil, err
@@ -152,7 +152,8 @@ func (b *Backend) ReserveFair(ctx context.Context, p backends.ReserveParams) ([]
 		list, _ := json.Marshal(ids)
 		return tx.QueryContext(ctx, `SELECT j.id, j.deliveries, j.max_deliveries
 			FROM json_each(?) k JOIN conveyor_jobs j ON j.id = k.value ORDER BY k.key`, string(list))
-	})
+	}, nil)
+	return res.Jobs, err
 }
 
 // fairCandidates picks the IDs ReserveFair leases, in order, and moves
