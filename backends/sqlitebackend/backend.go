@@ -209,7 +209,7 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, candida
 			return err
 		}
 		var ids []string
-		var ruled []slotCandidate // with sp: the jobs a rule may hold back
+		var ruled []slotCandidate    // with sp: the jobs a rule may hold back
 		aside := map[string]string{} // job ID -> why it goes to dead letter; "" when its row does not decode
 		for rows.Next() {
 			var c slotCandidate
