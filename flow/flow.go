@@ -55,8 +55,8 @@ type RateLimit struct {
 // every worker. A slot is taken before the handler runs and given back when
 // it returns (done, retry, dead letter, cancel, release at shutdown); a
 // worker that dies gives it back when the job's lease would have ended, as
-// slots expire with the lease and heartbeats renew them. With Key nil, on
-// a backend that is a backends.SlotReserver, the reserve itself holds the
+// slots expire with the lease and heartbeats renew them. Per job key (Key
+// nil or ByJobKey), on a backend that is a backends.SlotReserver, the reserve itself holds the
 // limit: a job over it is postponed there, never delivered, and the
 // running job is its slot. Zero values mean the stated default.
 type ConcurrencyLimit struct {
@@ -67,8 +67,8 @@ type ConcurrencyLimit struct {
 	Limit int
 	// Key is what the limit counts per. Default ByJobKey: per
 	// queue.EnqueueOptions.Key, jobs without one sharing the empty key.
-	// Set, even to ByJobKey, the worker's limiter holds the limit, not the
-	// reserve.
+	// Any other KeyFunc than ByJobKey, the worker's limiter holds the
+	// limit, not the reserve.
 	Key KeyFunc
 	// Backoff is how long a job held back by the limit waits before it
 	// is offered again (it uses no attempt and no delivery). Default 1s.

@@ -138,3 +138,34 @@ func TestAdmitBatch(t *testing.T) {
 		t.Fatalf("key b's slots %v, %v; want b1's only", slots, err)
 	}
 }
+
+// Only a limit per job key goes to the reserve: Key nil or ByJobKey, not
+// another KeyFunc; the rule carries the defaults and the override.
+func TestSlotRuleOnlyPerJobKey(t *testing.T) {
+	b := membackend.New(membackend.Config{})
+	g, err := flow.NewGate(b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	byTask := func(r *job.Record) string { return r.Task }
+	for _, tc := range []struct {
+		key  flow.KeyFunc
+		want bool
+	}{{nil, true}, {flow.ByJobKey, true}, {byTask, false}} {
+		r, ok := g.SlotRule(ctx, "t", &flow.ConcurrencyLimit{Limit: 3, Key: tc.key})
+		if ok != tc.want {
+			t.Fatalf("SlotRule with key %p: %v, want %v", tc.key, ok, tc.want)
+		}
+		if ok && r != (backends.SlotRule{Task: "t", Name: "t", Limit: 3, Backoff: time.Second}) {
+			t.Fatalf("rule %+v", r)
+		}
+	}
+	if err := flow.SetOverride(ctx, b, flow.Override{Kind: flow.KindConcurrency, Name: "t", Limit: 7}); err != nil {
+		t.Fatal(err)
+	}
+	g, _ = flow.NewGate(b, nil)
+	if r, _ := g.SlotRule(ctx, "t", &flow.ConcurrencyLimit{Limit: 3}); r.Limit != 7 {
+		t.Fatalf("rule with an override of 7: %+v", r)
+	}
+}

@@ -2,6 +2,7 @@ package flow
 
 import (
 	"context"
+	"reflect"
 
 	"github.com/conveyorhq/conveyor/backends"
 )
@@ -9,10 +10,10 @@ import (
 // SlotRule returns the rule that holds c for task's jobs inside the
 // reserve (backends.SlotReserver), with the figures in force (defaults
 // filled, an override applied); false when c cannot be held there: only a
-// limit counted per job key (Key nil, the default ByJobKey) can, because
-// the backend reads that key itself.
+// limit counted per job key (Key nil or ByJobKey) can, because the
+// backend reads that key itself.
 func (g *Gate) SlotRule(ctx context.Context, task string, c *ConcurrencyLimit) (backends.SlotRule, bool) {
-	if c == nil || c.Key != nil {
+	if c == nil || c.Key != nil && !isByJobKey(c.Key) {
 		return backends.SlotRule{}, false
 	}
 	cl, err := c.withDefaults(task)
@@ -46,4 +47,11 @@ func (g *Gate) Reserved(p backends.ReserveSlotsParams, res backends.ReserveSlots
 		}
 	}
 	return tickets
+}
+
+// isByJobKey reports whether f is ByJobKey itself. (Funcs do not compare;
+// their code pointers do, and every reference to a top-level func shares
+// one.)
+func isByJobKey(f KeyFunc) bool {
+	return reflect.ValueOf(f).Pointer() == reflect.ValueOf(KeyFunc(ByJobKey)).Pointer()
 }
