@@ -466,11 +466,12 @@ func (l *longJob) addLog(line job.LogLine) {
 }
 
 // Draining returns a channel closed when the worker running the job
-// begins to drain (Stop): a handler looping over work of its own stops at
-// a good point, checkpoints and returns an error wrapping ErrShutdown,
-// and the job is released for another worker without using an attempt.
-// Iterate does this after each batch. Outside a handler the channel is
-// never closed.
+// begins to drain (Stop), once it takes no more jobs: a handler looping
+// over work of its own stops at a good point, checkpoints and returns an
+// error wrapping ErrShutdown, and the job is released for another worker
+// without using an attempt (not this one, which fetches no more). Iterate
+// does this after each batch. Outside a handler the channel is never
+// closed.
 func Draining(ctx context.Context) <-chan struct{} {
 	l, err := fromContext(ctx)
 	if err != nil {

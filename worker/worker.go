@@ -39,7 +39,7 @@ type Worker struct {
 	loops    sync.WaitGroup // heartbeat and completer loops: they serve jobs
 	jobs     sync.WaitGroup // running jobs
 	idle     chan struct{}  // closed when Stop is done with the jobs: ends heartbeats
-	drain    chan struct{}  // closed when Stop begins: Draining, Iterate
+	drain    chan struct{}  // closed when Stop has stopped fetching: Draining, Iterate
 	stopped  chan struct{}
 	reg      registry // this worker's entry in the backend's list of workers
 	unknown  unknownTasks
@@ -189,11 +189,15 @@ func (w *Worker) Stop(ctx context.Context) error {
 	}
 	stop := w.stop
 	w.stop = nil
-	close(w.drain)
 	w.mu.Unlock()
 
 	stop()
 	w.fetching.Wait() // no job starts after this, so jobs.Wait is final
+	// Only now does the drain begin for the handlers: a job one of them
+	// releases at the drain (Iterate) is due again at once, and a fetch
+	// loop still running would have taken it back and run a batch more,
+	// again and again until it stopped.
+	close(w.drain)
 	drained := make(chan struct{})
 	go func() { w.jobs.Wait(); close(drained) }()
 	var err error
