@@ -39,9 +39,10 @@ import (
 // by the job's key (flow.ConcurrencyLimit.Key), and on fair queues: the
 // worker takes a slot
 // of a Limiter for each reserved delivery and gives it back after the
-// outcome. The two do not see each other's jobs, so a task's limit is
-// held one way or the other: a worker serving a limited task from a fair
-// queue and from a plain one at once could run up to twice its limit.
+// outcome. The Limiter's slots do not count the jobs a reserve admitted,
+// so a task's limit is held one way or the other: a worker serving a
+// limited task from a fair queue and from a plain one at once could run
+// up to twice its limit.
 type SlotReserver interface {
 	ReserveSlots(ctx context.Context, p ReserveSlotsParams) (ReserveSlotsResult, error)
 }
