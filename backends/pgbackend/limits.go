@@ -15,9 +15,9 @@ import (
 // (backends.TakeFrom and its siblings): a call locks its keys' rows
 // (SELECT ... FOR UPDATE, in key order, so two batches never deadlock)
 // instead of a compare-and-set that contending workers retry, and a batch
-// of keys costs the same two round trips whatever its size (see locked).
-// A created row is expired at once (as DeleteKV leaves one), so KV
-// readers see no key.
+// of keys costs the same round trips whatever its size: one for tokens
+// (takeTokensSQL), two for slots (locked). A created row is expired at
+// once (as DeleteKV leaves one), so KV readers see no key.
 var (
 	_ backends.Limiter        = (*Backend)(nil)
 	_ backends.LimiterBatcher = (*Backend)(nil)
@@ -125,10 +125,6 @@ func lockedMany[P, R any](ctx context.Context, b *Backend, ps []P, key func(P) (
 	return out, err
 }
 
-func bucketOf(p backends.TakeTokensParams) (string, time.Time, error) {
-	return backends.BucketKey(p.Key), p.Now, p.Validate()
-}
-
 func slotsOf(p backends.AcquireSlotsParams) (string, time.Time, error) {
 	return backends.SlotsKey(p.Key), p.Now, p.Validate()
 }
@@ -150,9 +146,66 @@ func (b *Backend) TakeTokens(ctx context.Context, p backends.TakeTokensParams) (
 	return res[0], nil
 }
 
-// TakeTokensMany implements backends.LimiterBatcher.
+// TakeTokensMany implements backends.LimiterBatcher in one round trip
+// (takeTokensSQL): unlike slots, a bucket's change is arithmetic that SQL
+// does under the row lock, so the lock is held for one statement instead
+// of across a round trip to the client, and the rate limit costs a reserve
+// one round trip, not two.
 func (b *Backend) TakeTokensMany(ctx context.Context, ps []backends.TakeTokensParams) ([]backends.TakeTokensResult, error) {
-	return lockedMany(ctx, b, ps, bucketOf, backends.TakeFrom)
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	if err := b.gate.Check(ctx); err != nil {
+		return nil, err
+	}
+	n := len(ps)
+	keys, lims, pers, bursts := make([]string, n), make([]float64, n), make([]float64, n), make([]float64, n)
+	counts, nows := make([]int32, n), make([]time.Time, n)
+	at := map[string]int{}
+	for i, p := range ps {
+		if err := p.Validate(); err != nil {
+			return nil, err
+		}
+		burst, count := p.Sizes()
+		keys[i], lims[i], pers[i], bursts[i] = backends.BucketKey(p.Key), float64(p.Limit), float64(p.Per), float64(burst)
+		counts[i], nows[i] = int32(count), backends.KVNow(p.Now)
+		at[keys[i]] = i
+	}
+	batch := &pgx.Batch{}
+	batch.Queue(asyncCommit)
+	batch.Queue(`INSERT INTO `+b.kvTable()+` (key, value, version, expires_at)
+		SELECT k, '', 0, '-infinity' FROM unnest($1::text[]) AS k ORDER BY k
+		ON CONFLICT (key) DO NOTHING`, keys)
+	out := make([]backends.TakeTokensResult, n)
+	batch.Queue(b.q.takeTokens, keys, lims, pers, bursts, counts, nows).Query(func(rows pgx.Rows) error {
+		var k string
+		var taken int
+		var left float64
+		var when time.Time
+		_, err := pgx.ForEachRow(rows, []any{&k, &taken, &left, &when}, func() error {
+			i := at[k]
+			out[i].Taken = taken
+			if taken < int(counts[i]) {
+				out[i].NextAt = ceilMicro(backends.NextToken(left, when, ps[i].Limit, ps[i].Per))
+			}
+			return nil
+		})
+		return err
+	})
+	if err := b.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return nil, fmt.Errorf("pgbackend: limits: take tokens: %w", err)
+	}
+	return out, nil
+}
+
+// ceilMicro rounds t up to the microsecond, the precision of timestamptz:
+// a caller that comes back at NextAt, stored rounded down, would otherwise
+// find its token a fraction short.
+func ceilMicro(t time.Time) time.Time {
+	if r := t.Truncate(time.Microsecond); !r.Equal(t) {
+		return r.Add(time.Microsecond)
+	}
+	return t
 }
 
 // AcquireSlots implements backends.Limiter.
@@ -184,3 +237,39 @@ func (b *Backend) ReleaseSlotsMany(ctx context.Context, ps []backends.ReleaseSlo
 func (b *Backend) SlotsInUse(ctx context.Context, p backends.SlotsParams) (map[string]time.Time, error) {
 	return backends.KVLimiter{KV: b}.SlotsInUse(ctx, p)
 }
+
+// takeTokensSQL is backends.TakeFrom for a batch of buckets ($1 keys,
+// existing rows: the statement before it creates the missing ones, expired),
+// under their row locks: $2 limits, $3 intervals in ns, $4 bursts, $5
+// counts, $6 each caller's now. A bucket expired, or stored in a form this
+// cannot read, is full (soft state that this write rebuilds); one stored
+// later than the caller's now is taken from at its own time, so that a
+// caller that waited for the lock never moves it back. It returns each
+// key with the tokens taken, those left and the bucket's time, from which
+// the caller works out the next token. Float arithmetic on ns, as Refill's.
+const takeTokensSQL = `
+WITH cur AS (
+	SELECT key, expires_at, CASE WHEN encode(value, 'escape') ~ '^\{"tokens":[-+.0-9eE]+,"at":"[-+.:0-9TZ]+"\}$'
+		THEN convert_from(value, 'UTF8')::jsonb END AS j
+	FROM S.kv WHERE key = ANY($1) ORDER BY key FOR UPDATE
+), st AS (
+	SELECT p.*, CASE WHEN c.expires_at IS NULL OR c.expires_at > p.now THEN (c.j->>'tokens')::float8 END AS t0,
+		CASE WHEN c.expires_at IS NULL OR c.expires_at > p.now THEN (c.j->>'at')::timestamptz END AS t0at
+	FROM unnest($1::text[], $2::float8[], $3::float8[], $4::float8[], $5::int[], $6::timestamptz[])
+		AS p(key, lim, per, burst, cnt, now)
+	LEFT JOIN cur AS c USING (key)
+), calc AS (
+	SELECT key, lim, per, burst, cnt, at,
+		CASE WHEN t0 IS NULL OR t0at IS NULL THEN burst
+			ELSE least(t0 + greatest(extract(epoch FROM at - t0at)::float8, 0) * 1e9 * lim / per, burst) END AS t
+	FROM (SELECT st.*, greatest(now, coalesce(t0at, now)) AS at FROM st) AS s
+), took AS (
+	SELECT calc.*, least(cnt, floor(t))::int AS taken FROM calc
+), up AS (
+	UPDATE S.kv AS kv SET
+		value = convert_to(format('{"tokens":%s,"at":%s}', t - taken, to_json(at)), 'UTF8'),
+		version = kv.version + 1,
+		expires_at = at + ceil((burst - (t - taken)) * per / lim) / 1e9 * interval '1 second' + interval '1 second'
+	FROM took WHERE kv.key = took.key AND took.taken > 0
+)
+SELECT key, taken, t - taken, at FROM took`

@@ -12,6 +12,7 @@ type queries struct {
 	pruneDone, pruneDead, foldCounts                                          string
 	fairLock, fairReserve, ringTryLock, pruneRing                             string // fair.go
 	reserveSlots                                                              string // slots.go
+	takeTokens                                                                string // limits.go
 }
 
 // recordCols are the columns scanRecord reads, in order.
@@ -51,6 +52,7 @@ func newQueries(schema string) queries {
 		ringTryLock:  t(ringTryLockSQL),
 		pruneRing:    t(pruneRingSQL),
 		reserveSlots: t(reserveSlotsSQL),
+		takeTokens:   t(takeTokensSQL),
 		// The CTE gives each new (queue, group) its row in the fair ring
 		// (fair.go).
 		insert: t(`WITH ` + ringShared + ` WHERE '' <> ANY($15::text[])),
