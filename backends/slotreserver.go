@@ -35,14 +35,18 @@ import (
 // Cluster: a limit spans queues whose keys live on other nodes), having
 // changed nothing.
 //
-// Fallback when absent or unsupported, for a limit keyed otherwise than
-// by the job's key (flow.ConcurrencyLimit.Key), and on fair queues: the
-// worker takes a slot
-// of a Limiter for each reserved delivery and gives it back after the
-// outcome. The Limiter's slots do not count the jobs a reserve admitted,
-// so a task's limit is held one way or the other: a worker serving a
-// limited task from a fair queue and from a plain one at once could run
-// up to twice its limit.
+// With p.Fair, the jobs looked at are those ReserveFair would lease, in its
+// order and with its weights, and the rules apply to them in that order;
+// a group whose job is held back has had that job's turn. A backend that
+// is a SlotReserver and a FairReserver serves both; a fair queue's limits
+// and a plain queue's are then one count.
+//
+// Fallback when absent or unsupported, and for a limit keyed otherwise
+// than by the job's key (flow.ConcurrencyLimit.Key): the worker takes a
+// slot of a Limiter for each reserved delivery and gives it back after
+// the outcome. A limit is held one way or the other, never both, so every
+// worker of a deployment must take the same way: they do, as the way
+// depends only on the backend and the limit.
 type SlotReserver interface {
 	ReserveSlots(ctx context.Context, p ReserveSlotsParams) (ReserveSlotsResult, error)
 }
@@ -54,6 +58,8 @@ type ReserveSlotsParams struct {
 	Rules []SlotRule
 	// KeyHeader names the header that holds a job's key.
 	KeyHeader string
+	// Fair looks at the jobs as ReserveFair would (ReserveParams.Weights).
+	Fair bool
 }
 
 // SlotRule is one task's concurrency limit for ReserveSlots.

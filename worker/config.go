@@ -115,7 +115,10 @@ type QueueConfig struct {
 	// queue.EnqueueOptions.Key and each fetch takes one job of each group
 	// in turn (backends.FairReserver), so a tenant that enqueued 100,000
 	// jobs does not delay one that enqueued 10. On a backend without the
-	// capability, Start and Reconfigure fail with job.ErrUnsupported.
+	// capability, Start and Reconfigure fail with job.ErrUnsupported. A
+	// task's concurrency limit per job key is held inside the fair reserve
+	// as inside a plain one (backends.SlotReserver's Fair), counted with
+	// the plain queues' jobs of the limit.
 	// Default false: the queue's order, whoever enqueued first.
 	Fair bool
 	// FairWeights gives groups of a Fair queue more than one job a turn:

@@ -14,19 +14,18 @@ import (
 // backends.SlotReserver (limits.go); heldBack counts the jobs those
 // postponed instead.
 func (w *Worker) reserve(ctx context.Context, q QueueConfig, p backends.ReserveParams) (recs []*job.Record, heldBack int, err error) {
+	reserve := w.b.Reserve
 	if q.Fair {
 		fr, ok := w.b.(backends.FairReserver)
 		if !ok {
 			return nil, 0, fairUnsupported(w.b, q.Name)
 		}
-		p.Weights = q.FairWeights
-		recs, err := fr.ReserveFair(ctx, p)
-		return recs, 0, err
+		p.Weights, reserve = q.FairWeights, fr.ReserveFair
 	}
-	if recs, heldBack, ok, err := w.reserveSlots(ctx, p); ok {
+	if recs, heldBack, ok, err := w.reserveSlots(ctx, p, q.Fair); ok {
 		return recs, heldBack, err
 	}
-	recs, err = w.b.Reserve(ctx, p)
+	recs, err = reserve(ctx, p)
 	return recs, 0, err
 }
 

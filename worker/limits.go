@@ -208,10 +208,12 @@ func (w *Worker) slotRules(ctx context.Context, p backends.ReserveParams) (backe
 // concurrency limits per job key of the tasks this worker runs; ok false
 // when the backend is none, no task has such a limit, or the backend said
 // it cannot hold them here (Redis Cluster), which the worker then
-// remembers. The jobs leased under a rule get their tickets now, so that
-// admission leaves their concurrency limit alone (reservedSlot) and
-// releaseSlot reports the slot given back when they finish.
-func (w *Worker) reserveSlots(ctx context.Context, p backends.ReserveParams) (recs []*job.Record, heldBack int, ok bool, err error) {
+// remembers. A fair queue's reserve is fair as well: one count for the
+// limits of fair and plain queues alike. The jobs leased under a rule get
+// their tickets now, so that admission leaves their concurrency limit
+// alone (reservedSlot) and releaseSlot reports the slot given back when
+// they finish.
+func (w *Worker) reserveSlots(ctx context.Context, p backends.ReserveParams, fair bool) (recs []*job.Record, heldBack int, ok bool, err error) {
 	sr, isSR := w.b.(backends.SlotReserver)
 	if !isSR || w.flow.noSlots.Load() {
 		return nil, 0, false, nil
@@ -220,6 +222,7 @@ func (w *Worker) reserveSlots(ctx context.Context, p backends.ReserveParams) (re
 	if !ok {
 		return nil, 0, false, nil
 	}
+	sp.Fair = fair
 	res, err := sr.ReserveSlots(ctx, sp)
 	if errors.Is(err, job.ErrUnsupported) {
 		w.flow.noSlots.Store(true)

@@ -29,7 +29,8 @@ func (noSlotRules) ReserveSlots(context.Context, backends.ReserveSlotsParams) (b
 // SQLite file) each with room for 8 jobs never run more than 2 jobs of a
 // key at once, every job runs once without an attempt used, and the jobs
 // over the limit are postponed inside the reserve, never delivered (no
-// Postponed outcome), yet counted as held back. On a backend whose
+// Postponed outcome), yet counted as held back; so too when one worker
+// serves the queue fairly and the other plainly. On a backend whose
 // reserve cannot hold the rule the worker holds the same limit with the
 // limiter's slots: then the jobs over it are delivered and postponed.
 func TestConcurrencyLimitHeldByTheReserve(t *testing.T) {
@@ -40,10 +41,13 @@ func TestConcurrencyLimitHeldByTheReserve(t *testing.T) {
 		name      string
 		bs        [2]backends.Backend // the two workers'
 		inReserve bool
+		fair      bool // the first worker serves the queue fairly, the second plainly: one count still
 	}{
-		{"memory", [2]backends.Backend{mem, mem}, true},
-		{"sqlite", [2]backends.Backend{sqlite[0], sqlite[1]}, true},
-		{"limiter", [2]backends.Backend{noRules, noRules}, false},
+		{"memory", [2]backends.Backend{mem, mem}, true, false},
+		{"sqlite", [2]backends.Backend{sqlite[0], sqlite[1]}, true, false},
+		{"memory fair and plain", [2]backends.Backend{mem, mem}, true, true},
+		{"sqlite fair and plain", [2]backends.Backend{sqlite[0], sqlite[1]}, true, true},
+		{"limiter", [2]backends.Backend{noRules, noRules}, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			task := queue.NewTask[Args, queue.None]("flow.slots", queue.TaskOptions{
@@ -53,7 +57,7 @@ func TestConcurrencyLimitHeldByTheReserve(t *testing.T) {
 			postponed := &outcomeCount{want: worker.Postponed}
 			var ws []*worker.Worker
 			for i, b := range tc.bs {
-				w := worker.New(b, worker.Config{ID: fmt.Sprintf("w%d", i), Queues: []worker.QueueConfig{{Name: "slots"}},
+				w := worker.New(b, worker.Config{ID: fmt.Sprintf("w%d", i), Queues: []worker.QueueConfig{{Name: "slots", Fair: tc.fair && i == 0}},
 					Concurrency: 8, PollInterval: 20 * time.Millisecond, Observer: postponed})
 				worker.Register(w, task, func(ctx context.Context, _ Args) (queue.None, error) {
 					j, _ := worker.JobFromContext(ctx)

@@ -30,6 +30,9 @@ func testSlots(h *harness) {
 	slotsConcurrent(h, sr)
 	slotsPoison(h, sr)
 	slotsInvalid(h, sr)
+	if _, ok := h.b.(backends.FairReserver); ok {
+		slotsFair(h, sr)
+	}
 }
 
 func (h *harness) kins(q, task, key, payload string) *backends.JobInsert {
@@ -43,9 +46,14 @@ func (h *harness) kins(q, task, key, payload string) *backends.JobInsert {
 
 func (h *harness) reserveSlots(sr backends.SlotReserver, q string, limit int, lease time.Duration, rules ...backends.SlotRule) backends.ReserveSlotsResult {
 	h.t.Helper()
+	return h.reserveSlotsFair(sr, q, limit, lease, false, rules...)
+}
+
+func (h *harness) reserveSlotsFair(sr backends.SlotReserver, q string, limit int, lease time.Duration, fair bool, rules ...backends.SlotRule) backends.ReserveSlotsResult {
+	h.t.Helper()
 	res, err := sr.ReserveSlots(h.ctx, backends.ReserveSlotsParams{
 		ReserveParams: backends.ReserveParams{Queue: q, Limit: limit, Lease: lease, Worker: "bt"},
-		Rules:         rules, KeyHeader: slotHeader,
+		Rules:         rules, KeyHeader: slotHeader, Fair: fair,
 	})
 	if err != nil {
 		h.t.Fatalf("ReserveSlots(%s): %v", q, err)
@@ -181,6 +189,40 @@ func slotsSharedAcrossTasksAndQueues(h *harness, sr backends.SlotReserver) {
 	res := h.reserveSlots(sr, q2, 10, longLease, rules...)
 	expectPayloads(h, "second queue, leased", res.Jobs, "other")
 	expectPayloads(h, "second queue, held back by the first's jobs", res.HeldBack, "two none-2")
+}
+
+// slotsFair: a fair reserve with rules looks at the jobs in the rounds'
+// order and holds back those over their key's limit, counting the jobs a
+// plain queue's reserve leased under the same limit; a group whose job was
+// held back has had that turn, so the next rounds start with the groups
+// served least recently, held back or not.
+func slotsFair(h *harness, sr backends.SlotReserver) {
+	qf, qp := h.queue("slots-fair"), h.queue("slots-fair-plain")
+	rule := backends.SlotRule{Task: "bt.fair", Name: "fair", Limit: 1, Backoff: time.Second}
+	tenant := func(q, grp, payload string) *backends.JobInsert {
+		ins := h.kins(q, "bt.fair", grp, payload)
+		ins.Group = grp
+		return ins
+	}
+	h.enqueue(tenant(qp, "b", "plain-b"))
+	plain := h.reserveSlots(sr, qp, 1, longLease, rule)
+	expectPayloads(h, "plain queue", plain.Jobs, "plain-b")
+	h.enqueue(tenant(qf, "a", "a0"), tenant(qf, "a", "a1"), tenant(qf, "a", "a2"),
+		tenant(qf, "b", "b0"), tenant(qf, "b", "b1"), tenant(qf, "c", "c0"))
+	res := h.reserveSlotsFair(sr, qf, 6, longLease, true, rule)
+	expectPayloads(h, "fair, leased", res.Jobs, "a0 c0")
+	expectPayloads(h, "fair, held back (b's slot held by the plain queue's job, a's by a0)", res.HeldBack, "b0 a1 b1 a2")
+	for _, r := range res.HeldBack {
+		h.expectState(r.ID, job.Scheduled)
+	}
+	h.complete(plain.Jobs[0], nil)
+	h.complete(res.Jobs[0], nil)
+	h.pass(rule.Backoff)
+	// The rounds were a0 b0 c0, then a1 b1, then a2: c, then b, then a
+	// were served last, whatever the rules did with their jobs.
+	res = h.reserveSlotsFair(sr, qf, 6, longLease, true, rule)
+	expectPayloads(h, "fair again, leased", res.Jobs, "b0 a1")
+	expectPayloads(h, "fair again, held back", res.HeldBack, "b1 a2")
 }
 
 // slotsConcurrent: reserves racing on one key's jobs lease exactly the

@@ -244,14 +244,18 @@ func (b *Backend) depth(queue string) int {
 
 // Reserve implements backends.Backend.
 func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
-	return b.reserve(ctx, p, func(q *queueState) *entry {
-		for q.ready.Len() > 0 {
-			if it := heap.Pop(&q.ready).(item); it.live() {
-				return it.e
-			}
+	return b.reserve(ctx, p, nextReady)
+}
+
+// nextReady pops the queue's best live ready entry, or nil: Reserve's
+// order.
+func nextReady(q *queueState) *entry {
+	for q.ready.Len() > 0 {
+		if it := heap.Pop(&q.ready).(item); it.live() {
+			return it.e
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // reserve leases up to p.Limit ready jobs of p.Queue in the order next

@@ -83,8 +83,14 @@ func (g *fairGroup) head() *entry {
 // with a ready job, least recently served first, each giving jobs until
 // its turn (its weight) is complete, when it goes to the back.
 func (b *Backend) ReserveFair(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
+	return b.reserve(ctx, p, fairPick(p))
+}
+
+// fairPick returns the picker of one ReserveFair call: each call of it
+// hands out the next job in the rounds, or nil.
+func fairPick(p backends.ReserveParams) func(q *queueState) *entry {
 	var ring []*fairGroup // this round's groups still to serve
-	return b.reserve(ctx, p, func(q *queueState) *entry {
+	return func(q *queueState) *entry {
 		for {
 			for len(ring) > 0 {
 				g := ring[0]
@@ -105,7 +111,7 @@ func (b *Backend) ReserveFair(ctx context.Context, p backends.ReserveParams) ([]
 				return nil
 			}
 		}
-	})
+	}
 }
 
 // ready returns the groups with a ready job in ring order: least recently

@@ -1,7 +1,6 @@
 package membackend
 
 import (
-	"container/heap"
 	"context"
 	"time"
 
@@ -22,16 +21,19 @@ func (b *Backend) ReserveSlots(ctx context.Context, p backends.ReserveSlotsParam
 	}
 	var res backends.ReserveSlotsResult
 	var running map[[2]string]int // by rule name and key, once a rule applies
+	next := nextReady
+	if p.Fair {
+		next = fairPick(p.ReserveParams)
+	}
 	looked := 0
 	recs, err := b.reserve(ctx, p.ReserveParams, func(q *queueState) *entry {
 		now := b.cfg.Clock.Now()
-		for looked < p.Limit && q.ready.Len() > 0 {
-			it := heap.Pop(&q.ready).(item)
-			if !it.live() {
-				continue
+		for looked < p.Limit {
+			e := next(q)
+			if e == nil {
+				return nil
 			}
 			looked++
-			e := it.e
 			r, ok := p.RuleOf(e.rec.Task)
 			if !ok || (e.rec.MaxDeliveries > 0 && e.rec.Deliveries >= e.rec.MaxDeliveries) {
 				return e // unlimited, or going to Dead

@@ -299,7 +299,7 @@ func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job
 }
 
 // variant is which reserve statement runs: the plain one, the fair one
-// (fair.go) or the one with slot rules (slots.go).
+// (fair.go), either with slot rules (slots.go).
 type variant struct {
 	fair  bool
 	slots *backends.ReserveSlotsParams // with rules
@@ -327,17 +327,23 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, v varia
 	stmt := b.q.reserve
 	args := []any{p.Queue, now, p.Limit, record.Token(8) + ".", p.Lease.Milliseconds(), poisonFormat, p.Worker}
 	locks := 0 // statements queued before the recovery, besides asyncCommit
-	switch {
-	case v.fair:
+	if v.fair {
 		batch.Queue(b.q.fairLock, p.Queue)
 		stmt, locks = b.q.fairReserve, 1
 		groups, weights := weightArgs(p)
 		args = append(args, groups, weights)
-	case v.slots != nil:
+	}
+	if v.slots != nil {
+		// After the fair lock: a fair reserve takes the queue's lock, then
+		// the names', a plain one the names' alone, so no two wait on
+		// each other in a cycle.
 		names, sargs := slotArgs(*v.slots)
 		batch.Queue(slotsPlan)
 		batch.Queue(b.q.lockKeys, slotLockPrefix+b.q.schema+":", names)
-		stmt, locks = b.q.reserveSlots, 2
+		stmt, locks = b.q.reserveSlots, locks+2
+		if v.fair {
+			stmt = b.q.fairSlotsReserve
+		}
 		args = append(args, sargs...)
 	}
 	batch.Queue(b.q.recoverQueue, p.Queue, now)
@@ -364,15 +370,17 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, v varia
 	}
 	type reserved struct {
 		r        *job.Record
-		seq, pos int64 // pos: the place ReserveFair gave it; -1: held back by a slot rule
+		seq, pos int64 // pos: the place ReserveFair gave it
+		held     bool  // held back by a slot rule
 	}
 	var got []reserved
 	corrupt := map[*job.Record]error{}
 	for rows.Next() {
 		var pos int64
+		var held bool
 		var row pgx.Row = rows
 		if v.fair || v.slots != nil {
-			row = withPos{rows, &pos}
+			row = withPos{rows, &pos, &held}
 		}
 		r, seq, err := scanRecord(row)
 		if r == nil {
@@ -382,7 +390,7 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, v varia
 		if err != nil {
 			corrupt[r] = err
 		}
-		got = append(got, reserved{r, seq, pos})
+		got = append(got, reserved{r, seq, pos, held})
 	}
 	if err := rows.Err(); err != nil {
 		return fail("reserve from", err)
@@ -393,12 +401,12 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, v varia
 	}
 	// UPDATE ... RETURNING has no order; restore the reserve order.
 	slices.SortFunc(got, func(x, y reserved) int {
-		return cmp.Or(cmp.Compare(x.pos, y.pos), // 0 unless fair or held back
+		return cmp.Or(cmp.Compare(x.pos, y.pos), // 0 unless fair
 			cmp.Compare(y.r.Priority, x.r.Priority), x.r.RunAt.Compare(y.r.RunAt), cmp.Compare(x.seq, y.seq))
 	})
 	for _, g := range got {
 		switch {
-		case g.pos < 0:
+		case g.held:
 			res.HeldBack = append(res.HeldBack, g.r)
 		case g.r.State != job.Running: // poison, dead-lettered by the statement
 		case corrupt[g.r] != nil:

@@ -99,7 +99,14 @@ func (b *Backend) pruneRing(ctx context.Context) error {
 // number of the job that finished it, after every number handed out
 // before; every group served keeps how far into its turn it is. The
 // update then leases due as Reserve's does.
-const fairReserveSQL = `WITH ring AS (
+const fairReserveSQL = `WITH ` + fairDue + `
+	UPDATE S.jobs j SET ` + leaseDue + `
+	FROM due WHERE j.ctid = due.ctid
+	RETURNING {jcols}, due.pos, false`
+
+// fairDue are the CTEs of fairReserveSQL up to due and the ring's move,
+// which fairSlotsReserveSQL shares.
+const fairDue = `ring AS (
 		SELECT f.grp, f.served, f.turn, coalesce(w.weight, 1) AS weight FROM S.fair_groups f
 			LEFT JOIN unnest($8::text[], $9::int[]) AS w(grp, weight) ON w.grp = f.grp
 		WHERE f.queue = $1 AND NOT EXISTS (SELECT 1 FROM S.queues WHERE name = $1 AND paused)),
@@ -121,10 +128,7 @@ const fairReserveSQL = `WITH ring AS (
 		FROM (SELECT coalesce(max(served), 0) AS n FROM S.fair_groups WHERE queue = $1) base,
 			(SELECT grp, count(*) AS taken, min(weight) AS weight,
 				max(pos) FILTER (WHERE (turn + rn) % weight = 0) AS pos FROM due GROUP BY grp) m
-		WHERE f.queue = $1 AND f.grp = m.grp)
-	UPDATE S.jobs j SET ` + leaseDue + `
-	FROM due WHERE j.ctid = due.ctid
-	RETURNING {jcols}, due.pos`
+		WHERE f.queue = $1 AND f.grp = m.grp)`
 
 // weightArgs are p's weights above 1 as fairReserveSQL's $8 and $9.
 func weightArgs(p backends.ReserveParams) (groups []string, weights []int32) {
@@ -146,10 +150,11 @@ func (b *Backend) ReserveFair(ctx context.Context, p backends.ReserveParams) ([]
 }
 
 // withPos scans a fair reserve's row, or one of a reserve with slot
-// rules: the record's columns, then pos.
+// rules: the record's columns, then pos and held.
 type withPos struct {
 	rows pgx.Rows
 	pos  *int64
+	held *bool
 }
 
-func (w withPos) Scan(dest ...any) error { return w.rows.Scan(append(dest, w.pos)...) }
+func (w withPos) Scan(dest ...any) error { return w.rows.Scan(append(dest, w.pos, w.held)...) }

@@ -23,8 +23,9 @@ func TestLimitsHoldAcrossWorkers(t *testing.T) {
 
 // BenchmarkLimitsOverhead: a burn-down with a rate limit and with a
 // concurrency limit, both far above the throughput, against none. The
-// limits live in the KV table under row locks: four round trips per batch
-// of buckets or slot sets. b.N is jobs: -benchtime 5000x.
+// rate limit's buckets live in the KV table, one round trip a batch of
+// them; the concurrency limit is held by the reserve (slots.go). b.N is
+// jobs: -benchtime 5000x.
 func BenchmarkLimitsOverhead(b *testing.B) {
 	pool, _ := newPool(b)
 	flowtest.BenchOverhead(b, func(b *testing.B) backends.Backend {

@@ -11,7 +11,7 @@ type queries struct {
 	replay, replayQueue, deleteJobs, purge, pause, resume, recoverAll         string
 	pruneDone, pruneDead, foldCounts                                          string
 	fairLock, fairReserve, ringTryLock, pruneRing                             string // fair.go
-	reserveSlots                                                              string // slots.go
+	reserveSlots, fairSlotsReserve                                            string // slots.go
 	takeTokens                                                                string // limits.go
 }
 
@@ -46,13 +46,14 @@ func newQueries(schema string) queries {
 			"{waiting}", waiting).Replace(sql)
 	}
 	return queries{
-		schema:       schema,
-		fairLock:     t(fairLockSQL),
-		fairReserve:  t(fairReserveSQL),
-		ringTryLock:  t(ringTryLockSQL),
-		pruneRing:    t(pruneRingSQL),
-		reserveSlots: t(reserveSlotsSQL),
-		takeTokens:   t(takeTokensSQL),
+		schema:           schema,
+		fairLock:         t(fairLockSQL),
+		fairReserve:      t(fairReserveSQL),
+		ringTryLock:      t(ringTryLockSQL),
+		pruneRing:        t(pruneRingSQL),
+		reserveSlots:     t(reserveSlotsSQL),
+		fairSlotsReserve: t(fairSlotsReserveSQL),
+		takeTokens:       t(takeTokensSQL),
 		// The CTE gives each new (queue, group) its row in the fair ring
 		// (fair.go).
 		insert: t(`WITH ` + ringShared + ` WHERE '' <> ANY($15::text[])),

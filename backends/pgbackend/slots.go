@@ -3,6 +3,8 @@ package pgbackend
 import (
 	"context"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/conveyorhq/conveyor/backends"
 )
@@ -22,10 +24,11 @@ func (b *Backend) ReserveSlots(ctx context.Context, p backends.ReserveSlotsParam
 	if err := p.Validate(); err != nil {
 		return backends.ReserveSlotsResult{}, err
 	}
-	if len(p.Rules) == 0 {
-		return b.reserveDue(ctx, p.ReserveParams, variant{})
+	v := variant{fair: p.Fair}
+	if len(p.Rules) > 0 {
+		v.slots = &p
 	}
-	return b.reserveDue(ctx, p.ReserveParams, variant{slots: &p})
+	return b.reserveDue(ctx, p.ReserveParams, v)
 }
 
 // slotLockPrefix prefixes the advisory lock keys of the rules' names.
@@ -57,35 +60,51 @@ func slotArgs(p backends.ReserveSlotsParams) (names []string, args []any) {
 // due jobs Reserve would pick, one whose task has a rule is leased when
 // the jobs running under its name and key, plus those before it in this
 // pick, are fewer than its limit; otherwise it is postponed by its
-// backoff. Rows come back with pos 0 leased, -1 held back (withPos).
-const reserveSlotsSQL = `WITH rules AS (
-		SELECT * FROM unnest($8::text[], $9::text[], $10::int[], $11::bigint[]) AS r(task, name, lim, backoff)),
-	due AS (
+// backoff. Rows come back with pos 0 and whether held back (withPos).
+var reserveSlotsSQL = `WITH cand AS (
 		SELECT ctid, task, coalesce(headers->>$12, '') AS k, priority, run_at, seq,
-			(max_deliveries > 0 AND deliveries >= max_deliveries) AS poison FROM S.jobs
+			(max_deliveries > 0 AND deliveries >= max_deliveries) AS poison, 0::bigint AS pos FROM S.jobs
 		WHERE queue = $1 AND state IN {waiting} AND run_at <= $2
 			AND NOT EXISTS (SELECT 1 FROM S.queues WHERE name = $1 AND paused)
 		ORDER BY priority DESC, run_at, seq
 		LIMIT $3
-		FOR UPDATE SKIP LOCKED),
+		FOR UPDATE SKIP LOCKED),` + slotsTail(8, "cand.priority DESC, cand.run_at, cand.seq")
+
+// fairSlotsReserveSQL is fairReserveSQL ($8 and $9 the weights) with the
+// rules of reserveSlotsSQL as $10 to $14, applied to the fair pick in its
+// order (pos); the ring moves on for the jobs held back too.
+var fairSlotsReserveSQL = `WITH ` + fairDue + `,
+	cand AS (
+		SELECT due.ctid, j.task, coalesce(j.headers->>$14, '') AS k, due.poison, due.pos
+		FROM due JOIN S.jobs j ON j.ctid = due.ctid),` + slotsTail(10, "cand.pos")
+
+// slotsTail ranks the jobs of the CTE cand (ctid, task, k, poison, pos)
+// in order under the rules, parameters first to first+4, then postpones
+// and leases them.
+func slotsTail(first int, order string) string {
+	arg := func(i int) string { return "$" + strconv.Itoa(first+i) }
+	return strings.NewReplacer("{tasks}", arg(0), "{names}", arg(1), "{limits}", arg(2), "{backoffs}", arg(3),
+		"{header}", arg(4), "{order}", order).Replace(`
+	rules AS (
+		SELECT * FROM unnest({tasks}::text[], {names}::text[], {limits}::int[], {backoffs}::bigint[]) AS r(task, name, lim, backoff)),
 	running AS (
-		SELECT r.name, coalesce(j.headers->>$12, '') AS k, count(*) AS n
+		SELECT r.name, coalesce(j.headers->>{header}, '') AS k, count(*) AS n
 		FROM S.jobs j JOIN rules r ON r.task = j.task
 		WHERE j.state = 'running' AND j.lease_expires_at > $2
 		GROUP BY 1, 2),
 	ranked AS (
-		SELECT due.ctid, due.poison, r.backoff,
-			r.name IS NULL OR due.poison OR coalesce(running.n, 0) + row_number() OVER (
-				PARTITION BY r.name, due.k, r.name IS NULL OR due.poison
-				ORDER BY due.priority DESC, due.run_at, due.seq) <= r.lim AS admit
-		FROM due LEFT JOIN rules r ON r.task = due.task
-		LEFT JOIN running ON running.name = r.name AND running.k = due.k),
+		SELECT cand.ctid, cand.poison, cand.pos, r.backoff,
+			r.name IS NULL OR cand.poison OR coalesce(running.n, 0) + row_number() OVER (
+				PARTITION BY r.name, cand.k, r.name IS NULL OR cand.poison ORDER BY {order}) <= r.lim AS admit
+		FROM cand LEFT JOIN rules r ON r.task = cand.task
+		LEFT JOIN running ON running.name = r.name AND running.k = cand.k),
 	held AS (
 		UPDATE S.jobs j SET state = 'scheduled', run_at = $2 + ranked.backoff * interval '1 millisecond'
 		FROM ranked WHERE j.ctid = ranked.ctid AND NOT ranked.admit
-		RETURNING {jcols}),
+		RETURNING {jcols}, ranked.pos, true),
 	leased AS (
 		UPDATE S.jobs j SET ` + leaseDue + `
 		FROM ranked AS due WHERE j.ctid = due.ctid AND due.admit
-		RETURNING {jcols})
-	SELECT *, 0::bigint FROM leased UNION ALL SELECT *, -1::bigint FROM held`
+		RETURNING {jcols}, due.pos, false)
+	SELECT * FROM leased UNION ALL SELECT * FROM held`)
+}

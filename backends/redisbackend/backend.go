@@ -216,12 +216,14 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, v varia
 	script, args := b.s.reserve, []any{now.UnixMilli(), p.Limit, p.Lease.Milliseconds(),
 		p.Worker, newTokenPrefix(p.Queue), record.KeepMillis(b.cfg.KeepDead), poisonFormat}
 	if v.fair {
-		script, args = b.s.reserveFair, append(args, int(fairIndexFor.Seconds()), fairIndexBatch)
+		var weights []any
 		for g := range p.Weights {
 			if w := p.Weight(g); w > 1 {
-				args = append(args, g, w)
+				weights = append(weights, g, w)
 			}
 		}
+		script, args = b.s.reserveFair, append(args, int(fairIndexFor.Seconds()), fairIndexBatch, len(weights)/2)
+		args = append(args, weights...)
 	}
 	args = append(args, v.slots...)
 	reply, err := script.Run(ctx, b.rdb, []string{b.base(p.Queue)}, args...).Slice()

@@ -25,15 +25,16 @@ func (b *Backend) ReserveSlots(ctx context.Context, p backends.ReserveSlotsParam
 	if err := b.gate.Valid(ctx, p.ReserveParams); err != nil {
 		return backends.ReserveSlotsResult{}, err
 	}
+	v := variant{fair: p.Fair}
 	if len(p.Rules) == 0 {
-		return b.reserveAll(ctx, p.ReserveParams, variant{})
+		return b.reserveAll(ctx, p.ReserveParams, v)
 	}
 	if b.cluster {
 		return backends.ReserveSlotsResult{}, fmt.Errorf("redisbackend: concurrency rules on a cluster: %w", job.ErrUnsupported)
 	}
-	slots := []any{b.cfg.Prefix + ":slot:", p.KeyHeader}
+	v.slots = []any{b.cfg.Prefix + ":slot:", p.KeyHeader}
 	for _, r := range p.Rules {
-		slots = append(slots, r.Task, r.Name, r.Limit, r.Backoff.Milliseconds())
+		v.slots = append(v.slots, r.Task, r.Name, r.Limit, r.Backoff.Milliseconds())
 	}
-	return b.reserveAll(ctx, p.ReserveParams, variant{slots: slots})
+	return b.reserveAll(ctx, p.ReserveParams, v)
 }

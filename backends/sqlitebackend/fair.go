@@ -144,16 +144,23 @@ func (b *Backend) pruneRing(ctx context.Context) error {
 // out a job a group a round. The write lock makes the ring one order for
 // every process.
 func (b *Backend) ReserveFair(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
-	res, err := b.reserve(ctx, p, func(tx *sql.Tx, now time.Time) (*sql.Rows, error) {
+	res, err := b.reserve(ctx, p, fairRows(ctx, p, ""), nil)
+	return res.Jobs, err
+}
+
+// fairRows returns the candidates of a fair reserve: the columns reserve
+// reads of the jobs fairCandidates picks, in its order, and more columns
+// if any (a slot reserve's).
+func fairRows(ctx context.Context, p backends.ReserveParams, more string) func(*sql.Tx, time.Time) (*sql.Rows, error) {
+	return func(tx *sql.Tx, now time.Time) (*sql.Rows, error) {
 		ids, err := fairCandidates(ctx, tx, p, now)
 		if err != nil {
 			return nil, err
 		}
 		list, _ := json.Marshal(ids)
-		return tx.QueryContext(ctx, `SELECT j.id, j.deliveries, j.max_deliveries
+		return tx.QueryContext(ctx, `SELECT j.id, j.deliveries, j.max_deliveries`+more+`
 			FROM json_each(?) k JOIN conveyor_jobs j ON j.id = k.value ORDER BY k.key`, string(list))
-	}, nil)
-	return res.Jobs, err
+	}
 }
 
 // fairCandidates picks the IDs ReserveFair leases, in order, and moves

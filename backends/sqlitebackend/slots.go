@@ -25,12 +25,19 @@ func (b *Backend) ReserveSlots(ctx context.Context, p backends.ReserveSlotsParam
 		return backends.ReserveSlotsResult{}, err
 	}
 	if len(p.Rules) == 0 {
-		jobs, err := b.Reserve(ctx, p.ReserveParams)
+		reserve := b.Reserve
+		if p.Fair {
+			reserve = b.ReserveFair
+		}
+		jobs, err := reserve(ctx, p.ReserveParams)
 		return backends.ReserveSlotsResult{Jobs: jobs}, err
 	}
 	path := headerPath(p.KeyHeader)
+	if p.Fair {
+		return b.reserve(ctx, p.ReserveParams, fairRows(ctx, p.ReserveParams, ", j.task, "+keyOf(path, "j.")), &p)
+	}
 	return b.reserve(ctx, p.ReserveParams, func(tx *sql.Tx, now time.Time) (*sql.Rows, error) {
-		return tx.QueryContext(ctx, `SELECT id, deliveries, max_deliveries, task, `+keyOf(path)+` FROM conveyor_jobs
+		return tx.QueryContext(ctx, `SELECT id, deliveries, max_deliveries, task, `+keyOf(path, "")+` FROM conveyor_jobs
 			WHERE queue = ? AND state IN `+waitingStates+` AND run_at <= ?
 			ORDER BY priority DESC, run_at, seq LIMIT ?`, p.Queue, record.Micros(now), p.Limit)
 	}, &p)
@@ -42,11 +49,13 @@ type slotCandidate struct{ id, task, key string }
 // headerPath is the JSON path of header h in the headers column.
 func headerPath(h string) string { return "$." + strconv.Quote(h) }
 
-// keyOf is the SQL of a job's key at path: "" when absent, or when the
-// headers are not JSON (such a row fails to decode when leased, and is set
-// aside there, instead of failing every reserve's count).
-func keyOf(path string) string {
-	return `coalesce(CASE WHEN json_valid(headers) THEN json_extract(headers, '` + strings.ReplaceAll(path, "'", "''") + `') END, '')`
+// keyOf is the SQL of a job's key at path, in the headers column of the
+// table named by prefix: "" when absent, or when the headers are not JSON
+// (such a row fails to decode when leased, and is set aside there, instead
+// of failing every reserve's count).
+func keyOf(path, prefix string) string {
+	h := prefix + "headers"
+	return `coalesce(CASE WHEN json_valid(` + h + `) THEN json_extract(` + h + `, '` + strings.ReplaceAll(path, "'", "''") + `') END, '')`
 }
 
 // holdBack splits the candidates, in order, into the IDs to lease and the
@@ -87,7 +96,7 @@ func countRunning(ctx context.Context, tx *sql.Tx, p backends.ReserveSlotsParams
 	for _, r := range p.Rules {
 		args = append(args, r.Task)
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT task, `+keyOf(headerPath(p.KeyHeader))+`, count(*) FROM conveyor_jobs
+	rows, err := tx.QueryContext(ctx, `SELECT task, `+keyOf(headerPath(p.KeyHeader), "")+`, count(*) FROM conveyor_jobs
 		WHERE state = 'running' AND lease_expires_at > ? AND task IN (?`+strings.Repeat(", ?", len(p.Rules)-1)+`)
 		GROUP BY 1, 2`, args...)
 	if err != nil {

@@ -340,3 +340,41 @@ local function leaseready(id, f, now, n, out)
   table.insert(out, f)
   return n
 end
+
+-- rulesat reads ReserveSlots's arguments from ARGV[i] on: the slot sets'
+-- key prefix, the key's header, then per rule its task, name, limit and
+-- backoff ms. Returns the rules by task (none: an empty table) and the
+-- header.
+local function rulesat(i)
+  local rules = {}
+  for j = i + 2, #ARGV, 4 do
+    rules[ARGV[j]] = {set = ARGV[i] .. ARGV[j + 1] .. '\0', limit = tonumber(ARGV[j + 2]), backoff = tonumber(ARGV[j + 3])}
+  end
+  return rules, ARGV[i + 1]
+end
+
+-- admit leases ready job id, read as READ, as leaseready does, unless a
+-- rule of its task holds it back: its key's slot set has the rule's limit
+-- of live slots. A job held back is postponed by the rule's backoff and
+-- appended to held with a 0 where heldrecords puts its record.
+local function admit(id, f, now, n, out, rules, header, held)
+  local r = rules[f[F.t]]
+  if not r or poisoned(f) then return leaseready(id, f, now, n, out) end
+  local set = r.set .. headerof(f, header)
+  if redis.call('ZCOUNT', set, '(' .. now, '+inf') < r.limit then
+    n = leaseready(id, f, now, n, out)
+    slot(id, set, now + tonumber(ARGV[3]), now)
+    return n
+  end
+  holdback(id, f, now + r.backoff)
+  table.insert(held, id)
+  table.insert(held, 0)
+  return n
+end
+
+-- heldrecords reads the records of the jobs admit held back, once every
+-- write is flushed.
+local function heldrecords(held)
+  for i = 1, #held, 2 do held[i + 1] = record(held[i]) end
+  return held
+end

@@ -8,34 +8,16 @@
 local now, limit, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6])
 if redis.call('EXISTS', base .. ':paused') == 1 then return {{}, {}, {}, {}} end
 promote(now, 1000, keep)
-local rules = {}
-for i = 10, #ARGV, 4 do
-  rules[ARGV[i]] = {set = ARGV[8] .. ARGV[i + 1] .. '\0', limit = tonumber(ARGV[i + 2]), backoff = tonumber(ARGV[i + 3])}
-end
-local out, held, n, h = {}, {}, 0, 0 -- h: jobs held back
-while n + h < limit do
-  local members = redis.call('ZRANGE', READY, 0, limit - n - h - 1)
+local rules, header = rulesat(8)
+local out, held, n = {}, {}, 0
+while n + #held / 2 < limit do
+  local members = redis.call('ZRANGE', READY, 0, limit - n - #held / 2 - 1)
   if #members == 0 then break end
   variadic('ZREM', READY, members)
   for _, m in ipairs(members) do
     local id, f = leasable(m, now, keep)
-    local r = id and rules[f[F.t]]
-    if r and not poisoned(f) then
-      local set = r.set .. headerof(f, ARGV[9])
-      if redis.call('ZCOUNT', set, '(' .. now, '+inf') < r.limit then
-        n = leaseready(id, f, now, n, out)
-        slot(id, set, now + tonumber(ARGV[3]), now)
-      else
-        holdback(id, f, now + r.backoff)
-        h = h + 1
-        table.insert(held, id)
-        table.insert(held, 0) -- its record, read once the writes are flushed
-      end
-    elseif id then
-      n = leaseready(id, f, now, n, out)
-    end
+    if id then n = admit(id, f, now, n, out, rules, header, held) end
   end
 end
 announce(false)
-for i = 1, #held, 2 do held[i + 1] = record(held[i]) end
-return {out, STRAYS, CORRUPT, held}
+return {out, STRAYS, CORRUPT, heldrecords(held)}

@@ -1,8 +1,11 @@
 -- ReserveFair: reserve.lua's leases in round-robin order across the queue's
--- groups (backends.FairReserver). ARGV as reserve.lua's, then the seconds
--- <base>:fair lives without another fair reserve, how many jobs a call
--- indexes, and the groups weighted above 1, each followed by its weight.
--- Returns as reserve.lua.
+-- groups (backends.FairReserver). ARGV as reserve.lua's first seven, then
+-- the seconds <base>:fair lives without another fair reserve, how many jobs
+-- a call indexes, how many weights follow (W), the groups weighted above 1,
+-- each followed by its weight (2W values), and for ReserveSlots its rules
+-- as reserve.lua takes them. Returns as reserve.lua; the rules apply to
+-- the jobs in the rounds' order, and a group whose job they hold back has
+-- had that job's turn.
 --
 -- The first fair reserve (or the first after <base>:fair expired) starts
 -- indexing the queue's pending jobs by group, newest first, and each fair
@@ -15,7 +18,7 @@
 -- its group entry stale: its rk no longer matches, and it is dropped here
 -- when met.
 local now, limit, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6])
-if redis.call('EXISTS', base .. ':paused') == 1 then return {{}, {}, {}} end
+if redis.call('EXISTS', base .. ':paused') == 1 then return {{}, {}, {}, {}} end
 local BUILD = base .. ':fairbuild'
 local from
 if not redis.call('SET', base .. ':fair', 1, 'EX', ARGV[8], 'GET') then
@@ -80,7 +83,8 @@ end
 -- call going on from where it stopped (<base>:turn, read for weighted
 -- groups only).
 local W, TURN = {}, base .. ':turn'
-for i = 10, #ARGV, 2 do W[ARGV[i]] = tonumber(ARGV[i + 1]) end
+local nw = tonumber(ARGV[10])
+for i = 11, 10 + 2 * nw, 2 do W[ARGV[i]] = tonumber(ARGV[i + 1]) end
 for _, c in ipairs(groups) do
   c.w, c.taken = W[c.g] or 1, 0
   c.turn = c.w > 1 and num(redis.call('HGET', TURN, c.g)) or 0
@@ -101,11 +105,12 @@ for round = 0, limit do
   if not any or #picks == limit then break end
 end
 
-local out, n = {}, 0
+local rules, header = rulesat(11 + 2 * nw)
+local out, held, n = {}, {}, 0
 for _, p in ipairs(picks) do
   redis.call('ZREM', READY, p[3])
   zrem(p[4], p[3])
-  n = leaseready(p[1], p[2], now, n, out)
+  n = admit(p[1], p[2], now, n, out, rules, header, held)
 end
 -- Each group that finished a turn goes to the back of the ring, in the
 -- order of the job that finished it, after every serving handed out
@@ -120,4 +125,4 @@ for _, c in ipairs(groups) do
   end
 end
 announce(false)
-return {out, STRAYS, CORRUPT}
+return {out, STRAYS, CORRUPT, heldrecords(held)}
