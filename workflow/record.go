@@ -91,8 +91,7 @@ type record struct {
 	Spec            string // the token of its spec's key
 	Grown           bool   // an Add replaced its spec: others may be left to sweep
 	Steps           []*stepRecord
-	index           map[string]int // step name -> position in Steps
-	dependents      [][]int        // position -> positions of the steps depending on it
+	graph           // of Steps, from its spec
 }
 
 // stepRecord is one step in the record: what it is (shared by every load
@@ -122,8 +121,7 @@ func (r *record) link() {
 	for i, st := range r.Steps {
 		defs[i] = st.stepDef
 	}
-	sp := newSpec(defs)
-	r.index, r.dependents = sp.index, sp.dependents
+	r.graph = newSpec(defs).graph
 }
 
 func (r *record) step(name string) *stepRecord {
@@ -189,7 +187,7 @@ func (r *record) reopen(i int) {
 func (r *record) settle(now time.Time) (ready []*stepRecord, changed bool) {
 	for again := true; again; {
 		again = false
-		for _, s := range r.Steps {
+		for i, s := range r.Steps {
 			if s.State != StepBlocked {
 				continue
 			}
@@ -198,23 +196,24 @@ func (r *record) settle(now time.Time) (ready []*stepRecord, changed bool) {
 				changed = true
 				continue
 			}
-			finished, failed := true, ""
-			for _, d := range s.Deps {
-				ds := r.step(d)
+			finished, failed := true, -1
+			for _, d := range r.deps[i] {
+				ds := r.Steps[d]
 				if !ds.State.Final() {
 					finished = false
 					break
 				}
-				if ds.State.failed() && failed == "" {
+				if ds.State.failed() && failed < 0 {
 					failed = d
 				}
 			}
 			if !finished {
 				continue
 			}
-			if failed != "" && !s.AllowFailure && !r.AllowFailure {
+			if failed >= 0 && !s.AllowFailure && !r.AllowFailure {
+				fs := r.Steps[failed]
 				s.State, s.Finished = StepCancelled, now
-				s.Reason = fmt.Sprintf("dependency %s ended %s", failed, r.step(failed).State)
+				s.Reason = fmt.Sprintf("dependency %s ended %s", fs.Name, fs.State)
 				changed, again = true, true // its dependents may now be cancelled too
 				continue
 			}
