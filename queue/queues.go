@@ -226,6 +226,13 @@ func (b *queueBook) forget(queue string) {
 	b.mu.Unlock()
 }
 
+// QueueOptions returns the options an enqueue into queue name meets now:
+// an operator's stored options over the code's definition (Config.Queues),
+// as read within the last few seconds.
+func (c *Client) QueueOptions(ctx context.Context, name string) QueueOptions {
+	return c.queues.options(ctx, name)
+}
+
 // QueueSettings returns every queue whose settings the backend stores, or
 // one when name is set. The backend must be a backends.KVStore.
 func (c *Client) QueueSettings(ctx context.Context, name string) ([]QueueSettings, error) {

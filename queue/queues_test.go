@@ -63,8 +63,14 @@ func TestQueueDefinedOnceStoredInTheBackend(t *testing.T) {
 	if err != nil || len(st) != 1 || st[0].Code.MaxDepth != 7 || st[0].Operator == nil || st[0].Effective().MaxDepth != 5 {
 		t.Fatalf("stored settings = %+v, %v; want the code's 7 and the operator's 5 in force", st, err)
 	}
+	if got := deploy.QueueOptions(ctx, "reports").MaxDepth; got != 5 {
+		t.Fatalf("QueueOptions gives a bound of %d; want the operator's 5", got)
+	}
 	if err := deploy.SetQueue(ctx, "reports", nil); err != nil {
 		t.Fatal(err)
+	}
+	if got := deploy.QueueOptions(ctx, "reports").MaxDepth; got != 7 {
+		t.Fatalf("with the operator's bound cleared, QueueOptions gives %d; want the code's 7", got)
 	}
 	if n := fill(t, deploy, task); n != 2 {
 		t.Fatalf("with the operator's bound cleared, %d more jobs went in, want 2 (the code's 7)", n)

@@ -47,7 +47,7 @@ type store struct {
 	in    backends.Inspector
 	clock backends.Clock
 	keep  time.Duration
-	specs *specCache // the specs this store read or wrote: they never change
+	specs *specCache // cachedSpecs
 }
 
 func newStore(c *queue.Client, clock backends.Clock, keep time.Duration) (*store, error) {
@@ -67,7 +67,7 @@ func newStore(c *queue.Client, clock backends.Clock, keep time.Duration) (*store
 		keep = DefaultKeepFinished
 	}
 	batch, _ := kv.(backends.KVBatcher)
-	return &store{c: c, kv: kv, batch: batch, in: in, clock: clock, keep: keep, specs: &specCache{}}, nil
+	return &store{c: c, kv: kv, batch: batch, in: in, clock: clock, keep: keep, specs: cachedSpecs}, nil
 }
 
 func (s *store) now() time.Time { return s.clock.Now() }

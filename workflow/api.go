@@ -88,24 +88,30 @@ func Cancel(ctx context.Context, c *queue.Client, id string) error {
 	if err != nil {
 		return fmt.Errorf("workflow %s: cancel: %w", id, err)
 	}
+	return s.cancelJobs(ctx, r)
+}
+
+// cancelJobs cancels the jobs of cancelled workflow r's unfinished steps
+// by their IDs, also of those the record holds as cancelled before they
+// got one (an advance, or a fill, may have enqueued one just now), and
+// advances r with what it cancelled.
+func (s *store) cancelJobs(ctx context.Context, r *record) error {
 	if r.State.Final() {
 		return nil
 	}
-	// Every unfinished step's job by its ID, also those the record holds
-	// as blocked: an advance may have enqueued one just now.
 	obs := map[string]StepState{}
 	for _, st := range r.Steps {
 		if st.State == StepEnqueued || (st.State == StepCancelled && !st.HasJob) {
-			js, err := s.c.Cancel(ctx, JobID(id, st.Name))
+			js, err := s.c.Cancel(ctx, JobID(r.ID, st.Name))
 			switch {
 			case err == nil && js == job.Cancelled:
 				obs[st.Name] = StepCancelled // a running one is reported by its worker
 			case err != nil && !errors.Is(err, job.ErrNotFound) && !errors.Is(err, job.ErrFinished):
-				return fmt.Errorf("workflow %s: cancel step %s: %w", id, st.Name, err)
+				return fmt.Errorf("workflow %s: cancel step %s: %w", r.ID, st.Name, err)
 			}
 		}
 	}
-	_, err = s.advance(ctx, id, obs)
+	_, err := s.advance(ctx, r.ID, obs)
 	return err
 }
 

@@ -75,6 +75,7 @@ type Engine struct {
 	mu      sync.Mutex
 	pending map[string]map[string]StepState // workflow -> step -> finished as
 	wake    chan struct{}
+	armed   time.Time   // when Run's next paced round is due (zero: none)
 	held    heldRecords // large records between rounds (flush.go)
 }
 
@@ -170,6 +171,14 @@ func (e *Engine) note(id, step string, st StepState) {
 		e.pending[id] = m
 	}
 	m[step] = st
+	if due := e.held.due(id); due.After(time.Now()) {
+		// Its paced round takes it: wake Run only to arm that round.
+		if !e.armed.IsZero() && !due.Before(e.armed) {
+			e.mu.Unlock()
+			return
+		}
+		e.armed = due
+	}
 	e.mu.Unlock()
 	select {
 	case e.wake <- struct{}{}:
@@ -184,18 +193,33 @@ func (e *Engine) note(id, step string, st StepState) {
 func (e *Engine) Run(ctx context.Context) error {
 	tick := time.NewTicker(e.cfg.ReconcileEvery)
 	defer tick.Stop()
+	due := time.NewTimer(time.Hour) // the next paced workflow's round
+	due.Stop()
 	for {
+		var flush bool
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-e.wake:
-			if _, err := e.Flush(ctx); err != nil && ctx.Err() == nil {
-				e.cfg.Logger.Warn("workflow: advance failed; the reconciler will retry", "err", err)
-			}
+			flush = true
+		case <-due.C:
+			flush = true
 		case <-tick.C:
 			if _, err := e.Reconcile(ctx); err != nil && ctx.Err() == nil {
 				e.cfg.Logger.Warn("workflow: reconcile failed", "err", err)
 			}
+		}
+		if !flush {
+			continue
+		}
+		if _, err := e.flush(ctx, true); err != nil && ctx.Err() == nil {
+			e.cfg.Logger.Warn("workflow: advance failed; the reconciler will retry", "err", err)
+		}
+		e.mu.Lock()
+		next := e.armed
+		e.mu.Unlock()
+		if !next.IsZero() {
+			due.Reset(time.Until(next))
 		}
 	}
 }
@@ -258,8 +282,10 @@ func (e *Engine) reconcile(ctx context.Context, r *record, version int64) (bool,
 	switch {
 	case r.State == Starting && r.Tx:
 		return e.reconcileTx(ctx, r, version, age)
-	case r.State == Starting && age < e.cfg.StartGrace:
+	case (r.State == Starting || r.Filling) && age < e.cfg.StartGrace:
 		return false, nil // its Enqueue call may still be at work
+	case r.Filling:
+		return true, e.s.refill(ctx, r) // its Enqueue call died filling it (fill.go)
 	}
 	obs := map[string]StepState{}
 	for _, st := range r.Steps {

@@ -54,6 +54,15 @@ type Request struct {
 // which the reconciler completes (or an Enqueue with the same Options.ID,
 // which returns it as a Duplicate), never a second workflow.
 //
+// Past 1,000 first steps (a 10,000-member group) into queues without a
+// bound, the first 1,000 are what is all or nothing: the workflow is
+// stored as they go in, so workers start on them while the rest follow,
+// 1,000 a call, before Enqueue returns. A later batch the backend refuses
+// even so (the largest payload goes in the first) ends its steps as a
+// refusal at run time does: dead with the reason, or blocked until the
+// queue has room. An Enqueue that dies midway leaves the record Filling,
+// and the reconciler enqueues the rest past StartGrace.
+//
 // The backend must be a backends.KVStore and a backends.Inspector (every
 // bundled backend is; AMQP with a store). Enqueue is EnqueueMany of one.
 func Enqueue(ctx context.Context, c *queue.Client, root Node, opts *Options) (Ref, error) {
@@ -69,9 +78,11 @@ func Enqueue(ctx context.Context, c *queue.Client, root Node, opts *Options) (Re
 // markers and specs go in one write, their records in a second, all their
 // first steps in one enqueue of jobs and their records as started in a
 // last write (on a backends.KVBatcher each write is PutKVMany, 1,000 keys
-// a call; else each key is written on its own, 16 at once). It is all or nothing for the batch: a request that cannot be
-// built, two requests with one ID (job.ErrInvalid), or first steps the
-// backend refuses fail every request and leave nothing stored. A request
+// a call; else each key is written on its own, 16 at once). It is all or
+// nothing for the batch: a request that cannot be built, two requests
+// with one ID (job.ErrInvalid), or first steps the backend refuses fail
+// every request and leave nothing stored (past 1,000 first steps between
+// them, the first 1,000, as in Enqueue). A request
 // whose ID is taken is returned as a Duplicate, as by Enqueue. An error
 // that leaves open what was stored wraps ErrOutcomeUnknown and names the
 // workflows. The refs are in the order of reqs; the batch's writes are
@@ -354,32 +365,45 @@ func (s *store) storeRecords(ctx context.Context, rs []*record, refs []Ref) (fre
 // written, without reading them again. A refusal stored no job (the
 // enqueue is all or nothing), so the records are deleted; a record
 // written meanwhile (by a Cancel, or the reconciler) is advanced alone.
+//
+// Past enqueueBatch first steps, and when a later batch cannot be
+// refused for a reason the first would not meet (fillable), only the
+// first batch goes in before the write, and the records are written
+// Filling: the rest follow in batches (fill), so that workers start on a
+// 10,000-member group while the rest of it goes in.
 func (s *store) startSteps(ctx context.Context, fresh []starting) error {
 	now := s.now()
 	rs := make([]*record, len(fresh))
-	ready := make([][]*stepRecord, len(fresh))
-	var reqs []queue.Request
+	var all []pendingStep
 	for i, f := range fresh {
 		rs[i] = f.r
-		ready[i], _ = f.r.settle(now)
-		for _, st := range ready[i] {
-			reqs = append(reqs, request(f.r.ID, st))
+		ready, _ := f.r.settle(now)
+		for _, st := range ready {
+			all = append(all, pendingStep{wf: i, st: st})
 		}
+	}
+	first, rest := all, []pendingStep(nil)
+	if len(all) > enqueueBatch && s.fillable(ctx, all) {
+		largestFirst(all)
+		first, rest = all[:enqueueBatch], all[enqueueBatch:]
 	}
 	unknown := func(err error) error {
 		return fmt.Errorf("%s: %w", about(rs), &queue.OutcomeUnknownError{IDs: idsOf(rs), Err: err})
 	}
-	if _, err := s.c.EnqueueMany(ctx, reqs...); err != nil {
+	if _, err := s.c.EnqueueMany(ctx, requests(rs, first)...); err != nil {
 		if refused(err) && allAtOnce(len(fresh), func(i int) error { return s.remove(ctx, fresh[i].r, fresh[i].version) }) == nil {
 			return fmt.Errorf("%s: %w", about(rs), err)
 		}
 		return unknown(err)
 	}
+	for _, p := range all {
+		p.st.State, p.st.HasJob, p.st.Enqueued = StepEnqueued, true, now
+	}
+	for _, p := range rest {
+		rs[p.wf].Filling = true
+	}
 	puts := make([]backends.PutKVParams, len(fresh))
 	for i, f := range fresh {
-		for _, st := range ready[i] {
-			st.State, st.HasJob, st.Enqueued = StepEnqueued, true, now
-		}
 		f.r.State = Running
 		b, err := f.r.encode()
 		if err != nil {
@@ -397,17 +421,26 @@ func (s *store) startSteps(ctx context.Context, fresh []starting) error {
 			moved = append(moved, i)
 		}
 	}
-	return allAtOnce(len(moved), func(j int) error {
+	err = allAtOnce(len(moved), func(j int) error {
+		// Advanced alone from the record as stored, Starting: that
+		// enqueues every first step, those not sent too.
 		i := moved[j]
 		mine := map[string]bool{}
-		for _, st := range ready[i] {
-			mine[st.Name] = true
+		for _, p := range all {
+			if p.wf == i {
+				mine[p.st.Name] = true
+			}
 		}
 		if _, err := s.advanceMine(ctx, fresh[i].r.ID, nil, mine, nil); err != nil {
 			return fmt.Errorf("workflow %s: %w", fresh[i].r.ID, &queue.OutcomeUnknownError{IDs: []string{fresh[i].r.ID}, Err: err})
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	rest = slices.DeleteFunc(rest, func(p pendingStep) bool { return vs[p.wf] == 0 })
+	return s.fill(ctx, rs, rest)
 }
 
 // putAll writes puts, on a backends.KVBatcher by PutKVMany (kvBatch keys

@@ -28,9 +28,29 @@ import (
 // once. A workflow the shared path does not fit (starting, cancelled,
 // finishing, or written by another process meanwhile) is advanced alone.
 func (e *Engine) Flush(ctx context.Context) (int, error) {
+	return e.flush(ctx, false)
+}
+
+// flush is Flush; paced, it leaves pending the large workflows whose
+// last round was less than their pace ago (heldRecords.due), and arms
+// Run's next round for when the first of them is due.
+func (e *Engine) flush(ctx context.Context, paced bool) (int, error) {
 	e.mu.Lock()
 	batch := e.pending
 	e.pending = map[string]map[string]StepState{}
+	e.armed = time.Time{}
+	if paced {
+		now := time.Now()
+		for id, obs := range batch {
+			if due := e.held.due(id); due.After(now) {
+				e.pending[id] = obs
+				delete(batch, id)
+				if e.armed.IsZero() || due.Before(e.armed) {
+					e.armed = due
+				}
+			}
+		}
+	}
 	e.mu.Unlock()
 	flights := make([]*flight, 0, len(batch))
 	for id, obs := range batch {
@@ -191,7 +211,7 @@ func (s *store) finishAll(ctx context.Context, finished []*flight, markers map[s
 				alone[f] = true
 				continue
 			}
-			specs[i].version = vs[i]
+			specs[i].version.Store(vs[i])
 		}
 	}
 	_ = allAtOnce(len(finished), func(i int) error {
@@ -404,13 +424,23 @@ type heldRecords struct {
 type heldRecord struct {
 	r       *record
 	version int64
-	value   []byte // r as written
+	value   []byte    // r as written
+	due     time.Time // its next round, paced
 }
 
 // Records are held from holdSteps steps up, at most holdMax of them.
+//
+// A held record's rounds are paced, a round at most every pacePerStep
+// times its steps (2ms for 10,000): each round encodes and writes the
+// whole record, so a 10,000-member group whose members finish one by one
+// would otherwise cost a round per member that finished while the last
+// round ran, hundreds of rounds competing with the workers for the CPU.
+// Paced, its bookkeeping stays a small share of the work, and a step it
+// releases waits at most its pace longer.
 const (
-	holdSteps = 1000
-	holdMax   = 64
+	holdSteps   = 1000
+	holdMax     = 64
+	pacePerStep = 200 * time.Nanosecond
 )
 
 // take removes id's record and returns the reuse function of
@@ -441,6 +471,13 @@ func (h *heldRecords) put(id string, r *record, version int64, value []byte) {
 		h.m = map[string]heldRecord{}
 	}
 	if len(h.m) < holdMax {
-		h.m[id] = heldRecord{r, version, value}
+		h.m[id] = heldRecord{r, version, value, time.Now().Add(time.Duration(len(r.Steps)) * pacePerStep)}
 	}
+}
+
+// due returns when workflow id's next round is due (zero: not held).
+func (h *heldRecords) due(id string) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.m[id].due
 }

@@ -90,8 +90,13 @@ type record struct {
 	Finished        time.Time
 	Spec            string // the token of its spec's key
 	Grown           bool   // an Add replaced its spec: others may be left to sweep
-	Steps           []*stepRecord
-	graph           // of Steps, from its spec
+	// Filling: Running, its first steps all marked enqueued, while its
+	// Enqueue still enqueues those past the first batch (startSteps). A
+	// step of it whose job is missing is not yet gone: past StartGrace
+	// the reconciler enqueues it.
+	Filling bool
+	Steps   []*stepRecord
+	graph   // of Steps, from its spec
 }
 
 // stepRecord is one step in the record: what it is (shared by every load

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -50,7 +51,7 @@ func specKey(id, token string) string { return specPrefix + id + "/" + token }
 type spec struct {
 	defs []*stepDef
 	graph
-	version int64 // of its key, for rewriting its expiry
+	version atomic.Int64 // of its key, for rewriting its expiry; engines share it
 }
 
 // graph indexes a workflow's steps by position, so that settling a
@@ -81,6 +82,11 @@ func newSpec(defs []*stepDef) *spec {
 // changes, so an advance of a 10,000-step workflow reads and decodes only
 // its state. It holds at most maxCachedSteps steps; past that it forgets
 // specs at random (each is read again when needed).
+//
+// One cache serves the whole process (cachedSpecs), so that the engine
+// advancing a 10,000-member group does not decode again the 1 MB spec its
+// Enqueue call just wrote. That is safe across backends because a spec's
+// key holds a UUIDv7 token made when it was written, never reused.
 type specCache struct {
 	mu    sync.Mutex
 	specs map[string]*spec
@@ -88,6 +94,8 @@ type specCache struct {
 }
 
 const maxCachedSteps = 200_000
+
+var cachedSpecs = &specCache{}
 
 func (c *specCache) get(key string) *spec {
 	c.mu.Lock()
@@ -154,7 +162,7 @@ func (s *store) newSpec(r *record) (backends.PutKVParams, func(version int64), e
 	put := backends.PutKVParams{Key: specKey(r.ID, token), Value: b, Now: s.now()}
 	return put, func(v int64) {
 		sp := newSpec(defs)
-		sp.version = v
+		sp.version.Store(v)
 		r.Spec, r.graph = token, sp.graph
 		s.specs.put(put.Key, sp)
 	}, nil
@@ -180,7 +188,7 @@ func (s *store) cacheSpec(id string, kv backends.KV) (*spec, error) {
 		return nil, fmt.Errorf("%w: workflow %s: spec: %w", job.ErrMalformedPayload, id, err)
 	}
 	sp := newSpec(defs)
-	sp.version = kv.Version
+	sp.version.Store(kv.Version)
 	s.specs.put(kv.Key, sp)
 	return sp, nil
 }
@@ -250,7 +258,7 @@ func (s *store) expireSpec(ctx context.Context, r *record, at time.Time) error {
 		if err != nil {
 			return err
 		}
-		sp.version = v
+		sp.version.Store(v)
 		break
 	}
 	if r.Grown && !at.IsZero() {
@@ -266,7 +274,7 @@ func (s *store) expiringSpec(k string, sp *spec, at time.Time) (backends.PutKVPa
 	if err != nil {
 		return backends.PutKVParams{}, err
 	}
-	return backends.PutKVParams{Key: k, Value: b, IfVersion: sp.version, ExpiresAt: at, Now: s.now()}, nil
+	return backends.PutKVParams{Key: k, Value: b, IfVersion: sp.version.Load(), ExpiresAt: at, Now: s.now()}, nil
 }
 
 // sweepSpecs deletes workflow id's specs but keep (every one when keep
@@ -295,6 +303,7 @@ type storedState struct {
 	Finished        time.Time      `json:"finished,omitzero"`
 	Spec            string         `json:"spec"`
 	Grown           bool           `json:"grown,omitempty"`
+	Filling         bool           `json:"filling,omitempty"`
 	N               int            `json:"n"`
 	Steps           []byte         `json:"-"`                 // one entry a step, after the JSON (stateMagic)
 	Reasons         map[int]string `json:"reasons,omitempty"` // by step position
@@ -329,7 +338,7 @@ func stepCode(st StepState) byte {
 func (r *record) encode() ([]byte, error) {
 	ss := storedState{Format: recordFormat, ID: r.ID, State: r.State, AllowFailure: r.AllowFailure,
 		CancelRequested: r.CancelRequested, Tx: r.Tx, Created: r.Created, Finished: r.Finished,
-		Spec: r.Spec, Grown: r.Grown, N: len(r.Steps)}
+		Spec: r.Spec, Grown: r.Grown, Filling: r.Filling, N: len(r.Steps)}
 	// Offsets from the creation's wall clock, as UnixNano differences:
 	// time.Sub, with its monotonic and overflow cases, was half the cost
 	// of encoding a 10,000-step state, which a chord does each round.
@@ -399,7 +408,7 @@ func decodeState(b []byte) (*record, *storedState, error) {
 		return nil, nil, fmt.Errorf("%w: workflow record %s has format %d, this build reads %d", job.ErrMalformedPayload, ss.ID, ss.Format, recordFormat)
 	}
 	r := &record{Format: ss.Format, ID: ss.ID, State: ss.State, AllowFailure: ss.AllowFailure, CancelRequested: ss.CancelRequested,
-		Tx: ss.Tx, Created: ss.Created, Finished: ss.Finished, Spec: ss.Spec, Grown: ss.Grown}
+		Tx: ss.Tx, Created: ss.Created, Finished: ss.Finished, Spec: ss.Spec, Grown: ss.Grown, Filling: ss.Filling}
 	return r, &ss, nil
 }
 

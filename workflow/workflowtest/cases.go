@@ -307,10 +307,11 @@ func testCancelRunning(t *testing.T, en *env) {
 	}
 }
 
-// A chord of 1,000 members: the callback runs once, after all of them,
-// with every result in order.
+// A chord of 2,500 members, more than one enqueue batch (so its start
+// fills): the callback runs once, after all of them, with every result in
+// order.
 func testLarge(t *testing.T, en *env) {
-	const n = 1000
+	const n = 2500
 	members := make([]workflow.Node, n)
 	want := 0
 	for i := range n {
