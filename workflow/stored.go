@@ -369,28 +369,30 @@ func (r *record) encode() ([]byte, error) {
 			ss.Reasons[i] = st.Reason
 		}
 	}
-	h, err := json.Marshal(ss)
-	if err != nil {
-		return nil, fmt.Errorf("workflow record %s: %w", r.ID, err)
-	}
-	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(h)+len(buf))
-	b = append(b, stateMagic)
-	b = binary.AppendUvarint(b, uint64(len(h)))
-	return append(append(b, h...), buf...), nil
+	b := make([]byte, 0, 128+len(r.ID)+len(r.Spec)+len(buf))
+	return append(appendHeader(b, &ss), buf...), nil
 }
 
-// stateMagic starts a stored state: then the length of its JSON header,
-// the header, and the steps' entries as they are, not in base64 inside
-// the JSON, so that a load of a 10,000-step workflow scans a few bytes a
-// step once. (A format 1 record starts with '{'.)
+// stateMagic started a stored state written before its header was binary
+// (header.go): then the length of its JSON header, the header, and the
+// steps' entries as they are, not in base64 inside the JSON, so that a
+// load of a 10,000-step workflow scans a few bytes a step once. (A format
+// 1 record starts with '{'.)
 const stateMagic = 0xC2
 
 // decodeState decodes a stored state; its steps are filled by withSpec.
 func decodeState(b []byte) (*record, *storedState, error) {
 	var ss storedState
-	if len(b) > 0 && b[0] == '{' {
+	switch {
+	case len(b) > 0 && b[0] == '{':
 		ss.Format = 1 // refused below
-	} else {
+	case len(b) > 0 && b[0] == headerMagic:
+		steps, err := readHeader(b[1:], &ss)
+		if err != nil {
+			return nil, nil, err
+		}
+		ss.Steps = steps
+	default:
 		n, m := uint64(0), 0
 		if len(b) > 0 && b[0] == stateMagic {
 			n, m = binary.Uvarint(b[1:])
