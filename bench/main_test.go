@@ -59,3 +59,20 @@ func TestMedianOfRounds(t *testing.T) {
 		t.Fatalf("median changed its input: %+v", rs[2])
 	}
 }
+
+// Quantiles are nearest-rank: of 100 samples, p99 is the 99th and p50 the
+// 50th, not the largest and the 51st.
+func TestQuantileIsNearestRank(t *testing.T) {
+	var l latencies
+	for i := 1; i <= 100; i++ {
+		l = append(l, time.Duration(i))
+	}
+	for q, want := range map[float64]time.Duration{0.5: 50, 0.99: 99, 1: 100, 0: 1} {
+		if got := l.quantile(q); got != want {
+			t.Errorf("quantile(%v) of 1..100 = %d; want %d", q, got, want)
+		}
+	}
+	if got := (latencies{7}).quantile(0.99); got != 7 {
+		t.Errorf("quantile(0.99) of one sample = %d; want it", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"runtime/debug"
 	"slices"
@@ -161,7 +162,8 @@ func (l latencies) quantile(q float64) time.Duration {
 	}
 	s := slices.Clone(l)
 	slices.Sort(s)
-	return s[min(int(q*float64(len(s))), len(s)-1)]
+	// Nearest rank: the p99 of 100 samples is the 99th, not the largest.
+	return s[min(max(int(math.Ceil(q*float64(len(s))))-1, 0), len(s)-1)]
 }
 
 // recorder collects enqueue-to-start times until it has total of them,

@@ -75,8 +75,9 @@ type Engine struct {
 	mu      sync.Mutex
 	pending map[string]map[string]StepState // workflow -> step -> finished as
 	wake    chan struct{}
-	armed   time.Time   // when Run's next paced round is due (zero: none)
-	held    heldRecords // large records between rounds (flush.go)
+	armed   time.Time          // when Run's next paced round is due (zero: none)
+	held    heldRecords        // large records between rounds (flush.go)
+	parked  map[string]parking // workflows whose outcomes wait unwritten (park.go)
 }
 
 // NewEngine returns an engine on client c's backend, which must be a
@@ -94,7 +95,7 @@ func NewEngine(c *queue.Client, cfg Config) (*Engine, error) {
 	if s.keep < 0 {
 		s.keep = 0 // save: no expiry
 	}
-	return &Engine{s: s, cfg: cfg, pending: map[string]map[string]StepState{}, wake: make(chan struct{}, 1)}, nil
+	return &Engine{s: s, cfg: cfg, pending: map[string]map[string]StepState{}, wake: make(chan struct{}, 1), parked: map[string]parking{}}, nil
 }
 
 // Install returns cfg with the engine's middleware first and its observer

@@ -57,6 +57,18 @@ func wideChord(n int) (Node, int) {
 
 var sumStep = queue.NewTask[nArgs, int]("workflow.internal.sum", queue.TaskOptions{Queue: "wf"})
 
+// registerSum has w run sumStep: the sum of its dependencies' results.
+func registerSum(w *worker.Worker) {
+	worker.Register(w, sumStep, func(ctx context.Context, _ nArgs) (int, error) {
+		results, err := All[int](ctx)
+		total := 0
+		for _, r := range results {
+			total += r
+		}
+		return total, err
+	})
+}
+
 // fillRig is a failingSteps backend with its client, an engine on a
 // clock the test moves, and a worker that runs step and sumStep.
 type fillRig struct {
@@ -80,14 +92,7 @@ func newFillRig(t *testing.T, err error, cfg queue.Config) *fillRig {
 		Queues: []worker.QueueConfig{{Name: "wf"}}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}))
 	worker.Register(w, step, func(_ context.Context, a nArgs) (int, error) { return a.N, nil })
-	worker.Register(w, sumStep, func(ctx context.Context, _ nArgs) (int, error) {
-		results, err := All[int](ctx)
-		total := 0
-		for _, r := range results {
-			total += r
-		}
-		return total, err
-	})
+	registerSum(w)
 	return &fillRig{b: b, c: c, e: e, w: w, clock: clock}
 }
 

@@ -32,22 +32,31 @@ func (e *Engine) Flush(ctx context.Context) (int, error) {
 }
 
 // flush is Flush; paced, it leaves pending the large workflows whose
-// last round was less than their pace ago (heldRecords.due), and arms
-// Run's next round for when the first of them is due.
+// last round was less than their pace ago (heldRecords.due) and the
+// parked ones (park.go), parks what this round would write only to record
+// outcomes, and arms Run's next round for when the first of them is due.
 func (e *Engine) flush(ctx context.Context, paced bool) (int, error) {
 	e.mu.Lock()
 	batch := e.pending
 	e.pending = map[string]map[string]StepState{}
 	e.armed = time.Time{}
+	arm := func(at time.Time) {
+		if e.armed.IsZero() || at.Before(e.armed) {
+			e.armed = at
+		}
+	}
 	if paced {
 		now := time.Now()
 		for id, obs := range batch {
-			if due := e.held.due(id); due.After(now) {
+			due := e.held.due(id)
+			parked, until := e.parkedNow(id, obs, now)
+			if parked {
+				due = until
+			}
+			if due.After(now) {
 				e.pending[id] = obs
 				delete(batch, id)
-				if e.armed.IsZero() || due.Before(e.armed) {
-					e.armed = due
-				}
+				arm(due)
 			}
 		}
 	}
@@ -60,6 +69,12 @@ func (e *Engine) flush(ctx context.Context, paced bool) (int, error) {
 	eachAtOnce(len(flights), func(i int) { e.s.prepare(ctx, flights[i], &e.held) })
 	e.s.enqueueReleased(ctx, flights)
 	eachAtOnce(len(flights), func(i int) { flights[i].stage() })
+	for _, f := range e.park(flights, paced) {
+		e.keep(f.id, f.obs)
+		e.mu.Lock()
+		arm(e.parked[f.id].until)
+		e.mu.Unlock()
+	}
 	e.s.writeAll(ctx, flights)
 	var (
 		mu   sync.Mutex
@@ -76,7 +91,9 @@ func (e *Engine) flush(ctx context.Context, paced bool) (int, error) {
 			errs = append(errs, err)
 			return
 		}
-		n += len(f.obs)
+		if !f.parked {
+			n += len(f.obs)
+		}
 	})
 	return n, errors.Join(errs...)
 }
@@ -283,6 +300,7 @@ type flight struct {
 	changed bool
 	ready   []*stepRecord
 	alone   bool  // advance it alone (advance), in land
+	parked  bool  // its outcomes wait, its record unwritten (park.go)
 	err     error // the read, or stage's encode, failed
 	// Set by stage, when the record is to be written: r encoded.
 	value []byte
@@ -377,6 +395,9 @@ func (s *store) enqueueReleased(ctx context.Context, flights []*flight) {
 func (s *store) land(ctx context.Context, f *flight, held *heldRecords) error {
 	if f.err != nil {
 		return f.err
+	}
+	if f.parked {
+		return nil
 	}
 	mine := map[string]bool{}
 	if !f.alone {

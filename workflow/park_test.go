@@ -1,0 +1,85 @@
+package workflow
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/conveyorhq/conveyor/backends/membackend"
+	"github.com/conveyorhq/conveyor/queue"
+	"github.com/conveyorhq/conveyor/worker"
+)
+
+// Outcomes that release nothing are parked, not lost: with the last member
+// held back, the record still gets the others' outcomes (within parkFor,
+// no reconcile), and once the last finishes the callback runs and nothing
+// stays parked.
+func TestParkedOutcomesAreWritten(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b := membackend.New(membackend.Config{})
+	c := queue.NewClient(b, queue.Config{})
+	e, err := NewEngine(c, Config{ReconcileEvery: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := worker.New(b, e.Install(worker.Config{
+		Queues: []worker.QueueConfig{{Name: "wf", Concurrency: 4}}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}))
+	last := make(chan struct{})
+	worker.Register(w, step, func(ctx context.Context, a nArgs) (int, error) {
+		if a.N == 3 {
+			select {
+			case <-last:
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+		}
+		return a.N, nil
+	})
+	registerSum(w)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = e.Run(ctx) }()
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Stop(context.Background()); cancel(); <-done }()
+
+	root := Chord(Task("sum", sumStep, nArgs{}, nil), Task("m1", step, nArgs{1}, nil), Task("m2", step, nArgs{2}, nil), Task("m3", step, nArgs{3}, nil))
+	ref, err := Enqueue(ctx, c, root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		in, err := Status(ctx, c, ref.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in.Steps[0].State == StepDone && in.Steps[1].State == StepDone {
+			if in.Steps[2].State != StepEnqueued || in.Steps[3].State != StepBlocked {
+				t.Fatalf("m3 %s, sum %s; want enqueued and blocked", in.Steps[2].State, in.Steps[3].State)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("m1 and m2 finished, the record still says %s and %s", in.Steps[0].State, in.Steps[1].State)
+		}
+		time.Sleep(5 * time.Millisecond) // polling the record: nothing signals its write
+	}
+	close(last)
+	outs, err := Wait(ctx, c, ref.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got int
+	if err := outs[0].Decode(&got); err != nil || got != 6 {
+		t.Fatalf("sum = %d (%v); want 6", got, err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.parked) != 0 {
+		t.Fatalf("still parked after the workflow finished: %v", e.parked)
+	}
+}
