@@ -43,10 +43,11 @@ type Backend struct {
 	leaseMu sync.Mutex
 	leases  map[string]*lease // by lease token
 
-	transit transit
-	pauses  pauses
-	bounded sync.Map // queue name -> *sync.Mutex serializing its publishes without a store
-	hub     notify.Hub
+	transit   transit
+	recording recording
+	pauses    pauses
+	bounded   sync.Map // queue name -> *sync.Mutex serializing its publishes without a store
+	hub       notify.Hub
 }
 
 // StoredBackend is a Backend paired with a job-state store. It adds
@@ -370,8 +371,8 @@ func (b *Backend) announce(jobs []*backends.JobInsert) {
 // this order a process that dies in between leaves a message without a
 // record, which its consumer restores from the message (claim), not a
 // record without a message, which nothing would ever run; a consumer that
-// takes the message before the record is written waits for it
-// (Config.RecordWait).
+// takes the message before the record is written waits for it (this
+// process's: recording; another's: polled, up to Config.RecordWait).
 func (b *Backend) enqueueStored(ctx context.Context, p backends.EnqueueParams, need map[string]backends.DepthCheck) ([]backends.EnqueueResult, error) {
 	now := b.cfg.Clock.Now()
 	res := make([]backends.EnqueueResult, len(p.Jobs))
@@ -428,6 +429,12 @@ func (b *Backend) enqueueStored(ctx context.Context, p backends.EnqueueParams, n
 		}
 		msgs[i] = m
 	}
+	ids := make([]string, len(fresh))
+	for i, d := range fresh {
+		ids[i] = d.ID
+	}
+	b.recording.start(ids)
+	defer b.recording.finish(ids)
 	acked, err := b.publish(ctx, msgs...)
 	if err != nil {
 		// A message that arrived all the same is restored by its consumer.

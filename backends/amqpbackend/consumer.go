@@ -243,8 +243,9 @@ func (c *consumer) take(n int) []*item {
 const heldPoll = 100 * time.Millisecond
 
 // recordPoll is how often a delivery whose job is not recorded yet (its
-// enqueue publishes, then records) is tried again.
-const recordPoll = 10 * time.Millisecond
+// enqueue publishes, then records) is tried again, when another process
+// enqueued it (this process's own are waited for: recording).
+var recordPoll = 10 * time.Millisecond
 
 // putBack files a delivery taken by take among the waiting ones again
 // after d, unless its session ended meanwhile (the broker requeued it).

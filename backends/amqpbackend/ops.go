@@ -96,6 +96,7 @@ func (b *Backend) lease(ctx context.Context, c *consumer, it *item, d time.Durat
 	jl := job.Lease{JobID: it.doc.ID, Token: record.Token(16), ExpiresAt: l.expires}
 	rec := it.doc.Record
 	if b.st != nil {
+		recorded := b.recording.watch(it.doc.ID) // before claim reads: no write missed
 		stored, err := b.claim(ctx, it, n, now, jl)
 		switch {
 		case errors.Is(err, errPoison):
@@ -103,6 +104,9 @@ func (b *Backend) lease(ctx context.Context, c *consumer, it *item, d time.Durat
 		case errors.Is(err, errStale):
 			b.cfg.Logger.Debug("amqpbackend: message dropped", "queue", it.doc.Queue, "job", it.doc.ID, "why", err)
 			b.settle(l, true)
+			return nil, nil
+		case errors.Is(err, errUnrecorded) && recorded != nil: // this process is writing it
+			go func() { <-recorded; c.putBack(it, 0) }()
 			return nil, nil
 		case errors.Is(err, errUnrecorded):
 			c.putBack(it, recordPoll)
