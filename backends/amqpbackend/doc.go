@@ -114,8 +114,8 @@
 // in between leaves a message the consumer restores, never a record that
 // no message will run. A consumer that takes a job's first message before
 // its record exists waits for the write when its own process is making it
-// (the usual case: a web process and its worker in one, or a workflow's
-// engine), and otherwise puts it back and looks again every 10ms, for up to
+// (a workflow's engine releasing steps, a producer that also works), and
+// otherwise puts it back and looks again every 10ms, for up to
 // Config.RecordWait after the job was created, before it restores the
 // record from the message; a unique key whose holder has no record is
 // taken over only once it is that old. A Retry publishes the next message
