@@ -200,6 +200,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		var flush bool
 		select {
 		case <-ctx.Done():
+			e.stopFlush(ctx)
 			return nil
 		case <-e.wake:
 			flush = true
@@ -222,6 +223,20 @@ func (e *Engine) Run(ctx context.Context) error {
 		if !next.IsZero() {
 			due.Reset(time.Until(next))
 		}
+	}
+}
+
+// stopTimeout bounds Run's last write when it stops.
+const stopTimeout = 5 * time.Second
+
+// stopFlush writes the outcomes Run still holds (parked, or paced for a
+// large record's next round) as it stops: otherwise their workflows would
+// wait for another engine's reconcile, up to ReconcileEvery.
+func (e *Engine) stopFlush(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
+	defer cancel()
+	if _, err := e.flush(ctx, false); err != nil {
+		e.cfg.Logger.Warn("workflow: last advance failed as Run stopped; the reconciler will retry", "err", err)
 	}
 }
 

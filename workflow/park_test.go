@@ -12,6 +12,21 @@ import (
 	"github.com/conveyorhq/conveyor/worker"
 )
 
+// parkRig is an engine that never reconciles on a memory backend, and a
+// worker of four on queue wf with the engine installed.
+func parkRig(t *testing.T) (*queue.Client, *Engine, *worker.Worker) {
+	t.Helper()
+	b := membackend.New(membackend.Config{})
+	c := queue.NewClient(b, queue.Config{})
+	e, err := NewEngine(c, Config{ReconcileEvery: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, e, worker.New(b, e.Install(worker.Config{
+		Queues: []worker.QueueConfig{{Name: "wf", Concurrency: 4}}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}))
+}
+
 // Outcomes that release nothing are parked, not lost: with the last member
 // held back, the record still gets the others' outcomes (within parkFor,
 // no reconcile), and once the last finishes the callback runs and nothing
@@ -19,15 +34,7 @@ import (
 func TestParkedOutcomesAreWritten(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	b := membackend.New(membackend.Config{})
-	c := queue.NewClient(b, queue.Config{})
-	e, err := NewEngine(c, Config{ReconcileEvery: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := worker.New(b, e.Install(worker.Config{
-		Queues: []worker.QueueConfig{{Name: "wf", Concurrency: 4}}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}))
+	c, e, w := parkRig(t)
 	last := make(chan struct{})
 	worker.Register(w, step, func(ctx context.Context, a nArgs) (int, error) {
 		if a.N == 3 {
@@ -81,5 +88,54 @@ func TestParkedOutcomesAreWritten(t *testing.T) {
 	defer e.mu.Unlock()
 	if len(e.parked) != 0 {
 		t.Fatalf("still parked after the workflow finished: %v", e.parked)
+	}
+}
+
+// Run writes what it holds as it stops: a workflow whose outcomes were
+// parked when Run's context ended has them in its record at once, not
+// after another engine's reconcile.
+func TestRunWritesParkedOutcomesWhenItStops(t *testing.T) {
+	ctx := context.Background()
+	c, e, w := parkRig(t)
+	last := make(chan struct{})
+	worker.Register(w, step, func(ctx context.Context, a nArgs) (int, error) {
+		if a.N == 2 {
+			<-last
+		}
+		return a.N, nil
+	})
+	registerSum(w)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = e.Run(runCtx) }()
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { close(last); _ = w.Stop(ctx) }()
+	root := Chord(Task("sum", sumStep, nArgs{}, nil), Task("m1", step, nArgs{1}, nil), Task("m2", step, nArgs{2}, nil))
+	ref, err := Enqueue(ctx, c, root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		e.mu.Lock()
+		_, parked := e.parked[ref.ID]
+		e.mu.Unlock()
+		if parked {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("m1's outcome was never parked")
+		}
+		time.Sleep(time.Millisecond) // polling the engine: nothing signals a parking
+	}
+	stop()
+	<-done
+	in, err := Status(ctx, c, ref.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Steps[0].State != StepDone {
+		t.Fatalf("m1 is %s in the record after Run stopped; want done", in.Steps[0].State)
 	}
 }
