@@ -167,9 +167,11 @@ func (l *longJob) end(ctx context.Context) {
 		l.flush.Stop()
 		l.flush = nil
 	}
-	pending := l.progress != nil || len(l.logs) > 0 || l.dropped > 0
 	l.mu.Unlock()
-	if ctx != nil && pending {
+	// Sent even when nothing is pending here: a throttled write that took
+	// the pending notes may still be in flight, and send waits for it
+	// (l.wmu), so it lands before the outcome ends the lease.
+	if ctx != nil {
 		if err := l.send(ctx, nil, nil); err != nil && !errors.Is(err, job.ErrLeaseLost) {
 			l.w.log.Warn("writing the job's last progress and log lines failed", "job", l.rec.ID, "err", err)
 		}
@@ -194,16 +196,21 @@ func (w *Worker) store() (backends.Annotator, backends.KVStore, error) {
 // send writes the pending progress and log lines with cp (nil: no new
 // checkpoint) and ic, one write at a time. A lost lease ends the notes.
 func (l *longJob) send(ctx context.Context, cp []byte, ic *job.IgnoredCancel) error {
-	a, kv, err := l.w.store()
-	if err != nil {
-		return err
-	}
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	l.mu.Lock()
 	if l.over {
 		l.mu.Unlock()
 		return fmt.Errorf("%w: job %s: this delivery is over", job.ErrLeaseLost, l.rec.ID)
+	}
+	if l.progress == nil && len(l.logs) == 0 && l.dropped == 0 && cp == nil && ic == nil {
+		l.mu.Unlock()
+		return nil // nothing to write
+	}
+	a, kv, err := l.w.store()
+	if err != nil {
+		l.mu.Unlock()
+		return err
 	}
 	p := backends.AnnotateParams{
 		Lease: l.rec.Lease, Progress: l.progress, Checkpoint: cp, Logs: l.logs, LogsDropped: l.dropped,
