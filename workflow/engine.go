@@ -235,7 +235,7 @@ const stopTimeout = 5 * time.Second
 func (e *Engine) stopFlush(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
 	defer cancel()
-	if _, err := e.flush(ctx, false); err != nil {
+	if _, err := e.Flush(ctx); err != nil {
 		e.cfg.Logger.Warn("workflow: last advance failed as Run stopped; the reconciler will retry", "err", err)
 	}
 }

@@ -31,6 +31,13 @@ func (e *Engine) Flush(ctx context.Context) (int, error) {
 	return e.flush(ctx, false)
 }
 
+// armAt has Run's next paced round come by at. e.mu is held.
+func (e *Engine) armAt(at time.Time) {
+	if e.armed.IsZero() || at.Before(e.armed) {
+		e.armed = at
+	}
+}
+
 // flush is Flush; paced, it leaves pending the large workflows whose
 // last round was less than their pace ago (heldRecords.due) and the
 // parked ones (park.go), parks what this round would write only to record
@@ -40,11 +47,6 @@ func (e *Engine) flush(ctx context.Context, paced bool) (int, error) {
 	batch := e.pending
 	e.pending = map[string]map[string]StepState{}
 	e.armed = time.Time{}
-	arm := func(at time.Time) {
-		if e.armed.IsZero() || at.Before(e.armed) {
-			e.armed = at
-		}
-	}
 	if paced {
 		now := time.Now()
 		for id, obs := range batch {
@@ -56,7 +58,7 @@ func (e *Engine) flush(ctx context.Context, paced bool) (int, error) {
 			if due.After(now) {
 				e.pending[id] = obs
 				delete(batch, id)
-				arm(due)
+				e.armAt(due)
 			}
 		}
 	}
@@ -69,12 +71,7 @@ func (e *Engine) flush(ctx context.Context, paced bool) (int, error) {
 	eachAtOnce(len(flights), func(i int) { e.s.prepare(ctx, flights[i], &e.held) })
 	e.s.enqueueReleased(ctx, flights)
 	eachAtOnce(len(flights), func(i int) { flights[i].stage() })
-	for _, f := range e.park(flights, paced) {
-		e.keep(f.id, f.obs)
-		e.mu.Lock()
-		arm(e.parked[f.id].until)
-		e.mu.Unlock()
-	}
+	e.park(flights, paced)
 	e.s.writeAll(ctx, flights)
 	var (
 		mu   sync.Mutex
@@ -277,6 +274,11 @@ func allAtOnce(n int, fn func(i int) error) error {
 func (e *Engine) keep(id string, obs map[string]StepState) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.keepLocked(id, obs)
+}
+
+// keepLocked is keep with e.mu held.
+func (e *Engine) keepLocked(id string, obs map[string]StepState) {
 	for step, st := range obs {
 		if m := e.pending[id]; m == nil || m[step] == "" {
 			if m == nil {

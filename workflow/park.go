@@ -33,13 +33,13 @@ func (e *Engine) parkedNow(id string, obs map[string]StepState, now time.Time) (
 
 // park sets aside the staged writes of flights that record outcomes and
 // release nothing, as parkFor says (paced: Run's rounds; Flush parks
-// nothing), and returns them; the others' parkings end, their records
+// nothing): their outcomes go back to pending and Run's next round is
+// armed for their parking's end. The others' parkings end, their records
 // written or nothing left to write.
-func (e *Engine) park(flights []*flight, paced bool) []*flight {
+func (e *Engine) park(flights []*flight, paced bool) {
 	now := time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var parked []*flight
 	for _, f := range flights {
 		if !paced || f.value == nil || f.alone || len(f.ready) > 0 || f.r.State.Final() || len(f.r.Steps) >= holdSteps {
 			delete(e.parked, f.id)
@@ -56,7 +56,7 @@ func (e *Engine) park(flights []*flight, paced bool) []*flight {
 		p.n = len(f.obs)
 		e.parked[f.id] = p
 		f.value, f.parked = nil, true
-		parked = append(parked, f)
+		e.keepLocked(f.id, f.obs)
+		e.armAt(p.until)
 	}
-	return parked
 }

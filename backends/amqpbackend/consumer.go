@@ -251,22 +251,25 @@ var recordPoll = 10 * time.Millisecond
 // after d, unless its session ended meanwhile (the broker requeued it).
 // It keeps its share of the prefetch until then.
 func (c *consumer) putBack(it *item, d time.Duration) {
-	time.AfterFunc(d, func() {
-		c.mu.Lock()
-		current := it.gen == c.gen && c.ch != nil
-		if current {
-			if c.held > 0 {
-				c.held--
-			}
-			heap.Push(&c.items, it)
-			close(c.arrived)
-			c.arrived = make(chan struct{})
+	time.AfterFunc(d, func() { c.refile(it) })
+}
+
+// refile is putBack's filing, now.
+func (c *consumer) refile(it *item) {
+	c.mu.Lock()
+	current := it.gen == c.gen && c.ch != nil
+	if current {
+		if c.held > 0 {
+			c.held--
 		}
-		c.mu.Unlock()
-		if current {
-			c.b.hub.Publish(backends.Event{Kind: backends.JobsAvailable, Queue: c.queue})
-		}
-	})
+		heap.Push(&c.items, it)
+		close(c.arrived)
+		c.arrived = make(chan struct{})
+	}
+	c.mu.Unlock()
+	if current {
+		c.b.hub.Publish(backends.Event{Kind: backends.JobsAvailable, Queue: c.queue})
+	}
 }
 
 // released gives back the prefetch a lease of session gen used, once its

@@ -106,7 +106,7 @@ func (b *Backend) lease(ctx context.Context, c *consumer, it *item, d time.Durat
 			b.settle(l, true)
 			return nil, nil
 		case errors.Is(err, errUnrecorded) && recorded != nil: // this process is writing it
-			go func() { <-recorded; c.putBack(it, 0) }()
+			go func() { <-recorded; c.refile(it) }()
 			return nil, nil
 		case errors.Is(err, errUnrecorded):
 			c.putBack(it, recordPoll)
