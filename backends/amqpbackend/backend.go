@@ -383,7 +383,12 @@ func (b *Backend) enqueueStored(ctx context.Context, p backends.EnqueueParams, n
 			u()
 		}
 	}
+	batch := map[string]*doc{} // this batch's new jobs by ID: the same ID again is a duplicate
 	for i, ins := range p.Jobs {
+		if d := batch[ins.ID]; d != nil {
+			res[i] = backends.EnqueueResult{ID: d.ID, State: d.State, Duplicate: true}
+			continue
+		}
 		if d, _, err := b.st.get(ctx, ins.ID); err == nil {
 			res[i] = backends.EnqueueResult{ID: d.ID, State: d.State, Duplicate: true}
 			continue
@@ -406,6 +411,7 @@ func (b *Backend) enqueueStored(ctx context.Context, p backends.EnqueueParams, n
 		}
 		res[i] = backends.EnqueueResult{ID: d.ID, State: d.State}
 		fresh = append(fresh, d)
+		batch[d.ID] = d
 	}
 	adding := map[string]int{}
 	for _, d := range fresh {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -48,6 +49,7 @@ func (s Suite) runCore(t *testing.T, lookups bool) {
 		{"DeadLetter", testDeadLetter, false},
 		{"Cancel", testCancel, true},
 		{"Uniqueness", testUniqueness, true},
+		{"ResentBatch", testResentBatch, true},
 		{"DepthBoundUnderConcurrency", testDepthBound, true},
 		{"Results", testResults, false},
 		{"ConcurrentWorkersRunEachJobOnce", testConcurrentWorkers, false},
@@ -70,9 +72,15 @@ func testRoundTrip(h *harness) {
 		Headers: map[string]string{"traceparent": "00-abc-def-01"}, Priority: 3,
 		MaxDeliveries: 7, Timeout: 9 * time.Second, RetryPolicy: "fast",
 	}
-	res := h.enqueue(ins)
+	// In a batch with a job due later, so that a backend's batch path (a
+	// bulk load, say) is the one that must keep every field.
+	later := &backends.JobInsert{ID: h.newID(), Queue: q, Task: "bt.roundtrip", RunAt: h.now().Add(time.Hour)}
+	res := h.enqueue(ins, later)
 	if res[0].ID != ins.ID || res[0].Duplicate || res[0].State != job.Pending {
 		h.t.Fatalf("enqueue result = %+v", res[0])
+	}
+	if res[1].ID != later.ID || res[1].Duplicate || res[1].State != job.Scheduled {
+		h.t.Fatalf("enqueue result of the job due later = %+v, want scheduled", res[1])
 	}
 	before := h.now()
 	r := h.reserveOne(q, longLease)
@@ -408,6 +416,39 @@ func testUniqueness(h *harness) {
 	other.UniqueKey = key + "-other"
 	if res := h.enqueue(other); res[0].Duplicate {
 		h.t.Fatal("a different key was treated as a duplicate")
+	}
+}
+
+// A batch sent again after a lost reply, with jobs added, stores only the
+// new ones; an ID given twice in one batch is one job. (Backends that load
+// a batch in bulk without per-row conflict handling must still answer each
+// job.)
+func testResentBatch(h *harness) {
+	q := h.queue("resent")
+	first := []*backends.JobInsert{h.ins(q, "a"), h.ins(q, "b")}
+	h.enqueue(first...)
+	again := func(orig *backends.JobInsert) *backends.JobInsert {
+		ins := h.ins(q, "again")
+		ins.ID = orig.ID
+		return ins
+	}
+	c, d := h.ins(q, "c"), h.ins(q, "d")
+	res := h.enqueue(again(first[0]), c, again(first[1]), d, again(d))
+	want := []struct {
+		id  string
+		dup bool
+	}{{first[0].ID, true}, {c.ID, false}, {first[1].ID, true}, {d.ID, false}, {d.ID, true}}
+	for i, w := range want {
+		if res[i].ID != w.id || res[i].Duplicate != w.dup || res[i].State != job.Pending {
+			h.t.Fatalf("re-sent batch: result %d = %+v, want ID %s, duplicate %v, pending", i, res[i], w.id, w.dup)
+		}
+	}
+	var got []string
+	for _, r := range h.reserve(q, 10, longLease) {
+		got = append(got, string(r.Payload))
+	}
+	if !slices.Equal(got, []string{"a", "b", "c", "d"}) {
+		h.t.Fatalf("jobs stored after the re-sent batch: %q, want a b c d", got)
 	}
 }
 

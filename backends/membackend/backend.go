@@ -151,12 +151,14 @@ func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]back
 	pruned = b.pruneDue(now)
 	res := make([]backends.EnqueueResult, len(p.Jobs))
 	held := map[string]string{} // unique keys taken within this batch
+	ids := map[string]bool{}    // IDs taken within this batch
 	adding := map[string]int{}
 	for i, ins := range p.Jobs {
-		if _, ok := b.jobs[ins.ID]; ok {
+		if _, ok := b.jobs[ins.ID]; ok || ids[ins.ID] {
 			res[i] = backends.EnqueueResult{ID: ins.ID, Duplicate: true}
 			continue
 		}
+		ids[ins.ID] = true
 		if id, ok := b.heldKey(ins.UniqueKey, now, held); ok {
 			res[i] = backends.EnqueueResult{ID: id, Duplicate: true}
 			continue

@@ -15,13 +15,23 @@ import (
 	"github.com/conveyorhq/conveyor/job"
 )
 
-// Enqueue implements backends.Backend. A batch with no depth bound and no
-// unique key is one INSERT; otherwise one transaction that locks the
-// bounded queues' rows and the unique keys (advisory locks), so concurrent
-// enqueuers can neither pass a bound nor take a key twice.
+// Enqueue implements backends.Backend. A batch with no depth bound, no
+// unique key and no fair group is one COPY (copy.go); one such job is one
+// INSERT. Otherwise it is one transaction that locks the bounded queues'
+// rows and the unique keys (advisory locks), so concurrent enqueuers can
+// neither pass a bound nor take a key twice.
 func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
 	if res, err := b.gate.Enqueue(ctx, p); res != nil || err != nil {
 		return res, err
+	}
+	if canCopy(p) {
+		res, err := b.copyIn(ctx, p)
+		if !errors.Is(err, errIDTaken) {
+			if err != nil {
+				return nil, fmt.Errorf("pgbackend: enqueue: %w", err)
+			}
+			return res, nil
+		}
 	}
 	if !needsLocks(p) {
 		return b.enqueue(ctx, pgxQuerier{b.pool}, p)
@@ -70,10 +80,12 @@ func (b *Backend) enqueue(ctx context.Context, q querier, p backends.EnqueuePara
 			return nil, fmt.Errorf("pgbackend: enqueue: %w", err)
 		}
 	}
-	var unknown []string // duplicates whose state is still to read
+	var unknown []string          // duplicates whose state is still to read
+	answered := map[string]bool{} // inserted IDs given as new: the same ID later in the batch is a duplicate
 	for i, ins := range p.Jobs {
 		if !dup[i] {
-			if st, ok := inserted[ins.ID]; ok {
+			if st, ok := inserted[ins.ID]; ok && !answered[ins.ID] {
+				answered[ins.ID] = true
 				res[i] = backends.EnqueueResult{ID: ins.ID, State: st}
 				continue
 			}

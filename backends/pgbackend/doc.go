@@ -13,9 +13,9 @@
 // round trip as the recovery of the queue's expired leases (a heartbeat
 // column, lease_expires_at, so a dead worker's jobs come back after one
 // lease, not a long rescue window). Completions are batched (CompleteMany,
-// fed by the worker's group commit). Enqueue is one INSERT, or, with a
-// depth bound or unique key, one transaction holding the queue's row lock
-// and the key's advisory lock.
+// fed by the worker's group commit). Enqueue is one COPY for a batch (copy.go),
+// one INSERT for a single job, or, with a depth bound or unique key, one
+// transaction holding the queue's row lock and the key's advisory lock.
 //
 // Statement triggers log per-queue, per-state count deltas, which the
 // janitor folds into one counter row per queue and state, and NOTIFY when
@@ -29,6 +29,8 @@
 //
 // PgBouncer in transaction mode: set Config.NoListen (LISTEN needs a
 // session; listeners then poll) and use a connection string with
-// default_query_exec_mode=exec or simple_protocol, since transaction
-// pooling cannot keep prepared statements.
+// default_query_exec_mode=exec, since transaction pooling cannot keep
+// prepared statements (TestConformanceWithoutPreparedStatements runs the
+// core suite so). simple_protocol is not supported: it sends parameters as
+// untyped literals, which the lease arithmetic cannot type.
 package pgbackend
