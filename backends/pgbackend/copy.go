@@ -37,9 +37,10 @@ func canCopy(p backends.EnqueueParams) bool {
 // already has, or the same ID twice.
 var errIDTaken = errors.New("pgbackend: an ID in the batch is taken")
 
-// copyIn writes a batch with COPY, which PostgreSQL loads a page at a time
-// rather than row by row as the INSERT ... SELECT FROM unnest does: 1.2-1.4x
-// the INSERT's rate at 100 and 1,000 jobs a batch on the bench machine. The
+// copyIn writes a batch with COPY, whose heap writes PostgreSQL batches per
+// page (the INSERT ... SELECT FROM unnest writes row by row and sorts and
+// checks conflicts first): the bench's batch row went from 0.79x River's
+// InsertManyFast, itself a COPY, to 1.06x (docs/benchmarks.md). The
 // statement triggers (counts, NOTIFY) fire for a COPY as for an INSERT.
 //
 // COPY has no ON CONFLICT, so a batch holding a stored ID (a client
