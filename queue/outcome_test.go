@@ -31,16 +31,37 @@ func TestCallerChosenID(t *testing.T) {
 	}
 }
 
-// failing is a backend whose Enqueue fails with err, every time.
+// failing is a backend whose Enqueue fails with err, every time, or with
+// then[i] on the call after the i-th.
 type failing struct {
 	backends.Backend
 	err   error
+	then  []error
 	calls int
 }
 
 func (f *failing) Enqueue(context.Context, backends.EnqueueParams) ([]backends.EnqueueResult, error) {
 	f.calls++
+	if f.calls > 1 && f.calls-2 < len(f.then) {
+		return nil, f.then[f.calls-2]
+	}
 	return nil, f.err
+}
+
+// A refusal on a retry after an attempt whose outcome is unknown (a broker
+// connection lost mid-publish, then the bound full) leaves the outcome
+// unknown: the first attempt may have stored the jobs out of the retry's
+// sight. The chaos test TestClusterRabbitMQ saw such jobs reported refused
+// and then run.
+func TestRefusalAfterAnUnknownAttemptIsUnknown(t *testing.T) {
+	lost := errors.New("write tcp 127.0.0.1:5672: connection reset by peer")
+	f := &failing{Backend: membackend.New(membackend.Config{}), err: lost, then: []error{job.ErrQueueFull}}
+	c := queue.NewClient(f, queue.Config{})
+	_, err := send.Enqueue(context.Background(), c, Args{To: "a"}, &queue.EnqueueOptions{ID: "j1"})
+	var oue *queue.OutcomeUnknownError
+	if f.calls != 2 || !errors.As(err, &oue) || !errors.Is(err, lost) || errors.Is(err, queue.ErrQueueFull) {
+		t.Fatalf("after %d calls: err = %v; want an unknown outcome naming the lost connection, not ErrQueueFull", f.calls, err)
+	}
 }
 
 // An enqueue error is either a refusal (nothing stored) or an unknown
