@@ -153,11 +153,9 @@ func (c *Client) params(ctx context.Context, reqs []Request) (backends.EnqueuePa
 func (c *Client) enqueue(ctx context.Context, p backends.EnqueueParams, own []bool, deb *backends.DebounceParams) ([]JobRef, error) {
 	for {
 		var res []backends.EnqueueResult
-		sent := 0
 		var unsure error // the first attempt's error that may have stored the jobs
 		err := retrygo.Do(func() error {
 			var err error
-			sent++
 			res, err = c.insert(ctx, p, deb)
 			if err != nil && unsure == nil && !refused(err) {
 				unsure = err
@@ -176,16 +174,17 @@ func (c *Client) enqueue(ctx context.Context, p backends.EnqueueParams, own []bo
 			return refs(res), nil
 		}
 		c.observe(p, nil, err)
-		if sent > 0 && !refused(err) {
-			return nil, fmt.Errorf("enqueue: %w", &OutcomeUnknownError{IDs: ids(p), Err: err})
-		}
-		// A refusal after an attempt that may have stored the jobs is no
-		// refusal: that attempt's jobs may exist where the retry could not
-		// see them (a broker that took the messages before the store's
-		// record). It names the unsure error, so errors.Is(err,
-		// ErrQueueFull) does not read it as nothing stored.
 		if unsure != nil {
-			return nil, fmt.Errorf("enqueue: %w", &OutcomeUnknownError{IDs: ids(p), Err: fmt.Errorf("%w (tried again: %v)", unsure, err)})
+			// A refusal after an attempt that may have stored the jobs is
+			// no refusal: that attempt's jobs may exist where the retry
+			// could not see them (a broker that took the messages before
+			// the store's record). It names the unsure error, so
+			// errors.Is(err, ErrQueueFull) does not read it as nothing
+			// stored.
+			if refused(err) {
+				err = fmt.Errorf("%w (tried again: %v)", unsure, err)
+			}
+			return nil, fmt.Errorf("enqueue: %w", &OutcomeUnknownError{IDs: ids(p), Err: err})
 		}
 		if !errors.Is(err, job.ErrQueueFull) || !c.blocks(ctx, p) {
 			return nil, fmt.Errorf("enqueue: %w", err)

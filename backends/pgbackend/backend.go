@@ -66,8 +66,14 @@ func (b *Backend) enqueue(ctx context.Context, q querier, p backends.EnqueuePara
 	}
 	now := b.cfg.Clock.Now()
 	var a insertArrays
+	adding := make(map[string]bool, len(p.Jobs)) // an ID again later in the batch is a duplicate
 	for i, ins := range p.Jobs {
-		if !dup[i] {
+		switch {
+		case dup[i]:
+		case adding[ins.ID]:
+			res[i], dup[i] = backends.EnqueueResult{ID: ins.ID, Duplicate: true}, true
+		default:
+			adding[ins.ID] = true
 			a.add(ins, i, now)
 		}
 	}
@@ -80,12 +86,10 @@ func (b *Backend) enqueue(ctx context.Context, q querier, p backends.EnqueuePara
 			return nil, fmt.Errorf("pgbackend: enqueue: %w", err)
 		}
 	}
-	var unknown []string          // duplicates whose state is still to read
-	answered := map[string]bool{} // inserted IDs given as new: the same ID later in the batch is a duplicate
+	var unknown []string // duplicates whose state is still to read
 	for i, ins := range p.Jobs {
 		if !dup[i] {
-			if st, ok := inserted[ins.ID]; ok && !answered[ins.ID] {
-				answered[ins.ID] = true
+			if st, ok := inserted[ins.ID]; ok {
 				res[i] = backends.EnqueueResult{ID: ins.ID, State: st}
 				continue
 			}
