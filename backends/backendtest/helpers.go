@@ -164,6 +164,25 @@ func (h *harness) eventuallyReserve(q string, lease time.Duration) *job.Record {
 	return nil
 }
 
+// eventuallyBuried reserves from q, expecting nothing each time, until the
+// job id is dead, and returns it (nil if the backend cannot inspect). On
+// wall time a broker returns an expired lease's delivery when it gets to
+// it (a quorum queue on a cluster takes longer than one node), and the
+// backend buries the job only when that delivery comes back, so this polls
+// as eventuallyReserve does; on a stepped clock the first look must answer.
+func (h *harness) eventuallyBuried(q, id string) *job.Record {
+	h.t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		h.expectEmpty(q)
+		r := h.get(id)
+		if r == nil || r.State == job.Dead || !h.s.WallClock || time.Now().After(deadline) {
+			return h.expectState(id, job.Dead)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func (h *harness) complete(r *job.Record, result []byte) {
 	h.t.Helper()
 	if err := h.b.Complete(h.ctx, backends.CompleteParams{Lease: r.Lease, Result: result}); err != nil {

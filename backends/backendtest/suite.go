@@ -242,8 +242,7 @@ func testPoisonMessage(h *harness) {
 	// to dead letter instead of a third delivery.
 	h.pass(shortLease + 100*time.Millisecond)
 	h.expectEmpty(q)
-	h.expectEmpty(q)
-	if r := h.expectState(ins.ID, job.Dead); r != nil {
+	if r := h.eventuallyBuried(q, ins.ID); r != nil {
 		if le := r.LastError(); le == nil || le.Error == "" {
 			h.t.Fatalf("poison job dead without a reason: %+v", r.Errors)
 		} else if le.Attempt != r.Attempts() || le.At.IsZero() {
