@@ -2,6 +2,7 @@ package pgbackend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -61,6 +62,9 @@ func (b *Backend) Tidy(ctx context.Context) error {
 	if err := b.pruneRing(ctx); err != nil {
 		return err
 	}
+	if err := b.vacuumJobs(ctx); err != nil {
+		return err
+	}
 	if b.tidies.Add(1)%vacuumLogEvery != 0 {
 		return nil
 	}
@@ -74,3 +78,51 @@ func (b *Backend) Tidy(ctx context.Context) error {
 
 // vacuumLogEvery is how many folds pass between two vacuums of the log.
 const vacuumLogEvery = 10
+
+// vacuumJobsAfter is how many dead row versions of jobs the janitor lets
+// pile up before it vacuums the table: autovacuum's threshold for it
+// (migration 0007).
+const vacuumJobsAfter = 10000
+
+// vacuumJobs vacuums the jobs table once vacuumJobsAfter more dead row
+// versions are there than the last vacuum left. Every job leaves two
+// (pending, then running, then done), and autovacuum visits a database at
+// most once a minute (autovacuum_naptime, a server setting), in which a
+// busy queue leaves a million; Reserve then walks their entries at the
+// head of jobs_due, a third of its cost at a backlog of 1,000,000
+// (docs/benchmarks.md, "The janitor vacuums"). SKIP_LOCKED leaves the
+// table to a vacuum already running; a role that does not own the table
+// finds no row and leaves it to autovacuum. What the last vacuum could
+// not remove (rows an open transaction still sees) does not count, so a
+// long transaction does not make every tick vacuum.
+func (b *Backend) vacuumJobs(ctx context.Context) error {
+	if b.cfg.NoVacuum {
+		return nil
+	}
+	dead := func() (int64, error) {
+		var n int64
+		err := b.pool.QueryRow(ctx, b.q.deadJobs).Scan(&n)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return -1, nil
+		}
+		return n, err
+	}
+	n, err := dead()
+	if err != nil || n < b.vacuumLeft.Load()+vacuumJobsAfter {
+		return wrapJanitor(err)
+	}
+	if _, err := b.pool.Exec(ctx, "VACUUM (SKIP_LOCKED) "+b.q.schema+".jobs"); err != nil {
+		return wrapJanitor(err)
+	}
+	if n, err = dead(); err == nil {
+		b.vacuumLeft.Store(max(n, 0))
+	}
+	return wrapJanitor(err)
+}
+
+func wrapJanitor(err error) error {
+	if err != nil {
+		return fmt.Errorf("pgbackend: janitor: vacuum: %w", err)
+	}
+	return nil
+}

@@ -53,6 +53,12 @@ type Config struct {
 	// process (some process should run it: reading counts costs more as
 	// the log grows).
 	JanitorEvery time.Duration
+	// NoVacuum leaves the jobs table to autovacuum alone. Default: the
+	// janitor also vacuums it each time 10,000 dead row versions have piled
+	// up, which autovacuum lets reach hundreds of thousands between its
+	// once-a-minute visits, and which slow every Reserve (Tidy). It needs
+	// the role to own the table; without that, autovacuum alone it is.
+	NoVacuum bool
 	// Logger receives janitor and listener failures. Default slog.Default().
 	Logger *slog.Logger
 	// Clock tells the time: when a job is due, when a lease expires, the
@@ -62,13 +68,14 @@ type Config struct {
 
 // Backend stores jobs in PostgreSQL.
 type Backend struct {
-	cfg       Config
-	pool      *pgxpool.Pool
-	ownsPool  bool
-	q         queries
-	hub       notify.Hub
-	listening sync.Once
-	tidies    atomic.Int64 // Tidy calls that did the work, for the log's vacuum
+	cfg        Config
+	pool       *pgxpool.Pool
+	ownsPool   bool
+	q          queries
+	hub        notify.Hub
+	listening  sync.Once
+	tidies     atomic.Int64 // Tidy calls that did the work, for the log's vacuum
+	vacuumLeft atomic.Int64 // dead versions of jobs the janitor's last vacuum left
 
 	gate *gate.Gate
 	bg   sync.WaitGroup

@@ -9,7 +9,7 @@ type queries struct {
 	lockQueues, lockKeys, holders, existing, depth, selectJob                 string
 	cancelRow, cancelRequest, cancelJob, getJob, listJobs, listAllJobs, stats string
 	replay, replayQueue, deleteJobs, purge, pause, resume, recoverAll         string
-	pruneDone, pruneDead, foldCounts                                          string
+	pruneDone, pruneDead, foldCounts, deadJobs                                string
 	fairLock, fairReserve, ringTryLock, pruneRing                             string // fair.go
 	reserveSlots, fairSlotsReserve                                            string // slots.go
 	takeTokens                                                                string // limits.go
@@ -54,6 +54,10 @@ func newQueries(schema string) queries {
 		reserveSlots:     t(reserveSlotsSQL),
 		fairSlotsReserve: t(fairSlotsReserveSQL),
 		takeTokens:       t(takeTokensSQL),
+		// No row when the role does not own the table (VACUUM would warn
+		// and do nothing).
+		deadJobs: t(`SELECT s.n_dead_tup FROM pg_stat_all_tables s JOIN pg_class c ON c.oid = s.relid
+			WHERE s.relid = 'S.jobs'::regclass AND pg_has_role(c.relowner, 'USAGE')`),
 		// The CTE gives each new (queue, group) its row in the fair ring
 		// (fair.go).
 		insert: t(`WITH ` + ringShared + ` WHERE '' <> ANY($15::text[])),
