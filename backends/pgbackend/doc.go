@@ -21,7 +21,10 @@
 // janitor folds into one counter row per queue and state, and NOTIFY when
 // jobs become due or finish, so statistics never scan the jobs table and
 // idle workers wake within milliseconds. The janitor, which one process
-// runs at a time, also prunes finished jobs after KeepDone/KeepDead.
+// runs at a time, also prunes finished jobs after KeepDone/KeepDead, and
+// vacuums the jobs table when 10,000 dead row versions have piled up, which
+// autovacuum, visiting once a minute, would let grow to a million under a
+// busy queue (Config.NoVacuum).
 //
 // Transactions: EnqueueTx takes the caller's pgx.Tx or *sql.Tx, so a job
 // exists if and only if the caller's rows commit; CompleteTx finishes a job
