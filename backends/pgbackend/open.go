@@ -54,10 +54,11 @@ type Config struct {
 	// the log grows).
 	JanitorEvery time.Duration
 	// NoVacuum leaves the jobs table to autovacuum alone. Default: the
-	// janitor also vacuums it each time 10,000 dead row versions have piled
-	// up, which autovacuum lets reach hundreds of thousands between its
-	// once-a-minute visits, and which slow every Reserve (Tidy). It needs
-	// the role to own the table; without that, autovacuum alone it is.
+	// janitor also vacuums it each time 10,000 more dead row versions have
+	// piled up; between autovacuum's once-a-minute visits a busy queue
+	// leaves a million, and every Reserve walks their index entries. Only
+	// a role that owns the table can vacuum it; for any other role the
+	// janitor leaves it to autovacuum.
 	NoVacuum bool
 	// Logger receives janitor and listener failures. Default slog.Default().
 	Logger *slog.Logger
