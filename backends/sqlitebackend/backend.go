@@ -35,9 +35,11 @@ const (
 		WHERE id = ? AND state = 'running' AND lease_token = ? AND lease_expires_at > ? RETURNING cancel_requested`
 	sqlCompleteOne = `UPDATE conveyor_jobs SET state = 'done', result = ?, finished_at = ?, lease_token = NULL
 		WHERE id = ? AND state = 'running' AND lease_token = ? RETURNING queue`
+	sqlInsertOne = `INSERT INTO conveyor_jobs ` + insertColumns + `
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
 )
 
-var hotStatements = []string{sqlPaused, sqlReapLeases, sqlCandidates, sqlExtend, sqlCompleteOne}
+var hotStatements = []string{sqlPaused, sqlReapLeases, sqlCandidates, sqlExtend, sqlCompleteOne, sqlInsertOne, insertChunkSQL}
 
 // Enqueue implements backends.Backend.
 func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
@@ -47,7 +49,7 @@ func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]back
 	var res []backends.EnqueueResult
 	err := b.write(ctx, func(tx *sql.Tx) error {
 		var err error
-		res, err = enqueue(ctx, tx, p, b.cfg.Clock.Now())
+		res, err = enqueue(ctx, tx, b.statements(ctx, tx), p, b.cfg.Clock.Now())
 		return err
 	})
 	if err != nil {
@@ -69,7 +71,7 @@ func (b *Backend) EnqueueTx(ctx context.Context, tx any, p backends.EnqueueParam
 	}
 	// Listeners in this process learn of the jobs through data_version
 	// once the caller commits; announcing now would be too early.
-	return enqueue(ctx, stx, p, b.cfg.Clock.Now())
+	return enqueue(ctx, stx, prepareIn(ctx, stx), p, b.cfg.Clock.Now())
 }
 
 func (b *Backend) announce(p backends.EnqueueParams) {
@@ -82,7 +84,9 @@ func (b *Backend) announce(p backends.EnqueueParams) {
 	}
 }
 
-func enqueue(ctx context.Context, tx *sql.Tx, p backends.EnqueueParams, now time.Time) ([]backends.EnqueueResult, error) {
+// enqueue inserts p's jobs in tx, with the INSERT statements from stmt:
+// those prepared at Open when tx is the Backend's own, else prepared in tx.
+func enqueue(ctx context.Context, tx *sql.Tx, stmt statements, p backends.EnqueueParams, now time.Time) ([]backends.EnqueueResult, error) {
 	res := make([]backends.EnqueueResult, len(p.Jobs))
 	// Check bounds first: nothing is inserted if any queue would overflow.
 	// Duplicates are counted as additions here, which can only refuse a
@@ -104,7 +108,7 @@ func enqueue(ctx context.Context, tx *sql.Tx, p backends.EnqueueParams, now time
 	}
 	done := 0
 	if chunked(p.Jobs) {
-		n, err := insertChunks(ctx, tx, p.Jobs, res, now)
+		n, err := insertChunks(ctx, tx, stmt, p.Jobs, res, now)
 		if err != nil {
 			return nil, err
 		}
@@ -113,12 +117,10 @@ func enqueue(ctx context.Context, tx *sql.Tx, p backends.EnqueueParams, now time
 	if done == len(p.Jobs) {
 		return res, nil
 	}
-	insert, err := tx.PrepareContext(ctx, `INSERT INTO conveyor_jobs `+insertColumns+`
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
+	insert, err := stmt(sqlInsertOne)
 	if err != nil {
 		return nil, err
 	}
-	defer insert.Close()
 	for i := done; i < len(p.Jobs); i++ {
 		ins := p.Jobs[i]
 		if ins.UniqueKey != "" {

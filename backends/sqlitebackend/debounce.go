@@ -44,7 +44,7 @@ func (b *Backend) Debounce(ctx context.Context, p backends.DebounceParams) (back
 		}
 		ins := *p.Job
 		ins.RunAt = p.RunAt(now, now)
-		out, err := enqueue(ctx, tx, backends.EnqueueParams{Jobs: []*backends.JobInsert{&ins}}, now)
+		out, err := enqueue(ctx, tx, b.statements(ctx, tx), backends.EnqueueParams{Jobs: []*backends.JobInsert{&ins}}, now)
 		if err != nil {
 			return err
 		}

@@ -62,12 +62,11 @@ func chunked(jobs []*backends.JobInsert) bool {
 // insertChunks inserts the first len(jobs)/insertChunk*insertChunk jobs,
 // insertChunk to a statement, and fills their results; it returns how many
 // it took. An ID that exists is a duplicate, answered with its state.
-func insertChunks(ctx context.Context, tx *sql.Tx, jobs []*backends.JobInsert, res []backends.EnqueueResult, now time.Time) (int, error) {
-	stmt, err := tx.PrepareContext(ctx, insertChunkSQL)
+func insertChunks(ctx context.Context, tx *sql.Tx, stmts statements, jobs []*backends.JobInsert, res []backends.EnqueueResult, now time.Time) (int, error) {
+	stmt, err := stmts(insertChunkSQL)
 	if err != nil {
 		return 0, err
 	}
-	defer stmt.Close()
 	n := len(jobs) / insertChunk * insertChunk
 	args := make([]any, 0, 15*insertChunk)
 	states := make([]job.State, insertChunk)

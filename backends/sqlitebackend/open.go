@@ -197,6 +197,27 @@ func (b *Backend) prepared(ctx context.Context, tx *sql.Tx, query string) *sql.S
 	return tx.StmtContext(ctx, b.stmts[query])
 }
 
+// statements gives a query's statement bound to a transaction; a
+// transaction closes the statements it gives when it ends.
+type statements func(query string) (*sql.Stmt, error)
+
+// statements gives tx, a transaction of this Backend's write pool, the
+// statements prepared at Open, and prepares any other query in tx.
+func (b *Backend) statements(ctx context.Context, tx *sql.Tx) statements {
+	return func(query string) (*sql.Stmt, error) {
+		if st, ok := b.stmts[query]; ok {
+			return tx.StmtContext(ctx, st), nil
+		}
+		return tx.PrepareContext(ctx, query)
+	}
+}
+
+// prepareIn prepares each query in tx, a caller's transaction, which may
+// be on a connection of another pool than the Backend's.
+func prepareIn(ctx context.Context, tx *sql.Tx) statements {
+	return func(query string) (*sql.Stmt, error) { return tx.PrepareContext(ctx, query) }
+}
+
 // write runs fn in an IMMEDIATE transaction, retrying when another process
 // holds the lock past the busy timeout.
 func (b *Backend) write(ctx context.Context, fn func(*sql.Tx) error) error {
