@@ -63,7 +63,7 @@ func (b *Backend) Tidy(ctx context.Context) error {
 		return err
 	}
 	if err := b.vacuumJobs(ctx); err != nil {
-		return err
+		return fmt.Errorf("pgbackend: janitor: vacuum: %w", err)
 	}
 	if b.tidies.Add(1)%vacuumLogEvery != 0 {
 		return nil
@@ -109,20 +109,13 @@ func (b *Backend) vacuumJobs(ctx context.Context) error {
 	}
 	n, err := dead()
 	if err != nil || n < b.vacuumLeft.Load()+vacuumJobsAfter {
-		return wrapJanitor(err)
+		return err
 	}
 	if _, err := b.pool.Exec(ctx, "VACUUM (SKIP_LOCKED) "+b.q.schema+".jobs"); err != nil {
-		return wrapJanitor(err)
+		return err
 	}
 	if n, err = dead(); err == nil {
 		b.vacuumLeft.Store(max(n, 0))
 	}
-	return wrapJanitor(err)
-}
-
-func wrapJanitor(err error) error {
-	if err != nil {
-		return fmt.Errorf("pgbackend: janitor: vacuum: %w", err)
-	}
-	return nil
+	return err
 }

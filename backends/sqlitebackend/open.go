@@ -202,14 +202,9 @@ func (b *Backend) prepared(ctx context.Context, tx *sql.Tx, query string) *sql.S
 type statements func(query string) (*sql.Stmt, error)
 
 // statements gives tx, a transaction of this Backend's write pool, the
-// statements prepared at Open, and prepares any other query in tx.
+// statements prepared at Open (hotStatements).
 func (b *Backend) statements(ctx context.Context, tx *sql.Tx) statements {
-	return func(query string) (*sql.Stmt, error) {
-		if st, ok := b.stmts[query]; ok {
-			return tx.StmtContext(ctx, st), nil
-		}
-		return tx.PrepareContext(ctx, query)
-	}
+	return func(query string) (*sql.Stmt, error) { return b.prepared(ctx, tx, query), nil }
 }
 
 // prepareIn prepares each query in tx, a caller's transaction, which may
