@@ -295,10 +295,13 @@ func (a *insertArrays) add(ins *backends.JobInsert, i int, now time.Time) {
 }
 
 // asyncCommit makes the rest of the current transaction commit without
-// waiting for its WAL flush. Reserve, Extend, Complete and Retry use it: if
-// the server crashes before the flush, the change is lost and the job runs
-// again, which at-least-once delivery allows. Enqueue never uses it: an
-// acknowledged job must survive a crash.
+// waiting for its WAL flush. Reserve, Extend and Retry use it: if the
+// server crashes before the flush, the change is lost and the job runs
+// again, which at-least-once delivery allows. Enqueue, Complete and
+// DeadLetter never use it: an acknowledged job, and a job's end, must
+// survive a crash, since what is done on an end (a workflow enqueueing the
+// step's dependents, a waiter handing on the result) cannot be undone
+// when the job comes back running.
 const asyncCommit = "SELECT set_config('synchronous_commit', 'off', true)"
 
 // poisonFormat is backends.PoisonReason as a format() string for the
@@ -490,7 +493,7 @@ func (b *Backend) CompleteMany(ctx context.Context, p backends.CompleteManyParam
 	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
-	return completeMany(ctx, asyncQuerier{b.pool}, b.q.complete, p, b.cfg.Clock.Now())
+	return completeMany(ctx, pgxQuerier{b.pool}, b.q.complete, p, b.cfg.Clock.Now())
 }
 
 func completeMany(ctx context.Context, q querier, sql string, p backends.CompleteManyParams, now time.Time) ([]error, error) {
@@ -530,7 +533,7 @@ func (b *Backend) Retry(ctx context.Context, p backends.RetryParams) error {
 	if p.Error != nil {
 		attempt = errorJSON(*p.Error)
 	}
-	return b.leased(ctx, p.Lease, b.q.retry, p.At, attempt)
+	return b.leased(ctx, asyncQuerier{b.pool}, p.Lease, b.q.retry, p.At, attempt)
 }
 
 // DeadLetter implements backends.Backend.
@@ -538,14 +541,13 @@ func (b *Backend) DeadLetter(ctx context.Context, p backends.DeadLetterParams) e
 	if err := b.gate.Check(ctx); err != nil {
 		return err
 	}
-	return b.leased(ctx, p.Lease, b.q.dead, errorJSON(p.Error))
+	return b.leased(ctx, pgxQuerier{b.pool}, p.Lease, b.q.dead, errorJSON(p.Error))
 }
 
 // leased runs a statement on the job l holds ($1 its ID, $2 now, $3 the
-// token, then args; it returns the ID when it changed the job) with an
-// asynchronous commit.
-func (b *Backend) leased(ctx context.Context, l job.Lease, sql string, args ...any) error {
-	rows, err := asyncQuerier{b.pool}.query(ctx, sql, append([]any{l.JobID, b.cfg.Clock.Now(), l.Token}, args...)...)
+// token, then args; it returns the ID when it changed the job) on q.
+func (b *Backend) leased(ctx context.Context, q querier, l job.Lease, sql string, args ...any) error {
+	rows, err := q.query(ctx, sql, append([]any{l.JobID, b.cfg.Clock.Now(), l.Token}, args...)...)
 	found := false
 	if err == nil {
 		err = scanAll(rows, func(scanner) error { found = true; return nil })

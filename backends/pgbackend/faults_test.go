@@ -222,6 +222,61 @@ func TestWorkerRidesOutPostgresRestart(t *testing.T) {
 		Jobs: 100, After: 60 * time.Second})
 }
 
+// A job's end is durable once Complete, CompleteMany or DeadLetter
+// returns: a workflow enqueues the dependents of a step on it and a waiter
+// hands its result on, so a server crash just after must not bring the
+// job back (a chord's callback once ran while its member was running
+// again, in the chord chaos). Each end is the last write before its own
+// crash, since a durable commit also makes every earlier one durable. The
+// WAL writer is slowed to 10 s so that a commit that did not wait for its
+// WAL flush is still only in memory at the crash.
+func TestJobEndSurvivesCrash(t *testing.T) {
+	ctx := context.Background()
+	srv := testenv.StartPostgres(t, "wal_writer_delay=10s")
+	ends := map[string]struct {
+		end  func(b *pgbackend.Backend, l job.Lease) error
+		want job.State
+	}{
+		"Complete": {func(b *pgbackend.Backend, l job.Lease) error {
+			return b.Complete(ctx, backends.CompleteParams{Lease: l, Result: []byte(`1`)})
+		}, job.Done},
+		"CompleteMany": {func(b *pgbackend.Backend, l job.Lease) error {
+			errs, err := b.CompleteMany(ctx, backends.CompleteManyParams{Jobs: []backends.CompleteParams{{Lease: l}}})
+			return errors.Join(append(errs, err)...)
+		}, job.Done},
+		"DeadLetter": {func(b *pgbackend.Backend, l job.Lease) error {
+			return b.DeadLetter(ctx, backends.DeadLetterParams{Lease: l, Error: job.AttemptError{Attempt: 1, At: time.Now(), Error: "no"}})
+		}, job.Dead},
+	}
+	for name, e := range ends {
+		t.Run(name, func(t *testing.T) {
+			pool, err := pgxpool.New(ctx, srv.URL)
+			must(t, err)
+			defer pool.Close()
+			cfg := pgbackend.Config{Schema: strings.ToLower(name), JanitorEvery: -1, NoListen: true} // a lost job stays in its own
+			b := open(t, pool, cfg)
+			ref, err := numTask.Enqueue(ctx, queue.NewClient(b, queue.Config{}), numArgs{N: 1}, nil)
+			must(t, err)
+			recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: "q", Limit: 1, Lease: time.Minute})
+			must(t, err)
+			if len(recs) != 1 || recs[0].ID != ref.ID {
+				t.Fatalf("reserved %v, want job %s", recs, ref.ID)
+			}
+			must(t, e.end(b, recs[0].Lease))
+			srv.Crash()
+			srv.Start()
+			after, err := pgxpool.New(ctx, srv.URL)
+			must(t, err)
+			defer after.Close()
+			r, err := open(t, after, cfg).GetJob(ctx, backends.GetJobParams{ID: ref.ID})
+			must(t, err)
+			if r.State != e.want {
+				t.Fatalf("job is %s after the crash, want %s as acknowledged", r.State, e.want)
+			}
+		})
+	}
+}
+
 // Migration 4 refuses a state Conveyor does not know, and a row written
 // with one before it (here: by going down to version 3) becomes a dead
 // letter with the reason when it runs: counted as dead, readable, and the

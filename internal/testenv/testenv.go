@@ -131,10 +131,11 @@ func (r *Redis) Stop() {
 // Postgres is a private PostgreSQL server in a temporary directory, for
 // tests that restart the server under running workers.
 type Postgres struct {
-	URL  string
-	dir  string
-	port int
-	t    testing.TB
+	URL      string
+	dir      string
+	port     int
+	settings []string
+	t        testing.TB
 }
 
 // pgBin returns the path of a PostgreSQL server program.
@@ -161,8 +162,9 @@ func asPostgres(t testing.TB, args ...string) *exec.Cmd {
 }
 
 // StartPostgres initialises and starts a private server on a free port,
-// and stops it when the test ends.
-func StartPostgres(t testing.TB) *Postgres {
+// with settings ("name=value", each passed as -c), and stops it when the
+// test ends.
+func StartPostgres(t testing.TB, settings ...string) *Postgres {
 	t.Helper()
 	PostgresURL(t) // the same precondition as the shared server
 	dir, err := os.MkdirTemp("", "conveyor-pg-")
@@ -175,7 +177,7 @@ func StartPostgres(t testing.TB) *Postgres {
 			t.Fatalf("chown: %v: %s", err, out)
 		}
 	}
-	p := &Postgres{dir: dir, port: FreePort(t), t: t}
+	p := &Postgres{dir: dir, port: FreePort(t), settings: settings, t: t}
 	p.URL = fmt.Sprintf("postgres://conveyor@127.0.0.1:%d/postgres", p.port)
 	if out, err := asPostgres(t, pgBin(t, "initdb"), "-D", filepath.Join(dir, "data"), "-U", "conveyor", "-A", "trust").CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v: %s", err, out)
@@ -194,6 +196,9 @@ func (p *Postgres) ctl(action string, extra ...string) *exec.Cmd {
 func (p *Postgres) Start() {
 	p.t.Helper()
 	opts := fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -k %s", p.port, p.dir)
+	for _, s := range p.settings {
+		opts += " -c " + s
+	}
 	if out, err := p.ctl("start", "-o", opts).CombinedOutput(); err != nil {
 		log, _ := os.ReadFile(filepath.Join(p.dir, "log"))
 		p.t.Fatalf("pg_ctl start: %v: %s %s", err, out, log)
@@ -206,6 +211,15 @@ func (p *Postgres) Stop() {
 	p.t.Helper()
 	if out, err := p.ctl("stop", "-m", "fast").CombinedOutput(); err != nil {
 		p.t.Fatalf("pg_ctl stop: %v: %s", err, out)
+	}
+}
+
+// Crash stops the server in immediate mode, as a crash would: no shutdown
+// checkpoint, and what its WAL buffers held unwritten is lost.
+func (p *Postgres) Crash() {
+	p.t.Helper()
+	if out, err := p.ctl("stop", "-m", "immediate").CombinedOutput(); err != nil {
+		p.t.Fatalf("pg_ctl stop -m immediate: %v: %s", err, out)
 	}
 }
 
