@@ -55,19 +55,6 @@ func TestChord(t *testing.T) {
 		// restarted only where this run may (scripts/chaos). The store is
 		// crash-restarted only with CONVEYOR_CHAOS_RESTART_STORE=1.
 		"amqp-store": func(t *testing.T) chordCase {
-			if os.Getenv("CONVEYOR_CHAOS_CHORD_AMQP") != "1" {
-				// A step's record pending with no message (a worker killed
-				// between an enqueue's store write and its publish) is fixed:
-				// amqpbackend publishes first. Left: in 1 of 7 runs after
-				// that fix, a member's record stayed running with no message
-				// left to run it, after the delivery that ran it lost its
-				// lease (to another delivery of the job that left no trace).
-				// 16 of 16 runs passed after the worker's fix for two
-				// deliveries of one job in one process, but the cause was
-				// never shown, so CI does not run it yet.
-				t.Skip("AMQP with a store can leave a step's record running with no message (1 of 7 runs): " +
-					"run with CONVEYOR_CHAOS_CHORD_AMQP=1 (scripts/chaos does)")
-			}
 			store := startRedis(t)
 			sp := spec{Kind: "amqp", URL: testenv.RabbitMQURL(t), Prefix: uniquePrefix(), Store: "redis://" + store.Addr + "/0"}
 			c := chordCase{spec: sp}
