@@ -121,17 +121,6 @@ func (r *redisServer) kill() bool {
 	return syscall.Kill(pid, syscall.SIGKILL) == nil
 }
 
-// pgServer is this test's own PostgreSQL cluster in a temporary directory;
-// Crash is `pg_ctl stop -m immediate`, which aborts every backend without
-// a checkpoint, so the next start replays the WAL. It never touches the
-// shared server.
-type pgServer struct {
-	URL  string
-	dir  string
-	port int
-	t    testing.TB
-}
-
 // pgBin is where the PostgreSQL programs are: version 15 as
 // scripts/lib/servers.sh installs it, or CONVEYOR_PG_VERSION's.
 func pgBin(name string) string {
@@ -151,61 +140,11 @@ func asPostgres(args ...string) *exec.Cmd {
 	return exec.Command("runuser", append([]string{"-u", "postgres", "--"}, args...)...)
 }
 
-func startPostgres(t testing.TB) *pgServer {
-	t.Helper()
-	testenv.PostgresURL(t) // PostgreSQL is installed where the shared server runs
-	// The server runs as postgres, which cannot enter t.TempDir().
-	dir, err := os.MkdirTemp("", "conveyor-chaos-pg-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	if os.Geteuid() == 0 {
-		if out, err := exec.Command("chown", "postgres:postgres", dir).CombinedOutput(); err != nil {
-			t.Fatalf("chown %s: %v: %s", dir, err, out)
-		}
-	}
-	p := &pgServer{dir: dir, port: testenv.FreePort(t), t: t}
-	p.URL = fmt.Sprintf("postgres://conveyor@127.0.0.1:%d/postgres", p.port)
-	if out, err := asPostgres(pgBin("initdb"), "-D", p.data(), "-U", "conveyor", "-A", "trust").CombinedOutput(); err != nil {
-		t.Fatalf("initdb: %v: %s", err, out)
-	}
-	p.Start()
-	t.Cleanup(func() { _ = p.ctl("stop", "-m", "immediate").Run() })
-	return p
-}
-
-func (p *pgServer) data() string { return filepath.Join(p.dir, "data") }
-func (p *pgServer) log() string  { return filepath.Join(p.dir, "log") }
-
-func (p *pgServer) ctl(args ...string) *exec.Cmd {
-	return asPostgres(append([]string{pgBin("pg_ctl"), "-D", p.data(), "-l", p.log(), "-w"}, args...)...)
-}
-
-// Start starts the server (after a crash it recovers from the WAL first)
-// and waits until it accepts connections.
-func (p *pgServer) Start() {
-	p.t.Helper()
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c max_connections=200", p.port, p.dir)
-	if out, err := p.ctl("-o", opts, "start").CombinedOutput(); err != nil {
-		log, _ := os.ReadFile(p.log())
-		p.t.Fatalf("pg_ctl start: %v: %s\n%s", err, out, log)
-	}
-	waitAnswers(p.t, "PostgreSQL on port "+strconv.Itoa(p.port), func() error {
-		out, err := exec.Command(pgBin("pg_isready"), "-q", "-h", "127.0.0.1", "-p", strconv.Itoa(p.port)).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("pg_isready: %v: %s", err, out)
-		}
-		return nil
-	}, p.log())
-}
-
-// Crash stops the server in immediate mode: no shutdown checkpoint.
-func (p *pgServer) Crash() {
-	p.t.Helper()
-	if out, err := p.ctl("stop", "-m", "immediate").CombinedOutput(); err != nil {
-		p.t.Fatalf("pg_ctl stop -m immediate: %v: %s", err, out)
-	}
+// startPostgres starts this test's own PostgreSQL server, never the shared
+// one, with room for its worker processes' pools. Its Crash aborts every
+// backend without a checkpoint, so the next start replays the WAL.
+func startPostgres(t testing.TB) *testenv.Postgres {
+	return testenv.StartPostgres(t, "max_connections=200")
 }
 
 // rabbitNode restarts the RabbitMQ application of a node this run may
