@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/backends/membackend"
 	"github.com/conveyorhq/conveyor/queue"
 	"github.com/conveyorhq/conveyor/worker"
@@ -15,8 +16,12 @@ import (
 // parkRig is an engine that never reconciles on a memory backend, and a
 // worker of four on queue wf with the engine installed.
 func parkRig(t *testing.T) (*queue.Client, *Engine, *worker.Worker) {
+	return rigOn(t, membackend.New(membackend.Config{}))
+}
+
+// rigOn is parkRig on backend b.
+func rigOn(t *testing.T, b backends.Backend) (*queue.Client, *Engine, *worker.Worker) {
 	t.Helper()
-	b := membackend.New(membackend.Config{})
 	c := queue.NewClient(b, queue.Config{})
 	e, err := NewEngine(c, Config{ReconcileEvery: time.Hour})
 	if err != nil {
@@ -27,13 +32,25 @@ func parkRig(t *testing.T) (*queue.Client, *Engine, *worker.Worker) {
 	}))
 }
 
+// running runs e and w until the test ends, and returns their context.
+func running(t *testing.T, e *Engine, w *worker.Worker) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = e.Run(ctx) }()
+	if err := w.Start(ctx); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Stop(context.Background()); cancel(); <-done })
+	return ctx
+}
+
 // Outcomes that release nothing are parked, not lost: with the last member
 // held back, the record still gets the others' outcomes (within parkFor,
 // no reconcile), and once the last finishes the callback runs and nothing
 // stays parked.
 func TestParkedOutcomesAreWritten(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	c, e, w := parkRig(t)
 	last := make(chan struct{})
 	worker.Register(w, step, func(ctx context.Context, a nArgs) (int, error) {
@@ -47,12 +64,7 @@ func TestParkedOutcomesAreWritten(t *testing.T) {
 		return a.N, nil
 	})
 	registerSum(w)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = e.Run(ctx) }()
-	if err := w.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = w.Stop(context.Background()); cancel(); <-done }()
+	ctx := running(t, e, w)
 
 	root := Chord(Task("sum", sumStep, nArgs{}, nil), Task("m1", step, nArgs{1}, nil), Task("m2", step, nArgs{2}, nil), Task("m3", step, nArgs{3}, nil))
 	ref, err := Enqueue(ctx, c, root, nil)

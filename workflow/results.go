@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
 	"github.com/conveyorhq/conveyor/job"
@@ -34,11 +35,27 @@ type Output struct {
 // finished step's outcome or a result that does not decode as what it
 // expects, so a handler that returns them is dead-lettered at once with
 // the reason, and the rest of the workflow follows its failure policy.
+//
+// A dependency whose job is not finished (job.ErrNotFinished), although
+// the workflow's record had it finished, is waited for: the error also
+// snoozes the handler for notFinishedWait, using no attempt. That happens
+// when a store undid the job's end after the engine acted on it (a
+// failover on asynchronous replication, a Redis restart under
+// appendfsync everysec): the job runs again and finishes again, and its
+// dependents then read what it returned that time.
 func (o Output) Decode(v any) error {
 	return o.decode(func(b []byte) error { return json.Unmarshal(b, v) })
 }
 
+// notFinishedWait is how long a step waits for a dependency found not
+// finished before it reads the results again: the dependency's rerun
+// starts once its lost lease ends, seconds away.
+const notFinishedWait = time.Second
+
 func (o Output) decode(dec func([]byte) error) error {
+	if errors.Is(o.Err, job.ErrNotFinished) {
+		return fmt.Errorf("%w: %w", retry.Snooze(notFinishedWait), o.Err)
+	}
 	if o.Err != nil {
 		return retry.Permanent(o.Err)
 	}
