@@ -253,7 +253,8 @@ func TestJobEndSurvivesCrash(t *testing.T) {
 			pool, err := pgxpool.New(ctx, srv.URL)
 			must(t, err)
 			defer pool.Close()
-			cfg := pgbackend.Config{Schema: strings.ToLower(name), JanitorEvery: -1, NoListen: true} // a lost job stays in its own
+			// A schema per case: a job the crash undid stays out of the next case's reserve.
+			cfg := pgbackend.Config{Schema: strings.ToLower(name), JanitorEvery: -1, NoListen: true}
 			b := open(t, pool, cfg)
 			ref, err := numTask.Enqueue(ctx, queue.NewClient(b, queue.Config{}), numArgs{N: 1}, nil)
 			must(t, err)

@@ -129,7 +129,7 @@ func (r *Redis) Stop() {
 }
 
 // Postgres is a private PostgreSQL server in a temporary directory, for
-// tests that restart the server under running workers.
+// tests that restart or crash the server under running workers.
 type Postgres struct {
 	URL      string
 	dir      string
