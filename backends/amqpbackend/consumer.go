@@ -77,8 +77,9 @@ func (b *Backend) consumer(ctx context.Context, q string) (*consumer, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = onChannel(s.conn, func(ch *amqp.Channel) error {
-		_, err := ch.QueueDeclarePassive(b.names.work(q), true, false, false, false, nil)
+	var st amqp.Queue
+	err = onChannel(s.conn, func(ch *amqp.Channel) (err error) {
+		st, err = ch.QueueDeclarePassive(b.names.work(q), true, false, false, false, nil)
 		return err
 	})
 	var ae *amqp.Error
@@ -87,6 +88,14 @@ func (b *Backend) consumer(ctx context.Context, q string) (*consumer, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("amqpbackend: queue %s: %w", b.names.work(q), err)
+	}
+	// A queue found here may still be being declared, by another process
+	// or by an Enqueue of this one: it exists before its quorum member has
+	// started, and a consume then would meet noproc (see ready.go).
+	if !b.isDeclared(b.names.work(q)) {
+		if err := b.readyAfterDeclare(st); err != nil {
+			return nil, err
+		}
 	}
 	c := &consumer{b: b, queue: q, arrived: make(chan struct{})}
 	deliveries, err := c.open(s)

@@ -74,9 +74,10 @@
 //
 // A quorum queue's Raft member starts a moment after its declare returns
 // (and after a node restart); a read before then fails with 541 noproc,
-// which closes the whole connection. After declaring a quorum queue the
-// Backend waits until a read on a connection of its own succeeds, and
-// ListDead and ReplayDead read on a connection of their own, retrying
+// which closes the whole connection. After declaring a quorum queue, or
+// before consuming one it found declared by another process (perhaps
+// still declaring it), the Backend waits until a read on a connection of
+// its own succeeds, and ListDead and ReplayDead read on a connection of their own, retrying
 // noproc with backoff (up to 30s), so the race costs no leases.
 //
 // # The store

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -406,5 +407,38 @@ func TestReservePastThePrefetch(t *testing.T) {
 			t.Fatalf("reserved %s at %d, want enqueue order", r.ID, i)
 		}
 		must(t, b.Complete(ctx, backends.CompleteParams{Lease: r.Lease}))
+	}
+}
+
+// A quorum queue another process is declaring exists (a passive declare
+// finds it) a moment before its Raft member has started; a consume then
+// fails with 541 noproc, which closes the whole connection. Reserve finds
+// such a queue and waits for it to serve reads instead of consuming at
+// once. Here Reserve looks again and again while another connection
+// declares the queue, as a worker's Reserve does while a producer's first
+// Enqueue declares it.
+func TestReserveWaitsForAQueueBeingDeclared(t *testing.T) {
+	b := open(t, amqpbackend.Config{})
+	ch := rawChannel(t)
+	ctx := context.Background()
+	for i := range 20 {
+		q := fresh("declaring" + strconv.Itoa(i))
+		declared := make(chan error, 1)
+		go func() {
+			_, err := ch.QueueDeclare(testPrefix+".q."+q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
+			declared <- err
+		}()
+		for done := false; !done; {
+			select {
+			case err := <-declared:
+				must(t, err)
+				done = true
+			default:
+			}
+			recs, err := b.Reserve(ctx, backends.ReserveParams{Queue: q, Limit: 1, Lease: time.Minute})
+			if err != nil || len(recs) != 0 {
+				t.Fatalf("Reserve on queue %d while it is declared = %v, %v; want nothing, no error", i, recs, err)
+			}
+		}
 	}
 }

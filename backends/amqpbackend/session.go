@@ -161,10 +161,7 @@ func (b *Backend) session(ctx context.Context) (*session, error) {
 // ensure declares the entity name with declare once per Backend (and
 // again after every reconnect).
 func (b *Backend) ensure(ctx context.Context, name string, declare func(*amqp.Channel) error) error {
-	b.topoMu.Lock()
-	_, ok := b.declared[name]
-	b.topoMu.Unlock()
-	if ok {
+	if b.isDeclared(name) {
 		return nil
 	}
 	s, err := b.session(ctx)
@@ -178,6 +175,15 @@ func (b *Backend) ensure(ctx context.Context, name string, declare func(*amqp.Ch
 	b.declared[name] = declare
 	b.topoMu.Unlock()
 	return nil
+}
+
+// isDeclared reports whether this Backend declared the entity name (and
+// so waited for it to serve reads; it declares it again after a reconnect).
+func (b *Backend) isDeclared(name string) bool {
+	b.topoMu.Lock()
+	defer b.topoMu.Unlock()
+	_, ok := b.declared[name]
+	return ok
 }
 
 // ensureQueue declares queue q's work queue. A queue that already exists
