@@ -44,10 +44,7 @@ func (b *Backend) sweepDelays() {
 		}
 		for level := 0; level <= maxDelayLevel; level++ {
 			name := b.names.delay(level)
-			b.topoMu.Lock()
-			_, declared := b.declared[name]
-			b.topoMu.Unlock()
-			if !declared {
+			if !b.isDeclared(name) {
 				continue
 			}
 			now := time.Now()
