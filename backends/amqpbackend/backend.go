@@ -40,6 +40,9 @@ type Backend struct {
 	consMu    sync.Mutex
 	consumers map[string]*consumer
 
+	probeMu sync.Mutex
+	probe   *amqp.Connection // awaitReady's, dialled on first use
+
 	leaseMu sync.Mutex
 	leases  map[string]*lease // by lease token
 
@@ -236,6 +239,7 @@ func (b *Backend) Close() error {
 	if b.gate.Close() {
 		b.cancel()
 		b.bg.Wait()
+		b.closeProbe()
 	}
 	return nil
 }

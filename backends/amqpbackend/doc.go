@@ -72,13 +72,14 @@
 // expiration and user-id (kept in x-conveyor-user-id), with the reason in
 // x-conveyor-reason and the time in x-conveyor-dead-at.
 //
-// A quorum queue's Raft member starts a moment after its declare returns
-// (and after a node restart); a read before then fails with 541 noproc,
-// which closes the whole connection. After declaring a quorum queue, or
-// before consuming one it found declared by another process (perhaps
-// still declaring it), the Backend waits until a read on a connection of
-// its own succeeds, and ListDead and ReplayDead read on a connection of their own, retrying
-// noproc with backoff (up to 30s), so the race costs no leases.
+// A quorum queue exists (a passive declare finds it) a moment before its
+// Raft member has started, and again after a node restart; a read before
+// then fails with 541 noproc, which closes the whole connection. So the
+// Backend waits, before its first read of a queue, until a basic.get on a
+// probe connection of its own succeeds: after declaring the queue, or on
+// finding it declared by another process (which may still be declaring
+// it). ListDead and ReplayDead read on a connection of their own. Both
+// retry noproc with backoff (up to 30s), so the race costs no leases.
 //
 // # The store
 //
