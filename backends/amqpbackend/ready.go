@@ -30,11 +30,11 @@ func isNoproc(err error) bool {
 }
 
 // retryNoproc runs fn again, with backoff, while it fails with an error
-// retryable says to retry, up to readyWait.
-func (b *Backend) retryNoproc(ctx context.Context, fn func() error, retryable func(error) bool) error {
+// retryable says to retry, up to readyWait, which fn's context ends at.
+func (b *Backend) retryNoproc(ctx context.Context, fn func(context.Context) error, retryable func(error) bool) error {
 	ctx, cancel := context.WithTimeout(ctx, readyWait)
 	defer cancel()
-	return retry.Do(fn, retry.RetryIf(retryable), retry.Context(ctx), retry.WrapContextErrorWithLastError(true),
+	return retry.Do(func() error { return fn(ctx) }, retry.RetryIf(retryable), retry.Context(ctx), retry.WrapContextErrorWithLastError(true),
 		retry.Attempts(0), retry.DelayType(retry.BackOffDelay),
 		retry.Delay(20*time.Millisecond), retry.MaxDelay(time.Second), retry.LastErrorOnly(true),
 		retry.OnRetry(func(n uint, err error) {
@@ -47,7 +47,7 @@ func (b *Backend) retryNoproc(ctx context.Context, fn func() error, retryable fu
 // to readyWait. fn must leave nothing half done when it fails: whatever it
 // got unacknowledged goes back when the connection closes.
 func (b *Backend) onOwnConnection(ctx context.Context, fn func(*amqp.Channel) error) error {
-	return b.retryNoproc(ctx, func() error {
+	return b.retryNoproc(ctx, func(ctx context.Context) error {
 		// Through dialURL: any live node of a URL of several serves
 		// (a quorum queue serves reads from each of its members).
 		conn, err := b.dialURL(ctx, amqp.Config{Heartbeat: b.cfg.Heartbeat})
@@ -70,7 +70,7 @@ func (b *Backend) onOwnConnection(ctx context.Context, fn func(*amqp.Channel) er
 func (b *Backend) awaitReady(ctx context.Context, name string) error {
 	b.probeMu.Lock()
 	defer b.probeMu.Unlock()
-	err := b.retryNoproc(ctx, func() error {
+	err := b.retryNoproc(ctx, func(ctx context.Context) error {
 		if b.probe == nil || b.probe.IsClosed() {
 			conn, err := b.dialURL(ctx, amqp.Config{Heartbeat: b.cfg.Heartbeat})
 			if err != nil {
