@@ -42,15 +42,20 @@ func (b *Backend) retryNoproc(ctx context.Context, fn func(context.Context) erro
 		}))
 }
 
+// dialSide opens a connection beside the Backend's own, for reads that
+// may meet noproc. Through dialURL: any live node of a URL of several
+// serves (a quorum queue serves reads from each of its members).
+func (b *Backend) dialSide(ctx context.Context) (*amqp.Connection, error) {
+	return b.dialURL(ctx, amqp.Config{Heartbeat: b.cfg.Heartbeat})
+}
+
 // onOwnConnection runs fn on a channel of a connection of its own, and
 // runs it again on a new one, with backoff, while it fails with noproc, up
 // to readyWait. fn must leave nothing half done when it fails: whatever it
 // got unacknowledged goes back when the connection closes.
 func (b *Backend) onOwnConnection(ctx context.Context, fn func(*amqp.Channel) error) error {
 	return b.retryNoproc(ctx, func(ctx context.Context) error {
-		// Through dialURL: any live node of a URL of several serves
-		// (a quorum queue serves reads from each of its members).
-		conn, err := b.dialURL(ctx, amqp.Config{Heartbeat: b.cfg.Heartbeat})
+		conn, err := b.dialSide(ctx)
 		if err != nil {
 			return err
 		}
@@ -72,7 +77,7 @@ func (b *Backend) awaitReady(ctx context.Context, name string) error {
 	defer b.probeMu.Unlock()
 	err := b.retryNoproc(ctx, func(ctx context.Context) error {
 		if b.probe == nil || b.probe.IsClosed() {
-			conn, err := b.dialURL(ctx, amqp.Config{Heartbeat: b.cfg.Heartbeat})
+			conn, err := b.dialSide(ctx)
 			if err != nil {
 				return err
 			}
