@@ -3,10 +3,10 @@ package sqlitebackend
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/conveyorhq/conveyor/backends"
@@ -35,11 +35,24 @@ const (
 		WHERE id = ? AND state = 'running' AND lease_token = ? AND lease_expires_at > ? RETURNING cancel_requested`
 	sqlCompleteOne = `UPDATE conveyor_jobs SET state = 'done', result = ?, finished_at = ?, lease_token = NULL
 		WHERE id = ? AND state = 'running' AND lease_token = ? RETURNING queue`
+	// The IDs come as one JSON array, so that one statement serves any
+	// number of them: a list of placeholders is a new statement to parse
+	// for each length.
+	sqlLease = `UPDATE conveyor_jobs SET state = 'running', deliveries = deliveries + 1,
+		started_at = ?, lease_token = ?, lease_expires_at = ?, cancel_requested = 0, worker = ?
+		WHERE id IN (SELECT value FROM json_each(?)) RETURNING ` + columns
 	sqlInsertOne = `INSERT INTO conveyor_jobs ` + insertColumns + `
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
+	sqlRegisterGroup = `INSERT INTO conveyor_fair_groups (queue, grp) VALUES (?, ?) ON CONFLICT DO NOTHING`
+	// sqlAnyDue runs on the read pool (see anyDue), where it is prepared
+	// once per connection.
+	sqlAnyDue = `SELECT
+		EXISTS (SELECT 1 FROM conveyor_jobs WHERE queue = ? AND state IN ` + waitingStates + ` AND run_at <= ?)
+		OR EXISTS (SELECT 1 FROM conveyor_jobs WHERE queue = ? AND state = 'running' AND lease_expires_at <= ?)`
 )
 
-var hotStatements = []string{sqlPaused, sqlReapLeases, sqlCandidates, sqlExtend, sqlCompleteOne, sqlInsertOne, insertChunkSQL}
+var hotStatements = []string{sqlPaused, sqlReapLeases, sqlCandidates, sqlLease, sqlExtend, sqlCompleteOne, sqlInsertOne,
+	insertChunkSQL, sqlRegisterGroup}
 
 // Enqueue implements backends.Backend.
 func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
@@ -103,7 +116,7 @@ func enqueue(ctx context.Context, tx *sql.Tx, stmt statements, p backends.Enqueu
 			return nil, backends.QueueFullError(q, depth, check.Adding, check.MaxDepth)
 		}
 	}
-	if err := registerGroups(ctx, tx, groupsOf(p.Jobs)); err != nil {
+	if err := registerGroups(ctx, stmt, groupsOf(p.Jobs)); err != nil {
 		return nil, err
 	}
 	done := 0
@@ -256,14 +269,12 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, candida
 		if len(ids) == 0 {
 			return nil
 		}
-		token := record.Token(12)
-		args := []any{record.Micros(now), token, record.Micros(now.Add(p.Lease)), p.Worker}
-		for _, id := range ids {
-			args = append(args, id)
+		idList, err := json.Marshal(ids)
+		if err != nil {
+			return err
 		}
-		rows, err = tx.QueryContext(ctx, `UPDATE conveyor_jobs SET state = 'running', deliveries = deliveries + 1,
-			started_at = ?, lease_token = ?, lease_expires_at = ?, cancel_requested = 0, worker = ?
-			WHERE id IN (?`+strings.Repeat(", ?", len(ids)-1)+`) RETURNING `+columns, args...)
+		rows, err = b.prepared(ctx, tx, sqlLease).QueryContext(ctx, record.Micros(now), record.Token(12),
+			record.Micros(now.Add(p.Lease)), p.Worker, string(idList))
 		if err != nil {
 			return err
 		}
@@ -317,10 +328,7 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, candida
 func (b *Backend) anyDue(ctx context.Context, queue string) (bool, error) {
 	now := record.Micros(b.cfg.Clock.Now())
 	var due bool
-	err := b.ro.QueryRowContext(ctx, `SELECT
-		EXISTS (SELECT 1 FROM conveyor_jobs WHERE queue = ? AND state IN `+waitingStates+` AND run_at <= ?)
-		OR EXISTS (SELECT 1 FROM conveyor_jobs WHERE queue = ? AND state = 'running' AND lease_expires_at <= ?)`,
-		queue, now, queue, now).Scan(&due)
+	err := b.anyDueStmt.QueryRowContext(ctx, queue, now, queue, now).Scan(&due)
 	return due, err
 }
 

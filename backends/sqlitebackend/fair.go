@@ -89,14 +89,21 @@ func groupsOf(jobs []*backends.JobInsert) iter.Seq[groupKey] {
 // registerGroups gives each (queue, group) its row in the ring, if it has
 // none: the groups of a batch enqueued, or of jobs replayed (their groups
 // may have been pruned while they were dead).
-func registerGroups(ctx context.Context, tx *sql.Tx, keys iter.Seq[groupKey]) error {
+func registerGroups(ctx context.Context, stmt statements, keys iter.Seq[groupKey]) error {
 	seen := map[groupKey]bool{}
+	var insert *sql.Stmt
 	for k := range keys {
 		if seen[k] {
 			continue
 		}
 		seen[k] = true
-		if _, err := tx.ExecContext(ctx, `INSERT INTO conveyor_fair_groups (queue, grp) VALUES (?, ?) ON CONFLICT DO NOTHING`, k.queue, k.grp); err != nil {
+		if insert == nil {
+			var err error
+			if insert, err = stmt(sqlRegisterGroup); err != nil {
+				return err
+			}
+		}
+		if _, err := insert.ExecContext(ctx, k.queue, k.grp); err != nil {
 			return err
 		}
 	}

@@ -231,7 +231,7 @@ func (b *Backend) ReplayJobs(ctx context.Context, p backends.ReplayJobsParams) (
 			return err
 		}
 		n = int64(len(keys))
-		return registerGroups(ctx, tx, slices.Values(keys)) // a replayed job's group may have left the ring
+		return registerGroups(ctx, b.statements(ctx, tx), slices.Values(keys)) // a replayed job's group may have left the ring
 	})
 	for _, q := range queues {
 		b.hub.Publish(backends.Event{Kind: backends.JobsAvailable, Queue: q})

@@ -63,7 +63,8 @@ type Backend struct {
 	ro  *sql.DB // reads: several connections, concurrent with the writer
 	hub notify.Hub
 
-	stmts map[string]*sql.Stmt // hotStatements, prepared on db's one connection
+	stmts      map[string]*sql.Stmt // hotStatements, prepared on db's one connection
+	anyDueStmt *sql.Stmt            // sqlAnyDue on ro
 
 	pollOnce sync.Once
 	gate     *gate.Gate
@@ -126,6 +127,10 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 			return nil, fmt.Errorf("sqlitebackend: prepare: %w", err)
 		}
 		b.stmts[q] = st
+	}
+	if b.anyDueStmt, err = ro.PrepareContext(ctx, sqlAnyDue); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("sqlitebackend: prepare: %w", err)
 	}
 	b.maintain()
 	return b, nil
