@@ -73,7 +73,7 @@ type EnqueueParams struct {
 
 // JobInsert is one job to insert. ID, Queue and Task are required.
 type JobInsert struct {
-	ID       string // chosen by the caller (time-ordered UUIDs from package queue)
+	ID       string // chosen by the caller (time-ordered UUIDs from package queue); UTF-8
 	Queue    string
 	Task     string
 	Payload  []byte

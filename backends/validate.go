@@ -3,6 +3,7 @@ package backends
 import (
 	"fmt"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/conveyorhq/conveyor/job"
 )
@@ -16,6 +17,11 @@ func (p EnqueueParams) Validate() error {
 			return fmt.Errorf("%w: job %d is nil", job.ErrInvalid, i)
 		case ins.ID == "":
 			return fmt.Errorf("%w: job %d has no ID", job.ErrInvalid, i)
+		case !utf8.ValidString(ins.ID):
+			// IDs are text everywhere they go: PostgreSQL's columns, the
+			// JSON of the HTTP API and the dashboard, the JSON array that
+			// names the jobs a SQLite reserve leases.
+			return fmt.Errorf("%w: job %d's ID %q is not UTF-8", job.ErrInvalid, i, ins.ID)
 		case ins.Queue == "":
 			return fmt.Errorf("%w: job %s has no queue", job.ErrInvalid, ins.ID)
 		case ins.Task == "":

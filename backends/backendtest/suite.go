@@ -107,6 +107,7 @@ func testInvalidInput(h *harness) {
 		{ID: h.newID(), Task: "t"},
 		{ID: h.newID(), Queue: q},
 		{Queue: q, Task: "t"},
+		{ID: h.newID() + "\xff", Queue: q, Task: "t"}, // not UTF-8
 	}
 	for _, ins := range bad {
 		_, err := h.b.Enqueue(h.ctx, backends.EnqueueParams{Jobs: []*backends.JobInsert{h.ins(q, "good"), ins}})
