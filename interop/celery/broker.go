@@ -112,6 +112,9 @@ func (b *Broker) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]backe
 	if err := b.usable(ctx); err != nil {
 		return nil, err
 	}
+	if err := p.Validate(); err != nil { // what every backend refuses
+		return nil, err
+	}
 	now := b.cfg.Clock.Now()
 	byQueue := map[string][]*message{}
 	var order []string
@@ -119,8 +122,6 @@ func (b *Broker) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]backe
 	tags := make([]string, len(p.Jobs))
 	for i, ins := range p.Jobs {
 		switch {
-		case ins == nil || ins.ID == "" || ins.Queue == "" || ins.Task == "":
-			return nil, fmt.Errorf("%w: job %d needs an ID, a queue and a task", job.ErrInvalid, i)
 		case ins.UniqueKey != "":
 			return nil, fmt.Errorf("%w: unique keys on a Celery broker", job.ErrUnsupported)
 		case ins.MaxDepth > 0:
