@@ -44,15 +44,30 @@ const (
 	sqlInsertOne = `INSERT INTO conveyor_jobs ` + insertColumns + `
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
 	sqlRegisterGroup = `INSERT INTO conveyor_fair_groups (queue, grp) VALUES (?, ?) ON CONFLICT DO NOTHING`
-	// sqlAnyDue runs on the read pool (see anyDue), where it is prepared
-	// once per connection.
+	// The KV store's (kv.go): a workflow's state is read and written
+	// through it, key by key.
+	sqlKVVersion = `SELECT version, expires_at FROM conveyor_kv WHERE key = ?`
+	sqlKVPut     = `INSERT INTO conveyor_kv (key, value, version, expires_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, expires_at = excluded.expires_at`
+)
+
+// The statements on the read pool's hot path, prepared at Open on ro
+// (roStmts), where database/sql prepares each again once per connection.
+const (
 	sqlAnyDue = `SELECT
 		EXISTS (SELECT 1 FROM conveyor_jobs WHERE queue = ? AND state IN ` + waitingStates + ` AND run_at <= ?)
 		OR EXISTS (SELECT 1 FROM conveyor_jobs WHERE queue = ? AND state = 'running' AND lease_expires_at <= ?)`
+	sqlGetKV = `SELECT value, version, expires_at FROM conveyor_kv WHERE key = ? AND ` + liveClause
+	// The keys as one JSON array, as sqlLease's IDs.
+	sqlGetKVMany = `SELECT key, value, version, expires_at FROM conveyor_kv
+		WHERE key IN (SELECT value FROM json_each(?)) AND ` + liveClause
 )
 
-var hotStatements = []string{sqlPaused, sqlReapLeases, sqlCandidates, sqlLease, sqlExtend, sqlCompleteOne, sqlInsertOne,
-	insertChunkSQL, sqlRegisterGroup}
+var (
+	hotStatements = []string{sqlPaused, sqlReapLeases, sqlCandidates, sqlLease, sqlExtend, sqlCompleteOne, sqlInsertOne,
+		insertChunkSQL, sqlRegisterGroup, sqlKVVersion, sqlKVPut}
+	readStatements = []string{sqlAnyDue, sqlGetKV, sqlGetKVMany}
+)
 
 // Enqueue implements backends.Backend.
 func (b *Backend) Enqueue(ctx context.Context, p backends.EnqueueParams) ([]backends.EnqueueResult, error) {
@@ -328,7 +343,7 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, candida
 func (b *Backend) anyDue(ctx context.Context, queue string) (bool, error) {
 	now := record.Micros(b.cfg.Clock.Now())
 	var due bool
-	err := b.anyDueStmt.QueryRowContext(ctx, queue, now, queue, now).Scan(&due)
+	err := b.roStmts[sqlAnyDue].QueryRowContext(ctx, queue, now, queue, now).Scan(&due)
 	return due, err
 }
 

@@ -28,8 +28,7 @@ func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.K
 	}
 	kv := backends.KV{Key: p.Key}
 	var exp int64
-	err := b.ro.QueryRowContext(ctx, `SELECT value, version, expires_at FROM conveyor_kv WHERE key = ? AND `+liveClause,
-		p.Key, record.Micros(backends.KVNow(p.Now))).Scan(&kv.Value, &kv.Version, &exp)
+	err := b.roStmts[sqlGetKV].QueryRowContext(ctx, p.Key, record.Micros(backends.KVNow(p.Now))).Scan(&kv.Value, &kv.Version, &exp)
 	if errors.Is(err, sql.ErrNoRows) {
 		return kv, fmt.Errorf("%w: key %s", job.ErrNotFound, p.Key)
 	}
@@ -47,7 +46,7 @@ func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, err
 	}
 	var next int64
 	err := b.write(ctx, func(tx *sql.Tx) (err error) {
-		next, err = putKV(ctx, tx, p)
+		next, err = b.putKV(ctx, tx, p)
 		return err
 	})
 	if err != nil && !errors.Is(err, job.ErrConflict) {
@@ -58,10 +57,10 @@ func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, err
 
 // putKV is PutKV inside tx: the new version, or an error wrapping
 // job.ErrConflict when the key is not at p.IfVersion.
-func putKV(ctx context.Context, tx *sql.Tx, p backends.PutKVParams) (int64, error) {
+func (b *Backend) putKV(ctx context.Context, tx *sql.Tx, p backends.PutKVParams) (int64, error) {
 	now := record.Micros(backends.KVNow(p.Now))
 	var version, exp int64
-	err := tx.QueryRowContext(ctx, `SELECT version, expires_at FROM conveyor_kv WHERE key = ?`, p.Key).Scan(&version, &exp)
+	err := b.prepared(ctx, tx, sqlKVVersion).QueryRowContext(ctx, p.Key).Scan(&version, &exp)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, err
 	}
@@ -72,9 +71,7 @@ func putKV(ctx context.Context, tx *sql.Tx, p backends.PutKVParams) (int64, erro
 	if have != p.IfVersion {
 		return 0, fmt.Errorf("%w: key %s is at version %d, not %d", job.ErrConflict, p.Key, have, p.IfVersion)
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO conveyor_kv (key, value, version, expires_at) VALUES (?, ?, ?, ?)
-		ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, expires_at = excluded.expires_at`,
-		p.Key, record.NonNil(p.Value), version+1, record.Micros(p.ExpiresAt))
+	_, err = b.prepared(ctx, tx, sqlKVPut).ExecContext(ctx, p.Key, record.NonNil(p.Value), version+1, record.Micros(p.ExpiresAt))
 	return version + 1, err
 }
 
@@ -91,9 +88,7 @@ func (b *Backend) GetKVMany(ctx context.Context, p backends.GetKVManyParams) ([]
 	if err != nil {
 		return nil, fmt.Errorf("sqlitebackend: get %d keys: %w", len(p.Keys), err)
 	}
-	rows, err := b.ro.QueryContext(ctx, `SELECT key, value, version, expires_at FROM conveyor_kv
-		WHERE key IN (SELECT value FROM json_each(?)) AND `+liveClause,
-		string(keys), record.Micros(backends.KVNow(p.Now)))
+	rows, err := b.roStmts[sqlGetKVMany].QueryContext(ctx, string(keys), record.Micros(backends.KVNow(p.Now)))
 	if err != nil {
 		return nil, fmt.Errorf("sqlitebackend: get %d keys: %w", len(p.Keys), err)
 	}
@@ -132,7 +127,7 @@ func (b *Backend) PutKVMany(ctx context.Context, p backends.PutKVManyParams) ([]
 	err := b.write(ctx, func(tx *sql.Tx) error {
 		clear(out) // a retried transaction starts over
 		for i, put := range p.Puts {
-			v, err := putKV(ctx, tx, put)
+			v, err := b.putKV(ctx, tx, put)
 			if err != nil && !errors.Is(err, job.ErrConflict) {
 				return err
 			}

@@ -63,8 +63,8 @@ type Backend struct {
 	ro  *sql.DB // reads: several connections, concurrent with the writer
 	hub notify.Hub
 
-	stmts      map[string]*sql.Stmt // hotStatements, prepared on db's one connection
-	anyDueStmt *sql.Stmt            // sqlAnyDue on ro
+	stmts   map[string]*sql.Stmt // hotStatements, prepared on db's one connection
+	roStmts map[string]*sql.Stmt // readStatements, prepared on ro (once per connection)
 
 	pollOnce sync.Once
 	gate     *gate.Gate
@@ -119,18 +119,12 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		b.Close()
 		return nil, fmt.Errorf("sqlitebackend: apply schema to %s: %w", cfg.Path, err)
 	}
-	b.stmts = map[string]*sql.Stmt{}
-	for _, q := range hotStatements {
-		st, err := db.PrepareContext(ctx, q)
-		if err != nil {
-			b.Close()
-			return nil, fmt.Errorf("sqlitebackend: prepare: %w", err)
-		}
-		b.stmts[q] = st
+	if b.stmts, err = prepareAll(ctx, db, hotStatements); err == nil {
+		b.roStmts, err = prepareAll(ctx, ro, readStatements)
 	}
-	if b.anyDueStmt, err = ro.PrepareContext(ctx, sqlAnyDue); err != nil {
+	if err != nil {
 		b.Close()
-		return nil, fmt.Errorf("sqlitebackend: prepare: %w", err)
+		return nil, err
 	}
 	b.maintain()
 	return b, nil
@@ -193,6 +187,19 @@ func (b *Backend) Close() error {
 	}
 	b.polling.Wait()
 	return errors.Join(b.db.Close(), b.ro.Close())
+}
+
+// prepareAll prepares each query on db.
+func prepareAll(ctx context.Context, db *sql.DB, queries []string) (map[string]*sql.Stmt, error) {
+	out := make(map[string]*sql.Stmt, len(queries))
+	for _, q := range queries {
+		st, err := db.PrepareContext(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("sqlitebackend: prepare: %w", err)
+		}
+		out[q] = st
+	}
+	return out, nil
 }
 
 // prepared returns the statement prepared at Open, bound to tx. As the
