@@ -90,19 +90,16 @@ func groupsOf(jobs []*backends.JobInsert) iter.Seq[groupKey] {
 // none: the groups of a batch enqueued, or of jobs replayed (their groups
 // may have been pruned while they were dead).
 func registerGroups(ctx context.Context, stmt statements, keys iter.Seq[groupKey]) error {
+	insert, err := stmt(sqlRegisterGroup)
+	if err != nil {
+		return err
+	}
 	seen := map[groupKey]bool{}
-	var insert *sql.Stmt
 	for k := range keys {
 		if seen[k] {
 			continue
 		}
 		seen[k] = true
-		if insert == nil {
-			var err error
-			if insert, err = stmt(sqlRegisterGroup); err != nil {
-				return err
-			}
-		}
 		if _, err := insert.ExecContext(ctx, k.queue, k.grp); err != nil {
 			return err
 		}
