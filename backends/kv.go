@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/conveyorhq/conveyor/job"
 )
@@ -17,6 +18,9 @@ import (
 // clock sees expiry on that clock; a zero Now means the backend's clock.
 // An expired key is absent. A key's version only grows, also across
 // expiry, so a holder of an old version can never write.
+//
+// Keys are UTF-8 text: every method refuses another key or prefix with an
+// error wrapping job.ErrInvalid (ValidKey).
 //
 // Fallback when absent: scheduler.New refuses the backend with an error
 // wrapping job.ErrUnsupported.
@@ -66,15 +70,41 @@ type PutKVManyParams struct {
 	Puts []PutKVParams
 }
 
-// Validate refuses a batch that names a key twice: whether the second
-// put would see the first is not something backends agree on.
+// Validate refuses a batch that names a key twice, whether the second put
+// would see the first is not something backends agree on, and a key that
+// is not UTF-8 (ValidKey).
 func (p PutKVManyParams) Validate() error {
 	seen := make(map[string]bool, len(p.Puts))
 	for _, put := range p.Puts {
+		if err := ValidKey(put.Key); err != nil {
+			return err
+		}
 		if seen[put.Key] {
 			return fmt.Errorf("%w: key %s is put twice in one batch", job.ErrInvalid, put.Key)
 		}
 		seen[put.Key] = true
+	}
+	return nil
+}
+
+// ValidKey refuses a key (or prefix) that is not UTF-8, as every KVStore
+// method does, with an error wrapping job.ErrInvalid. Keys are text where
+// they are stored and looked up: PostgreSQL's text column refuses such a
+// key, and SQLite's batch read names its keys in a JSON array, where the
+// bad bytes would become U+FFFD and read another key's value.
+func ValidKey(key string) error {
+	if !utf8.ValidString(key) {
+		return fmt.Errorf("%w: key %q is not UTF-8", job.ErrInvalid, key)
+	}
+	return nil
+}
+
+// Validate checks the keys (ValidKey).
+func (p GetKVManyParams) Validate() error {
+	for _, k := range p.Keys {
+		if err := ValidKey(k); err != nil {
+			return err
+		}
 	}
 	return nil
 }

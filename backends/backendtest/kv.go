@@ -71,6 +71,21 @@ func testKV(h *harness) {
 	_, err = kv.GetKV(h.ctx, backends.GetKVParams{Key: k("a"), Now: now})
 	expectErr(h.t, err, job.ErrNotFound)
 	must(h.t, kv.DeleteKV(h.ctx, backends.DeleteKVParams{Key: k("a")}))
+
+	// A key that is not UTF-8 is refused by every method, and not stored.
+	bad := k("bad\xff")
+	_, err = put(bad, "x", 0, time.Time{}, now)
+	expectErr(h.t, err, job.ErrInvalid)
+	_, err = kv.GetKV(h.ctx, backends.GetKVParams{Key: bad, Now: now})
+	expectErr(h.t, err, job.ErrInvalid)
+	expectErr(h.t, kv.DeleteKV(h.ctx, backends.DeleteKVParams{Key: bad}), job.ErrInvalid)
+	_, err = kv.ListKV(h.ctx, backends.ListKVParams{Prefix: bad, Now: now})
+	expectErr(h.t, err, job.ErrInvalid)
+	list, err = kv.ListKV(h.ctx, backends.ListKVParams{Prefix: k("bad"), Now: now})
+	must(h.t, err)
+	if len(list) != 0 {
+		h.t.Fatalf("a refused key was stored: %+v", list)
+	}
 }
 
 // testKVBatch: many keys in one call read and write as one call each
@@ -129,6 +144,19 @@ func testKVBatch(h *harness) {
 	}})
 	expectErr(h.t, err, job.ErrInvalid)
 	_, err = kv.GetKV(h.ctx, backends.GetKVParams{Key: k("twice"), Now: later})
+	expectErr(h.t, err, job.ErrNotFound)
+
+	// A key that is not UTF-8 is refused, also beside a stored key that
+	// its bytes would read as once replaced by U+FFFD, and a batch holding
+	// one writes nothing.
+	put(k("repl\uFFFD"), "other key's", 0, time.Time{})
+	_, err = batch.GetKVMany(h.ctx, backends.GetKVManyParams{Keys: []string{k("a"), k("repl\xff")}, Now: later})
+	expectErr(h.t, err, job.ErrInvalid)
+	_, err = batch.PutKVMany(h.ctx, backends.PutKVManyParams{Puts: []backends.PutKVParams{
+		{Key: k("fine"), Value: []byte("1"), Now: later}, {Key: k("bad\xff"), Value: []byte("2"), Now: later},
+	}})
+	expectErr(h.t, err, job.ErrInvalid)
+	_, err = kv.GetKV(h.ctx, backends.GetKVParams{Key: k("fine"), Now: later})
 	expectErr(h.t, err, job.ErrNotFound)
 
 	// Empty batches, and one of the size the workflow engine sends.

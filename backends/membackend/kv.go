@@ -25,6 +25,9 @@ func (b *Backend) liveKV(key string, now time.Time) (backends.KV, bool) {
 
 // GetKV implements backends.KVStore.
 func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.KV, error) {
+	if err := backends.ValidKey(p.Key); err != nil {
+		return backends.KV{}, err
+	}
 	if err := b.gate.Check(ctx); err != nil {
 		return backends.KV{}, err
 	}
@@ -40,6 +43,9 @@ func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.K
 
 // PutKV implements backends.KVStore.
 func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, error) {
+	if err := backends.ValidKey(p.Key); err != nil {
+		return 0, err
+	}
 	if err := b.gate.Check(ctx); err != nil {
 		return 0, err
 	}
@@ -68,6 +74,9 @@ func (b *Backend) putKV(p backends.PutKVParams) (next, have int64) {
 
 // GetKVMany implements backends.KVBatcher.
 func (b *Backend) GetKVMany(ctx context.Context, p backends.GetKVManyParams) ([]backends.KV, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
 	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
@@ -103,6 +112,9 @@ func (b *Backend) PutKVMany(ctx context.Context, p backends.PutKVManyParams) ([]
 
 // DeleteKV implements backends.KVStore.
 func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error {
+	if err := backends.ValidKey(p.Key); err != nil {
+		return err
+	}
 	if err := b.gate.Check(ctx); err != nil {
 		return err
 	}
@@ -119,6 +131,9 @@ func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error
 
 // ListKV implements backends.KVStore.
 func (b *Backend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backends.KV, error) {
+	if err := backends.ValidKey(p.Prefix); err != nil {
+		return nil, err
+	}
 	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}

@@ -30,6 +30,9 @@ func nullTime(t time.Time) *time.Time {
 
 // GetKV implements backends.KVStore.
 func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.KV, error) {
+	if err := backends.ValidKey(p.Key); err != nil {
+		return backends.KV{}, err
+	}
 	if err := b.gate.Check(ctx); err != nil {
 		return backends.KV{}, err
 	}
@@ -51,6 +54,9 @@ func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.K
 
 // PutKV implements backends.KVStore in one statement.
 func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, error) {
+	if err := backends.ValidKey(p.Key); err != nil {
+		return 0, err
+	}
 	if err := b.gate.Check(ctx); err != nil {
 		return 0, err
 	}
@@ -84,6 +90,9 @@ func (b *Backend) putKVStatement(p backends.PutKVParams) (string, []any) {
 
 // GetKVMany implements backends.KVBatcher in one statement.
 func (b *Backend) GetKVMany(ctx context.Context, p backends.GetKVManyParams) ([]backends.KV, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
 	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
@@ -187,6 +196,9 @@ func (b *Backend) PutKVMany(ctx context.Context, p backends.PutKVManyParams) ([]
 // DeleteKV implements backends.KVStore. The row stays, expired, so a
 // re-created key continues the version sequence.
 func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error {
+	if err := backends.ValidKey(p.Key); err != nil {
+		return err
+	}
 	if err := b.gate.Check(ctx); err != nil {
 		return err
 	}
@@ -203,6 +215,9 @@ func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error
 
 // ListKV implements backends.KVStore.
 func (b *Backend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backends.KV, error) {
+	if err := backends.ValidKey(p.Prefix); err != nil {
+		return nil, err
+	}
 	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}

@@ -35,6 +35,9 @@ func (b *Backend) kvRead(ctx context.Context, args ...any) *redis.Cmd {
 
 // GetKV implements backends.KVStore.
 func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.KV, error) {
+	if err := backends.ValidKey(p.Key); err != nil {
+		return backends.KV{}, err
+	}
 	if err := b.gate.Check(ctx); err != nil {
 		return backends.KV{}, err
 	}
@@ -56,6 +59,9 @@ func kvFrom(key string, version, exp, val any) backends.KV {
 
 // PutKV implements backends.KVStore.
 func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, error) {
+	if err := backends.ValidKey(p.Key); err != nil {
+		return 0, err
+	}
 	if err := b.gate.Check(ctx); err != nil {
 		return 0, err
 	}
@@ -71,6 +77,9 @@ func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, err
 
 // GetKVMany implements backends.KVBatcher in one run of the script.
 func (b *Backend) GetKVMany(ctx context.Context, p backends.GetKVManyParams) ([]backends.KV, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
 	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
@@ -127,6 +136,9 @@ func (b *Backend) PutKVMany(ctx context.Context, p backends.PutKVManyParams) ([]
 
 // DeleteKV implements backends.KVStore.
 func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error {
+	if err := backends.ValidKey(p.Key); err != nil {
+		return err
+	}
 	if err := b.gate.Check(ctx); err != nil {
 		return err
 	}
@@ -142,6 +154,9 @@ func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error
 
 // ListKV implements backends.KVStore.
 func (b *Backend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backends.KV, error) {
+	if err := backends.ValidKey(p.Prefix); err != nil {
+		return nil, err
+	}
 	if err := b.gate.Check(ctx); err != nil {
 		return nil, err
 	}
