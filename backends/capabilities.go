@@ -118,6 +118,35 @@ type FairReserver interface {
 	ReserveFair(ctx context.Context, p ReserveParams) ([]*job.Record, error)
 }
 
+// ExhaustiveReserver is a Backend whose reserves fill their limit while
+// the queue has jobs due: Reserve, and ReserveSlots when not Fair, lease
+// plus hold back (ReserveSlotsResult.HeldBack) fewer than p.Limit jobs only
+// when no other job of the queue was due that they could take, jobs they
+// dead-lettered on the way (poison, corrupt records) not counted. Rows
+// another reserve holds at that moment (PostgreSQL's SKIP LOCKED) are that
+// reserve's. A worker takes such a short reserve as an empty one: it skips
+// the queue until a notification names it or PollInterval passes, where
+// it would pay one more reserve to find the queue empty. For a worker of
+// many small queues that was a reserve a queue each time one drained, the
+// bench's round trips per job at 1,000 queues (docs/benchmarks.md).
+//
+// Fair reserves are not covered: a turn may end a call early.
+//
+// Fallback when absent (a broker hands out what its consumer holds, not
+// all that is due): only an empty reserve marks a queue empty.
+type ExhaustiveReserver interface {
+	Backend
+	// ReservesExhaustively reports whether the guarantee holds; a
+	// wrapper of a backend answers for the one it wraps.
+	ReservesExhaustively() bool
+}
+
+// Exhaustive reports whether b is an ExhaustiveReserver that says so.
+func Exhaustive(b Backend) bool {
+	e, ok := b.(ExhaustiveReserver)
+	return ok && e.ReservesExhaustively()
+}
+
 // CompleteManyParams is the input of BatchCompleter.CompleteMany.
 type CompleteManyParams struct {
 	Jobs []CompleteParams

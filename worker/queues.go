@@ -9,7 +9,8 @@ import (
 	"time"
 )
 
-// dryQueues are the queues whose last reserve found nothing due: the fetch
+// dryQueues are the queues whose last reserve found nothing due (or, from
+// a backends.ExhaustiveReserver, fewer jobs than it asked for): the fetch
 // loop skips each until it may hold due jobs again, so that a worker of
 // many queues does not spend a reserve a round on every empty one (River's
 // producers, one per queue, wait the same way). A queue is wet again

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -30,22 +31,15 @@ func (c *reserveCounter) Reserve(ctx context.Context, p backends.ReserveParams) 
 	return c.Backend.Reserve(ctx, p)
 }
 
-func TestEmptyQueuesAreNotReservedEveryRound(t *testing.T) {
-	mb := membackend.New(membackend.Config{})
-	b := &reserveCounter{Backend: mb, n: map[string]int{}}
-	qs := []worker.QueueConfig{{Name: "busy"}}
-	for i := range 20 {
-		qs = append(qs, worker.QueueConfig{Name: fmt.Sprintf("empty-%d", i)})
-	}
-	// One job at a time: a hundred fetch rounds, each of which used to
-	// reserve every empty queue it visited before "busy".
-	w := worker.New(b, worker.Config{Queues: qs, Concurrency: 1, FetchLimit: 1, PollInterval: time.Hour})
-	task := queue.NewTask[Args, queue.None]("busy.task", queue.TaskOptions{Queue: "busy"})
+// countReserves runs n jobs of task through w, which serves b over mb,
+// stops w once they are done and returns the reserves per queue b counted.
+func countReserves(t *testing.T, mb *membackend.Backend, b *reserveCounter, w *worker.Worker, task *queue.Task[Args, queue.None], n int) map[string]int {
+	t.Helper()
 	worker.Register(w, task, func(context.Context, Args) (queue.None, error) { return queue.None{}, nil })
 	c := queue.NewClient(mb, queue.Config{})
-	var reqs []queue.Request
-	for range 100 {
-		reqs = append(reqs, task.Request(Args{}, nil))
+	reqs := make([]queue.Request, n)
+	for i := range reqs {
+		reqs[i] = task.Request(Args{}, nil)
 	}
 	refs, err := c.EnqueueMany(context.Background(), reqs...)
 	if err != nil {
@@ -56,15 +50,51 @@ func TestEmptyQueuesAreNotReservedEveryRound(t *testing.T) {
 	for _, r := range refs {
 		e.wait(r.ID)
 	}
+	if err := w.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return maps.Clone(b.n)
+}
+
+func TestEmptyQueuesAreNotReservedEveryRound(t *testing.T) {
+	mb := membackend.New(membackend.Config{})
+	b := &reserveCounter{Backend: mb, n: map[string]int{}}
+	qs := []worker.QueueConfig{{Name: "busy"}}
+	for i := range 20 {
+		qs = append(qs, worker.QueueConfig{Name: fmt.Sprintf("empty-%d", i)})
+	}
+	// One job at a time: a hundred fetch rounds, each of which used to
+	// reserve every empty queue it visited before "busy".
+	w := worker.New(b, worker.Config{Queues: qs, Concurrency: 1, FetchLimit: 1, PollInterval: time.Hour})
+	n := countReserves(t, mb, b, w, queue.NewTask[Args, queue.None]("busy.task", queue.TaskOptions{Queue: "busy"}), 100)
 	for _, q := range qs[1:] {
-		if n := b.n[q.Name]; n > 1 {
-			t.Errorf("queue %s was reserved %d times over 100 jobs of another queue; a queue found empty waits for the poll (an hour here)", q.Name, n)
+		if n[q.Name] > 1 {
+			t.Errorf("queue %s was reserved %d times over 100 jobs of another queue; a queue found empty waits for the poll (an hour here)", q.Name, n[q.Name])
 		}
 	}
-	if b.n["busy"] < 100 {
-		t.Errorf("busy was reserved %d times for 100 jobs one at a time", b.n["busy"])
+	if n["busy"] < 100 {
+		t.Errorf("busy was reserved %d times for 100 jobs one at a time", n["busy"])
+	}
+}
+
+// exhaustive is a reserveCounter that says its reserves fill their limit
+// while jobs are due, as membackend's do.
+type exhaustive struct{ *reserveCounter }
+
+func (exhaustive) ReservesExhaustively() bool { return true }
+
+// A reserve that comes back short from an ExhaustiveReserver dries its
+// queue as an empty one would: three jobs against a limit of ten cost one
+// reserve, not a second one to find the queue empty.
+func TestShortReserveDriesQueue(t *testing.T) {
+	mb := membackend.New(membackend.Config{})
+	b := &reserveCounter{Backend: mb, n: map[string]int{}}
+	w := worker.New(exhaustive{b}, worker.Config{Queues: []worker.QueueConfig{{Name: "q"}}, Concurrency: 10,
+		FetchLimit: 10, PollInterval: time.Hour})
+	if n := countReserves(t, mb, b, w, queue.NewTask[Args, queue.None]("q.task", queue.TaskOptions{Queue: "q"}), 3); n["q"] != 1 {
+		t.Errorf("q was reserved %d times for 3 jobs under a limit of 10, want once", n["q"])
 	}
 }
 

@@ -310,13 +310,16 @@ func (w *Worker) fetchRound(ctx context.Context) (bool, error) {
 		// Jobs of every task come back, also of tasks this worker has no
 		// handler for: ReserveParams has no task filter yet (a later
 		// contract change). execute releases those (see unknown.go).
+		limit := min(free, w.cfg.FetchLimit)
 		recs, heldBack, err := w.reserve(ctx, q, backends.ReserveParams{
-			Queue: q.Name, Limit: min(free, w.cfg.FetchLimit), Lease: w.cfg.LeaseDuration, Worker: w.cfg.ID,
+			Queue: q.Name, Limit: limit, Lease: w.cfg.LeaseDuration, Worker: w.cfg.ID,
 		})
 		if err != nil {
 			return got, fmt.Errorf("queue %s: %w", q.Name, err)
 		}
-		if len(recs) == 0 && heldBack == 0 {
+		// An empty reserve means the queue has nothing due; so does a
+		// short one, from a backend that fills its reserves while it can.
+		if heldBack == 0 && (len(recs) == 0 || len(recs) < limit && !q.Fair && backends.Exhaustive(w.b)) {
 			w.dry.dry(q.Name, stamp, began, time.Now().Add(w.cfg.PollInterval))
 		}
 		w.preAdmit(ctx, recs) // limits asked once for the batch (limits.go)

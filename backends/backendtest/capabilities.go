@@ -34,6 +34,7 @@ func (s Suite) RunCapabilities(t *testing.T) {
 		{"AnnotateKV", is[backends.KVStore](probe), testAnnotateKV},
 		{"FairReserver", is[backends.FairReserver](probe), testFair},
 		{"SlotReserver", is[backends.SlotReserver](probe), testSlots},
+		{"ExhaustiveReserver", backends.Exhaustive(probe), testExhaustive},
 	}
 	for _, c := range caps {
 		t.Run(c.name, func(t *testing.T) {

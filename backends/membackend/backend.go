@@ -78,11 +78,12 @@ type queueState struct {
 }
 
 var (
-	_ backends.Backend   = (*Backend)(nil)
-	_ backends.Inspector = (*Backend)(nil)
-	_ backends.Admin     = (*Backend)(nil)
-	_ backends.Pauser    = (*Backend)(nil)
-	_ backends.Notifier  = (*Backend)(nil)
+	_ backends.Backend            = (*Backend)(nil)
+	_ backends.Inspector          = (*Backend)(nil)
+	_ backends.Admin              = (*Backend)(nil)
+	_ backends.Pauser             = (*Backend)(nil)
+	_ backends.Notifier           = (*Backend)(nil)
+	_ backends.ExhaustiveReserver = (*Backend)(nil)
 )
 
 // New returns an empty in-memory backend. It keeps finished jobs for
@@ -248,6 +249,10 @@ func (b *Backend) depth(queue string) int {
 func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
 	return b.reserve(ctx, p, nextReady)
 }
+
+// ReservesExhaustively implements backends.ExhaustiveReserver: a reserve
+// pops ready entries until it has its limit or none is left.
+func (b *Backend) ReservesExhaustively() bool { return true }
 
 // nextReady pops the queue's best live ready entry, or nil: Reserve's
 // order.

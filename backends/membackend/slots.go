@@ -13,8 +13,9 @@ var _ backends.SlotReserver = (*Backend)(nil)
 // ReserveSlots implements backends.SlotReserver. The running jobs are
 // counted under b.mu, which every lease takes, so concurrent calls see
 // each other's. Like PostgreSQL's, a call looks at up to p.Limit due jobs
-// (leased or held back), so a backlog of one full key is postponed a
-// reserve's worth at a time rather than scanned whole.
+// (leased or held back; one it dead-letters is not counted), so a backlog
+// of one full key is postponed a reserve's worth at a time rather than
+// scanned whole.
 func (b *Backend) ReserveSlots(ctx context.Context, p backends.ReserveSlotsParams) (backends.ReserveSlotsResult, error) {
 	if err := p.Validate(); err != nil {
 		return backends.ReserveSlotsResult{}, err
@@ -33,10 +34,13 @@ func (b *Backend) ReserveSlots(ctx context.Context, p backends.ReserveSlotsParam
 			if e == nil {
 				return nil
 			}
-			looked++
 			r, ok := p.RuleOf(e.rec.Task)
-			if !ok || (e.rec.MaxDeliveries > 0 && e.rec.Deliveries >= e.rec.MaxDeliveries) {
-				return e // unlimited, or going to Dead
+			if e.rec.MaxDeliveries > 0 && e.rec.Deliveries >= e.rec.MaxDeliveries {
+				return e // going to Dead: not one of the jobs the call looks at
+			}
+			looked++
+			if !ok {
+				return e // unlimited
 			}
 			if running == nil {
 				running = b.runningByKey(p, now)

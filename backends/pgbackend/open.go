@@ -83,13 +83,14 @@ type Backend struct {
 }
 
 var (
-	_ backends.Backend        = (*Backend)(nil)
-	_ backends.Inspector      = (*Backend)(nil)
-	_ backends.Admin          = (*Backend)(nil)
-	_ backends.Pauser         = (*Backend)(nil)
-	_ backends.Notifier       = (*Backend)(nil)
-	_ backends.BatchCompleter = (*Backend)(nil)
-	_ backends.TxEnqueuer     = (*Backend)(nil)
+	_ backends.Backend            = (*Backend)(nil)
+	_ backends.Inspector          = (*Backend)(nil)
+	_ backends.Admin              = (*Backend)(nil)
+	_ backends.Pauser             = (*Backend)(nil)
+	_ backends.Notifier           = (*Backend)(nil)
+	_ backends.BatchCompleter     = (*Backend)(nil)
+	_ backends.TxEnqueuer         = (*Backend)(nil)
+	_ backends.ExhaustiveReserver = (*Backend)(nil)
 )
 
 // New checks the schema version (migrating first when cfg.Migrate) and

@@ -177,8 +177,7 @@ var poisonFormat = record.PoisonFormat("%d")
 
 // Reserve implements backends.Backend. The script also recovers the queue's
 // expired leases and promotes its due jobs, so a queue with workers never
-// waits for the janitor. When every job it leased was corrupt (and set
-// aside), it reserves again, so an empty result means nothing is due.
+// waits for the janitor.
 func (b *Backend) Reserve(ctx context.Context, p backends.ReserveParams) ([]*job.Record, error) {
 	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
@@ -194,24 +193,38 @@ type variant struct {
 	slots []any // reserve.lua's arguments for the rules
 }
 
-// reserveAll reserves once, again while every job a run leased was
-// corrupt.
+// reserveAll runs the script until p.Limit jobs are leased or held back,
+// or a run took fewer than it asked for: the ready set ran out. A run asks
+// for maxBatch at most, and the jobs it leased that were corrupt (set
+// aside here) leave its share short (ExhaustiveReserver).
 func (b *Backend) reserveAll(ctx context.Context, p backends.ReserveParams, v variant) (backends.ReserveSlotsResult, error) {
+	var all backends.ReserveSlotsResult
 	for {
-		res, leased, err := b.reserve(ctx, p, v)
-		if err != nil || len(res.Jobs) > 0 || len(res.HeldBack) > 0 || leased == 0 {
+		ask := p
+		ask.Limit = min(p.Limit-len(all.Jobs)-len(all.HeldBack), maxBatch)
+		res, took, err := b.reserve(ctx, ask, v)
+		if err != nil {
+			if len(all.Jobs)+len(all.HeldBack) > 0 {
+				return all, nil // leased already; the next call meets the error
+			}
 			return res, err
+		}
+		all.Jobs, all.HeldBack = append(all.Jobs, res.Jobs...), append(all.HeldBack, res.HeldBack...)
+		// Again for the rest after a full run; after a short one only if
+		// all it took was dead-lettered, so that nothing means none due.
+		if n := len(all.Jobs) + len(all.HeldBack); n >= p.Limit || took == 0 || took < ask.Limit && n > 0 {
+			return all, nil
 		}
 	}
 }
 
-// reserve runs the script once; leased counts the jobs it leased, usable
-// or not.
+// ReservesExhaustively implements backends.ExhaustiveReserver (reserveAll).
+func (b *Backend) ReservesExhaustively() bool { return true }
+
+// reserve runs the script once; took counts the jobs it leased, usable or
+// not, and held back.
 func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, v variant) (backends.ReserveSlotsResult, int, error) {
 	var res backends.ReserveSlotsResult
-	if p.Limit > maxBatch {
-		p.Limit = maxBatch
-	}
 	now := b.cfg.Clock.Now()
 	script, args := b.s.reserve, []any{now.UnixMilli(), p.Limit, p.Lease.Milliseconds(),
 		p.Worker, newTokenPrefix(p.Queue), record.KeepMillis(b.cfg.KeepDead), poisonFormat}
@@ -248,8 +261,10 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, v varia
 		}
 		res.Jobs = append(res.Jobs, r)
 	}
+	took := len(got) / 3
 	if len(reply) > 3 {
 		held, _ := reply[3].([]any)
+		took += len(held) / 2
 		for i := 0; i+1 < len(held); i += 2 {
 			// One that does not decode is set aside when it is next leased.
 			if r, err := decode(str(held[i]), p.Queue, held[i+1]); err == nil {
@@ -257,7 +272,7 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, v varia
 			}
 		}
 	}
-	return res, len(got) / 3, nil
+	return res, took, nil
 }
 
 // setAside dead-letters a reserved job whose hash does not parse, with the

@@ -77,12 +77,13 @@ type Backend struct {
 }
 
 var (
-	_ backends.Backend        = (*Backend)(nil)
-	_ backends.Inspector      = (*Backend)(nil)
-	_ backends.Admin          = (*Backend)(nil)
-	_ backends.Pauser         = (*Backend)(nil)
-	_ backends.Notifier       = (*Backend)(nil)
-	_ backends.BatchCompleter = (*Backend)(nil)
+	_ backends.Backend            = (*Backend)(nil)
+	_ backends.Inspector          = (*Backend)(nil)
+	_ backends.Admin              = (*Backend)(nil)
+	_ backends.Pauser             = (*Backend)(nil)
+	_ backends.Notifier           = (*Backend)(nil)
+	_ backends.BatchCompleter     = (*Backend)(nil)
+	_ backends.ExhaustiveReserver = (*Backend)(nil)
 )
 
 // New checks that Redis answers, loads the scripts and starts the janitor.

@@ -155,8 +155,9 @@ func (b *Backend) ReserveFair(ctx context.Context, p backends.ReserveParams) ([]
 // fairRows returns the candidates of a fair reserve: the columns reserve
 // reads of the jobs fairCandidates picks, in its order, and more columns
 // if any (a slot reserve's).
-func fairRows(ctx context.Context, p backends.ReserveParams, more string) func(*sql.Tx, time.Time) (*sql.Rows, error) {
-	return func(tx *sql.Tx, now time.Time) (*sql.Rows, error) {
+func fairRows(ctx context.Context, p backends.ReserveParams, more string) candidates {
+	return func(tx *sql.Tx, now time.Time, limit int) (*sql.Rows, error) {
+		p.Limit = limit
 		ids, err := fairCandidates(ctx, tx, p, now)
 		if err != nil {
 			return nil, err

@@ -36,10 +36,10 @@ func (b *Backend) ReserveSlots(ctx context.Context, p backends.ReserveSlotsParam
 	if p.Fair {
 		return b.reserve(ctx, p.ReserveParams, fairRows(ctx, p.ReserveParams, ", j.task, "+keyOf(path, "j.")), &p)
 	}
-	return b.reserve(ctx, p.ReserveParams, func(tx *sql.Tx, now time.Time) (*sql.Rows, error) {
+	return b.reserve(ctx, p.ReserveParams, func(tx *sql.Tx, now time.Time, limit int) (*sql.Rows, error) {
 		return tx.QueryContext(ctx, `SELECT id, deliveries, max_deliveries, task, `+keyOf(path, "")+` FROM conveyor_jobs
 			WHERE queue = ? AND state IN `+waitingStates+` AND run_at <= ?
-			ORDER BY priority DESC, run_at, seq LIMIT ?`, p.Queue, record.Micros(now), p.Limit)
+			ORDER BY priority DESC, run_at, seq LIMIT ?`, p.Queue, record.Micros(now), limit)
 	}, &p)
 }
 
