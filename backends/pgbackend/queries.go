@@ -4,15 +4,15 @@ import "strings"
 
 // queries are the statements, with the schema filled in once at New.
 type queries struct {
-	schema                                                                    string
-	insert, recoverQueue, reserve, extend, complete, completeTx, retry, dead  string
-	lockQueues, lockKeys, holders, existing, depth, selectJob                 string
-	cancelRow, cancelRequest, cancelJob, getJob, listJobs, listAllJobs, stats string
-	replay, replayQueue, deleteJobs, purge, pause, resume, recoverAll         string
-	pruneDone, pruneDead, foldCounts, deadJobs                                string
-	fairLock, fairReserve, ringTryLock, pruneRing                             string // fair.go
-	reserveSlots, fairSlotsReserve                                            string // slots.go
-	takeTokens                                                                string // limits.go
+	schema                                                                              string
+	insert, insertOne, recoverQueue, reserve, extend, complete, completeTx, retry, dead string
+	lockQueues, lockKeys, holders, existing, depth, selectJob                           string
+	cancelRow, cancelRequest, cancelJob, getJob, listJobs, listAllJobs, stats           string
+	replay, replayQueue, deleteJobs, purge, pause, resume, recoverAll                   string
+	pruneDone, pruneDead, foldCounts, deadJobs                                          string
+	fairLock, fairReserve, ringTryLock, pruneRing                                       string // fair.go
+	reserveSlots, fairSlotsReserve                                                      string // slots.go
+	takeTokens                                                                          string // limits.go
 }
 
 // recordCols are the columns scanRecord reads, in order.
@@ -75,6 +75,14 @@ func newQueries(schema string) queries {
 				AS i(id, queue, task, payload, headers, priority, run_at, max_deliveries, timeout_ms, retry_policy,
 					unique_key, unique_until, ord, grp)
 			ORDER BY ord
+			ON CONFLICT (id) DO NOTHING
+			RETURNING id, state`),
+		// insert's one job of no group, without its arrays and the ring's
+		// CTE: the single enqueue a web handler makes.
+		insertOne: t(`INSERT INTO S.jobs (id, queue, task, payload, headers, priority, state, run_at, created_at,
+				max_deliveries, timeout_ms, retry_policy, unique_key, unique_until)
+			VALUES ($1, $2, $3, $4, $5::jsonb, $6, CASE WHEN $7::timestamptz > $13 THEN 'scheduled' ELSE 'pending' END,
+				$7, $13, $8, $9, $10, $11, $12)
 			ON CONFLICT (id) DO NOTHING
 			RETURNING id, state`),
 		// An upsert that always locks the queue's row: a new row is locked by
