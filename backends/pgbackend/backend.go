@@ -332,31 +332,17 @@ type variant struct {
 }
 
 // reserveDue picks until it has p.Limit jobs leased or held back, or a
-// pick came back short of what it asked for: nothing else was due. A pick
-// fills its LIMIT with the poison and corrupt jobs it dead-letters too,
-// and only then is it picked again, for the rest (ExhaustiveReserver).
+// pick came back short: nothing else was due (record.Fill). A pick fills
+// its LIMIT with the poison and corrupt jobs it dead-letters too.
 func (b *Backend) reserveDue(ctx context.Context, p backends.ReserveParams, v variant) (backends.ReserveSlotsResult, error) {
 	if err := b.gate.Valid(ctx, p); err != nil {
 		return backends.ReserveSlotsResult{}, err
 	}
-	var all backends.ReserveSlotsResult
-	for {
+	return record.Fill(p.Limit, 0, func(limit int) (backends.ReserveSlotsResult, int, error) {
 		ask := p
-		ask.Limit = p.Limit - len(all.Jobs) - len(all.HeldBack)
-		res, picked, err := b.reserve(ctx, ask, v)
-		if err != nil {
-			if len(all.Jobs)+len(all.HeldBack) > 0 {
-				return all, nil // leased already; the next call meets the error
-			}
-			return res, err
-		}
-		all.Jobs, all.HeldBack = append(all.Jobs, res.Jobs...), append(all.HeldBack, res.HeldBack...)
-		// Again for the rest after a full run; after a short one only if
-		// all it took was dead-lettered, so that nothing means none due.
-		if n := len(all.Jobs) + len(all.HeldBack); n >= p.Limit || picked == 0 || picked < ask.Limit && n > 0 {
-			return all, nil
-		}
-	}
+		ask.Limit = limit
+		return b.reserve(ctx, ask, v)
+	})
 }
 
 // ReservesExhaustively implements backends.ExhaustiveReserver (reserveDue).

@@ -194,28 +194,15 @@ type variant struct {
 }
 
 // reserveAll runs the script until p.Limit jobs are leased or held back,
-// or a run took fewer than it asked for: the ready set ran out. A run asks
-// for maxBatch at most, and the jobs it leased that were corrupt (set
-// aside here) leave its share short (ExhaustiveReserver).
+// or a run took fewer than it asked for: the ready set ran out
+// (record.Fill). A run asks for maxBatch at most, and the jobs it leased
+// that were corrupt (set aside here) leave its share short.
 func (b *Backend) reserveAll(ctx context.Context, p backends.ReserveParams, v variant) (backends.ReserveSlotsResult, error) {
-	var all backends.ReserveSlotsResult
-	for {
+	return record.Fill(p.Limit, maxBatch, func(limit int) (backends.ReserveSlotsResult, int, error) {
 		ask := p
-		ask.Limit = min(p.Limit-len(all.Jobs)-len(all.HeldBack), maxBatch)
-		res, took, err := b.reserve(ctx, ask, v)
-		if err != nil {
-			if len(all.Jobs)+len(all.HeldBack) > 0 {
-				return all, nil // leased already; the next call meets the error
-			}
-			return res, err
-		}
-		all.Jobs, all.HeldBack = append(all.Jobs, res.Jobs...), append(all.HeldBack, res.HeldBack...)
-		// Again for the rest after a full run; after a short one only if
-		// all it took was dead-lettered, so that nothing means none due.
-		if n := len(all.Jobs) + len(all.HeldBack); n >= p.Limit || took == 0 || took < ask.Limit && n > 0 {
-			return all, nil
-		}
-	}
+		ask.Limit = limit
+		return b.reserve(ctx, ask, v)
+	})
 }
 
 // ReservesExhaustively implements backends.ExhaustiveReserver (reserveAll).
