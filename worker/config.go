@@ -39,7 +39,8 @@ type Config struct {
 	JobTimeout time.Duration
 	// PollInterval is how often an idle worker looks for due jobs. Backends
 	// with notifications wake it sooner. A queue whose reserve found
-	// nothing is skipped until a notification names it, a job this worker
+	// nothing (or, from a backends.ExhaustiveReserver, fewer jobs than it
+	// asked for) is skipped until a notification names it, a job this worker
 	// postponed there comes due, or PollInterval has passed, so a worker
 	// of many queues does not reserve each empty one every round. Default 1s.
 	PollInterval time.Duration
