@@ -20,7 +20,7 @@ import (
 // expiry, so a holder of an old version can never write.
 //
 // Keys are UTF-8 text: every method refuses another key or prefix with an
-// error wrapping job.ErrInvalid (ValidKey).
+// error wrapping job.ErrInvalid (its params' Validate).
 //
 // Fallback when absent: scheduler.New refuses the backend with an error
 // wrapping job.ErrUnsupported.
@@ -72,11 +72,11 @@ type PutKVManyParams struct {
 
 // Validate refuses a batch that names a key twice, whether the second put
 // would see the first is not something backends agree on, and a key that
-// is not UTF-8 (ValidKey).
+// is not UTF-8.
 func (p PutKVManyParams) Validate() error {
 	seen := make(map[string]bool, len(p.Puts))
 	for _, put := range p.Puts {
-		if err := ValidKey(put.Key); err != nil {
+		if err := put.Validate(); err != nil {
 			return err
 		}
 		if seen[put.Key] {
@@ -87,22 +87,22 @@ func (p PutKVManyParams) Validate() error {
 	return nil
 }
 
-// ValidKey refuses a key (or prefix) that is not UTF-8, as every KVStore
-// method does, with an error wrapping job.ErrInvalid. Keys are text where
-// they are stored and looked up: PostgreSQL's text column refuses such a
-// key, and SQLite's batch read names its keys in a JSON array, where the
-// bad bytes would become U+FFFD and read another key's value.
-func ValidKey(key string) error {
+// validKey refuses a key (or prefix) that is not UTF-8, with an error
+// wrapping job.ErrInvalid. Keys are text where they are stored and looked
+// up: PostgreSQL's text column refuses such a key, and SQLite's batch read
+// names its keys in a JSON array, where the bad bytes would become U+FFFD
+// and read another key's value.
+func validKey(key string) error {
 	if !utf8.ValidString(key) {
 		return fmt.Errorf("%w: key %q is not UTF-8", job.ErrInvalid, key)
 	}
 	return nil
 }
 
-// Validate checks the keys (ValidKey).
+// Validate checks the keys (validKey).
 func (p GetKVManyParams) Validate() error {
 	for _, k := range p.Keys {
-		if err := ValidKey(k); err != nil {
+		if err := validKey(k); err != nil {
 			return err
 		}
 	}
@@ -123,6 +123,9 @@ type GetKVParams struct {
 	Now time.Time
 }
 
+// Validate checks the key (validKey).
+func (p GetKVParams) Validate() error { return validKey(p.Key) }
+
 // PutKVParams is the input of KVStore.PutKV.
 type PutKVParams struct {
 	Key       string
@@ -132,17 +135,26 @@ type PutKVParams struct {
 	Now       time.Time
 }
 
+// Validate checks the key (validKey).
+func (p PutKVParams) Validate() error { return validKey(p.Key) }
+
 // DeleteKVParams is the input of KVStore.DeleteKV.
 type DeleteKVParams struct {
 	Key       string
 	IfVersion int64
 }
 
+// Validate checks the key (validKey).
+func (p DeleteKVParams) Validate() error { return validKey(p.Key) }
+
 // ListKVParams is the input of KVStore.ListKV.
 type ListKVParams struct {
 	Prefix string
 	Now    time.Time
 }
+
+// Validate checks the prefix (validKey).
+func (p ListKVParams) Validate() error { return validKey(p.Prefix) }
 
 // KVNow returns now, or the current time when it is zero.
 func KVNow(now time.Time) time.Time {

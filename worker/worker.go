@@ -15,10 +15,13 @@ import (
 
 // Worker runs jobs from a backend with registered handlers.
 type Worker struct {
-	b   backends.Backend
-	cfg Config
-	log *slog.Logger
-	brk breakers
+	b backends.Backend
+	// exhaustive: a short reserve of b means its queue had no more due
+	// (backends.ExhaustiveReserver).
+	exhaustive bool
+	cfg        Config
+	log        *slog.Logger
+	brk        breakers
 	// cmp batches completions once started, if the backend can.
 	cmp *completer
 
@@ -79,7 +82,7 @@ const shutdownGrace = 5 * time.Second
 func New(b backends.Backend, cfg Config) *Worker {
 	cfg = cfg.withDefaults()
 	w := &Worker{
-		b: b, cfg: cfg, log: cfg.Logger.With("worker", cfg.ID),
+		b: b, exhaustive: backends.Exhaustive(b), cfg: cfg, log: cfg.Logger.With("worker", cfg.ID),
 		brk:      breakers{cfg: cfg.Breakers},
 		handlers: map[string]*handler{},
 		running:  map[leaseKey]*runningJob{},
@@ -319,7 +322,7 @@ func (w *Worker) fetchRound(ctx context.Context) (bool, error) {
 		}
 		// An empty reserve means the queue has nothing due; so does a
 		// short one, from a backend that fills its reserves while it can.
-		if heldBack == 0 && (len(recs) == 0 || len(recs) < limit && !q.Fair && backends.Exhaustive(w.b)) {
+		if heldBack == 0 && (len(recs) == 0 || len(recs) < limit && !q.Fair && w.exhaustive) {
 			w.dry.dry(q.Name, stamp, began, time.Now().Add(w.cfg.PollInterval))
 		}
 		w.preAdmit(ctx, recs) // limits asked once for the batch (limits.go)

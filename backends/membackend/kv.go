@@ -25,10 +25,7 @@ func (b *Backend) liveKV(key string, now time.Time) (backends.KV, bool) {
 
 // GetKV implements backends.KVStore.
 func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.KV, error) {
-	if err := backends.ValidKey(p.Key); err != nil {
-		return backends.KV{}, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return backends.KV{}, err
 	}
 	b.mu.Lock()
@@ -43,10 +40,7 @@ func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.K
 
 // PutKV implements backends.KVStore.
 func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, error) {
-	if err := backends.ValidKey(p.Key); err != nil {
-		return 0, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return 0, err
 	}
 	b.mu.Lock()
@@ -74,10 +68,7 @@ func (b *Backend) putKV(p backends.PutKVParams) (next, have int64) {
 
 // GetKVMany implements backends.KVBatcher.
 func (b *Backend) GetKVMany(ctx context.Context, p backends.GetKVManyParams) ([]backends.KV, error) {
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
 	b.mu.Lock()
@@ -95,10 +86,7 @@ func (b *Backend) GetKVMany(ctx context.Context, p backends.GetKVManyParams) ([]
 
 // PutKVMany implements backends.KVBatcher.
 func (b *Backend) PutKVMany(ctx context.Context, p backends.PutKVManyParams) ([]int64, error) {
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
 	b.mu.Lock()
@@ -112,10 +100,7 @@ func (b *Backend) PutKVMany(ctx context.Context, p backends.PutKVManyParams) ([]
 
 // DeleteKV implements backends.KVStore.
 func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error {
-	if err := backends.ValidKey(p.Key); err != nil {
-		return err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return err
 	}
 	b.mu.Lock()
@@ -131,10 +116,7 @@ func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error
 
 // ListKV implements backends.KVStore.
 func (b *Backend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backends.KV, error) {
-	if err := backends.ValidKey(p.Prefix); err != nil {
-		return nil, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
 	b.mu.Lock()

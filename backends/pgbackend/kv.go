@@ -30,10 +30,7 @@ func nullTime(t time.Time) *time.Time {
 
 // GetKV implements backends.KVStore.
 func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.KV, error) {
-	if err := backends.ValidKey(p.Key); err != nil {
-		return backends.KV{}, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return backends.KV{}, err
 	}
 	kv := backends.KV{Key: p.Key}
@@ -54,10 +51,7 @@ func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.K
 
 // PutKV implements backends.KVStore in one statement.
 func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, error) {
-	if err := backends.ValidKey(p.Key); err != nil {
-		return 0, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return 0, err
 	}
 	sql, args := b.putKVStatement(p)
@@ -90,10 +84,7 @@ func (b *Backend) putKVStatement(p backends.PutKVParams) (string, []any) {
 
 // GetKVMany implements backends.KVBatcher in one statement.
 func (b *Backend) GetKVMany(ctx context.Context, p backends.GetKVManyParams) ([]backends.KV, error) {
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
 	slots := record.NewKVSlots(p.Keys)
@@ -138,10 +129,7 @@ func scanKV(s scanner) (backends.KV, error) {
 // not exist. A put matching neither returns no row: 0. A thousand puts
 // cost three statements, not a thousand.
 func (b *Backend) PutKVMany(ctx context.Context, p backends.PutKVManyParams) ([]int64, error) {
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
 	out := make([]int64, len(p.Puts))
@@ -196,10 +184,7 @@ func (b *Backend) PutKVMany(ctx context.Context, p backends.PutKVManyParams) ([]
 // DeleteKV implements backends.KVStore. The row stays, expired, so a
 // re-created key continues the version sequence.
 func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error {
-	if err := backends.ValidKey(p.Key); err != nil {
-		return err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return err
 	}
 	tag, err := b.pool.Exec(ctx, `UPDATE `+b.kvTable()+` SET value = '', expires_at = '-infinity'
@@ -215,10 +200,7 @@ func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error
 
 // ListKV implements backends.KVStore.
 func (b *Backend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backends.KV, error) {
-	if err := backends.ValidKey(p.Prefix); err != nil {
-		return nil, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
 	rows, err := b.pool.Query(ctx, `SELECT key, value, version, expires_at FROM `+b.kvTable()+`

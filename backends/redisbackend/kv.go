@@ -35,10 +35,7 @@ func (b *Backend) kvRead(ctx context.Context, args ...any) *redis.Cmd {
 
 // GetKV implements backends.KVStore.
 func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.KV, error) {
-	if err := backends.ValidKey(p.Key); err != nil {
-		return backends.KV{}, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return backends.KV{}, err
 	}
 	v, err := b.kvRead(ctx, "get", p.Key, record.Millis(backends.KVNow(p.Now))).Slice()
@@ -59,10 +56,7 @@ func kvFrom(key string, version, exp, val any) backends.KV {
 
 // PutKV implements backends.KVStore.
 func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, error) {
-	if err := backends.ValidKey(p.Key); err != nil {
-		return 0, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return 0, err
 	}
 	v, err := b.kv(ctx, "put", p.Key, p.Value, p.IfVersion, record.Millis(p.ExpiresAt), record.Millis(backends.KVNow(p.Now))).Int64()
@@ -77,10 +71,7 @@ func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, err
 
 // GetKVMany implements backends.KVBatcher in one run of the script.
 func (b *Backend) GetKVMany(ctx context.Context, p backends.GetKVManyParams) ([]backends.KV, error) {
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
 	if len(p.Keys) == 0 {
@@ -110,10 +101,7 @@ func (b *Backend) GetKVMany(ctx context.Context, p backends.GetKVManyParams) ([]
 
 // PutKVMany implements backends.KVBatcher in one run of the script.
 func (b *Backend) PutKVMany(ctx context.Context, p backends.PutKVManyParams) ([]int64, error) {
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
 	if len(p.Puts) == 0 {
@@ -136,10 +124,7 @@ func (b *Backend) PutKVMany(ctx context.Context, p backends.PutKVManyParams) ([]
 
 // DeleteKV implements backends.KVStore.
 func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error {
-	if err := backends.ValidKey(p.Key); err != nil {
-		return err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return err
 	}
 	n, err := b.kv(ctx, "delete", p.Key, p.IfVersion, record.Millis(backends.KVNow(time.Time{}))).Int64()
@@ -154,10 +139,7 @@ func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error
 
 // ListKV implements backends.KVStore.
 func (b *Backend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backends.KV, error) {
-	if err := backends.ValidKey(p.Prefix); err != nil {
-		return nil, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
 	v, err := b.kvRead(ctx, "list", p.Prefix, record.Millis(backends.KVNow(p.Now))).Slice()

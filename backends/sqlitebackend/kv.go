@@ -23,10 +23,7 @@ const liveClause = `(expires_at = 0 OR expires_at > ?)`
 
 // GetKV implements backends.KVStore.
 func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.KV, error) {
-	if err := backends.ValidKey(p.Key); err != nil {
-		return backends.KV{}, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return backends.KV{}, err
 	}
 	kv := backends.KV{Key: p.Key}
@@ -44,10 +41,7 @@ func (b *Backend) GetKV(ctx context.Context, p backends.GetKVParams) (backends.K
 
 // PutKV implements backends.KVStore.
 func (b *Backend) PutKV(ctx context.Context, p backends.PutKVParams) (int64, error) {
-	if err := backends.ValidKey(p.Key); err != nil {
-		return 0, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return 0, err
 	}
 	var next int64
@@ -83,10 +77,7 @@ func (b *Backend) putKV(ctx context.Context, tx *sql.Tx, p backends.PutKVParams)
 
 // GetKVMany implements backends.KVBatcher in one query.
 func (b *Backend) GetKVMany(ctx context.Context, p backends.GetKVManyParams) ([]backends.KV, error) {
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
 	slots := record.NewKVSlots(p.Keys)
@@ -123,10 +114,7 @@ func scanKV(rows *sql.Rows) (backends.KV, error) {
 
 // PutKVMany implements backends.KVBatcher in one write transaction.
 func (b *Backend) PutKVMany(ctx context.Context, p backends.PutKVManyParams) ([]int64, error) {
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
 	out := make([]int64, len(p.Puts))
@@ -153,10 +141,7 @@ func (b *Backend) PutKVMany(ctx context.Context, p backends.PutKVManyParams) ([]
 // DeleteKV implements backends.KVStore. The row stays, expired, so a
 // re-created key continues the version sequence.
 func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error {
-	if err := backends.ValidKey(p.Key); err != nil {
-		return err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return err
 	}
 	err := b.write(ctx, func(tx *sql.Tx) error {
@@ -179,10 +164,7 @@ func (b *Backend) DeleteKV(ctx context.Context, p backends.DeleteKVParams) error
 
 // ListKV implements backends.KVStore.
 func (b *Backend) ListKV(ctx context.Context, p backends.ListKVParams) ([]backends.KV, error) {
-	if err := backends.ValidKey(p.Prefix); err != nil {
-		return nil, err
-	}
-	if err := b.gate.Check(ctx); err != nil {
+	if err := b.gate.Valid(ctx, p); err != nil {
 		return nil, err
 	}
 	rows, err := b.ro.QueryContext(ctx, `SELECT key, value, version, expires_at FROM conveyor_kv

@@ -71,6 +71,8 @@ func (b *Backend) reserve(ctx context.Context, p backends.ReserveParams, next ca
 		if _, err := b.prepared(ctx, tx, sqlReapLeases).ExecContext(ctx, p.Queue, record.Micros(now)); err != nil {
 			return err
 		}
+		// record.Fill's loop, but inside the transaction: an error rolls
+		// every pick back, where Fill would keep the picks before it.
 		for {
 			want := p.Limit - len(acc.jobs) - len(acc.held)
 			picked, err := b.pick(ctx, tx, p, next, sp, now, want, &acc)
